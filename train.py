@@ -1,0 +1,17 @@
+"""Train a churnsense model: `python train.py [task=churn|feedback] [overrides...]` (Hydra, multirun with -m)."""
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Dispatch to the task's training function; returns the selection metric for sweepers."""
+    from churnsense.entrypoints import run_training
+
+    return run_training(cfg)
+
+
+if __name__ == "__main__":
+    main()
