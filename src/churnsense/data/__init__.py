@@ -1,0 +1,1 @@
+"""Data layer: contract, IO, validation, loading, leakage-free framing, synthetic and public data."""

@@ -1,0 +1,146 @@
+"""The data contract: which file holds which table and which source column is which canonical column.
+
+Built from `cfg.data` (see `conf/data/*.yaml`) by `DataSpec.from_config`; library code takes these typed values.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+KINDS = ("customers", "events", "feedback")
+# Canonical columns of each table (attributes of customers come on top, named by `categorical`/`numeric`).
+REQUIRED = {
+    "customers": ("customer_id",),
+    "events": ("customer_id", "ts", "event_type", "value"),
+    "feedback": ("customer_id", "ts", "text"),
+}
+OPTIONAL = {
+    "customers": ("signup_date", "churn_date", "observed_until", "label"),
+    "events": (),
+    "feedback": ("channel", "language", "sentiment", "topic"),
+}
+DATE_COLUMNS = ("ts", "signup_date", "churn_date", "observed_until")
+SENTIMENTS = ("negative", "neutral", "positive")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One input table: where it is and how its columns map to canonical names.
+
+    `columns` maps canonical -> source column; canonical names not listed map to themselves.
+    `path` may be a plain path or `pkg://<distribution-or-module>/<relative path>`; `extra_paths` are more files
+    with the same layout, concatenated after `path` (e.g. a data set shipped as train.csv + test.csv).
+    """
+
+    path: str | None
+    columns: Mapping[str, str] = field(default_factory=dict)
+    categorical: list[str] = field(default_factory=list)
+    numeric: list[str] = field(default_factory=list)
+    extra_paths: tuple[str, ...] = ()
+    read_options: Mapping[str, Any] = field(default_factory=dict)  # passed to pandas.read_csv (e.g. sep)
+    timestamp_format: str | None = None  # strptime format of date columns; None = inferred
+    constants: Mapping[str, Any] = field(default_factory=dict)  # canonical column -> constant (e.g. event_type)
+    positive_labels: tuple[Any, ...] = ("1", "yes", "true", "churn", "churned")  # static label -> 1 (case-folded)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return ((self.path,) if self.path else ()) + tuple(self.extra_paths)
+
+    @property
+    def attributes(self) -> list[str]:
+        return list(self.categorical) + list(self.numeric)
+
+    def source(self, canonical: str) -> str:
+        """Source column name of a canonical column."""
+        return self.columns.get(canonical, canonical)
+
+    @classmethod
+    def from_config(cls, d: Mapping[str, Any] | None) -> TableSpec | None:
+        if not d or not d.get("path"):
+            return None
+        path = d["path"]
+        paths = [path] if isinstance(path, str) else list(path)
+        return cls(
+            path=str(paths[0]),
+            columns={str(k): str(v) for k, v in (d.get("columns") or {}).items()},
+            categorical=[str(c) for c in d.get("categorical") or []],
+            numeric=[str(c) for c in d.get("numeric") or []],
+            extra_paths=tuple(str(p) for p in paths[1:]) + tuple(str(p) for p in d.get("extra_paths") or []),
+            read_options=dict(d.get("read_options") or {}),
+            timestamp_format=d.get("timestamp_format"),
+            constants=dict(d.get("constants") or {}),
+            positive_labels=tuple(d.get("positive_labels") or cls.positive_labels),
+        )
+
+
+@dataclass(frozen=True)
+class FramingSpec:
+    """How snapshots and labels are made: "churns within `horizon_days` after the cutoff".
+
+    label_mode: "churn_date" (customers.churn_date / observed_until), "label" (a static 0/1 column, one snapshot,
+    split by customer only), "inactivity" (non-contractual: churn = no event in the horizon).
+    Cutoffs: explicit `train_cutoffs`/`val_cutoff`/`test_cutoff`, or derived from the data's last date so that each
+    split's label window ends before the next split's cutoff.
+    """
+
+    label_mode: Literal["churn_date", "label", "inactivity"] = "churn_date"
+    horizon_days: int = 30
+    max_events: int = 64
+    lookback_days: int | None = None  # history kept before a cutoff; None = all
+    train_cutoffs: tuple[str, ...] = ()
+    val_cutoff: str | None = None
+    test_cutoff: str | None = None
+    n_train_cutoffs: int = 3
+    cutoff_step_days: int | None = None  # spacing of train cutoffs; None = horizon_days
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    reference_date: str | None = None  # cutoff of label mode "label" data without timestamps
+    min_history_events: int = 0  # inactivity mode: customers need this many events before the cutoff
+
+    @classmethod
+    def from_config(cls, d: Mapping[str, Any] | None) -> FramingSpec:
+        d = dict(d or {})
+        for key in ("train_cutoffs",):
+            if d.get(key) is not None:
+                d[key] = tuple(str(c) for c in d[key])
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"data.framing: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**{k: v for k, v in d.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A data set: up to three tables (any may be missing, events or customers must exist) and its framing."""
+
+    name: str
+    customers: TableSpec | None
+    events: TableSpec | None
+    feedback: TableSpec | None
+    framing: FramingSpec
+    features: Mapping[str, Any] = field(default_factory=dict)  # knobs of FeaturePipeline (cfg.data.features)
+
+    def table(self, kind: str) -> TableSpec | None:
+        return getattr(self, kind)
+
+    @classmethod
+    def from_config(cls, d: Mapping[str, Any]) -> DataSpec:
+        """Build from `OmegaConf.to_container(cfg.data, resolve=True)`."""
+        tables = {k: TableSpec.from_config(d.get(k)) for k in KINDS}
+        if tables["customers"] is None and tables["events"] is None:
+            raise ValueError(f"data {d.get('name')!r}: need a customers or an events table (both paths empty)")
+        return cls(
+            name=str(d.get("name", "data")),
+            framing=FramingSpec.from_config(d.get("framing")),
+            features=dict(d.get("features") or {}),
+            **tables,
+        )
+
+
+def as_list(x: str | Sequence[str] | None) -> list[str]:
+    if x is None:
+        return []
+    return [x] if isinstance(x, str) else list(x)

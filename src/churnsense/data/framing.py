@@ -1,0 +1,205 @@
+"""Prediction framing without leakage: cutoffs, labels, time + customer splits, `Snapshot`s.
+
+"Churns within H days after the cutoff" from everything known strictly before the cutoff. Static attributes are
+taken as known at signup (changes over time belong in the events, e.g. price_change / plan_change); tenure is
+recomputed at each cutoff. Splits are disjoint in customers, and each split's label window ends before the next
+split's cutoff (train cutoff + H <= val cutoff, val cutoff + H <= test cutoff).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from churnsense.data.contract import DataSpec
+from churnsense.data.loading import Tables, customers_from_events
+
+SENTIMENT_SCORE = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
+HISTORY_COLUMNS = ["customer_id", "cutoff", "ts", "event_type", "value"]
+LABEL_COLUMNS = ["label", "ttc_days", "followup_days"]
+DAY = pd.Timedelta(days=1)
+
+
+@dataclass
+class Snapshot:
+    """static: one row per (customer_id, cutoff) with attributes as of the cutoff (+ labels when known).
+    history: events strictly before the cutoff [customer_id, cutoff, ts, event_type, value], feedback folded in as
+    event_type "feedback" with value = sentiment score (-1/0/+1; 0 when unknown), sorted by (customer_id, cutoff, ts).
+    feedback: the feedback rows before the cutoff (customer_id, cutoff, ts, text, ...) for text-aware models."""
+
+    static: pd.DataFrame
+    history: pd.DataFrame
+    feedback: pd.DataFrame | None = None
+
+    @property
+    def has_labels(self) -> bool:
+        return "label" in self.static.columns
+
+
+def static_numeric(spec: DataSpec) -> list[str]:
+    """Numeric static columns of a snapshot: configured attributes + tenure_days when a signup date is known."""
+    cust = spec.customers
+    derived = ["tenure_days"] if (cust is None or "signup_date" in cust.columns) else []
+    return (list(cust.numeric) if cust else []) + derived
+
+
+def static_categorical(spec: DataSpec) -> list[str]:
+    return list(spec.customers.categorical) if spec.customers else []
+
+
+def _end_date(tables: Tables) -> pd.Timestamp:
+    """End of observation: customers.observed_until if known, else the day after the last event/feedback."""
+    if tables.customers is not None and "observed_until" in tables.customers:
+        seen = tables.customers["observed_until"].max()
+        if pd.notna(seen):
+            return seen
+    dates = [t["ts"].max() for t in (tables.events, tables.feedback) if t is not None and len(t)]
+    dates = [d for d in dates if pd.notna(d)]
+    return max(dates).normalize() + DAY if dates else pd.Timestamp.today().normalize()
+
+
+def split_cutoffs(tables: Tables, spec: DataSpec) -> dict[str, list[pd.Timestamp]]:
+    """Cutoffs per split, explicit from config or derived backwards from the data's last date."""
+    f = spec.framing
+    if f.label_mode == "label":
+        ref = pd.Timestamp(f.reference_date) if f.reference_date else _end_date(tables)
+        return {"train": [ref], "val": [ref], "test": [ref]}
+    h = pd.Timedelta(days=f.horizon_days)
+    test = pd.Timestamp(f.test_cutoff) if f.test_cutoff else _end_date(tables) - h
+    val = pd.Timestamp(f.val_cutoff) if f.val_cutoff else test - h
+    step = pd.Timedelta(days=f.cutoff_step_days or f.horizon_days)
+    train = [pd.Timestamp(c) for c in f.train_cutoffs] or [val - h - k * step for k in range(f.n_train_cutoffs)]
+    if max(train) + h > val or val + h > test:
+        raise ValueError(f"cutoffs overlap label windows: train {train}, val {val}, test {test}, horizon {h.days}d")
+    return {"train": sorted(train), "val": [val], "test": [test]}
+
+
+def assign_customers(customers: pd.DataFrame, spec: DataSpec) -> pd.Series:
+    """Split name per customer (seeded; stratified by the static label when there is one)."""
+    f = spec.framing
+    rng = np.random.default_rng(f.seed)
+    out = pd.Series("train", index=customers.index, dtype=object)
+    groups = customers.groupby("label").indices.values() if "label" in customers else [np.arange(len(customers))]
+    for idx in groups:
+        idx = rng.permutation(np.asarray(idx))
+        n_test, n_val = int(round(len(idx) * f.test_fraction)), int(round(len(idx) * f.val_fraction))
+        out.iloc[idx[:n_test]] = "test"
+        out.iloc[idx[n_test:n_test + n_val]] = "val"
+    return out
+
+
+def make_splits(tables: Tables, spec: DataSpec) -> dict[str, Snapshot]:
+    """Train/val/test snapshots, split by customer and by cutoff time; labels included."""
+    customers = tables.customers if tables.customers is not None else customers_from_events(tables.events)
+    which = assign_customers(customers, spec)
+    cutoffs = split_cutoffs(tables, spec)
+    out = {}
+    for name in ("train", "val", "test"):
+        ids = customers.loc[which == name, "customer_id"]
+        sub = Tables(customers[customers["customer_id"].isin(ids)], tables.events, tables.feedback)
+        out[name] = make_snapshot(sub, spec, cutoffs[name], with_labels=True)
+    return out
+
+
+def make_scoring_snapshot(tables: Tables, spec: DataSpec, cutoff: pd.Timestamp | None = None) -> Snapshot:
+    """Serving: one row per customer of `tables.customers` (derived from events if absent), no labels."""
+    if cutoff is None and spec.framing.label_mode == "label" and spec.framing.reference_date:
+        cutoff = pd.Timestamp(spec.framing.reference_date)
+    if cutoff is None:
+        cutoff = _end_date(tables)
+    return make_snapshot(tables, spec, [pd.Timestamp(cutoff)], with_labels=False)
+
+
+def make_snapshot(tables: Tables, spec: DataSpec, cutoffs: list[pd.Timestamp], with_labels: bool) -> Snapshot:
+    """Static rows for every (eligible customer, cutoff) and the history strictly before each cutoff."""
+    customers = tables.customers if tables.customers is not None else customers_from_events(tables.events)
+    parts = [_static_at(customers, tables, spec, pd.Timestamp(c), with_labels) for c in cutoffs]
+    static = pd.concat(parts, ignore_index=True)
+    history = _history(tables, static, spec)
+    return Snapshot(static=static, history=history, feedback=_feedback_before(tables.feedback, static))
+
+
+def _static_at(customers: pd.DataFrame, tables: Tables, spec: DataSpec, cutoff: pd.Timestamp,
+               with_labels: bool) -> pd.DataFrame:
+    f = spec.framing
+    cols = ["customer_id"] + [c for c in static_categorical(spec) + static_numeric(spec) if c in customers]
+    df = customers[cols].copy()
+    df.insert(1, "cutoff", cutoff)
+    if "signup_date" in customers:
+        df["tenure_days"] = ((cutoff - customers["signup_date"]) / DAY).clip(lower=0).astype("float64")
+    keep = pd.Series(True, index=customers.index)
+    if with_labels and f.label_mode == "churn_date":
+        keep &= _churn_date_labels(df, customers, cutoff, f.horizon_days)
+    elif with_labels and f.label_mode == "inactivity":
+        keep &= _inactivity_labels(df, customers, tables.events, cutoff, f)
+    elif with_labels:
+        df["label"] = customers["label"].astype("float32")
+        df["ttc_days"] = np.float32(np.nan)
+        df["followup_days"] = np.float32(np.nan)
+    return df[keep.to_numpy()].reset_index(drop=True)
+
+
+def _churn_date_labels(df: pd.DataFrame, customers: pd.DataFrame, cutoff: pd.Timestamp, horizon: int) -> pd.Series:
+    churn = customers["churn_date"] if "churn_date" in customers else pd.Series(pd.NaT, index=customers.index)
+    seen = customers["observed_until"] if "observed_until" in customers else pd.Series(
+        churn.max() if churn.notna().any() else cutoff, index=customers.index)
+    ttc = (churn - cutoff) / DAY
+    followup = ((churn.where(churn.notna() & (churn <= seen), seen)) - cutoff) / DAY
+    df["label"] = ((ttc > 0) & (ttc <= horizon)).astype("float32").to_numpy()
+    df["ttc_days"] = ttc.where(churn <= seen).astype("float32").to_numpy()
+    df["followup_days"] = followup.astype("float32").to_numpy()
+    signed_up = customers["signup_date"] < cutoff if "signup_date" in customers else True
+    active = churn.isna() | (churn > cutoff)
+    known = (df["label"].to_numpy() == 1) | (followup.to_numpy() >= horizon)  # drop censored label windows
+    return signed_up & active & known
+
+
+def _inactivity_labels(df: pd.DataFrame, customers: pd.DataFrame, events: pd.DataFrame,
+                       cutoff: pd.Timestamp, f) -> pd.Series:
+    end = cutoff + pd.Timedelta(days=f.horizon_days)
+    before = events.loc[events["ts"] < cutoff, "customer_id"].value_counts()
+    inside = events.loc[(events["ts"] >= cutoff) & (events["ts"] < end)]
+    nxt = inside.groupby("customer_id")["ts"].min()
+    ids = customers["customer_id"]
+    df["label"] = (~ids.isin(nxt.index)).astype("float32").to_numpy()
+    df["ttc_days"] = np.float32(np.nan)
+    seen = events["ts"].max()
+    df["followup_days"] = np.float32(min((seen - cutoff) / DAY, f.horizon_days))
+    n_before = ids.map(before).fillna(0)
+    return (n_before >= max(1, f.min_history_events)) & (seen >= end - DAY)
+
+
+def _history(tables: Tables, static: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
+    """Events + folded feedback strictly before each row's cutoff (and within the lookback)."""
+    parts = []
+    if tables.events is not None:
+        parts.append(tables.events[["customer_id", "ts", "event_type", "value"]])
+    if tables.feedback is not None:
+        fb = tables.feedback
+        score = fb["sentiment"].map(SENTIMENT_SCORE) if "sentiment" in fb else pd.Series(np.nan, index=fb.index)
+        parts.append(pd.DataFrame({"customer_id": fb["customer_id"], "ts": fb["ts"], "event_type": "feedback",
+                                   "value": score.fillna(0.0).astype("float64")}))
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
+            HISTORY_COLUMNS, [object, "datetime64[ns]", "datetime64[ns]", object, "float64"])})
+    ev = pd.concat(parts, ignore_index=True)
+    h = static[["customer_id", "cutoff"]].merge(ev, on="customer_id", how="inner")
+    keep = h["ts"] < h["cutoff"]
+    if spec.framing.lookback_days:
+        keep &= h["ts"] >= h["cutoff"] - pd.Timedelta(days=spec.framing.lookback_days)
+    h = h[keep.to_numpy()]
+    return h.sort_values(["customer_id", "cutoff", "ts"], kind="stable", ignore_index=True)[HISTORY_COLUMNS]
+
+
+def history_rows(static: pd.DataFrame, history: pd.DataFrame) -> np.ndarray:
+    """Position in `static` of each history row (-1 if its (customer_id, cutoff) is not there)."""
+    keys = pd.MultiIndex.from_arrays([static["customer_id"], static["cutoff"]])
+    return keys.get_indexer(pd.MultiIndex.from_arrays([history["customer_id"], history["cutoff"]]))
+
+
+def _feedback_before(feedback: pd.DataFrame | None, static: pd.DataFrame) -> pd.DataFrame | None:
+    if feedback is None:
+        return None
+    h = static[["customer_id", "cutoff"]].merge(feedback, on="customer_id", how="inner")
+    return h[(h["ts"] < h["cutoff"]).to_numpy()].reset_index(drop=True)

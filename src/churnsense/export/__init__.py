@@ -1,0 +1,1 @@
+"""ONNX export of the full churn scoring graph, parity check, release directory."""

@@ -1,0 +1,1 @@
+"""Feature pipeline (fit on train, JSON state) and hand-made history aggregates."""

@@ -1,0 +1,115 @@
+"""One function adding the insight columns to a scored frame (used by `serve_churn` per partition).
+
+Added columns (documented for CRM export in README): reason_codes, top_reasons, reason_1..3(_text), segment,
+segment_name, cltv, value_at_risk, recommended_action, talking_points, action_cost, expected_uplift,
+expected_saved_value, queue, team, at_risk.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnsense.insights import playbook as pb
+from churnsense.insights import value as val
+from churnsense.insights.attribution import (BatchLayout, attribute_groups, build_group_index, groups_from_config,
+                                             logit_from_probability)
+from churnsense.insights.reasons import customer_facts, reasons_frame
+from churnsense.insights.segments import assign_segments
+from churnsense.insights.state import InsightsState
+from churnsense.insights.uplift import TLearner
+
+INSIGHT_COLUMNS = ["at_risk", "reason_codes", "top_reasons", "reason_1", "reason_1_text", "reason_2", "reason_2_text",
+                   "reason_3", "reason_3_text", "segment", "segment_name", "cltv", "value_at_risk",
+                   "recommended_action", "talking_points", "action_cost", "expected_uplift", "expected_saved_value",
+                   "queue", "team"]
+
+
+def layout_of(pipeline) -> BatchLayout:
+    """Batch axis names of a fitted `FeaturePipeline`."""
+    return BatchLayout(list(pipeline.categorical), list(pipeline.numeric_names), list(pipeline.event_type_names))
+
+
+def explain(batch: dict[str, np.ndarray], ids: np.ndarray, rows: np.ndarray, prob_fn, layout: BatchLayout,
+            facts: pd.DataFrame, rcfg: Mapping[str, Any], seed: int = 0) -> pd.DataFrame:
+    """Reasons for the batch rows `rows` (the whole batch is the reference population)."""
+    index = build_group_index(layout, groups_from_config(rcfg["groups"]))
+    sub = {k: v[rows] for k, v in batch.items() if k.startswith(("cat", "num", "seq_"))}
+    ref = {k: v for k, v in batch.items() if k in sub}
+    attr = attribute_groups(logit_from_probability(prob_fn), sub, index, ref, method=str(rcfg.get("method", "shapley")),
+                            n_samples=int(rcfg.get("n_samples", 6)), n_background=int(rcfg.get("n_background", 3)),
+                            seed=seed)
+    return reasons_frame(list(ids[rows]), attr, index.names, facts, rcfg["vocabulary"],
+                         int(rcfg.get("top_k", 3)), float(rcfg.get("min_logit", 0.0)))
+
+
+def add_insights(scored: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFrame | None, state: InsightsState,
+                 cfg: Mapping[str, Any]) -> pd.DataFrame:
+    """Pure part: scored (customer_id, churn_probability) + facts + reasons + fitted state -> enriched frame."""
+    out = scored.copy()
+    ids = out["customer_id"]
+    p = out["churn_probability"].astype(float)
+    out["at_risk"] = p >= float(cfg.get("at_risk", 0.2))
+    rcols = [c for c in INSIGHT_COLUMNS if c.startswith(("reason", "top_"))]
+    r = reasons.set_index("customer_id")[rcols] if reasons is not None and len(reasons) else pd.DataFrame(columns=rcols)
+    for c in rcols:
+        out[c] = ids.map(r[c]).fillna("").to_numpy() if len(r) else ""
+    f = facts.reindex(ids.to_numpy())
+    if state.segments:
+        seg = assign_segments(f, state.segments)
+        out["segment"] = seg.to_numpy()
+        out["segment_name"] = [state.segments["names"][s] for s in seg]
+    else:
+        out["segment"], out["segment_name"] = -1, ""
+    vcfg = cfg.get("value") or {}
+    revenue = val.monthly_revenue(f, vcfg.get("revenue_column"), vcfg.get("revenue_events") or ())
+    retention = vcfg.get("monthly_retention") or state.monthly_retention or val.monthly_retention(p, 30)
+    out["cltv"] = val.cltv(revenue, float(retention), int(vcfg.get("horizon_months", 24)),
+                           float(vcfg.get("discount_rate", 0.01))).to_numpy()
+    out["value_at_risk"] = val.value_at_risk(out["cltv"], p).to_numpy()
+    uplift = TLearner.from_dict(state.uplift).predict_uplift(f).set_index(out.index) if state.uplift else None
+    rec = pb.recommend_actions(out, cfg.get("playbook") or {}, cfg.get("actions") or {}, uplift, out["at_risk"])
+    out = pd.concat([out, rec], axis=1)
+    rcfg = cfg.get("routing") or {}
+    lang = pb.customer_language(f, rcfg.get("language_columns") or ["language"]).set_axis(out.index)
+    out["queue"] = pb.route(lang, p, out["recommended_action"], rcfg.get("languages") or ["en"],
+                            rcfg.get("tiers") or {"standard": 0.0}, str(rcfg.get("default_language", "en")))
+    teams = pd.DataFrame(state.teams) if state.teams else None
+    team = pb.best_team(out["segment"], out["recommended_action"], teams, str(rcfg.get("default_team", "retention")))
+    out["team"] = team.where(out["recommended_action"].ne(pb.NONE), "")
+    return out
+
+
+def enrich(scored: pd.DataFrame, customers: pd.DataFrame | None, events: pd.DataFrame | None,
+           feedback: pd.DataFrame | None, release, cutoff, cfg: Mapping[str, Any] | None = None,
+           state: InsightsState | None = None) -> pd.DataFrame:
+    """Serving hook: the scored partition + its validated input frames + the loaded `ChurnRelease` -> enriched.
+
+    `cfg`: the insights config (default: the release's `config.yaml` `insights` section); `state`: the fitted
+    insights (default: the release's `insights.json`, empty if absent: then no segments / uplift / teams)."""
+    from churnsense.data.framing import make_scoring_snapshot
+    from churnsense.data.loading import Tables
+    from churnsense.insights.state import load_config, load_state
+
+    cfg = cfg if cfg is not None else load_config(release.path)
+    state = state if state is not None else load_state(release.path)
+    if len(scored) == 0:
+        return scored.assign(**{c: pd.Series(dtype=object) for c in INSIGHT_COLUMNS})
+    cutoff = pd.Timestamp(scored["cutoff"].iloc[0]) if "cutoff" in scored else pd.Timestamp(cutoff)
+    cust = customers if customers is not None else pd.DataFrame({"customer_id": scored["customer_id"].unique()})
+    facts = customer_facts(cust, events, feedback, cutoff, (cfg.get("reasons") or {}).get("languages"))
+    snap = make_scoring_snapshot(Tables(customers, events, feedback), release.spec, cutoff)
+    batch = release.pipeline.transform(snap)
+    ids = snap.static["customer_id"].to_numpy()
+    p = pd.Series(ids).map(scored.set_index("customer_id")["churn_probability"]).to_numpy(dtype=float)
+    rcfg = cfg.get("reasons") or {}
+    rows = np.flatnonzero(p >= float(cfg.get("at_risk", 0.2)))
+    rows = rows[np.argsort(-p[rows], kind="stable")][: int(rcfg.get("max_rows", 20000))]
+    reasons = None
+    if len(rows) and rcfg.get("groups"):
+        prob_fn = lambda b: release.run(b)["churn_probability"]  # noqa: E731
+        reasons = explain(batch, ids, rows, prob_fn, layout_of(release.pipeline), facts, rcfg,
+                          int(cfg.get("seed", 0)))
+    return add_insights(scored, facts, reasons, state, cfg)

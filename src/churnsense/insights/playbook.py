@@ -1,0 +1,99 @@
+"""Retention playbook (reason -> action, talking points, cost) and routing (language/risk queue, best team).
+
+Action choice: the candidate actions are the playbook actions of the customer's top reasons; each is scored
+expected saved value = uplift(a) x CLTV - cost(a), with uplift from the learned uplift model where the action was
+offered in the past, else the playbook's `prior_uplift`. The best candidate is recommended only if its uplift is
+positive and its saved value exceeds zero; otherwise the action is `none` (do not spend on this customer).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+NONE = "none"
+
+
+def _codes(text: object) -> list[str]:
+    return [c for c in str(text).split(";") if c] if isinstance(text, str) else []
+
+
+def recommend_actions(frame: pd.DataFrame, playbook: Mapping[str, Mapping], actions: Mapping[str, Mapping],
+                      uplift: pd.DataFrame | None = None, at_risk: pd.Series | None = None) -> pd.DataFrame:
+    """Per row of `frame` (needs reason_codes, cltv): recommended_action, talking_points, action_cost,
+    expected_uplift, expected_saved_value. `playbook`: reason code -> {action, talking_points};
+    `actions`: action -> {cost, prior_uplift}; `uplift`: per-row churn reduction per action (columns = actions)."""
+    out = []
+    for i, (idx, row) in enumerate(frame.iterrows()):
+        best: dict[str, Any] = {"recommended_action": NONE, "talking_points": "", "action_cost": 0.0,
+                                "expected_uplift": 0.0, "expected_saved_value": 0.0}
+        if at_risk is None or bool(at_risk.iloc[i]):
+            for code in _codes(row.get("reason_codes")) or ["_default"]:
+                entry = playbook.get(code) or playbook.get("_default") or {}
+                action = entry.get("action")
+                if not action or action == NONE:
+                    continue
+                cost = float((actions.get(action) or {}).get("cost", 0.0))
+                if uplift is not None and action in uplift.columns:
+                    u = float(uplift[action].iloc[i])
+                else:
+                    u = float((actions.get(action) or {}).get("prior_uplift", 0.0))
+                saved = u * float(row["cltv"]) - cost
+                if u > 0 and saved > 0 and saved > best["expected_saved_value"]:
+                    best = {"recommended_action": action, "talking_points": str(entry.get("talking_points", "")),
+                            "action_cost": cost, "expected_uplift": u, "expected_saved_value": saved}
+        out.append(best)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def team_scores(offers: pd.DataFrame, segment_of: pd.Series | None = None, prior_strength: float = 20.0) -> pd.DataFrame:
+    """Retention rate of each (segment, action, team) in the offer history, shrunk towards the action's overall rate
+    (beta prior with `prior_strength` pseudo-offers). Segment -1 = all customers. Columns: segment, action, team,
+    n, retained, retention, score."""
+    df = offers.assign(retained=1.0 - offers["churned_within_90d"].astype(float))
+    df["segment"] = df["customer_id"].map(segment_of).fillna(-1).astype(int) if segment_of is not None else -1
+    both = pd.concat([df, df.assign(segment=-1)]) if segment_of is not None else df
+    g = both.groupby(["segment", "action", "team"])["retained"].agg(n="size", retained="sum").reset_index()
+    overall = df.groupby("action")["retained"].mean()
+    prior = g["action"].map(overall).fillna(df["retained"].mean())
+    g["retention"] = g["retained"] / g["n"]
+    g["score"] = (g["retained"] + prior_strength * prior) / (g["n"] + prior_strength)
+    return g
+
+
+def best_team(segment: pd.Series, action: pd.Series, scores: pd.DataFrame, default: str = "retention") -> pd.Series:
+    """The team with the highest shrunk retention for the customer's (segment, action); falls back to all
+    segments, then to the best team for any action, then `default`."""
+    if scores is None or scores.empty:
+        return pd.Series(default, index=segment.index)
+    top = scores.sort_values("score", ascending=False, kind="stable").drop_duplicates(["segment", "action"])
+    by_seg = top.set_index(["segment", "action"])["team"].to_dict()
+    overall = scores[scores["segment"] == -1].groupby("team")["score"].mean()
+    fallback = str(overall.idxmax()) if len(overall) else default
+    out = [by_seg.get((int(s), a)) or by_seg.get((-1, a)) or fallback for s, a in zip(segment, action)]
+    return pd.Series(out, index=segment.index)
+
+
+def route(language: pd.Series, p_churn: pd.Series, action: pd.Series, languages: Sequence[str],
+          tiers: Mapping[str, float], default_language: str = "en") -> pd.Series:
+    """Agent queue `<language>-<tier>`: the customer's language if a queue speaks it (else the default) and the
+    highest risk tier whose lower edge p_churn reaches. Customers with no recommended action get no queue ("")."""
+    lang = language.fillna(default_language).astype(str).str.lower().str[:2]
+    lang = lang.where(lang.isin(list(languages)), default_language)
+    edges = sorted(tiers.items(), key=lambda kv: kv[1])
+    tier = pd.Series(edges[0][0], index=p_churn.index)
+    for name, lo in edges:
+        tier = tier.mask(p_churn >= lo, name)
+    queue = lang + "-" + tier
+    return queue.where(action.ne(NONE), "")
+
+
+def customer_language(facts: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    """First non-missing of the given columns (e.g. preferred_language, then the feedback's detected language)."""
+    out = pd.Series(np.nan, index=facts.index, dtype=object)
+    for c in columns:
+        if c in facts:
+            out = out.fillna(facts[c])
+    return out

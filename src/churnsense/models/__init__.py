@@ -1,0 +1,1 @@
+"""Churn model components (`nn.Module`s with `output_dim`), `ChurnNet`, `ChurnLitModule`, `ChurnDataModule`."""

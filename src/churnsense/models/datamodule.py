@@ -1,0 +1,77 @@
+"""ChurnDataModule: batches already-transformed splits (dict of arrays from FeaturePipeline.transform).
+
+It only splits into batches: whole batches are gathered by index (no per-row collate) and the sequence axis is
+trimmed to the longest history in the batch (at least one slot, as the batch contract requires).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+SEQ_KEYS = ("seq_type", "seq_value", "seq_dt", "seq_mask")
+
+
+class ArrayBatches(Dataset):
+    """Dataset over a dict of equal-length arrays; `ds[indices]` returns a batch dict of tensors."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.tensors = {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        self.tensors["seq_mask"] = self.tensors["seq_mask"].bool()
+        lengths = {len(v) for v in self.tensors.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"arrays have different lengths: {lengths}")
+        self.n = lengths.pop()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        idx_t = torch.as_tensor(idx, dtype=torch.long)
+        batch = {k: v[idx_t] for k, v in self.tensors.items()}
+        n_seq = int(batch["seq_mask"].sum(1).max().clamp(min=1)) if len(idx_t) else 1
+        for key in SEQ_KEYS:
+            batch[key] = batch[key][:, :n_seq]
+        return batch
+
+
+class ChurnDataModule(pl.LightningDataModule):
+    """Train/val/test loaders over transformed splits; `num_workers` from config, seeded shuffling."""
+
+    def __init__(self, splits: dict[str, dict[str, np.ndarray]], batch_size: int = 256, num_workers: int = 0,
+                 eval_batch_size: int | None = None, seed: int = 0) -> None:
+        super().__init__()
+        self.splits = splits
+        self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
+        self.eval_batch_size = int(eval_batch_size or 4 * batch_size)
+        self.datasets: dict[str, ArrayBatches] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.datasets:
+            self.datasets = {name: ArrayBatches(arrays) for name, arrays in self.splits.items()}
+
+    def _loader(self, name: str, train: bool) -> DataLoader:
+        self.setup()
+        ds = self.datasets[name]
+        if train:
+            sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(self.seed))
+        else:
+            sampler = SequentialSampler(ds)
+        size = self.batch_size if train else self.eval_batch_size
+        return DataLoader(
+            ds,
+            sampler=BatchSampler(sampler, size, drop_last=train and len(ds) > size),
+            batch_size=None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)

@@ -1,0 +1,119 @@
+"""Tabular branch: categorical embeddings (index 0 = unknown bucket) and learned numeric embeddings.
+
+Numeric embeddings follow Gorishniy et al. 2022, "On Embeddings for Numerical Features in Tabular Deep Learning":
+`periodic` is their PLR (per-feature trainable frequencies -> cos/sin -> per-feature linear -> ReLU), `linear` is LR.
+Each column becomes a `d_token` token; the tokens are flattened and projected by an MLP to `output_dim`.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class PerFeatureLinear(nn.Module):
+    """A separate `Linear(d_in, d_out)` per feature: [B, F, d_in] -> [B, F, d_out]."""
+
+    def __init__(self, n_features: int, d_in: int, d_out: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(d_in)
+        self.weight = nn.Parameter(torch.empty(n_features, d_in, d_out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n_features, d_out).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bfi,fio->bfo", x, self.weight) + self.bias
+
+
+class PeriodicEmbedding(nn.Module):
+    """PLR numeric embedding: v = ReLU(W_j [cos(2*pi*c_j*x), sin(2*pi*c_j*x)] + b_j) with trainable c_j."""
+
+    def __init__(self, n_features: int, d_token: int, n_frequencies: int = 16, sigma: float = 1.0) -> None:
+        super().__init__()
+        self.frequencies = nn.Parameter(torch.randn(n_features, n_frequencies) * sigma)
+        self.linear = PerFeatureLinear(n_features, 2 * n_frequencies, d_token)
+        self.output_dim = d_token
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = 2 * math.pi * self.frequencies[None] * x[..., None]
+        return torch.relu(self.linear(torch.cat([torch.cos(z), torch.sin(z)], dim=-1)))
+
+
+class LinearEmbedding(nn.Module):
+    """LR numeric embedding: v = ReLU(w_j * x + b_j), one learned direction per feature."""
+
+    def __init__(self, n_features: int, d_token: int) -> None:
+        super().__init__()
+        self.linear = PerFeatureLinear(n_features, 1, d_token)
+        self.output_dim = d_token
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.linear(x[..., None]))
+
+
+class CategoricalEmbedding(nn.Module):
+    """One embedding table per column (shared storage with offsets); out-of-range indices fall into bucket 0."""
+
+    def __init__(self, cardinalities: list[int], d_token: int) -> None:
+        super().__init__()
+        cards = torch.tensor([max(int(c), 1) for c in cardinalities], dtype=torch.long)
+        self.register_buffer("cardinalities", cards, persistent=False)
+        self.register_buffer("offsets", torch.cumsum(cards, 0) - cards, persistent=False)
+        self.embedding = nn.Embedding(int(cards.sum()), d_token)
+        self.output_dim = d_token
+
+    def forward(self, cat: torch.Tensor) -> torch.Tensor:
+        valid = (cat >= 0) & (cat < self.cardinalities)
+        idx = torch.where(valid, cat, torch.zeros_like(cat))
+        return self.embedding(idx + self.offsets)
+
+
+def make_numeric_embedding(kind: str, n_features: int, d_token: int, n_frequencies: int, sigma: float) -> nn.Module:
+    """Build the numeric embedding named by `kind` (periodic | linear)."""
+    if kind == "periodic":
+        return PeriodicEmbedding(n_features, d_token, n_frequencies, sigma)
+    if kind == "linear":
+        return LinearEmbedding(n_features, d_token)
+    raise ValueError(f"unknown numeric embedding {kind!r}: expected 'periodic' or 'linear'")
+
+
+class TabularEncoder(nn.Module):
+    """`cat` [B, C] + `num` [B, F] -> [B, output_dim]. C or F may be 0, not both."""
+
+    def __init__(
+        self,
+        cat_cardinalities: list[int],
+        n_numeric: int,
+        d_token: int = 16,
+        hidden_dim: int = 64,
+        numeric_embedding: str = "periodic",
+        n_frequencies: int = 16,
+        frequency_sigma: float = 1.0,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        n_cat, self.n_numeric = len(cat_cardinalities), int(n_numeric)
+        if n_cat + self.n_numeric == 0:
+            raise ValueError("TabularEncoder needs at least one categorical or numeric column")
+        self.cat = CategoricalEmbedding(cat_cardinalities, d_token) if n_cat else None
+        self.num = (
+            make_numeric_embedding(numeric_embedding, self.n_numeric, d_token, n_frequencies, frequency_sigma)
+            if self.n_numeric
+            else None
+        )
+        self.mlp = nn.Sequential(
+            nn.LayerNorm((n_cat + self.n_numeric) * d_token),
+            nn.Linear((n_cat + self.n_numeric) * d_token, hidden_dim),
+            nn.GELU(),
+            nn.Dropout(dropout),
+        )
+        self.output_dim = hidden_dim
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        tokens = []
+        if self.cat is not None:
+            tokens.append(self.cat(batch["cat"]))
+        if self.num is not None:
+            tokens.append(self.num(batch["num"]))
+        x = torch.cat(tokens, dim=1)
+        return self.mlp(x.flatten(1))

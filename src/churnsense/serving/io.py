@@ -1,0 +1,293 @@
+"""Task-agnostic batch IO for serving: chunked readers, atomic writers, a rejects file and a run summary.
+
+Reading: CSV or Parquet by extension. CSV is read with every column as a string (empty cell / NA -> null) so a bad
+value can be rejected row by row instead of crashing the reader; Parquet keeps its stored types. Each chunk carries
+the 1-based number of its first data row (the header is not counted; for CSV it is the record number, which equals the
+line number minus one unless quoted fields span lines), so any row can be named in a rejects file.
+
+Writing: `AtomicTableWriter` writes chunks to a temp file in the target directory and renames it into place only when
+the `with` block ends without an exception, so a crashed run never leaves a partial output.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+REJECT_COLUMNS = ["source", "row", "key", "column", "reason"]
+
+
+def table_format(path: str | os.PathLike) -> str:
+    """'csv' or 'parquet' from the file extension; ValueError for anything else."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"{path}: unsupported file type {suffix!r}; expected one of {sorted(FORMATS)}")
+    return FORMATS[suffix]
+
+
+def _existing(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    table_format(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input file not found: {path}")
+    return path
+
+
+def _csv_header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        return next(csv.reader(handle), [])
+
+
+def _csv_batches(path: Path, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+    header = _csv_header(path)
+    if not header:
+        return
+    convert = pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in header},
+        strings_can_be_null=True,
+        include_columns=columns,
+        include_missing_columns=columns is not None,
+    )
+    reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=8 << 20), convert_options=convert)
+    yield from reader
+
+
+def _parquet_batches(path: Path, columns: list[str] | None, chunk_size: int) -> Iterator[pa.RecordBatch]:
+    parquet = pq.ParquetFile(path)
+    if columns is not None:
+        present = set(parquet.schema_arrow.names)
+        columns = [name for name in columns if name in present]
+    yield from parquet.iter_batches(batch_size=chunk_size, columns=columns)
+
+
+def _rebatch(batches: Iterator[pa.RecordBatch], chunk_size: int) -> Iterator[pa.Table]:
+    """Regroup record batches of any size into tables of exactly `chunk_size` rows (the last may be shorter)."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        pending.append(batch)
+        rows += batch.num_rows
+        while rows >= chunk_size:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, chunk_size)
+            rest = table.slice(chunk_size)
+            pending, rows = rest.to_batches(), rest.num_rows
+    if rows:
+        yield pa.Table.from_batches(pending)
+
+
+def iter_chunks(
+    path: str | os.PathLike, chunk_size: int = 50_000, columns: list[str] | None = None
+) -> Iterator[tuple[int, pd.DataFrame]]:
+    """Yield `(first_row, frame)` chunks of at most `chunk_size` rows; `first_row` is the 1-based data row number.
+
+    `columns` restricts the columns read (missing ones are skipped for Parquet, all-null for CSV).
+    """
+    path = _existing(path)
+    if table_format(path) == "csv":
+        batches = _csv_batches(path, columns)
+    else:
+        batches = _parquet_batches(path, columns, chunk_size)
+    first_row = 1
+    for table in _rebatch(batches, chunk_size):
+        yield first_row, table.to_pandas()
+        first_row += table.num_rows
+
+
+def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a whole CSV (all strings) or Parquet file into one DataFrame."""
+    frames = [frame for _, frame in iter_chunks(path, chunk_size=1 << 30, columns=columns)]
+    if frames:
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    path = Path(path)
+    names = columns if columns is not None else (
+        _csv_header(path) if table_format(path) == "csv" else pq.ParquetFile(path).schema_arrow.names)
+    return pd.DataFrame(columns=names)
+
+
+def count_rows(path: str | os.PathLike) -> int | None:
+    """Row count from Parquet metadata (cheap); None for CSV (would need a full pass)."""
+    path = _existing(path)
+    return pq.ParquetFile(path).metadata.num_rows if table_format(path) == "parquet" else None
+
+
+class AtomicTableWriter:
+    """Context manager that streams DataFrame chunks to CSV or Parquet (by extension) and publishes atomically.
+
+    The first chunk (or `schema`, if given) fixes the columns; later chunks are reordered and cast to it.
+    On a clean exit the temp file is renamed onto `path` (an empty table with the known columns if no chunk came);
+    on an exception it is removed and `path` is left untouched.
+    """
+
+    def __init__(self, path: str | os.PathLike, schema: pa.Schema | None = None) -> None:
+        self.path = Path(path)
+        self.format = table_format(self.path)
+        self.schema = schema
+        self.rows = 0
+        self._tmp: Path | None = None
+        self._parquet: pq.ParquetWriter | None = None
+        self._csv_handle = None
+
+    def __enter__(self) -> AtomicTableWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        os.close(fd)
+        self._tmp = Path(name)
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append one chunk."""
+        if self._tmp is None:
+            raise RuntimeError("AtomicTableWriter.write() outside its `with` block")
+        table = self._conform(pa.Table.from_pandas(frame, preserve_index=False))
+        if self.format == "parquet":
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self._tmp, self.schema)
+            self._parquet.write_table(table)
+        else:
+            if self._csv_handle is None:
+                self._csv_handle = self._tmp.open("w", newline="", encoding="utf-8")
+                self._csv_handle.write(",".join(_csv_quote(name) for name in self.schema.names) + "\n")
+            table.to_pandas().to_csv(self._csv_handle, header=False, index=False)
+        self.rows += table.num_rows
+
+    def _conform(self, table: pa.Table) -> pa.Table:
+        if self.schema is None:  # all-null columns of the first chunk are typed as strings
+            fields = [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
+            self.schema = pa.schema(fields)
+            return table.cast(self.schema)
+        missing = [name for name in self.schema.names if name not in table.column_names]
+        for name in missing:
+            table = table.append_column(name, pa.nulls(table.num_rows, self.schema.field(name).type))
+        return table.select(self.schema.names).cast(self.schema)
+
+    def _close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._csv_handle is not None:
+            self._csv_handle.close()
+
+    def _write_empty(self) -> None:
+        schema = self.schema if self.schema is not None else pa.schema([])
+        if self.format == "parquet":
+            pq.write_table(schema.empty_table(), self._tmp)
+        else:
+            self._tmp.write_text(",".join(_csv_quote(name) for name in schema.names) + "\n" if schema.names else "")
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self._close()
+            if exc_type is None:
+                if self._parquet is None and self._csv_handle is None:
+                    self._write_empty()
+                os.replace(self._tmp, self.path)
+        finally:
+            if self._tmp is not None and self._tmp.exists():
+                self._tmp.unlink()
+            self._tmp = None
+
+
+def _csv_quote(name: str) -> str:
+    return f'"{name}"' if any(ch in name for ch in ',"\n') else name
+
+
+def rejects_path_for(output: str | os.PathLike) -> Path:
+    """Default rejects file: `<output stem>.rejects.csv` next to the output."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.rejects.csv")
+
+
+def make_rejects(source: str, rows: list[int], keys: list, column: str | list[str], reason: str | list[str]) -> pd.DataFrame:
+    """Build a rejects frame (columns `REJECT_COLUMNS`); scalars broadcast to every row."""
+    frame = pd.DataFrame({"source": source, "row": pd.array(rows, dtype="Int64"), "key": keys,
+                          "column": column, "reason": reason}, columns=REJECT_COLUMNS)
+    return frame.astype({"source": str, "key": "string", "column": "string", "reason": str}) if len(frame) else frame
+
+
+class RejectsWriter(AtomicTableWriter):
+    """Atomic writer for the rejects table; counts rejected rows per source file."""
+
+    SCHEMA = pa.schema([("source", pa.string()), ("row", pa.int64()), ("key", pa.string()),
+                        ("column", pa.string()), ("reason", pa.string())])
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(path, schema=self.SCHEMA)
+        self.by_source: dict[str, int] = {}
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append reject rows (any frame with the `REJECT_COLUMNS`; extra columns are ignored)."""
+        if frame is None or not len(frame):
+            return
+        frame = frame.reindex(columns=REJECT_COLUMNS).astype({"key": "string", "column": "string"})
+        for source, count in frame["source"].value_counts().items():
+            self.by_source[str(source)] = self.by_source.get(str(source), 0) + int(count)
+        super().write(frame)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+@dataclass
+class RunSummary:
+    """Counts and timing of one batch job; `line()` is the one line printed at the end.
+
+    `rows_in` counts the rows of the primary input (customers for churn); `rejected` counts those of them that went
+    to the rejects file, so `rows_in == scored + rejected` must hold. `other_rejected` lists rejected rows of
+    secondary inputs (events, feedback) by name.
+    """
+
+    task: str
+    rows_in: int = 0
+    scored: int = 0
+    rejected: int = 0
+    other_rejected: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    seconds: float | None = None
+
+    def finish(self) -> RunSummary:
+        """Stop the clock."""
+        self.seconds = time.perf_counter() - self.started
+        return self
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_in == self.scored + self.rejected
+
+    def line(self) -> str:
+        seconds = self.seconds if self.seconds is not None else time.perf_counter() - self.started
+        rate = self.rows_in / seconds if seconds > 0 else float("inf")
+        extra = "".join(f" | {name} rows rejected {count:,}" for name, count in self.other_rejected.items())
+        check = "" if self.balanced else "  [MISMATCH: rows in != scored + rejected]"
+        return (f"[{self.task}] rows in {self.rows_in:,} = scored {self.scored:,} + rejected {self.rejected:,}"
+                f"{extra} | {seconds:.1f} s, {rate:,.0f} rows/s, peak RSS {peak_rss_mb():,.0f} MiB{check}")
+
+
+def progress(total: int | None, desc: str, enabled: bool = True) -> tqdm:
+    """A rows progress bar on stderr (disabled when `enabled` is false); call `.update(n)` per chunk."""
+    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True, disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True, leave=False)
+
+
+def table_columns(path: str | os.PathLike) -> list[str]:
+    """Column names of a CSV (header) or Parquet (schema) file without reading its rows."""
+    path = _existing(path)
+    return _csv_header(path) if table_format(path) == "csv" else pq.ParquetFile(path).schema_arrow.names

@@ -1,0 +1,1 @@
+"""Churn training: `train_churn(cfg)` composition root, metrics, calibration, plots, MLflow tracking."""

@@ -1,0 +1,98 @@
+"""After fitting: temperature on validation, final val/test metrics, figures, ONNX release, MLflow logging."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from churnsense.export.onnx import ScoringGraph, check_parity, export_onnx, model_inputs
+from churnsense.export.release import write_release
+from churnsense.models.datamodule import ArrayBatches
+from churnsense.models.net import MODEL_INPUTS
+from churnsense.training.calibration import calibrated_probs, fit_temperature
+from churnsense.training.evaluation import evaluate_split, predict
+from churnsense.training.plots import save_evaluation_plots
+from churnsense.training.tracking import log_final, package_versions, register_release
+
+log = logging.getLogger(__name__)
+
+
+def held_out_batch(arrays: dict[str, np.ndarray], size: int) -> dict[str, torch.Tensor]:
+    """The first `size` rows of a split as one batch (sequence axis trimmed like training batches)."""
+    ds = ArrayBatches(arrays)
+    return ds[list(range(min(size, len(ds))))]
+
+
+def export_release(cfg: DictConfig, data: Any, graph: ScoringGraph, out_dir: Path,
+                   metadata: dict[str, Any]) -> tuple[Path, dict[str, float]]:
+    """Export the scoring graph, check parity on a held-out test batch (raises on failure), write the release."""
+    sizes = [int(s) for s in cfg.export.parity_batch_sizes]
+    held_out = held_out_batch(data.arrays["test"], max(sizes))
+    onnx_path = export_onnx(graph, held_out, out_dir / "model.onnx", opset=int(cfg.export.opset))
+    parity = check_parity(graph, onnx_path, held_out, sorted({min(s, len(held_out["label"])) for s in sizes}),
+                          atol=float(cfg.export.atol))
+    metadata = {**metadata, "parity_max_abs_diff": max(parity.values()), "opset": int(cfg.export.opset)}
+    release = write_release(cfg.export.release_dir, onnx_path, data.pipeline,
+                            OmegaConf.to_container(cfg, resolve=True), metadata)
+    log.info("release written to %s", release)
+    return release, parity
+
+
+def finish_run(cfg: DictConfig, data: Any, module: Any, datamodule: Any, mlf: Any, out_dir: Path,
+               best_ckpt: Path | None, extra: dict[str, float], commit: str | None) -> dict[str, float]:
+    """Calibrate, evaluate, plot, export, release and log; returns the final metrics."""
+    net, offset = module.net, float(module.logit_offset)
+    horizons = list(net.hazard.horizons) if net.hazard is not None else []
+    val = predict(net, datamodule.val_dataloader())
+    test = predict(net, datamodule.test_dataloader())
+    temperature = fit_temperature(val["logit"], val["label"], offset)
+    top = float(cfg.model.top_fraction)
+    metrics = {**evaluate_split(val, "val", temperature, offset, top, horizons),
+               **evaluate_split(test, "test", temperature, offset, top, horizons),
+               **extra, "calibration/temperature": temperature}
+    plots = save_evaluation_plots(calibrated_probs(test["logit"], temperature, offset).numpy(),
+                                  test["label"].numpy(), out_dir / "plots", "test",
+                                  raw_probs=calibrated_probs(test["logit"], 1.0, offset).numpy())
+    log.info("val/auroc %.4f test/auroc %.4f test/ece %.4f -> %.4f (T=%.3f)", metrics["val/auroc"],
+             metrics["test/auroc"], metrics["test/ece"], metrics["test/calibrated_ece"], temperature)
+    graph = ScoringGraph(net, temperature, offset)
+    metadata = {"task": "churn", "created": datetime.now(timezone.utc).isoformat(), "git_commit": commit,
+                "mlflow_run_id": getattr(mlf, "run_id", None), "input_names": list(MODEL_INPUTS),
+                "output_names": graph.output_names, "temperature": temperature, "logit_offset": offset,
+                "hazard_horizons": horizons, "net_spec": module.hparams.get("net_spec"),
+                "seq_encoder": str(cfg.model.seq_encoder), "metrics": metrics, "versions": package_versions()}
+    release = None
+    if cfg.export.enabled:
+        release, parity = export_release(cfg, data, graph, out_dir, metadata)
+        metrics.update({f"export/{k}": v for k, v in parity.items()})
+    if mlf is not None:
+        _track(cfg, data, mlf, metrics, plots, best_ckpt, release, graph, commit)
+    return metrics
+
+
+def _track(cfg: DictConfig, data: Any, mlf: Any, metrics: dict[str, float], plots: list[Path],
+           best_ckpt: Path | None, release: Path | None, graph: ScoringGraph, commit: str | None) -> None:
+    artifacts: dict[str, Path] = {"plots": plots[0].parent}
+    if best_ckpt is not None:
+        artifacts["checkpoints"] = best_ckpt
+    if release is not None:
+        artifacts["release"] = release
+    tags = {"git_commit": str(commit), "seq_encoder": str(cfg.model.seq_encoder),
+            **{f"version.{k}": v for k, v in package_versions().items()}}
+    log_final(mlf, metrics, artifacts, tags)
+    if release is None:
+        return
+    example = held_out_batch(data.arrays["test"], 5)
+    inputs = {k: v.numpy() for k, v in zip(MODEL_INPUTS, model_inputs(example))}
+    with torch.no_grad():
+        outputs = {n: t.numpy() for n, t in zip(graph.output_names, graph(*model_inputs(example)))}
+    static = data.snapshots["test"].static.head(5)
+    pyfunc_example = static.drop(columns=[c for c in ("label", "ttc_days", "followup_days") if c in static])
+    name = cfg.logger.registered_model_name if cfg.logger.get("register_model") else None
+    flavour = register_release(mlf, release, name, inputs, outputs, pyfunc_example)
+    log.info("logged MLflow model (%s flavour)%s", flavour, f", registered as {name}" if name else "")

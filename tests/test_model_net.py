@@ -1,0 +1,97 @@
+"""ChurnNet components on random contract batches: shapes, masking, empty histories, missing branches."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from churnsense.models.examples import random_arrays
+from churnsense.models.hazard import hazard_loss, hazard_targets, horizon_probabilities
+from churnsense.models.net import ChurnNet
+from churnsense.models.sequence import SequenceEncoder
+from churnsense.models.tabular import TabularEncoder
+
+
+def as_batch(arrays):
+    return {k: torch.as_tensor(v) for k, v in arrays.items()}
+
+
+def make_net(kind="gru", cards=(3, 5), n_num=4, seq=True, horizons=(30, 60, 90), numeric="periodic"):
+    tab = TabularEncoder(list(cards), n_num, d_token=4, hidden_dim=8, numeric_embedding=numeric) \
+        if len(cards) + n_num else None
+    sequence = SequenceEncoder(6, kind, d_model=8, n_layers=2, n_heads=2) if seq else None
+    return ChurnNet(tab, sequence, hidden_dim=8, hazard_horizons=list(horizons) or None)
+
+
+@pytest.mark.parametrize("kind", ["gru", "transformer"])
+def test_forward_backward_finite_with_empty_histories(kind):
+    torch.manual_seed(0)
+    batch = as_batch(random_arrays(n=12, empty_fraction=0.0))
+    batch["seq_mask"][:3] = False  # three customers without any event
+    net = make_net(kind)
+    out = net(batch)
+    assert out["logit"].shape == (12,) and out["hazard_logits"].shape == (12, 3)
+    loss = out["logit"].sum() + hazard_loss(out["hazard_logits"], net.hazard.edges, batch["ttc_days"],
+                                            batch["followup_days"])
+    loss.backward()
+    assert torch.isfinite(out["logit"]).all()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("kind", ["gru", "transformer"])
+def test_padding_does_not_leak(kind):
+    """Values in padded slots, and extra padding, must not change the output."""
+    torch.manual_seed(0)
+    net = make_net(kind).eval()
+    batch = as_batch(random_arrays(n=6))
+    noisy = {k: v.clone() for k, v in batch.items()}
+    pad = ~noisy["seq_mask"]
+    noisy["seq_value"][pad] = 123.0
+    noisy["seq_dt"][pad] = -7.0
+    longer = {k: (torch.cat([v, torch.zeros_like(v[:, :3])], 1) if k.startswith("seq_") else v)
+              for k, v in batch.items()}
+    with torch.no_grad():
+        ref = net(batch)["logit"]
+        assert torch.allclose(ref, net(noisy)["logit"], atol=1e-5)
+        assert torch.allclose(ref, net(longer)["logit"], atol=1e-5)
+
+
+def test_empty_history_uses_learned_vector():
+    enc = SequenceEncoder(6, "gru", d_model=8).eval()
+    batch = as_batch(random_arrays(n=4))
+    batch["seq_mask"][:] = False
+    out = enc(batch)
+    assert torch.allclose(out, enc.pool.no_history.repeat(4, 2))
+
+
+@pytest.mark.parametrize("cards,n_num,seq", [((), 0, True), ((3, 5), 4, False), ((), 3, True), ((4,), 0, True)])
+def test_missing_branches(cards, n_num, seq):
+    arrays = random_arrays(n=5, cat_cardinalities=cards, n_numeric=n_num, n_event_types=6 if seq else 0)
+    out = make_net(cards=cards, n_num=n_num, seq=seq, horizons=())(as_batch(arrays))
+    assert out["logit"].shape == (5,) and "hazard_logits" not in out
+    with pytest.raises(ValueError):
+        ChurnNet(None, None)
+
+
+def test_unknown_and_out_of_range_categories_fall_into_bucket_zero():
+    tab = TabularEncoder([3, 5], 0, d_token=4, hidden_dim=8).eval()
+    base = torch.tensor([[0, 0]])
+    odd = torch.tensor([[7, -2]])
+    assert torch.allclose(tab({"cat": base}), tab({"cat": odd}))
+
+
+def test_linear_numeric_embedding():
+    net = make_net(numeric="linear")
+    assert net(as_batch(random_arrays(n=3)))["logit"].shape == (3,)
+    with pytest.raises(ValueError):
+        TabularEncoder([], 2, numeric_embedding="nope")
+
+
+def test_hazard_targets_and_probabilities():
+    edges = torch.tensor([0.0, 30.0, 60.0, 90.0])
+    ttc = torch.tensor([45.0, float("nan"), float("nan"), 200.0])
+    follow = torch.tensor([100.0, 70.0, float("nan"), 300.0])
+    targets, weights = hazard_targets(edges, ttc, follow)
+    assert targets.tolist() == [[0, 1, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]]
+    assert weights.tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 0], [1, 1, 1]]
+    p = horizon_probabilities(torch.randn(4, 3))
+    assert (p.diff(dim=1) >= 0).all() and ((p >= 0) & (p <= 1)).all()

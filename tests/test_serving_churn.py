@@ -1,0 +1,203 @@
+"""Churn serving end to end on a tiny release built here: bad rows are rejected with reasons, nothing is dropped,
+outputs appear atomically; the pure batch scorer and the MLflow pyfunc give the same scores."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from churnsense.data.contract import DataSpec
+from churnsense.data.framing import make_snapshot
+from churnsense.features.pipeline import FeaturePipeline
+from churnsense.serving import io
+from churnsense.serving.release import ChurnRelease
+from churnsense.serving.scoring import score_churn_batch, validate_chunk
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "serve"
+DATA = {  # source column names differ from canonical ones: the release's mapping is exercised
+    "name": "tiny",
+    "customers": {"path": "unused.csv", "columns": {"customer_id": "id", "signup_date": "signup",
+                                                    "churn_date": "churned"},
+                  "categorical": ["plan"], "numeric": ["charge"]},
+    "events": {"path": "unused.csv", "columns": {"customer_id": "id", "ts": "when", "event_type": "kind",
+                                                 "value": "amount"}},
+    "feedback": {"path": "unused.csv", "columns": {"customer_id": "id", "ts": "when", "text": "comment",
+                                                   "sentiment": "sentiment"}},
+    "framing": {"label_mode": "churn_date", "horizon_days": 30, "max_events": 6},
+}
+
+
+def tiny_inputs(n: int = 24, seed: int = 0) -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    ids = [f"c{i:03d}" for i in range(n)]
+    customers = pd.DataFrame({"id": ids, "plan": rng.choice(["basic", "pro"], n),
+                              "charge": rng.uniform(10, 90, n).round(2).astype(str),
+                              "signup": pd.Timestamp("2024-01-01") - pd.to_timedelta(rng.integers(30, 400, n), "D")})
+    m = 5 * n
+    events = pd.DataFrame({"id": rng.choice(ids, m), "kind": rng.choice(["login", "ticket", "payment"], m),
+                           "amount": rng.exponential(5, m).round(2).astype(str),
+                           "when": pd.Timestamp("2024-01-01") - pd.to_timedelta(rng.integers(1, 200, m), "D")})
+    feedback = pd.DataFrame({"id": ids[:6], "when": pd.Timestamp("2023-12-20"), "comment": "slow support",
+                             "sentiment": ["negative", "neutral", "positive"] * 2})
+    for frame in (customers, events, feedback):
+        for col in ("signup", "when"):
+            if col in frame:
+                frame[col] = frame[col].dt.strftime("%Y-%m-%d")
+    return {"customers": customers, "events": events, "feedback": feedback}
+
+
+def build_release(path: Path) -> Path:
+    """Fit the data layer's pipeline on tiny data, an untrained tiny ChurnNet with a hazard head, export it with
+    churnsense.export, write the release."""
+    from churnsense.data.loading import Tables
+    from churnsense.export.onnx import ScoringGraph, export_onnx
+    from churnsense.export.release import write_release
+    from churnsense.models.net import ChurnNet
+    from churnsense.models.sequence import SequenceEncoder
+    from churnsense.models.tabular import TabularEncoder
+
+    spec = DataSpec.from_config(DATA)
+    raw = tiny_inputs()
+    tables = Tables(*(validate_chunk(raw[k], spec.table(k), k, k)[0].drop(columns="_row")
+                      for k in ("customers", "events", "feedback")))
+    snap = make_snapshot(tables, spec, [pd.Timestamp("2024-01-01")], with_labels=False)
+    pipeline = FeaturePipeline.from_spec(spec).fit(snap)
+    torch.manual_seed(0)
+    net = ChurnNet(TabularEncoder(pipeline.cat_cardinalities, pipeline.n_numeric, d_token=4, hidden_dim=8),
+                   SequenceEncoder(pipeline.n_event_types, d_model=8), hidden_dim=8, hazard_horizons=[30, 60])
+    graph = ScoringGraph(net.eval(), temperature=1.0)
+    example = {k: torch.as_tensor(v[:4]) for k, v in pipeline.transform(snap).items()}
+    onnx_path = export_onnx(graph, example, path / "tmp" / "model.onnx")
+    return write_release(path / "churn", onnx_path, pipeline, {"data": DATA, "seed": 0},
+                         {"hazard_horizons": [30, 60], "temperature": 1.0})
+
+
+@pytest.fixture(scope="module")
+def release_dir(tmp_path_factory) -> Path:
+    return build_release(tmp_path_factory.mktemp("release"))
+
+
+def write_inputs(tmp_path: Path) -> dict[str, Path]:
+    """Inputs with known bad rows: 4 bad customers (+1 good row sharing a bad id), 3 bad events, 1 bad feedback."""
+    raw = tiny_inputs()
+    cust = raw["customers"]
+    cust.loc[2, "id"] = None                     # row 3: missing id
+    cust.loc[5, "charge"] = "lots"               # row 6: not a number
+    cust.loc[7, "signup"] = "2024-13-45"         # row 8: unparseable timestamp
+    cust = pd.concat([cust, cust.iloc[[0]]], ignore_index=True)  # row 25 duplicates row 1 (c000): both out
+    ev = raw["events"]
+    ev.loc[0, "when"] = "not a date"
+    ev.loc[1, "id"] = "nobody"                   # unknown customer
+    ev.loc[2, "amount"] = "n/a!"
+    paths = {"customers": tmp_path / "customers.csv", "events": tmp_path / "events.parquet",
+             "feedback": tmp_path / "feedback.csv"}
+    cust.to_csv(paths["customers"], index=False)
+    ev.to_parquet(paths["events"], index=False)
+    fb = raw["feedback"]
+    fb.loc[3, "when"] = ""                       # missing timestamp
+    fb.to_csv(paths["feedback"], index=False)
+    return paths
+
+
+def serve_cfg(release_dir: Path, paths: dict[str, Path], output: Path, *extra: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("serve", overrides=[
+            "task=churn", f"model={release_dir}", f"input.customers={paths['customers']}",
+            f"input.events={paths['events']}", f"input.feedback={paths['feedback']}", f"output={output}",
+            "chunk_size=7", "progress=false", "feedback_model=null", *extra])
+
+
+@pytest.mark.parametrize("suffix,partitions", [("csv", 3), ("parquet", 1)])
+def test_serve_rejects_bad_rows_and_drops_nothing(release_dir, tmp_path, capsys, suffix, partitions):
+    from churnsense.serving.churn import serve_churn
+
+    paths = write_inputs(tmp_path)
+    output = tmp_path / "out" / f"scores.{suffix}"
+    summary = serve_churn(serve_cfg(release_dir, paths, output, f"partitions={partitions}"))
+    scores, rejects = io.read_table(output), io.read_table(tmp_path / "out" / "scores.rejects.csv")
+    assert summary.rows_in == 25 and summary.rejected == 5 and summary.scored == 20 == len(scores)
+    assert "rows in 25 = scored 20 + rejected 5" in capsys.readouterr().out
+    by_source = rejects.groupby("source").size().to_dict()
+    assert by_source[str(paths["customers"])] == 5 and by_source[str(paths["feedback"])] == 4
+    fb = rejects[rejects["source"] == str(paths["feedback"])].set_index("row")["reason"].to_dict()
+    assert fb["4"] == "missing value" and fb["3"].startswith("unknown customer")  # c002 lost its id in customers
+    assert fb["1"] == fb["6"] == "customer row rejected (see the customers rejects)"  # c000 duplicate, c005 bad
+    assert rejects["reason"].notna().all() and rejects["row"].notna().all()
+    cust = rejects[rejects["source"] == str(paths["customers"])].set_index("row")
+    assert cust.loc["3", "reason"] == "missing value" and cust.loc["6", "reason"] == "not a number"
+    assert "timestamp" in cust.loc["8", "reason"] and cust.loc["6", "column"] == "charge"
+    assert set(cust.loc[["1", "25"], "reason"]) == {"duplicate customer id"}
+    ev = rejects[rejects["source"] == str(paths["events"])]
+    assert {"unparseable timestamp", "not a number", "unknown customer id (not in the customers table)"} <= set(
+        ev["reason"])
+    assert (ev.loc[ev["key"] == "c000", "reason"] == "customer row rejected (see the customers rejects)").all()
+    assert set(scores.columns) == {"customer_id", "churn_probability", "risk_band", "p_churn_30d", "p_churn_60d",
+                                   "cutoff"}
+    prob = scores["churn_probability"].astype(float)
+    assert prob.between(0, 1).all() and scores["customer_id"].is_unique
+    assert set(scores["risk_band"]) <= {"low", "medium", "high"}
+    assert sorted(p.name for p in output.parent.iterdir()) == sorted([output.name, "scores.rejects.csv"])
+
+
+
+def test_pure_batch_scorer_matches_serve(release_dir, tmp_path):
+    """score_churn_batch on raw frames (as in Spark) = serve.py partitioned output; partition count is irrelevant."""
+    from churnsense.serving.churn import serve_churn
+
+    paths = write_inputs(tmp_path)
+    outs = []
+    for k in (1, 4):
+        out = tmp_path / f"k{k}.parquet"
+        serve_churn(serve_cfg(release_dir, paths, out, f"partitions={k}"))
+        outs.append(io.read_table(out).sort_values("customer_id", ignore_index=True))
+    pd.testing.assert_frame_equal(outs[0], outs[1])
+    release = ChurnRelease.load(release_dir)
+    raw = {k: io.read_table(p) for k, p in paths.items()}
+    scored, rejects = score_churn_batch(raw["customers"], raw["events"], raw["feedback"], release,
+                                        outs[0]["cutoff"][0])
+    scored = scored.sort_values("customer_id", ignore_index=True)
+    assert len(scored) + (rejects["source"] == "customers").sum() == len(raw["customers"])
+    np.testing.assert_allclose(scored["churn_probability"], outs[0]["churn_probability"], rtol=1e-6)
+
+
+def test_crash_mid_run_publishes_nothing(release_dir, tmp_path, monkeypatch):
+    import churnsense.serving.churn as churn
+
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("simulated crash in partition 2")
+        return score_churn_batch(*args, **kwargs)
+
+    monkeypatch.setattr(churn, "score_churn_batch", failing)
+    paths = write_inputs(tmp_path)
+    output = tmp_path / "out" / "scores.csv"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        churn.serve_churn(serve_cfg(release_dir, paths, output, "partitions=3"))
+    assert not output.parent.exists() or list(output.parent.iterdir()) == []
+
+
+def test_pyfunc_and_mlflow_uri(release_dir, tmp_path):
+    import mlflow
+
+    from churnsense.serving.pyfunc import ChurnPyfunc
+
+    raw = tiny_inputs()
+    raw["customers"].loc[3, "charge"] = "bad"
+    mlflow.pyfunc.save_model(tmp_path / "pyfunc", python_model=ChurnPyfunc(), artifacts={"release": str(release_dir)})
+    model = mlflow.pyfunc.load_model(str(tmp_path / "pyfunc"))
+    out = model.predict({"customers": raw["customers"], "events": raw["events"]}, params={"cutoff": "2024-01-01"})
+    assert len(out) == len(raw["customers"]) and out["reject_reason"].notna().sum() == 1
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = mlflow.create_experiment("serving", artifact_location=(tmp_path / "mlartifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment) as run:
+        mlflow.log_artifacts(str(release_dir), artifact_path="release")
+    release = ChurnRelease.load(f"runs:/{run.info.run_id}/release")
+    mlflow.set_tracking_uri(None)
+    assert release.input_names and (release.path / "pipeline.json").is_file()
