@@ -80,21 +80,21 @@ def segment_name(center: np.ndarray, features: Sequence[str], labels: Mapping[st
     return ", ".join(terms) if terms else "typical"
 
 
-def profile_segments(frame: pd.DataFrame, facts: pd.DataFrame, state: Mapping[str, Any], label: str | None = None,
+def profile_segments(frame: pd.DataFrame, facts: pd.DataFrame | None, state: Mapping[str, Any], label: str | None = None,
                      n_attributes: int = 4) -> pd.DataFrame:
     """One row per segment: size, share, churn rate (observed `label` if given, else mean `churn_probability`),
     mean risk, typical attributes (largest deviations: median value in the segment), dominant reasons, name.
     `frame`: customer_id, segment, churn_probability[, reason_1][, label]."""
     f = frame.set_index("customer_id")
-    x = facts.reindex(f.index)
+    x = facts.reindex(f.index) if facts is not None else None
     rows = []
     for seg in range(int(state["k"])):
         m = f["segment"].to_numpy() == seg
         center = np.asarray(state["centers"][seg])
         attrs = []
         for j in np.argsort(-np.abs(center))[:n_attributes]:
-            col = state["features"][j]
-            attrs.append(f"{col}={x.loc[m, col].median():.3g} ({'+' if center[j] > 0 else ''}{center[j]:.1f}sd)")
+            col, z = state["features"][j], f"{'+' if center[j] > 0 else ''}{center[j]:.1f}sd"
+            attrs.append(f"{col}={x.loc[m, col].median():.3g} ({z})" if x is not None else f"{col} {z}")
         reasons = f.loc[m, "reason_1"].replace("", np.nan).dropna() if "reason_1" in f else pd.Series(dtype=str)
         top = reasons.value_counts(normalize=True).head(3)
         observed = label and label in f and f.loc[m, label].notna().any()

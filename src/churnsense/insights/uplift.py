@@ -2,8 +2,9 @@
 
 T-learner: one outcome model P(churn | x, arm) per arm (LightGBM, saved with its native `model_to_string`),
 uplift(x, a) = P(churn | x, control) - P(churn | x, a): the drop in churn probability the action buys (> 0 = helps).
-Logged offers were targeted (not randomised), so rows are weighted by 1 / propensity (inverse propensity
-weighting) when the log has a `propensity` of the action received.
+Logged offers are targeted, so an offered-vs-control contrast needs the control arm's propensities (`ipw_weights`);
+the accepted-vs-declined contrast assumes acceptance is as good as random given the features (true in the
+synthetic demo; in production logs use a randomised hold-out as the control arm).
 """
 from __future__ import annotations
 
@@ -151,14 +152,18 @@ def uplift_metrics(score: np.ndarray, treated: np.ndarray, retained: np.ndarray,
 
 
 def evaluate_uplift(learner: TLearner, x: pd.DataFrame, arm: pd.Series, churned: pd.Series,
-                    weight: pd.Series | None = None) -> pd.DataFrame:
-    """Held-out Qini / AUUC per action, on the rows of that action's two arms (treated vs control)."""
+                    weight: pd.Series | None = None, points: int = 51) -> pd.DataFrame:
+    """Held-out Qini / AUUC per action, on the rows of that action's two arms (treated vs control), with the Qini
+    curve at `points` points (`curve_x`, `curve_qini`) for plots."""
     up = learner.predict_uplift(x)
     arm = arm.astype(str).to_numpy()
     rows = []
     for a, (t, c, _) in learner.contrasts.items():
         m = (arm == t) | (arm == c)
         w = None if weight is None else weight.to_numpy()[m]
-        res = uplift_metrics(up[a].to_numpy()[m], arm[m] == t, 1.0 - churned.to_numpy(dtype=float)[m], w)
-        rows.append({"action": a, **res})
+        args = (up[a].to_numpy()[m], arm[m] == t, 1.0 - churned.to_numpy(dtype=float)[m], w)
+        x, q = qini_curve(*args)
+        pick = np.linspace(0, len(x) - 1, min(points, len(x))).astype(int)
+        rows.append({"action": a, **uplift_metrics(*args), "curve_x": x[pick].round(4).tolist(),
+                     "curve_qini": q[pick].round(5).tolist()})
     return pd.DataFrame(rows)

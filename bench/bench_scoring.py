@@ -1,0 +1,133 @@
+"""Scoring throughput — not a test.
+
+    python bench/bench_scoring.py [--model artifacts/churn] [--threads 2] [--sizes 100000,1000000] [--months 3]
+
+(1) ONNX Runtime vs PyTorch eager, rows/s at batch 1, 64 and 1024 (same architecture and threads; the model part
+only: features precomputed). (2) End to end `serve.py task=churn` rows/s and peak RSS on synthetic bases of each
+size (`churnsense.data.synth`, `--months` of history): read + validate + partition + features + ONNX + write.
+Without `--model` (or if it does not exist) an untrained release of the configured architecture is built on a small
+synthetic base (weights do not change the cost); with it, eager timing uses an untrained net of its architecture.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from churnsense.data.synth import generate, synth_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def synth_base(out_dir: Path, n: int, months: int, seed: int = 7) -> Path:
+    if not (out_dir / "customers.parquet").is_file():
+        summary = generate(synth_config(n_customers=n, months=months, seed=seed, out_dir=str(out_dir)))
+        print(f"synthetic base {n:,} customers, {summary['events']:,} events, {summary['feedback']:,} feedback "
+              f"({summary['seconds']:.0f} s) -> {out_dir}", flush=True)
+    return out_dir
+
+
+def build(work: Path, months: int, release: Path | None):
+    """(ScoringGraph, feature arrays of the small base, release dir) for the configured architecture."""
+    from churnsense.export.onnx import ScoringGraph, export_onnx
+    from churnsense.export.release import write_release
+    from churnsense.training.churn import build_net, prepare_data
+
+    data_dir = work / "fit"
+    synth_base(data_dir / "demo", 3000, months)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["data=synth", "logger=none", f"paths.data_dir={data_dir}"])
+    data = prepare_data(cfg)
+    net, _ = build_net(cfg, data.pipeline, data.arrays["train"])
+    graph = ScoringGraph(net.eval())
+    arrays = {k: v for k, v in data.arrays["test"].items() if k in ("cat", "num") or k.startswith("seq_")}
+    if release is None or not (release / "model.onnx").is_file():
+        example = {k: torch.as_tensor(v[:8]) for k, v in arrays.items()}
+        onnx = export_onnx(graph, example, work / "export" / "model.onnx")
+        release = write_release(work / "release", onnx, data.pipeline, OmegaConf.to_container(cfg, resolve=True),
+                                {"hazard_horizons": list(net.hazard.horizons) if net.hazard else []})
+    return graph, arrays, release
+
+
+def rows_per_second(fn, batch: int, seconds: float) -> float:
+    fn()  # warm-up
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+        n += 1
+    return n * batch / (time.perf_counter() - start)
+
+
+def micro(graph, arrays: dict[str, np.ndarray], release: Path, threads: int, seconds: float) -> None:
+    from churnsense.export.onnx import model_inputs
+    from churnsense.models.net import MODEL_INPUTS
+
+    torch.set_num_threads(threads)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(release / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    n = len(arrays["cat"])
+    print(f"\n## Model only, {threads} thread(s), history length {arrays['seq_type'].shape[1]}")
+    print("| batch | ONNX Runtime rows/s | PyTorch eager rows/s | speed-up |\n|---|---|---|---|")
+    for batch in (1, 64, 1024):
+        idx = np.arange(batch) % n
+        feed = {k: arrays[k][idx] for k in names}
+        tensors = model_inputs({k: arrays[k][idx] for k in MODEL_INPUTS})
+        onnx = rows_per_second(lambda: session.run(None, feed), batch, seconds)
+        with torch.inference_mode():
+            eager = rows_per_second(lambda: graph(*tensors), batch, seconds)
+        print(f"| {batch} | {onnx:,.0f} | {eager:,.0f} | {onnx / eager:.1f}x |", flush=True)
+
+
+def end_to_end(release: Path, work: Path, sizes: list[int], months: int, threads: int) -> None:
+    print(f"\n## End to end `serve.py task=churn` ({threads} ONNX thread(s), {months} months of history)")
+    print("| customers | events | seconds | rows/s | peak RSS MiB | partitions |\n|---|---|---|---|---|---|")
+    for n in sizes:
+        base = synth_base(work / f"base{n}", n, months)
+        out = work / f"scores{n}.parquet"
+        cmd = [sys.executable, str(ROOT / "serve.py"), "task=churn", f"model={release}",
+               f"input.customers={base / 'customers.parquet'}", f"input.events={base / 'events.parquet'}",
+               f"input.feedback={base / 'feedback.parquet'}", f"output={out}", "progress=false",
+               f"num_threads={threads}", "feedback_model=null", f"tmp_dir={work}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("[churn] rows in")), None)
+        if proc.returncode or line is None:
+            print(f"| {n:,} | failed: {proc.stderr.strip().splitlines()[-1:]} |", flush=True)
+            continue
+        seconds, rate, rss = re.search(r"\| ([\d.]+) s, ([\d,]+) rows/s, peak RSS ([\d,]+) MiB", line).groups()
+        parts = re.search(r"(\d+) partition", proc.stdout).group(1)
+        events = __import__("pyarrow.parquet").parquet.ParquetFile(base / "events.parquet").metadata.num_rows
+        print(f"| {n:,} | {events:,} | {seconds} | {rate} | {rss} | {parts} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="a release directory (default: build an untrained one)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
+    parser.add_argument("--sizes", default="100000,1000000", help="customers per end-to-end run ('' to skip)")
+    parser.add_argument("--months", type=int, default=3, help="months of synthetic history")
+    parser.add_argument("--work", default=None, help="scratch directory (default: a temp dir)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-scoring-") as tmp:
+        work = Path(args.work or tmp)
+        graph, arrays, release = build(work, args.months, Path(args.model) if args.model else None)
+        micro(graph, arrays, release, args.threads, args.seconds)
+        sizes = [int(s) for s in args.sizes.split(",") if s]
+        if sizes:
+            end_to_end(release, work, sizes, args.months, args.threads)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""The report of a scoring run (`python serve.py task=report`): CSV + PNG + HTML files, logged to MLflow.
+
+Reads the enriched scores of `serve.py task=churn` (+ optional raw tables for observed churn by period and the
+segment plot, the synthetic ground truth for reason hit rates) and the release's `insights.json` (segments, Qini).
+Files: summary.json, segments.csv, churn_by_segment_period.csv, top_reasons.csv, reason_hit_rates.csv,
+uplift.csv, call_list.csv (CRM), segments.png, uplift_qini.png, report.html.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnsense.insights.reasons import customer_facts, hit_rates
+from churnsense.insights.segments import plot_segments, profile_segments
+from churnsense.insights.state import InsightsState, load_config, load_state
+
+CRM_COLUMNS = ["customer_id", "churn_probability", "risk_band", "segment", "segment_name", "reason_codes",
+               "top_reasons", "recommended_action", "talking_points", "queue", "team", "cltv", "value_at_risk",
+               "expected_uplift", "expected_saved_value", "action_cost"]
+
+
+def call_list(scores: pd.DataFrame) -> pd.DataFrame:
+    """CRM / campaign list: one row per customer with a recommended action, ranked by expected saved value."""
+    s = scores[scores["recommended_action"].fillna("none").ne("none")]
+    s = s.sort_values("expected_saved_value", ascending=False, kind="stable")
+    return s.reindex(columns=CRM_COLUMNS).assign(rank=np.arange(1, len(s) + 1))
+
+
+def churn_by_period(customers: pd.DataFrame, segment: pd.Series, freq: str = "MS") -> pd.DataFrame:
+    """Observed churn and retention rate per segment and month: churned in the month / active at its start."""
+    c = customers.assign(segment=customers["customer_id"].map(segment)).dropna(subset=["segment"])
+    end = c["observed_until"].max() if "observed_until" in c else c["churn_date"].max()
+    periods = pd.date_range(c["signup_date"].min().to_period("M").to_timestamp(), end, freq=freq)
+    rows = []
+    for start, stop in zip(periods[:-1], periods[1:]):
+        active = (c["signup_date"] < start) & (c["churn_date"].isna() | (c["churn_date"] >= start))
+        churned = active & (c["churn_date"] < stop)
+        g = pd.DataFrame({"active": active, "churned": churned, "segment": c["segment"]}).groupby("segment").sum()
+        rows.append(g.assign(period=start.date()).reset_index())
+    out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["segment", "active", "churned", "period"])
+    out = out[out["active"] > 0]
+    out["churn_rate"] = out["churned"] / out["active"]
+    out["retention_rate"] = 1.0 - out["churn_rate"]
+    return out[["period", "segment", "active", "churned", "churn_rate", "retention_rate"]]
+
+
+def top_reasons(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per top reason: customers, share of at-risk customers, value at risk behind it."""
+    s = scores[scores["reason_1"].fillna("").ne("")]
+    g = s.groupby("reason_1").agg(customers=("customer_id", "size"), value_at_risk=("value_at_risk", "sum"),
+                                  mean_risk=("churn_probability", "mean"))
+    g["share"] = g["customers"] / max(len(s), 1)
+    return g.sort_values("value_at_risk", ascending=False).reset_index().rename(columns={"reason_1": "reason"})
+
+
+def reason_evaluation(scores: pd.DataFrame, truth: pd.DataFrame, vocabulary: Mapping[str, Mapping]) -> pd.DataFrame:
+    """Hit rates of the reasons vs the true drivers of explained customers who churned (truth: customer_id,
+    drivers). Baseline: one global ranking = reason codes by how often they appear in customers' top-3."""
+    s = scores[scores["reason_codes"].fillna("").ne("")].set_index("customer_id")["reason_codes"]
+    codes = s.str.split(";").explode()
+    baseline = codes.value_counts().index.tolist()
+    t = truth.set_index("customer_id")["drivers"].reindex(s.index)
+    t = t[t.fillna("").ne("")]
+    driver_of = {c: str(v.get("driver", c)) for c, v in vocabulary.items()}
+    return hit_rates(s, t, driver_of, baseline)
+
+
+def _plot_qini(metrics: list[dict], path: Path) -> Path | None:
+    curves = [m for m in metrics if m.get("curve_x")]
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for m in curves:
+        x, q = np.asarray(m["curve_x"]), np.asarray(m["curve_qini"])
+        line = ax.plot(x, q, label=f"{m['action']} (Qini {m['qini']:.4f})")[0]
+        ax.plot([0, 1], [0, q[-1]], ls="--", color=line.get_color(), alpha=0.6)
+    ax.set(xlabel="share of offered customers targeted (by predicted uplift)", ylabel="incremental retained / n",
+           title="Qini curves on held-out offers (dashed: random targeting)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _html(out: Path, tables: Mapping[str, pd.DataFrame], images: list[Path], summary: Mapping[str, Any]) -> Path:
+    parts = ["<html><head><meta charset='utf-8'><title>churnsense report</title></head><body>",
+             "<h1>churnsense scoring report</h1>", "<pre>" + json.dumps(summary, indent=1, default=str) + "</pre>"]
+    parts += [f"<img src='{p.name}' style='max-width:48%'>" for p in images]
+    for name, t in tables.items():
+        parts += [f"<h2>{name}</h2>", t.head(50).to_html(index=False, float_format=lambda v: f"{v:.4g}")]
+    (out / "report.html").write_text("\n".join(parts + ["</body></html>"]), encoding="utf-8")
+    return out / "report.html"
+
+
+def write_report(scores: pd.DataFrame, out_dir: str | Path, state: InsightsState, cfg: Mapping[str, Any],
+                 tables: Mapping[str, pd.DataFrame | None] | None = None) -> dict[str, Path]:
+    """Write every report file into `out_dir`; `tables`: optional customers/events/feedback/ground_truth."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = dict(tables or {})
+    files: dict[str, Path] = {}
+    frames: dict[str, pd.DataFrame] = {}
+    cust = tables.get("customers")
+    label = None
+    if tables.get("ground_truth") is not None and "churned" in tables["ground_truth"]:
+        scores = scores.merge(tables["ground_truth"][["customer_id", "churned"]], on="customer_id", how="left")
+        label = "churned"
+    facts = None
+    if cust is not None and "cutoff" in scores:
+        facts = customer_facts(cust[cust["customer_id"].isin(scores["customer_id"])], tables.get("events"),
+                               tables.get("feedback"), pd.Timestamp(scores["cutoff"].iloc[0]))
+    if state.segments:
+        frames["segments"] = profile_segments(scores, facts, state.segments, label=label)
+        if facts is not None:
+            seg = scores.set_index("customer_id")
+            files["segments_png"] = plot_segments(facts.reindex(seg.index), seg["segment"], seg["churn_probability"],
+                                                  state.segments, out / "segments.png")
+    if cust is not None and {"signup_date", "churn_date"} <= set(cust.columns):
+        frames["churn_by_segment_period"] = churn_by_period(cust, scores.set_index("customer_id")["segment"])
+    frames["top_reasons"] = top_reasons(scores)
+    if tables.get("ground_truth") is not None:
+        frames["reason_hit_rates"] = reason_evaluation(scores, tables["ground_truth"],
+                                                       (cfg.get("reasons") or {}).get("vocabulary") or {})
+    if state.metrics.get("uplift"):
+        frames["uplift"] = pd.DataFrame(state.metrics["uplift"]).drop(columns=["curve_x", "curve_qini"], errors="ignore")
+        png = _plot_qini(state.metrics["uplift"], out / "uplift_qini.png")
+        if png:
+            files["uplift_png"] = png
+    frames["call_list"] = call_list(scores)
+    for name, frame in frames.items():
+        files[name] = out / f"{name}.csv"
+        frame.to_csv(files[name], index=False)
+    summary = {"customers": len(scores), "mean_churn_probability": float(scores["churn_probability"].mean()),
+               "at_risk": int(scores["at_risk"].sum()), "value_at_risk": float(scores["value_at_risk"].sum()),
+               "actions": int(len(frames["call_list"])),
+               "expected_saved_value": float(frames["call_list"]["expected_saved_value"].sum()),
+               "segments": int(state.segments.get("k", 0)) if state.segments else 0,
+               "segment_criterion": state.segments.get("criterion") if state.segments else None}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    files["summary"] = out / "summary.json"
+    files["html"] = _html(out, frames, [p for k, p in files.items() if k.endswith("_png")], summary)
+    return files
+
+
+def _read(path: str | None) -> pd.DataFrame | None:
+    if not path:
+        return None
+    from churnsense.serving.io import read_table
+
+    return read_table(path)
+
+
+def serve_report(cfg) -> dict[str, Path]:
+    """Composition root of `serve.py task=report` (see conf/serve/task/report.yaml)."""
+    state = load_state(cfg.model) if Path(str(cfg.model)).exists() else InsightsState()
+    icfg = load_config(cfg.model if Path(str(cfg.model)).exists() else None)
+    scores = _read(cfg.input.scores)
+    for col in ("cutoff",):
+        if col in scores:
+            scores[col] = pd.to_datetime(scores[col])
+    tables = {k: _read(cfg.input.get(k)) for k in ("customers", "events", "feedback", "ground_truth")}
+    files = write_report(scores, cfg.output_dir, state, icfg, tables)
+    if cfg.get("mlflow") and cfg.mlflow.get("enabled"):
+        import mlflow
+
+        mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+        mlflow.set_experiment(cfg.mlflow.experiment_name)
+        with mlflow.start_run(run_name=cfg.mlflow.get("run_name")):
+            mlflow.log_artifacts(str(cfg.output_dir), artifact_path="report")
+            summary = json.loads(files["summary"].read_text())
+            mlflow.log_metrics({f"report/{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))})
+    print(f"report: {len(scores):,} customers -> {cfg.output_dir} ({', '.join(sorted(p.name for p in files.values()))})")
+    return files

@@ -1,0 +1,60 @@
+"""Playbook, routing, team choice, CLTV and the enriched output schema."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from churnsense.insights import playbook as pb
+from churnsense.insights.enrich import INSIGHT_COLUMNS, add_insights
+from churnsense.insights.state import InsightsState, load_config
+from churnsense.insights.value import cltv
+
+PLAYBOOK = {"price_increase": {"action": "discount", "talking_points": "discount"},
+            "outages": {"action": "call", "talking_points": "apologise"}}
+ACTIONS = {"discount": {"cost": 10.0, "prior_uplift": 0.1}, "call": {"cost": 5.0, "prior_uplift": 0.0}}
+
+
+def test_recommend_only_where_uplift_pays():
+    frame = pd.DataFrame({"reason_codes": ["price_increase", "outages;price_increase", "price_increase", ""],
+                          "cltv": [1000.0, 1000.0, 50.0, 1000.0]})
+    uplift = pd.DataFrame({"call": [0.0, 0.2, 0.0, 0.0]})
+    rec = pb.recommend_actions(frame, PLAYBOOK, ACTIONS, uplift)
+    assert rec["recommended_action"].tolist() == ["discount", "call", "none", "none"]
+    assert rec.loc[1, "expected_saved_value"] == 0.2 * 1000 - 5  # call beats discount (0.1 * 1000 - 10)
+    assert rec.loc[0, "talking_points"] == "discount"
+
+
+def test_route_and_best_team():
+    lang = pd.Series(["he", "fr", None])
+    p = pd.Series([0.9, 0.6, 0.3])
+    q = pb.route(lang, p, pd.Series(["call", "call", "none"]), ["en", "he"], {"standard": 0.0, "high": 0.5, "critical": 0.8})
+    assert q.tolist() == ["he-critical", "en-high", ""]
+    offers = pd.DataFrame({"customer_id": [f"C{i}" for i in range(200)], "action": "call",
+                           "team": np.where(np.arange(200) % 2, "a", "b"),
+                           "churned_within_90d": np.where(np.arange(200) % 2, np.arange(200) % 10 == 1, True)})
+    seg = pd.Series(0, index=offers["customer_id"])
+    scores = pb.team_scores(offers, seg)
+    assert pb.best_team(pd.Series([0, 5]), pd.Series(["call", "call"]), scores).tolist() == ["a", "a"]
+
+
+def test_cltv_formula():
+    value = cltv(pd.Series([10.0]), retention=1.0, horizon_months=12, discount_rate=0.0)
+    assert value.iloc[0] == 120.0
+    assert cltv(pd.Series([10.0]), 0.5, 2, 0.0).iloc[0] == 10.0 + 5.0
+
+
+def test_enriched_schema():
+    cfg = load_config(None)
+    ids = ["C1", "C2", "C3"]
+    scored = pd.DataFrame({"customer_id": ids, "churn_probability": [0.9, 0.1, 0.4]})
+    facts = pd.DataFrame({"monthly_charge": [50.0, 20.0, 30.0], "language": ["he", "en", "ru"]}, index=ids)
+    reasons = pd.DataFrame({"customer_id": ["C1", "C3"], "reason_codes": ["price_increase", "outages"],
+                            "top_reasons": ["price rose 20%", "3 outages"], "reason_1": ["price_increase", "outages"],
+                            "reason_1_text": ["price rose 20%", "3 outages"], "reason_2": "", "reason_2_text": "",
+                            "reason_3": "", "reason_3_text": ""})
+    out = add_insights(scored, facts, reasons, InsightsState(monthly_retention=0.97), cfg)
+    assert list(out.columns) == ["customer_id", "churn_probability"] + INSIGHT_COLUMNS
+    assert out["recommended_action"].tolist() == ["discount", "none", "call"]
+    assert out["queue"].tolist() == ["he-critical", "", "ru-standard"]
+    assert out.loc[0, "value_at_risk"] == out.loc[0, "cltv"] * 0.9
+    assert out["team"].tolist() == ["retention", "", "retention"]
