@@ -62,3 +62,12 @@ def test_no_events_table_single_padded_slot(tmp_path):
     assert p.shape == (6,) and np.isfinite(p).all()
     longer = {k: (np.zeros((1, 64), v.dtype) if k.startswith("seq_") else v[:1]) for k, v in feed.items()}
     assert np.allclose(session.run(None, longer)[0], p[:1], atol=1e-6)  # the pipeline pads to max_events
+
+
+def test_repeated_gru_exports_keep_dynamic_sequence_axis(tmp_path):
+    """torch 2.13 specialises the sequence axis of a second GRU export in one process unless worked around."""
+    batch = _batch(n=4, max_events=3, cat_cardinalities=(), n_numeric=0)
+    for k in range(2):
+        graph = ScoringGraph(ChurnNet(None, SequenceEncoder(6, "gru", d_model=4), hidden_dim=4))
+        path = export_onnx(graph, batch, tmp_path / f"model{k}.onnx")  # raises if an axis became fixed
+        check_parity(graph, path, _batch(n=5, max_events=9, cat_cardinalities=(), n_numeric=0), [5])

@@ -58,3 +58,23 @@ def test_enriched_schema():
     assert out["queue"].tolist() == ["he-critical", "", "ru-standard"]
     assert out.loc[0, "value_at_risk"] == out.loc[0, "cltv"] * 0.9
     assert out["team"].tolist() == ["retention", "", "retention"]
+
+
+def test_report_files(tmp_path):
+    from churnsense.insights.report import CRM_COLUMNS, write_report
+
+    cfg = load_config(None)
+    ids = [f"C{i}" for i in range(6)]
+    scored = pd.DataFrame({"customer_id": ids, "churn_probability": [0.9, 0.1, 0.4, 0.3, 0.05, 0.7]})
+    facts = pd.DataFrame({"monthly_charge": [50.0, 20, 30, 40, 10, 60], "language": "en"}, index=ids)
+    reasons = pd.DataFrame({"customer_id": ids, "reason_codes": "outages", "top_reasons": "outages",
+                            "reason_1": "outages", "reason_1_text": "outages", "reason_2": "", "reason_2_text": "",
+                            "reason_3": "", "reason_3_text": ""})
+    out = add_insights(scored, facts, reasons, InsightsState(monthly_retention=0.97), cfg)
+    truth = pd.DataFrame({"customer_id": ids, "drivers": ["outages", "", "price_increase", "", "", "outages"]})
+    files = write_report(out, tmp_path, InsightsState(), cfg, {"ground_truth": truth})
+    crm = pd.read_csv(files["call_list"])
+    assert list(crm.columns) == CRM_COLUMNS + ["rank"] and crm["expected_saved_value"].is_monotonic_decreasing
+    hits = pd.read_csv(files["reason_hit_rates"]).set_index("mechanism")
+    assert hits.loc["outages", "top1"] == 1.0 and hits.loc["all", "n"] == 3
+    assert files["html"].is_file()

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class ExportParityError(RuntimeError):
-    """onnxruntime and torch disagree beyond the tolerance: the export must not be released."""
+    """The export lost a dynamic axis, or onnxruntime and torch disagree beyond the tolerance: not released."""
 
 
 class ScoringGraph(nn.Module):
@@ -61,6 +61,29 @@ def _at_least_two(args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return args[:2] + tuple(torch.cat([a, torch.zeros_like(a[:, :1]).expand(-1, 2 - n_seq)], 1) for a in args[2:])
 
 
+def _reset_rnn_dispatch_caches() -> None:
+    """Work around torch 2.13: after one export, aten.gru's cached dispatch runs its unrolled decomposition
+    while tracing, which specialises the sequence axis to the example's length in every later export."""
+    for name in ("gru", "lstm", "rnn_tanh", "rnn_relu"):
+        packet = getattr(torch.ops.aten, name, None)
+        for overload in ("input", "data"):
+            cache = getattr(getattr(packet, overload, None), "_dispatch_cache", None)
+            if isinstance(cache, dict):
+                cache.clear()
+
+
+def assert_dynamic_axes(path: str | Path) -> None:
+    """Every input must have a symbolic batch axis and the seq_* inputs a symbolic sequence axis."""
+    import onnx
+
+    for inp in onnx.load(str(path), load_external_data=False).graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        axes = (0, 1) if inp.name.startswith("seq_") else (0,)
+        fixed = [a for a in axes if not dims[a].dim_param]
+        if fixed:
+            raise ExportParityError(f"{path}: input {inp.name} has fixed axes {fixed} (expected dynamic)")
+
+
 def export_onnx(graph: ScoringGraph, example: dict[str, torch.Tensor], path: str | Path, opset: int = 18) -> Path:
     """Export `graph` (eval mode, CPU, float32) with dynamic batch and sequence axes; returns the path."""
     graph = graph.cpu().float().eval()
@@ -70,6 +93,7 @@ def export_onnx(graph: ScoringGraph, example: dict[str, torch.Tensor], path: str
     dyn = {name: ({0: batch, 1: seq} if name.startswith("seq_") else {0: batch}) for name in MODEL_INPUTS}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _reset_rnn_dispatch_caches()
     with torch.no_grad():
         program = torch.onnx.export(
             graph, args, input_names=list(MODEL_INPUTS), output_names=graph.output_names,
@@ -78,6 +102,7 @@ def export_onnx(graph: ScoringGraph, example: dict[str, torch.Tensor], path: str
             "seq_mask": dyn["seq_mask"]}, external_data=False, verbose=False,
         )
     program.save(str(path), external_data=False)
+    assert_dynamic_axes(path)
     return path
 
 

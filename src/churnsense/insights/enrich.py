@@ -14,7 +14,7 @@ import pandas as pd
 
 from churnsense.insights import playbook as pb
 from churnsense.insights import value as val
-from churnsense.insights.attribution import (BatchLayout, attribute_groups, build_group_index, groups_from_config,
+from churnsense.insights.attribution import (SEQ_KEYS, BatchLayout, attribute_groups, build_group_index, groups_from_config,
                                              logit_from_probability)
 from churnsense.insights.reasons import customer_facts, reasons_frame
 from churnsense.insights.segments import assign_segments
@@ -27,6 +27,15 @@ INSIGHT_COLUMNS = ["at_risk", "reason_codes", "top_reasons", "reason_1", "reason
                    "queue", "team"]
 
 
+def risk_threshold(p: np.ndarray, cfg: Mapping[str, Any]) -> float:
+    """At risk: p >= `at_risk`, or within the top `at_risk_share` of this run by risk (whichever admits more)."""
+    threshold = float(cfg.get("at_risk", 0.2))
+    share = cfg.get("at_risk_share")
+    if share and len(p):
+        threshold = min(threshold, float(np.quantile(p, 1.0 - float(share))))
+    return threshold
+
+
 def layout_of(pipeline) -> BatchLayout:
     """Batch axis names of a fitted `FeaturePipeline`."""
     return BatchLayout(list(pipeline.categorical), list(pipeline.numeric_names), list(pipeline.event_type_names))
@@ -36,13 +45,13 @@ def explain(batch: dict[str, np.ndarray], ids: np.ndarray, rows: np.ndarray, pro
             facts: pd.DataFrame, rcfg: Mapping[str, Any], seed: int = 0) -> pd.DataFrame:
     """Reasons for the batch rows `rows` (the whole batch is the reference population)."""
     index = build_group_index(layout, groups_from_config(rcfg["groups"]))
-    sub = {k: v[rows] for k, v in batch.items() if k.startswith(("cat", "num", "seq_"))}
+    sub = {k: v[rows] for k, v in batch.items() if k in ("cat", "num", *SEQ_KEYS)}
     ref = {k: v for k, v in batch.items() if k in sub}
     attr = attribute_groups(logit_from_probability(prob_fn), sub, index, ref, method=str(rcfg.get("method", "shapley")),
                             n_samples=int(rcfg.get("n_samples", 6)), n_background=int(rcfg.get("n_background", 3)),
                             seed=seed)
     return reasons_frame(list(ids[rows]), attr, index.names, facts, rcfg["vocabulary"],
-                         int(rcfg.get("top_k", 3)), float(rcfg.get("min_logit", 0.0)))
+                         int(rcfg.get("top_k", 3)), float(rcfg.get("min_logit", 0.0)), rcfg.get("not_reasons") or ())
 
 
 def add_insights(scored: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFrame | None, state: InsightsState,
@@ -51,7 +60,7 @@ def add_insights(scored: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFram
     out = scored.copy()
     ids = out["customer_id"]
     p = out["churn_probability"].astype(float)
-    out["at_risk"] = p >= float(cfg.get("at_risk", 0.2))
+    out["at_risk"] = p >= risk_threshold(p.to_numpy(), cfg)
     rcols = [c for c in INSIGHT_COLUMNS if c.startswith(("reason", "top_"))]
     r = reasons.set_index("customer_id")[rcols] if reasons is not None and len(reasons) else pd.DataFrame(columns=rcols)
     for c in rcols:
@@ -105,7 +114,7 @@ def enrich(scored: pd.DataFrame, customers: pd.DataFrame | None, events: pd.Data
     ids = snap.static["customer_id"].to_numpy()
     p = pd.Series(ids).map(scored.set_index("customer_id")["churn_probability"]).to_numpy(dtype=float)
     rcfg = cfg.get("reasons") or {}
-    rows = np.flatnonzero(p >= float(cfg.get("at_risk", 0.2)))
+    rows = np.flatnonzero(p >= risk_threshold(p, cfg))
     rows = rows[np.argsort(-p[rows], kind="stable")][: int(rcfg.get("max_rows", 20000))]
     reasons = None
     if len(rows) and rcfg.get("groups"):

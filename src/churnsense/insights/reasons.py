@@ -110,21 +110,21 @@ def reason_text(code: str, facts: Mapping, vocabulary: Mapping[str, Mapping]) ->
     return str(entry.get("fallback") or code.replace("_", " "))
 
 
-def rank_reasons(attributions: np.ndarray, groups: Sequence[str], top_k: int = 3,
-                 min_logit: float = 0.0) -> list[list[str]]:
-    """Per row, the groups with the largest positive attribution (> `min_logit`), best first, at most `top_k`."""
-    order = np.argsort(-attributions, axis=1, kind="stable")[:, :top_k]
-    out = []
-    for row, idx in zip(attributions, order):
-        out.append([groups[j] for j in idx if row[j] > min_logit])
-    return out
+def rank_reasons(attributions: np.ndarray, groups: Sequence[str], top_k: int = 3, min_logit: float = 0.0,
+                 exclude: Sequence[str] = ()) -> list[list[str]]:
+    """Per row, the groups with the largest positive attribution (> `min_logit`), best first, at most `top_k`;
+    groups in `exclude` (e.g. `other`) are never reasons."""
+    shown = np.array([g not in set(exclude) for g in groups])
+    order = np.argsort(-np.where(shown, attributions, -np.inf), axis=1, kind="stable")[:, :top_k]
+    return [[groups[j] for j in idx if shown[j] and row[j] > min_logit] for row, idx in zip(attributions, order)]
 
 
 def reasons_frame(customer_ids: Sequence, attributions: np.ndarray, groups: Sequence[str], facts: pd.DataFrame,
-                  vocabulary: Mapping[str, Mapping], top_k: int = 3, min_logit: float = 0.0) -> pd.DataFrame:
+                  vocabulary: Mapping[str, Mapping], top_k: int = 3, min_logit: float = 0.0,
+                  exclude: Sequence[str] = ()) -> pd.DataFrame:
     """`customer_id`, `reason_codes` (";"-joined, best first), `top_reasons` (texts, "; "-joined),
     `reason_1..k` + `reason_1..k_text`, and `attr_<group>` (logit contributions)."""
-    ranked = rank_reasons(attributions, groups, top_k, min_logit)
+    ranked = rank_reasons(attributions, groups, top_k, min_logit, exclude)
     fact_rows = facts.reindex(pd.Index(customer_ids)).to_dict("index") if len(facts.columns) else {}
     rows = []
     for cid, codes in zip(customer_ids, ranked):
