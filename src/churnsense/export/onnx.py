@@ -89,21 +89,31 @@ def export_onnx(graph: ScoringGraph, example: dict[str, torch.Tensor], path: str
     graph = graph.cpu().float().eval()
     # Axes are dynamic, so a small example suffices; tracing time grows with its sequence length (GRU).
     args = _at_least_two(tuple(a[:4, :4] if i >= 2 else a[:4] for i, a in enumerate(model_inputs(example))))
-    batch, seq = torch.export.Dim("batch", min=1), torch.export.Dim("seq", min=1)
-    dyn = {name: ({0: batch, 1: seq} if name.startswith("seq_") else {0: batch}) for name in MODEL_INPUTS}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _reset_rnn_dispatch_caches()
-    with torch.no_grad():
-        program = torch.onnx.export(
-            graph, args, input_names=list(MODEL_INPUTS), output_names=graph.output_names,
-            opset_version=opset, dynamo=True, dynamic_shapes={"cat": dyn["cat"], "num": dyn["num"],
-            "seq_type": dyn["seq_type"], "seq_value": dyn["seq_value"], "seq_dt": dyn["seq_dt"],
-            "seq_mask": dyn["seq_mask"]}, external_data=False, verbose=False,
-        )
+    quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.WARNING)
+    try:
+        program = _export(graph, args, opset)
+    finally:
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
     program.save(str(path), external_data=False)
     assert_dynamic_axes(path)
     return path
+
+
+def _export(graph: ScoringGraph, args: tuple[torch.Tensor, ...], opset: int):
+    batch, seq = torch.export.Dim("batch", min=1), torch.export.Dim("seq", min=1)
+    dyn = {name: ({0: batch, 1: seq} if name.startswith("seq_") else {0: batch}) for name in MODEL_INPUTS}
+    with torch.no_grad():
+        return torch.onnx.export(
+            graph, args, input_names=list(MODEL_INPUTS), output_names=graph.output_names, opset_version=opset,
+            dynamo=True, dynamic_shapes=dyn, external_data=False, verbose=False,
+        )
 
 
 def check_parity(graph: ScoringGraph, path: str | Path, batch: dict[str, torch.Tensor],

@@ -43,6 +43,17 @@ def export_release(cfg: DictConfig, data: Any, graph: ScoringGraph, out_dir: Pat
     return release, parity
 
 
+def raw_customers_example(spec: Any, n: int = 5) -> Any:
+    """A few customer rows as the source file has them (the serving pyfunc's input), or None."""
+    if spec.customers is None:
+        return None
+    from churnsense.data.io import read_table
+
+    table = spec.customers
+    rows = read_table(table.paths[0], read_options=table.read_options, str_columns=[table.source("customer_id")])
+    return rows.head(n)
+
+
 def finish_run(cfg: DictConfig, data: Any, module: Any, datamodule: Any, mlf: Any, out_dir: Path,
                best_ckpt: Path | None, extra: dict[str, float], commit: str | None) -> dict[str, float]:
     """Calibrate, evaluate, plot, export, release and log; returns the final metrics."""
@@ -91,8 +102,6 @@ def _track(cfg: DictConfig, data: Any, mlf: Any, metrics: dict[str, float], plot
     inputs = {k: v.numpy() for k, v in zip(MODEL_INPUTS, model_inputs(example))}
     with torch.no_grad():
         outputs = {n: t.numpy() for n, t in zip(graph.output_names, graph(*model_inputs(example)))}
-    static = data.snapshots["test"].static.head(5)
-    pyfunc_example = static.drop(columns=[c for c in ("label", "ttc_days", "followup_days") if c in static])
     name = cfg.logger.registered_model_name if cfg.logger.get("register_model") else None
-    flavour = register_release(mlf, release, name, inputs, outputs, pyfunc_example)
+    flavour = register_release(mlf, release, name, inputs, outputs, raw_customers_example(data.spec))
     log.info("logged MLflow model (%s flavour)%s", flavour, f", registered as {name}" if name else "")
