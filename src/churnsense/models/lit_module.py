@@ -66,6 +66,6 @@ class ChurnLitModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        epochs = max(int(self.trainer.max_epochs or 1), 1) if self._trainer is not None else 1
+        epochs = max(int(self.trainer.max_epochs or 1), 1)  # max_epochs -1 (unbounded) -> constant-ish start
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=self.hparams.lr * 0.05)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

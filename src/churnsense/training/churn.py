@@ -139,4 +139,4 @@ def train_churn(cfg: DictConfig) -> dict[str, float]:
     return finish_run(cfg, data, module, datamodule, mlf, out_dir, Path(best) if best else None,
                       extra={"train/epoch_time_s": fit_seconds / epochs, "train/epochs": float(epochs),
                              "train/pos_weight": pos_weight, "train/logit_offset": math.log(pos_weight)},
-                      commit=commit)
+                      commit=commit, step=int(trainer.global_step) + 1)

@@ -55,7 +55,7 @@ def raw_customers_example(spec: Any, n: int = 5) -> Any:
 
 
 def finish_run(cfg: DictConfig, data: Any, module: Any, datamodule: Any, mlf: Any, out_dir: Path,
-               best_ckpt: Path | None, extra: dict[str, float], commit: str | None) -> dict[str, float]:
+               best_ckpt: Path | None, extra: dict[str, float], commit: str | None, step: int = 0) -> dict[str, float]:
     """Calibrate, evaluate, plot, export, release and log; returns the final metrics."""
     net, offset = module.net, float(module.logit_offset)
     horizons = list(net.hazard.horizons) if net.hazard is not None else []
@@ -82,12 +82,14 @@ def finish_run(cfg: DictConfig, data: Any, module: Any, datamodule: Any, mlf: An
         release, parity = export_release(cfg, data, graph, out_dir, metadata)
         metrics.update({f"export/{k}": v for k, v in parity.items()})
     if mlf is not None:
-        _track(cfg, data, mlf, metrics, plots, best_ckpt, release, graph, commit)
+        _track(cfg, data, mlf, metrics, plots, best_ckpt, release, graph, commit, step)
     return metrics
 
 
 def _track(cfg: DictConfig, data: Any, mlf: Any, metrics: dict[str, float], plots: list[Path],
-           best_ckpt: Path | None, release: Path | None, graph: ScoringGraph, commit: str | None) -> None:
+           best_ckpt: Path | None, release: Path | None, graph: ScoringGraph, commit: str | None,
+           step: int) -> None:
+    """Final metrics (logged after the last epoch's step, so they are the run's latest values), artifacts, model."""
     artifacts: dict[str, Path] = {"plots": plots[0].parent}
     if best_ckpt is not None:
         artifacts["checkpoints"] = best_ckpt
@@ -95,7 +97,7 @@ def _track(cfg: DictConfig, data: Any, mlf: Any, metrics: dict[str, float], plot
         artifacts["release"] = release
     tags = {"git_commit": str(commit), "seq_encoder": str(cfg.model.seq_encoder),
             **{f"version.{k}": v for k, v in package_versions().items()}}
-    log_final(mlf, metrics, artifacts, tags)
+    log_final(mlf, metrics, artifacts, tags, step=step)
     if release is None:
         return
     example = held_out_batch(data.arrays["test"], 5)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger(__name__)
-PACKAGES = ("churnsense", "torch", "pytorch-lightning", "torchmetrics", "onnx", "onnxruntime", "onnxscript",
+PACKAGES = ("churnsense", "torch", "pyarrow", "omegaconf", "pytorch-lightning", "torchmetrics", "onnx", "onnxruntime", "onnxscript",
             "mlflow", "hydra-core", "numpy", "pandas")
 
 
@@ -41,7 +41,9 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
-    """HEAD commit of the working tree (suffix `-dirty` with uncommitted changes); None outside git."""
+    """HEAD commit of the checkout holding this package (suffix `-dirty` with uncommitted changes to tracked
+    files), whatever the working directory; None outside git."""
+    cwd = cwd or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True,
                              timeout=10).stdout.strip()
@@ -110,6 +112,16 @@ def _serving_python_model():
     return classes[0] if classes else None
 
 
+def _pyfunc_signature(model_cls: type, release_dir: Path, example: Any):
+    """Signature from a throw-away instance (the logged one must stay unloaded: an ONNX session can't pickle)."""
+    from mlflow.models import infer_signature
+    from mlflow.pyfunc import PythonModelContext
+
+    probe = model_cls()
+    probe.load_context(PythonModelContext(artifacts={"release": str(release_dir)}, model_config={}))
+    return infer_signature(example, probe.predict(None, example))
+
+
 def register_release(logger, release_dir: Path, model_name: str | None, onnx_inputs: dict[str, np.ndarray],
                      onnx_outputs: dict[str, np.ndarray], pyfunc_example: Any = None) -> str:
     """Log the release as an MLflow model (pyfunc over the release dir if serving provides one, else ONNX flavour)
@@ -118,13 +130,15 @@ def register_release(logger, release_dir: Path, model_name: str | None, onnx_inp
     from mlflow.models import infer_signature
 
     _ = logger.experiment  # creates the run and sets MLflow's tracking URI to the logger's
-    requirements = [f"{k}=={v}" for k, v in package_versions().items() if k in ("onnxruntime", "numpy", "pandas")]
+    requirements = [f"{k}=={v}" for k, v in package_versions().items()
+                     if k in ("onnxruntime", "numpy", "pandas", "pyarrow", "omegaconf", "churnsense")]
     with mlflow.start_run(run_id=logger.run_id):
         model_cls = _serving_python_model()
         if model_cls is not None and pyfunc_example is not None:
             try:
                 mlflow.pyfunc.log_model(
                     name="model", python_model=model_cls(), artifacts={"release": str(release_dir)},
+                    signature=_pyfunc_signature(model_cls, release_dir, pyfunc_example),
                     input_example=pyfunc_example, registered_model_name=model_name, pip_requirements=requirements)
                 return "pyfunc"
             except Exception as err:  # noqa: BLE001 - fall back to the plain ONNX flavour, loudly
