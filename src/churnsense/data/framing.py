@@ -94,11 +94,14 @@ def make_splits(tables: Tables, spec: DataSpec) -> dict[str, Snapshot]:
     customers = tables.customers if tables.customers is not None else customers_from_events(tables.events)
     which = assign_customers(customers, spec)
     cutoffs = split_cutoffs(tables, spec)
+    # outcomes are observed only up to the next split's cutoff, so no label, churn time or follow-up of a split
+    # (e.g. the hazard head's 60/90-day targets) uses anything that happens after it
+    limits = {"train": min(cutoffs["val"]), "val": min(cutoffs["test"]), "test": None}
     out = {}
     for name in ("train", "val", "test"):
         ids = customers.loc[which == name, "customer_id"]
         sub = Tables(customers[customers["customer_id"].isin(ids)], tables.events, tables.feedback)
-        out[name] = make_snapshot(sub, spec, cutoffs[name], with_labels=True)
+        out[name] = make_snapshot(sub, spec, cutoffs[name], with_labels=True, observe_until=limits[name])
     return out
 
 
@@ -111,17 +114,19 @@ def make_scoring_snapshot(tables: Tables, spec: DataSpec, cutoff: pd.Timestamp |
     return make_snapshot(tables, spec, [pd.Timestamp(cutoff)], with_labels=False)
 
 
-def make_snapshot(tables: Tables, spec: DataSpec, cutoffs: list[pd.Timestamp], with_labels: bool) -> Snapshot:
-    """Static rows for every (eligible customer, cutoff) and the history strictly before each cutoff."""
+def make_snapshot(tables: Tables, spec: DataSpec, cutoffs: list[pd.Timestamp], with_labels: bool,
+                  observe_until: pd.Timestamp | None = None) -> Snapshot:
+    """Static rows for every (eligible customer, cutoff) and the history strictly before each cutoff; labels see
+    outcomes up to `observe_until` at most (None: the data's own observation dates)."""
     customers = tables.customers if tables.customers is not None else customers_from_events(tables.events)
-    parts = [_static_at(customers, tables, spec, pd.Timestamp(c), with_labels) for c in cutoffs]
+    parts = [_static_at(customers, tables, spec, pd.Timestamp(c), with_labels, observe_until) for c in cutoffs]
     static = pd.concat(parts, ignore_index=True)
     history = _history(tables, static, spec)
     return Snapshot(static=static, history=history, feedback=_feedback_before(tables.feedback, static))
 
 
 def _static_at(customers: pd.DataFrame, tables: Tables, spec: DataSpec, cutoff: pd.Timestamp,
-               with_labels: bool) -> pd.DataFrame:
+               with_labels: bool, observe_until: pd.Timestamp | None = None) -> pd.DataFrame:
     f = spec.framing
     cols = ["customer_id"] + [c for c in static_categorical(spec) + static_numeric(spec) if c in customers]
     df = customers[cols].copy()
@@ -130,7 +135,7 @@ def _static_at(customers: pd.DataFrame, tables: Tables, spec: DataSpec, cutoff: 
         df["tenure_days"] = ((cutoff - customers["signup_date"]) / DAY).clip(lower=0).astype("float64")
     keep = pd.Series(True, index=customers.index)
     if with_labels and f.label_mode == "churn_date":
-        keep &= _churn_date_labels(df, customers, cutoff, f.horizon_days)
+        keep &= _churn_date_labels(df, customers, cutoff, f.horizon_days, observe_until)
     elif with_labels and f.label_mode == "inactivity":
         keep &= _inactivity_labels(df, customers, tables.events, cutoff, f)
     elif with_labels:
@@ -140,10 +145,13 @@ def _static_at(customers: pd.DataFrame, tables: Tables, spec: DataSpec, cutoff: 
     return df[keep.to_numpy()].reset_index(drop=True)
 
 
-def _churn_date_labels(df: pd.DataFrame, customers: pd.DataFrame, cutoff: pd.Timestamp, horizon: int) -> pd.Series:
+def _churn_date_labels(df: pd.DataFrame, customers: pd.DataFrame, cutoff: pd.Timestamp, horizon: int,
+                       observe_until: pd.Timestamp | None = None) -> pd.Series:
     churn = customers["churn_date"] if "churn_date" in customers else pd.Series(pd.NaT, index=customers.index)
     seen = customers["observed_until"] if "observed_until" in customers else pd.Series(
         churn.max() if churn.notna().any() else cutoff, index=customers.index)
+    if observe_until is not None:
+        seen = seen.clip(upper=pd.Timestamp(observe_until))
     ttc = (churn - cutoff) / DAY
     followup = ((churn.where(churn.notna() & (churn <= seen), seen)) - cutoff) / DAY
     df["label"] = ((ttc > 0) & (ttc <= horizon)).astype("float32").to_numpy()

@@ -1,13 +1,17 @@
 """Attribution of a churn score to *reason groups* of its inputs, with the model as a black box.
 
-Method (stated choice): Shapley value sampling (captum `ShapleyValueSampling`; `FeatureAblation` as the cheap
-option) over one gate per reason group. A gate of 1 keeps the customer's own inputs of that group; a gate of 0
-swaps them for a reference customer's (interventional Shapley with the scored population as background, averaged
-over `n_background` reference draws). A group is any set of tabular columns (`cat`/`num` batch columns) and/or
-event types (all of the customer's events of those types in `seq_*`). Swapping event groups merges the kept
-events with the reference's events of the swapped types and re-sorts them chronologically, so the batch keeps
-the contract (left-aligned, chronological, padding at the end). Attributions are in logit units and, with the
-baseline, add up to the customer's logit (efficiency), so they compare across customers.
+Method (stated choice): Shapley value sampling (`FeatureAblation`-style one-at-a-time swaps as the cheap option)
+over one gate per reason group. A gate of 1 keeps the customer's own inputs of that group; a gate of 0 swaps them
+for a reference customer's (interventional Shapley, averaged over `n_background` reference draws). The reference
+population is fixed by the release (a sample of training rows saved with it), and each customer's reference draws
+and permutations come from a generator seeded by its id, so a customer's reasons are a function of its own inputs
+and the release only: the same in any batch, partition or row order. A group is any set of tabular columns
+(`cat`/`num` batch columns) and/or event types (all of the customer's events of those types in `seq_*`). Swapping
+event groups merges the kept events with the reference's events of the swapped types and re-sorts them
+chronologically, so the batch keeps the contract (left-aligned, chronological, padding at the end). Attributions
+are in logit units and, with the baseline, add up to the customer's logit (efficiency), so they compare across
+customers. (Same estimator as captum's `ShapleyValueSampling`, which shares one permutation across the rows of a
+batch; drawing them per row is what makes a row's result independent of its batch.)
 
 Why this and not integrated gradients: serving runs the ONNX graph (no torch, no Lightning); event types are
 discrete; and reasons are about groups ("3 outages", "price rose"), not single embedding dimensions. Swapping
@@ -20,12 +24,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-from captum.attr import FeatureAblation, ShapleyValueSampling
+import pandas as pd
 
 Batch = dict[str, np.ndarray]
 LogitFn = Callable[[Batch], np.ndarray]
 SEQ_KEYS = ("seq_type", "seq_value", "seq_dt", "seq_mask")
+INPUT_KEYS = ("cat", "num", *SEQ_KEYS)  # the model inputs an attribution perturbs
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,57 @@ def _take(batch: Batch, rows: np.ndarray) -> Batch:
     return {k: v[rows] for k, v in batch.items()}
 
 
+def row_seeds(keys: Sequence) -> np.ndarray:
+    """A stable uint64 per row from its key (e.g. the customer id; same key -> same value in any batch, order or
+    process): seeds that row's reference draws and permutations, so its attribution is a function of its own
+    inputs, the reference population and `seed` only."""
+    return pd.util.hash_array(np.asarray([str(k) for k in keys], dtype=object), categorize=False)
+
+
+def _draws(seeds: np.ndarray, seed: int, n_ref: int, n_background: int, n_samples: int,
+           n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: reference row indices [B, n_background] and group permutations [B, n_background, n_samples, G]."""
+    refs = np.empty((len(seeds), n_background), dtype=np.int64)
+    perms = np.empty((len(seeds), n_background, n_samples, n_groups), dtype=np.int64)
+    for i, h in enumerate(seeds):
+        rng = np.random.default_rng([int(seed), int(h)])
+        refs[i] = rng.integers(0, n_ref, size=n_background)
+        perms[i] = np.argsort(rng.random((n_background, n_samples, n_groups)), axis=-1)
+    return refs, perms
+
+
+def _pad_sequences(batch: Batch, n: int) -> Batch:
+    """`seq_*` padded at the end to length `n` (padding = 0 / False), so own and reference events can merge."""
+    m = batch["seq_type"].shape[1] if "seq_type" in batch else n
+    if m >= n:
+        return batch
+    return {k: np.pad(v, ((0, 0), (0, n - m))) if k in SEQ_KEYS else v for k, v in batch.items()}
+
+
+def _coalitions(perms: np.ndarray, method: str) -> np.ndarray:
+    """Gate states to evaluate per row, [B, M, G]: Shapley = for each permutation the G+1 prefixes (all swapped,
+    then groups switched back on in permutation order); ablation = all own, then each group swapped alone."""
+    b, s, g = perms.shape
+    if method == "shapley":
+        rank = np.argsort(perms, axis=-1)  # position of each group in its permutation
+        on = rank[:, :, None, :] < np.arange(g + 1)[None, None, :, None]
+        return on.reshape(b, s * (g + 1), g)
+    if method == "ablation":
+        return np.concatenate([np.ones((1, g), bool), ~np.eye(g, dtype=bool)])[None].repeat(b, axis=0)
+    raise ValueError(f"attribution method {method!r}: expected 'shapley' or 'ablation'")
+
+
+def _contributions(values: np.ndarray, perms: np.ndarray, method: str) -> np.ndarray:
+    """Group attributions [B, G] from the logits of `_coalitions` ([B, M])."""
+    b, s, g = perms.shape
+    if method == "ablation":
+        return values[:, :1] - values[:, 1:]
+    v = values.reshape(b, s, g + 1)
+    rank = np.argsort(perms, axis=-1)
+    gain = np.take_along_axis(v, rank + 1, axis=2) - np.take_along_axis(v, rank, axis=2)
+    return gain.mean(axis=1)
+
+
 def attribute_groups(
     logit_fn: LogitFn,
     batch: Batch,
@@ -135,35 +190,36 @@ def attribute_groups(
     n_samples: int = 8,
     n_background: int = 4,
     seed: int = 0,
+    keys: Sequence | None = None,
+    max_eval_rows: int = 8192,
 ) -> np.ndarray:
     """Group attributions [B, G] in logit units (mean over `n_background` reference draws).
 
-    `reference` is the background population (default: the batch itself); reference rows are drawn at random.
+    `reference`: the background population (default: the batch itself). Each row draws its reference rows and
+    permutations from its own generator, seeded by `seed` and its entry in `keys` (default: the row position), so
+    with a fixed `reference` a row's attribution does not depend on the other rows of the batch or their order.
+    The model sees at most `max_eval_rows` rows per call.
     """
     reference = batch if reference is None else reference
+    b, g = len(next(iter(batch.values()))), len(index.names)
+    if b == 0 or g == 0:
+        return np.zeros((b, g))
+    n_seq = max((v.shape[1] for k, v in (*batch.items(), *reference.items()) if k in SEQ_KEYS), default=0)
+    batch, reference = _pad_sequences(batch, n_seq), _pad_sequences(reference, n_seq)
     n_ref = len(next(iter(reference.values())))
-    rng = np.random.default_rng(seed)
-    b = len(next(iter(batch.values())))
-    total = np.zeros((b, len(index.names)))
-    for _ in range(n_background):
-        ref = _take(reference, rng.integers(0, n_ref, size=b))
-
-        def forward(gates: torch.Tensor, _ref: Batch = ref) -> torch.Tensor:
-            g = gates.detach().cpu().numpy()
-            reps = len(g) // b
-            own_r = {k: np.concatenate([v] * reps) for k, v in batch.items()} if reps > 1 else batch
-            ref_r = {k: np.concatenate([v] * reps) for k, v in _ref.items()} if reps > 1 else _ref
-            return torch.as_tensor(np.asarray(logit_fn(gated_batch(g, own_r, ref_r, index)), dtype=np.float64))
-
-        gates = torch.ones((b, len(index.names)), dtype=torch.float64)
-        if method == "shapley":
-            torch.manual_seed(int(rng.integers(1 << 31)))
-            attr = ShapleyValueSampling(forward).attribute(gates, baselines=0.0, n_samples=n_samples)
-        elif method == "ablation":
-            attr = FeatureAblation(forward).attribute(gates, baselines=0.0)
-        else:
-            raise ValueError(f"attribution method {method!r}: expected 'shapley' or 'ablation'")
-        total += attr.detach().cpu().numpy()
+    seeds = row_seeds(range(b) if keys is None else keys)
+    refs, perms = _draws(seeds, seed, n_ref, n_background, n_samples if method == "shapley" else 1, g)
+    total = np.zeros((b, g))
+    for d in range(n_background):
+        gates = _coalitions(perms[:, d], method)
+        m = gates.shape[1]
+        step = max(1, max_eval_rows // m)
+        for lo in range(0, b, step):
+            rows = np.arange(lo, min(b, lo + step))
+            tiled = np.repeat(rows, m)
+            out = gated_batch(gates[rows].reshape(-1, g), _take(batch, tiled), _take(reference, refs[tiled, d]), index)
+            values = np.asarray(logit_fn(out), dtype=np.float64).reshape(len(rows), m)
+            total[rows] += _contributions(values, perms[rows, d], method)
     return total / n_background
 
 

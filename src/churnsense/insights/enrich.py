@@ -93,11 +93,13 @@ def add_insights(scored: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFram
 
 def enrich(scored: pd.DataFrame, customers: pd.DataFrame | None, events: pd.DataFrame | None,
            feedback: pd.DataFrame | None, release, cutoff, cfg: Mapping[str, Any] | None = None,
-           state: InsightsState | None = None) -> pd.DataFrame:
+           state: InsightsState | None = None, snapshot=None,
+           batch: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Serving hook: the scored partition + its validated input frames + the loaded `ChurnRelease` -> enriched.
 
     `cfg`: the insights config (default: the release's `config.yaml` `insights` section); `state`: the fitted
-    insights (default: the release's `insights.json`, empty if absent: then no segments / uplift / teams)."""
+    insights (default: the release's `insights.json`, empty if absent: then no segments / uplift / teams).
+    `snapshot` / `batch`: the scoring snapshot and its model inputs when the caller has them (saves recomputing)."""
     from churnsense.data.framing import make_scoring_snapshot
     from churnsense.data.loading import Tables
     from churnsense.insights.state import load_config, load_state
@@ -109,8 +111,9 @@ def enrich(scored: pd.DataFrame, customers: pd.DataFrame | None, events: pd.Data
     cutoff = pd.Timestamp(scored["cutoff"].iloc[0]) if "cutoff" in scored else pd.Timestamp(cutoff)
     cust = customers if customers is not None else pd.DataFrame({"customer_id": scored["customer_id"].unique()})
     facts = customer_facts(cust, events, feedback, cutoff, (cfg.get("reasons") or {}).get("languages"))
-    snap = make_scoring_snapshot(Tables(customers, events, feedback), release.spec, cutoff)
-    batch = release.pipeline.transform(snap)
+    snap = snapshot if snapshot is not None else make_scoring_snapshot(Tables(customers, events, feedback),
+                                                                       release.spec, cutoff)
+    batch = batch if batch is not None else release.pipeline.transform(snap)
     ids = snap.static["customer_id"].to_numpy()
     p = pd.Series(ids).map(scored.set_index("customer_id")["churn_probability"]).to_numpy(dtype=float)
     rcfg = cfg.get("reasons") or {}

@@ -1,26 +1,33 @@
-"""Training-time fit of the insights saved with a release: segments, uplift learner, team table, base retention.
+"""Training-time fit of the insights saved with a release: segments, uplift learner, team table, base retention,
+at-risk threshold, attribution background.
 
-Hook for `train_churn`: after the model is trained and the release directory written,
+Hook for `train_churn` (`fit_release_insights`): after the model is trained and the release directory written,
     state = fit_insights(tables.customers, tables.events, tables.feedback, offers, cutoff, p_churn, cfg_insights,
-                         horizon_days=spec.framing.horizon_days)
+                         horizon_days=spec.framing.horizon_days, model_inputs=arrays["train"])
     state.save(release_dir)
 `offers` = the offer log (or None: no uplift / teams), `p_churn` = churn probabilities of the customers at `cutoff`
-(customer_id-indexed Series, e.g. the validation predictions).
+(customer_id-indexed Series, e.g. the validation predictions), `model_inputs` = the training split's model inputs
+(a seeded sample of them is the attribution background). `customers` None (events-only data): no segments / uplift.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from churnsense.insights.attribution import INPUT_KEYS
+from churnsense.insights.enrich import risk_threshold
 from churnsense.insights.playbook import team_scores
 from churnsense.insights.reasons import customer_facts
 from churnsense.insights.segments import _select, assign_segments, fit_segments
 from churnsense.insights.state import InsightsState
 from churnsense.insights.uplift import TLearner, evaluate_uplift, offer_arms
 from churnsense.insights.value import monthly_retention
+
+log = logging.getLogger(__name__)
 
 
 def offer_facts(customers: pd.DataFrame, events: pd.DataFrame | None, feedback: pd.DataFrame | None,
@@ -47,24 +54,47 @@ def fit_uplift(facts: pd.DataFrame, offers: pd.DataFrame, ucfg: Mapping[str, Any
     return learner, evaluate_uplift(learner, x[test], arm[test], y[test])
 
 
-def fit_insights(customers: pd.DataFrame, events: pd.DataFrame | None, feedback: pd.DataFrame | None,
+def sample_background(model_inputs: Mapping[str, np.ndarray], n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A seeded sample of `n` rows (all if fewer) of the model inputs: the attribution reference population."""
+    keys = [k for k in INPUT_KEYS if k in model_inputs]
+    total = len(model_inputs[keys[0]]) if keys else 0
+    if not total:
+        return {}
+    rows = np.sort(np.random.default_rng(seed).choice(total, size=min(int(n), total), replace=False))
+    return {k: np.ascontiguousarray(np.asarray(model_inputs[k])[rows]) for k in keys}
+
+
+def fit_insights(customers: pd.DataFrame | None, events: pd.DataFrame | None, feedback: pd.DataFrame | None,
                  offers: pd.DataFrame | None, cutoff: pd.Timestamp, p_churn: pd.Series, cfg: Mapping[str, Any],
-                 horizon_days: float = 30.0) -> InsightsState:
+                 horizon_days: float = 30.0,
+                 model_inputs: Mapping[str, np.ndarray] | None = None) -> InsightsState:
     """Fit everything in `InsightsState` (see module doc)."""
     langs = (cfg.get("reasons") or {}).get("languages")
     seed = int(cfg.get("seed", 0))
+    n_background = int((cfg.get("reasons") or {}).get("background_rows", 64))
+    state = InsightsState(monthly_retention=monthly_retention(p_churn, horizon_days),
+                          at_risk_threshold=risk_threshold(p_churn.to_numpy(dtype=float), cfg),
+                          event_types=sorted(events["event_type"].astype(str).unique()) if events is not None else [],
+                          background=sample_background(model_inputs or {}, n_background, seed))
+    state.metrics["at_risk"] = {"threshold": state.at_risk_threshold, "background_rows": n_background}
+    if customers is None:
+        return state
     active = customers[customers["customer_id"].isin(p_churn.index)]
-    facts = customer_facts(active, events, feedback, pd.Timestamp(cutoff), langs)
+    facts = customer_facts(active, events, feedback, pd.Timestamp(cutoff), langs, state.event_types)
     scfg = cfg.get("segments") or {}
     seg = fit_segments(facts, list(scfg.get("features") or []), list(scfg.get("k_range") or (2, 8)),
                        scfg.get("labels"), int(scfg.get("sample", 4000)), seed)
-    state = InsightsState(segments=seg, monthly_retention=monthly_retention(p_churn, horizon_days))
+    state.segments = seg
     state.metrics["segments"] = {"k": seg["k"], "criterion": seg["criterion"], "silhouette": seg["silhouette"]}
     if offers is not None and len(offers):
         of = offer_facts(customers, events, feedback, offers, langs)
-        learner, qini = fit_uplift(of, offers, cfg.get("uplift") or {}, seed)
-        state.uplift = learner.to_dict()
-        state.metrics["uplift"] = qini.to_dict("records")
+        try:
+            learner, qini = fit_uplift(of, offers, cfg.get("uplift") or {}, seed)
+        except ValueError as err:  # too few offers in some arm: no uplift model, actions fall back to priors
+            log.warning("insights: uplift not fitted (%s)", err)
+        else:
+            state.uplift = learner.to_dict()
+            state.metrics["uplift"] = qini.to_dict("records")
         segment_of = assign_segments(of, seg)
         rcfg = cfg.get("routing") or {}
         state.teams = team_scores(offers, segment_of, float(rcfg.get("prior_strength", 20))).to_dict("records")

@@ -27,13 +27,25 @@ def _window(events: pd.DataFrame, cutoff: pd.Timestamp | pd.Series, start_days: 
     return events[(age >= start_days) & (age < end_days)]
 
 
-def event_facts(events: pd.DataFrame, cutoff: pd.Timestamp | pd.Series, recent_days: int = 60, short_days: int = 30) -> pd.DataFrame:
+EVENT_FACTS = ("n_30d", "n_90d", "sum_recent", "sum_prev", "last", "days_since", "change_pct", "drop_pct")
+
+
+def event_facts(events: pd.DataFrame | None, cutoff: pd.Timestamp | pd.Series, recent_days: int = 60,
+                short_days: int = 30, event_types: Sequence[str] | None = None) -> pd.DataFrame:
     """Per customer and event type: counts (last `short_days`, last 90 days), value sums over the last
     `recent_days` and the `recent_days` before, their change in % (`_change_pct`, `_drop_pct` = -change), the last
-    value and days since the last event. Columns `<type>_<fact>`; index `customer_id`."""
-    ev = events[events["ts"] < _cut(events, cutoff)]
-    if ev.empty:
-        return pd.DataFrame(index=pd.Index([], name="customer_id"))
+    value and days since the last event. Columns `<type>_<fact>`; index `customer_id` (customers with events).
+
+    `event_types` (e.g. the release's, from training): exactly these types, every column present even when no
+    customer of this batch has the type, so a customer's facts do not depend on the other customers of its batch;
+    None: the types present."""
+    ev = events[events["ts"] < _cut(events, cutoff)] if events is not None else None
+    if event_types is not None and ev is not None:
+        ev = ev[ev["event_type"].isin(list(event_types))]
+    types = sorted(ev["event_type"].unique()) if event_types is None else list(event_types)
+    columns = sorted(f"{t}_{f}" for t in types for f in EVENT_FACTS)
+    if ev is None or ev.empty:
+        return pd.DataFrame(index=pd.Index([], name="customer_id"), columns=columns, dtype="float64")
     keys = ["customer_id", "event_type"]
     parts = {
         "n_30d": _window(ev, cutoff, 0, short_days).groupby(keys).size(),
@@ -41,20 +53,20 @@ def event_facts(events: pd.DataFrame, cutoff: pd.Timestamp | pd.Series, recent_d
         "sum_recent": _window(ev, cutoff, 0, recent_days).groupby(keys)["value"].sum(),
         "sum_prev": _window(ev, cutoff, recent_days, 2 * recent_days).groupby(keys)["value"].sum(),
     }
-    last = ev.sort_values("ts").groupby(keys).last()
+    last = ev.sort_values("ts", kind="stable").groupby(keys).last()
     parts["last"] = last["value"]
     last_cut = pd.Series(last.index.get_level_values(0).map(cutoff), index=last.index) \
         if isinstance(cutoff, pd.Series) else cutoff
     parts["days_since"] = (last_cut - last["ts"]) / DAY
     wide = pd.DataFrame(parts).unstack("event_type")
     wide.columns = [f"{t}_{f}" for f, t in wide.columns]
-    for t in ev["event_type"].unique():
+    for t in types:
         for f in ("n_30d", "n_90d", "sum_recent", "sum_prev"):
-            wide[f"{t}_{f}"] = wide.get(f"{t}_{f}", pd.Series(0.0, index=wide.index)).fillna(0.0)
+            wide[f"{t}_{f}"] = wide.get(f"{t}_{f}", pd.Series(0.0, index=wide.index)).astype("float64").fillna(0.0)
         prev = wide[f"{t}_sum_prev"].where(wide[f"{t}_sum_prev"] > 0)
         wide[f"{t}_change_pct"] = 100.0 * (wide[f"{t}_sum_recent"] / prev - 1.0)
         wide[f"{t}_drop_pct"] = -wide[f"{t}_change_pct"]
-    return wide.sort_index(axis=1)
+    return wide.reindex(columns=columns).astype("float64")
 
 
 def feedback_facts(feedback: pd.DataFrame | None, cutoff: pd.Timestamp | pd.Series, days: int = 90) -> pd.DataFrame:
@@ -62,7 +74,7 @@ def feedback_facts(feedback: pd.DataFrame | None, cutoff: pd.Timestamp | pd.Seri
     (negative first) message. Needs `sentiment` (from the data or the feedback model) for the negative count."""
     if feedback is None or feedback.empty:
         return pd.DataFrame(index=pd.Index([], name="customer_id"))
-    fb = _window(feedback, cutoff, 0, days).sort_values("ts")
+    fb = _window(feedback, cutoff, 0, days).sort_values("ts", kind="stable")
     neg = fb["sentiment"].eq("negative") if "sentiment" in fb else pd.Series(False, index=fb.index)
     out = pd.DataFrame({"feedback_n_90d": fb.groupby("customer_id").size(),
                         "neg_feedback_n_90d": neg.groupby(fb["customer_id"]).sum()})
@@ -74,15 +86,17 @@ def feedback_facts(feedback: pd.DataFrame | None, cutoff: pd.Timestamp | pd.Seri
 
 
 def customer_facts(customers: pd.DataFrame, events: pd.DataFrame | None, feedback: pd.DataFrame | None,
-                   cutoff: pd.Timestamp | pd.Series, language_names: Mapping[str, str] | None = None) -> pd.DataFrame:
+                   cutoff: pd.Timestamp | pd.Series, language_names: Mapping[str, str] | None = None,
+                   event_types: Sequence[str] | None = None) -> pd.DataFrame:
     """Customer attributes + event facts + feedback facts, one row per customer (index `customer_id`).
-    `tenure_months` is added from `signup_date` when present; `feedback_language_name` from `language_names`."""
+    `tenure_months` is added from `signup_date` when present; `feedback_language_name` from `language_names`.
+    `event_types`: the event types to compute facts for (see `event_facts`; None: those in `events`)."""
     facts = customers.set_index("customer_id")
     if "signup_date" in facts:
         cut = facts.index.map(cutoff) if isinstance(cutoff, pd.Series) else cutoff
         facts = facts.assign(tenure_months=(cut - facts["signup_date"]) / DAY / 30.44)
-    if events is not None and not events.empty:
-        facts = facts.join(event_facts(events, cutoff))
+    if event_types is not None or (events is not None and not events.empty):
+        facts = facts.join(event_facts(events, cutoff, event_types=event_types))
     if feedback is not None and not feedback.empty:
         facts = facts.join(feedback_facts(feedback, cutoff))
     if "feedback_language" in facts and language_names:
@@ -98,10 +112,22 @@ class _Formatter(string.Formatter):
         return value
 
 
+def _positive(value: object) -> bool:
+    try:
+        return float(value) > 0  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
 def reason_text(code: str, facts: Mapping, vocabulary: Mapping[str, Mapping]) -> str:
-    """The vocabulary template for `code` filled with `facts`; the fallback text if a fact is missing."""
+    """The vocabulary template for `code` filled with `facts`; the fallback text if a fact is missing.
+
+    An entry may list `requires` (facts that must be > 0 for `text` to be true, e.g. a count of outages); when one
+    is not, its `otherwise` text is used, so a reason never reads "0 outages in the last 30 days"."""
     entry = vocabulary.get(code) or {}
     template = entry.get("text")
+    if template and not all(_positive(facts.get(f)) for f in entry.get("requires") or ()):
+        template = entry.get("otherwise")
     if template:
         try:
             return _Formatter().format(str(template), **facts)

@@ -103,9 +103,28 @@ def _html(out: Path, tables: Mapping[str, pd.DataFrame], images: list[Path], sum
     return out / "report.html"
 
 
+def observed_outcome(scores: pd.DataFrame, truth: pd.DataFrame | None, customers: pd.DataFrame | None,
+                     horizon_days: int) -> pd.Series | None:
+    """1.0 if the customer churned within `horizon_days` after the scoring cutoff, else 0.0 — only when that whole
+    window is observed in the data (a backtest); None otherwise (e.g. scoring at the end of the data)."""
+    if truth is None or "churn_date" not in truth or "cutoff" not in scores or scores.empty:
+        return None
+    cutoff = pd.Timestamp(scores["cutoff"].iloc[0])
+    churn = pd.to_datetime(truth.set_index("customer_id")["churn_date"])
+    end = customers["observed_until"].max() if customers is not None and "observed_until" in customers \
+        else churn.max()
+    stop = cutoff + pd.Timedelta(days=int(horizon_days))
+    if pd.isna(end) or stop > pd.Timestamp(end):
+        return None
+    when = scores["customer_id"].map(churn)
+    return ((when >= cutoff) & (when < stop)).astype(float)
+
+
 def write_report(scores: pd.DataFrame, out_dir: str | Path, state: InsightsState, cfg: Mapping[str, Any],
-                 tables: Mapping[str, pd.DataFrame | None] | None = None) -> dict[str, Path]:
-    """Write every report file into `out_dir`; `tables`: optional customers/events/feedback/ground_truth."""
+                 tables: Mapping[str, pd.DataFrame | None] | None = None, horizon_days: int = 90) -> dict[str, Path]:
+    """Write every report file into `out_dir`; `tables`: optional customers/events/feedback/ground_truth.
+    Observed churn (segment churn rates, reason hit rates) = churn within `horizon_days` after the cutoff, used
+    only when that window lies inside the data; otherwise segment churn rates are the predicted ones."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tables = dict(tables or {})
@@ -113,8 +132,9 @@ def write_report(scores: pd.DataFrame, out_dir: str | Path, state: InsightsState
     frames: dict[str, pd.DataFrame] = {}
     cust = tables.get("customers")
     label = None
-    if tables.get("ground_truth") is not None and "churned" in tables["ground_truth"]:
-        scores = scores.merge(tables["ground_truth"][["customer_id", "churned"]], on="customer_id", how="left")
+    outcome = observed_outcome(scores, tables.get("ground_truth"), cust, horizon_days)
+    if outcome is not None:
+        scores = scores.assign(churned=outcome.to_numpy())
         label = "churned"
     facts = None
     if cust is not None and "cutoff" in scores:
@@ -129,8 +149,10 @@ def write_report(scores: pd.DataFrame, out_dir: str | Path, state: InsightsState
     if cust is not None and {"signup_date", "churn_date"} <= set(cust.columns):
         frames["churn_by_segment_period"] = churn_by_period(cust, scores.set_index("customer_id")["segment"])
     frames["top_reasons"] = top_reasons(scores)
-    if tables.get("ground_truth") is not None:
-        frames["reason_hit_rates"] = reason_evaluation(scores, tables["ground_truth"],
+    if label is not None:  # drivers of the customers who did churn within the horizon
+        truth = tables["ground_truth"]
+        churned_ids = scores.loc[scores[label].eq(1.0), "customer_id"]
+        frames["reason_hit_rates"] = reason_evaluation(scores, truth[truth["customer_id"].isin(churned_ids)],
                                                        (cfg.get("reasons") or {}).get("vocabulary") or {})
     if state.metrics.get("uplift"):
         frames["uplift"] = pd.DataFrame(state.metrics["uplift"]).drop(columns=["curve_x", "curve_qini"], errors="ignore")
@@ -141,7 +163,9 @@ def write_report(scores: pd.DataFrame, out_dir: str | Path, state: InsightsState
     for name, frame in frames.items():
         files[name] = out / f"{name}.csv"
         frame.to_csv(files[name], index=False)
-    summary = {"customers": len(scores), "mean_churn_probability": float(scores["churn_probability"].mean()),
+    summary = {"customers": len(scores), "cutoff": str(scores["cutoff"].iloc[0]) if "cutoff" in scores and len(scores)
+               else None, "mean_churn_probability": float(scores["churn_probability"].mean()),
+               "observed_churn_rate": float(scores[label].mean()) if label else None,
                "at_risk": int(scores["at_risk"].sum()), "value_at_risk": float(scores["value_at_risk"].sum()),
                "actions": int(len(frames["call_list"])),
                "expected_saved_value": float(frames["call_list"]["expected_saved_value"].sum()),
@@ -154,11 +178,42 @@ def write_report(scores: pd.DataFrame, out_dir: str | Path, state: InsightsState
 
 
 def _read(path: str | None) -> pd.DataFrame | None:
+    """A file written by churnsense itself (scores, ground truth), read with its types."""
     if not path:
         return None
-    from churnsense.serving.io import read_table
+    from churnsense.data.io import read_table
 
-    return read_table(path)
+    return read_table(str(path), str_columns=["customer_id"])
+
+
+def _read_inputs(cfg, release_dir: Path) -> dict[str, pd.DataFrame | None]:
+    """The raw customers / events / feedback files mapped to canonical columns with the release's data contract
+    (invalid rows are left out here and counted in a warning; `serve.py task=churn` lists them as rejects)."""
+    import logging
+
+    from omegaconf import OmegaConf
+
+    from churnsense.data.contract import DataSpec
+    from churnsense.data.io import read_table
+    from churnsense.data.validation import split_valid_rows
+
+    config = release_dir / "config.yaml"
+    spec = DataSpec.from_config(OmegaConf.to_container(OmegaConf.load(config).data, resolve=True)) \
+        if config.is_file() else None
+    out: dict[str, pd.DataFrame | None] = {}
+    for kind in ("customers", "events", "feedback"):
+        path = cfg.input.get(kind)
+        table = spec.table(kind) if spec is not None else None
+        if not path or table is None:
+            out[kind] = _read(path) if path and spec is None else None
+            continue
+        raw = read_table(str(path), str_columns=[table.source("customer_id")])
+        valid, rejects = split_valid_rows(raw, table, kind, str(path))
+        if len(rejects):
+            logging.getLogger(__name__).warning("report: %d invalid %s rows left out", len(rejects), kind)
+        out[kind] = valid
+    out["ground_truth"] = _read(cfg.input.get("ground_truth"))
+    return out
 
 
 def serve_report(cfg) -> dict[str, Path]:
@@ -169,8 +224,8 @@ def serve_report(cfg) -> dict[str, Path]:
     for col in ("cutoff",):
         if col in scores:
             scores[col] = pd.to_datetime(scores[col])
-    tables = {k: _read(cfg.input.get(k)) for k in ("customers", "events", "feedback", "ground_truth")}
-    files = write_report(scores, cfg.output_dir, state, icfg, tables)
+    tables = _read_inputs(cfg, Path(str(cfg.model)))
+    files = write_report(scores, cfg.output_dir, state, icfg, tables, int(cfg.get("horizon_days", 90)))
     if cfg.get("mlflow") and cfg.mlflow.get("enabled"):
         import mlflow
 

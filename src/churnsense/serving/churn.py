@@ -129,7 +129,7 @@ def serve_churn(cfg: DictConfig) -> io.RunSummary:
                 frames["customers"], frames["events"], frames["feedback"], release, cutoff, validated=True,
                 sources=inputs, rejected_ids=parts.rejected_ids, risk_bands=dict(cfg.risk_bands),
                 batch_size=int(cfg.batch_size), feedback_release=feedback_release,
-                text_column=str(cfg.get("text_column", "text")))
+                text_column=str(cfg.get("text_column", "text")), insights=bool(cfg.get("insights", False)))
             writer.write(scored)
             rejects.write(rej)
             scored_customers += len(scored)

@@ -22,6 +22,12 @@ class ChurnPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.release = ChurnRelease.load(context.artifacts["release"])
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the loaded release (an onnxruntime session cannot be pickled); load_context restores it."""
+        state = dict(self.__dict__)
+        state.pop("release", None)
+        return state
+
     def predict(self, context: Any, model_input: pd.DataFrame | dict[str, pd.DataFrame],
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
         frames = model_input if isinstance(model_input, dict) else {"customers": model_input}

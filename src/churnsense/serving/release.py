@@ -75,8 +75,8 @@ class ChurnRelease:
         options.intra_op_num_threads = int(num_threads or 0)
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(str(path / "model.onnx"), options, providers=["CPUExecutionProvider"])
-        horizons = next((metadata[k] for k in ("horizons", "hazard_horizons") if metadata.get(k)), None) \
-            or (config.get("model") or {}).get("hazard_horizons") or []
+        key = next((k for k in ("hazard_horizons", "horizons") if k in metadata), None)
+        horizons = metadata[key] if key else (config.get("model") or {}).get("hazard_horizons") or []
         return cls(path=path, session=session, pipeline=FeaturePipeline.load(path / "pipeline.json"),
                    spec=DataSpec.from_config(config["data"]), metadata=metadata,
                    temperature=float(metadata.get("temperature") or 1.0), horizons=[int(h) for h in horizons])

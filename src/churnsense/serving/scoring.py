@@ -24,7 +24,7 @@ from churnsense.serving.release import ChurnRelease
 
 log = logging.getLogger(__name__)
 KINDS = ("customers", "events", "feedback")
-LABEL_ONLY = ("churn_date", "observed_until", "label")  # training labels: never read when scoring
+LABEL_ONLY = ("observed_until", "label")  # training labels: never read when scoring (churn_date: see below)
 DEFAULT_RISK_BANDS = {"low": 0.0, "medium": 0.2, "high": 0.5}
 
 
@@ -73,6 +73,23 @@ def reject_duplicate_customers(customers: pd.DataFrame, rejected_ids: set | None
     return customers[~bad], _rejects(customers, bad, source, id_column, reason)
 
 
+def reject_inactive(customers: pd.DataFrame, cutoff: pd.Timestamp, sources: Mapping[str, str],
+                    spec) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Reject customers who are not customers at the cutoff: `churn_date` before it (they already left) or
+    `signup_date` on or after it (not yet joined) — when the file has those columns."""
+    out = []
+    for column, word in (("churn_date", "already churned on"), ("signup_date", "not yet a customer: signed up on")):
+        if column not in customers:
+            continue
+        when = pd.to_datetime(customers[column])
+        bad = (when.notna() & ((when < cutoff) if column == "churn_date" else (when >= cutoff))).to_numpy()
+        reason = np.asarray([f"{word} {d.date()} (cutoff {cutoff.date()})" if b else "" for d, b in zip(when, bad)],
+                            dtype=object)
+        out.append(_rejects(customers, bad, sources["customers"], spec.customers.source(column), reason))
+        customers = customers[~bad]
+    return customers.drop(columns=["churn_date"], errors="ignore"), out
+
+
 def reject_orphans(frame: pd.DataFrame, known: pd.Index, rejected_ids: set, source: str, id_column: str):
     """Reject event/feedback rows whose customer is not scored (unknown, or its customer row was rejected)."""
     ids = frame["customer_id"]
@@ -112,7 +129,8 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
                       release: ChurnRelease, cutoff: pd.Timestamp | str | None, *, validated: bool = False,
                       sources: Mapping[str, str] | None = None, rejected_ids: set | None = None,
                       risk_bands: Mapping[str, float] | None = None, batch_size: int = 1024,
-                      feedback_release=None, text_column: str = "text") -> tuple[pd.DataFrame, pd.DataFrame]:
+                      feedback_release=None, text_column: str = "text",
+                      insights: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score one batch of customers: (scored, rejects).
 
     scored: customer_id, churn_probability, risk_band, p_churn_<h>d per hazard horizon (if the model has them),
@@ -120,6 +138,7 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
     not used, so len(customers) == len(scored) + customer rejects. Row numbers come from a `_row` column when the
     frames carry one, else 1-based positions. `rejected_ids` are customer ids rejected elsewhere (other chunks).
     `cutoff` None: the release's rule (day after the latest timestamp in this batch); pass one for a whole file.
+    `insights`: add reasons, segment, action, routing and value columns (`churnsense.insights.enrich`).
     """
     spec, sources = release.spec, {**{k: k for k in KINDS}, **(sources or {})}
     frames = dict(zip(KINDS, (_ensure_rows(customers), _ensure_rows(events), _ensure_rows(feedback))))
@@ -142,6 +161,11 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
         customers, rej = reject_duplicate_customers(customers, rejected_ids, sources["customers"], id_col)
         rejects.append(rej)
         rejected_ids = set(rejected_ids or ()) | set(rej["key"].dropna())
+        if cutoff is not None:
+            customers, rejs = reject_inactive(customers, pd.Timestamp(cutoff), sources, spec)
+            rejects.extend(rejs)
+            rejected_ids |= {k for r in rejs for k in r["key"].dropna()}
+        customers = customers.drop(columns=["churn_date"], errors="ignore")
         known = pd.Index(customers["customer_id"])
         for kind in ("events", "feedback"):
             if frames[kind] is not None:
@@ -152,7 +176,13 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
     if feedback is not None and feedback_release is not None and "sentiment" not in feedback:
         feedback, rej = fill_sentiment(feedback, feedback_release, sources["feedback"], text_column)
         rejects.append(rej)
-    scored = _score(customers, events, feedback, release, cutoff, risk_bands or DEFAULT_RISK_BANDS, batch_size)
+    scored, snapshot, features = _score(customers, events, feedback, release, cutoff,
+                                        risk_bands or DEFAULT_RISK_BANDS, batch_size)
+    if insights and snapshot is not None:
+        from churnsense.insights.enrich import enrich
+
+        scored = enrich(scored, _canonical(customers), _canonical(events), _canonical(feedback), release, cutoff,
+                        snapshot=snapshot, batch=features)
     rejects = [r for r in rejects if len(r)]
     out_rejects = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=REJECT_COLUMNS)
     return scored, out_rejects
@@ -165,21 +195,23 @@ def _canonical(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     return frame.sort_values(["customer_id", "ts"], kind="stable", ignore_index=True) if "ts" in frame else frame
 
 
-def _score(customers, events, feedback, release: ChurnRelease, cutoff, bands, batch_size) -> pd.DataFrame:
+def _score(customers, events, feedback, release: ChurnRelease, cutoff, bands, batch_size):
+    """(scored frame, snapshot, model inputs); the last two are None for an empty batch."""
     tables = Tables(_canonical(customers), _canonical(events), _canonical(feedback))
     if tables.customers is None and (tables.events is None or tables.events.empty):
-        return _empty_scored(release)
+        return _empty_scored(release), None, None
     if tables.customers is not None and tables.customers.empty:
-        return _empty_scored(release)
+        return _empty_scored(release), None, None
     snapshot = make_scoring_snapshot(tables, release.spec, pd.Timestamp(cutoff) if cutoff is not None else None)
-    probs = release.run(release.pipeline.transform(snapshot), batch_size)
+    features = release.pipeline.transform(snapshot)
+    probs = release.run(features, batch_size)
     p = probs.pop("churn_probability")
     scored = pd.DataFrame({"customer_id": snapshot.static["customer_id"].to_numpy(), "churn_probability": p,
                            "risk_band": risk_band(p, bands)})
     for name, values in probs.items():
         scored[name] = values
     scored["cutoff"] = snapshot.static["cutoff"].to_numpy()
-    return scored
+    return scored, snapshot, features
 
 
 def _empty_scored(release: ChurnRelease) -> pd.DataFrame:

@@ -33,6 +33,7 @@ class PreparedData:
     pipeline: Any
     snapshots: dict[str, Any]
     arrays: dict[str, dict[str, np.ndarray]]
+    tables: Any = None
 
 
 def prepare_data(cfg: DictConfig) -> PreparedData:
@@ -43,12 +44,13 @@ def prepare_data(cfg: DictConfig) -> PreparedData:
     from churnsense.features.pipeline import FeaturePipeline
 
     spec = DataSpec.from_config(OmegaConf.to_container(cfg.data, resolve=True))
-    snapshots = make_splits(load_tables(spec), spec)
+    tables = load_tables(spec)
+    snapshots = make_splits(tables, spec)
     pipeline = FeaturePipeline.from_spec(spec).fit(snapshots["train"])
     arrays = {name: pipeline.transform(snap) for name, snap in snapshots.items()}
     for name, arr in arrays.items():
         log.info("%s: %d rows, churn rate %.3f", name, len(arr["label"]), float(np.mean(arr["label"])))
-    return PreparedData(spec, pipeline, snapshots, arrays)
+    return PreparedData(spec, pipeline, snapshots, arrays, tables)
 
 
 def resolve_precision(precision: Any, accelerator: str) -> Any:

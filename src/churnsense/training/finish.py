@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,6 +29,17 @@ def held_out_batch(arrays: dict[str, np.ndarray], size: int) -> dict[str, torch.
     return ds[list(range(min(size, len(ds))))]
 
 
+def release_dir(cfg: DictConfig, out_dir: Path) -> Path:
+    """`export.release_dir` for a single run; inside a `-m` sweep each job keeps its own release in its job dir
+    (so jobs do not overwrite one another; MLflow holds each run's copy too)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return out_dir / "release"
+    return Path(cfg.export.release_dir)
+
+
 def export_release(cfg: DictConfig, data: Any, graph: ScoringGraph, out_dir: Path,
                    metadata: dict[str, Any]) -> tuple[Path, dict[str, float]]:
     """Export the scoring graph, check parity on a held-out test batch (raises on failure), write the release."""
@@ -37,10 +49,38 @@ def export_release(cfg: DictConfig, data: Any, graph: ScoringGraph, out_dir: Pat
     parity = check_parity(graph, onnx_path, held_out, sorted({min(s, len(held_out["label"])) for s in sizes}),
                           atol=float(cfg.export.atol))
     metadata = {**metadata, "parity_max_abs_diff": max(parity.values()), "opset": int(cfg.export.opset)}
-    release = write_release(cfg.export.release_dir, onnx_path, data.pipeline,
+    release = write_release(release_dir(cfg, out_dir), onnx_path, data.pipeline,
                             OmegaConf.to_container(cfg, resolve=True), metadata)
     log.info("release written to %s", release)
     return release, parity
+
+
+def fit_release_insights(cfg: DictConfig, data: Any, release: Path, p_val: np.ndarray) -> dict[str, float]:
+    """Fit segments, the uplift learner and the team table at the validation cutoff; saved as insights.json."""
+    from churnsense.data.io import read_table
+    from churnsense.insights.fit import fit_insights
+
+    tables, snap = data.tables, data.snapshots["val"].static
+    if tables.customers is None or snap.empty:
+        log.info("insights: skipped (no customers table or no validation rows)")
+        return {}
+    offers_path = cfg.data.get("offers")
+    offers = read_table(offers_path) if offers_path and Path(offers_path).exists() else None
+    cutoff = pd.Timestamp(snap["cutoff"].max())
+    if offers is not None:  # only offers made before the cutoff may inform the fitted state
+        offers = offers[pd.to_datetime(offers["ts"]) < cutoff]
+    p_churn = pd.Series(p_val, index=snap["customer_id"].to_numpy()).groupby(level=0).last()
+    state = fit_insights(tables.customers, tables.events, tables.feedback, offers, cutoff, p_churn,
+                         OmegaConf.to_container(cfg.insights, resolve=True), data.spec.framing.horizon_days)
+    state.save(release)
+    seg = state.metrics.get("segments", {})
+    out = {"insights/segments_k": float(seg.get("k", 0))}
+    for row in state.metrics.get("uplift", []):
+        for key in ("qini", "qini_random", "auuc", "auuc_random"):
+            if key in row and row[key] is not None:
+                out[f"insights/{key}_{row.get('action', 'all')}"] = float(row[key])
+    log.info("insights: %d segments, uplift %s", seg.get("k", 0), "fitted" if state.uplift else "skipped")
+    return out
 
 
 def raw_customers_example(spec: Any, n: int = 5) -> Any:
@@ -81,6 +121,9 @@ def finish_run(cfg: DictConfig, data: Any, module: Any, datamodule: Any, mlf: An
     if cfg.export.enabled:
         release, parity = export_release(cfg, data, graph, out_dir, metadata)
         metrics.update({f"export/{k}": v for k, v in parity.items()})
+        if cfg.get("insights") is not None and cfg.insights.get("enabled", True):
+            p_val = calibrated_probs(val["logit"], temperature, offset).numpy()
+            metrics.update(fit_release_insights(cfg, data, release, p_val))
     if mlf is not None:
         _track(cfg, data, mlf, metrics, plots, best_ckpt, release, graph, commit, step)
     return metrics
