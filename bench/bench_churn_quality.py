@@ -97,7 +97,7 @@ def run_dataset(dataset: str, seeds: list[int], quick: bool) -> dict[str, list[d
             for kind in ("LightGBM", "CatBoost"):
                 results[f"{kind} + aggregates"].append(gbdt_metrics(kind, frames, seed, quick))
             has_history = bool(data.arrays["train"]["seq_mask"].any())
-            has_static = data.pipeline.n_numeric + len(data.pipeline.categorical) > 0
+            has_static = data.spec.customers is not None  # tenure derived from events alone is no attribute table
             if has_history and has_static:
                 cfg = make_cfg(dataset, seed, quick, out, "data.events=null", "data.feedback=null")
                 results["ChurnNet, no sequence"].append(net_metrics(cfg))

@@ -90,25 +90,27 @@ def micro(graph, arrays: dict[str, np.ndarray], release: Path, threads: int, sec
         print(f"| {batch} | {onnx:,.0f} | {eager:,.0f} | {onnx / eager:.1f}x |", flush=True)
 
 
-def end_to_end(release: Path, work: Path, sizes: list[int], months: int, threads: int) -> None:
+def end_to_end(release: Path, work: Path, sizes: list[int], months: int, threads: int,
+               insights_modes: list[str]) -> None:
     print(f"\n## End to end `serve.py task=churn` ({threads} ONNX thread(s), {months} months of history)")
-    print("| customers | events | seconds | rows/s | peak RSS MiB | partitions |\n|---|---|---|---|---|---|")
-    for n in sizes:
+    print("| customers | insights | events | seconds | rows/s | peak RSS MiB | partitions |\n"
+          "|---|---|---|---|---|---|---|")
+    for n, mode in [(n, m) for n in sizes for m in insights_modes]:
         base = synth_base(work / f"base{n}", n, months)
         out = work / f"scores{n}.parquet"
         cmd = [sys.executable, str(ROOT / "serve.py"), "task=churn", f"model={release}",
                f"input.customers={base / 'customers.parquet'}", f"input.events={base / 'events.parquet'}",
                f"input.feedback={base / 'feedback.parquet'}", f"output={out}", "progress=false",
-               f"num_threads={threads}", "feedback_model=null", f"tmp_dir={work}"]
+               f"num_threads={threads}", "feedback_model=null", f"tmp_dir={work}", f"insights={mode == 'on'}"]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("[churn] rows in")), None)
         if proc.returncode or line is None:
-            print(f"| {n:,} | failed: {proc.stderr.strip().splitlines()[-1:]} |", flush=True)
+            print(f"| {n:,} | {mode} | failed: {proc.stderr.strip().splitlines()[-1:]} |", flush=True)
             continue
         seconds, rate, rss = re.search(r"\| ([\d.]+) s, ([\d,]+) rows/s, peak RSS ([\d,]+) MiB", line).groups()
         parts = re.search(r"(\d+) partition", proc.stdout).group(1)
         events = __import__("pyarrow.parquet").parquet.ParquetFile(base / "events.parquet").metadata.num_rows
-        print(f"| {n:,} | {events:,} | {seconds} | {rate} | {rss} | {parts} |", flush=True)
+        print(f"| {n:,} | {mode} | {events:,} | {seconds} | {rate} | {rss} | {parts} |", flush=True)
 
 
 def main() -> None:
@@ -119,6 +121,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000", help="customers per end-to-end run ('' to skip)")
     parser.add_argument("--months", type=int, default=3, help="months of synthetic history")
     parser.add_argument("--work", default=None, help="scratch directory (default: a temp dir)")
+    parser.add_argument("--insights", default="off,on",
+                        help="serve with insights off (scores only) and/or on (reasons, segments, actions)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-scoring-") as tmp:
         work = Path(args.work or tmp)
@@ -126,7 +130,7 @@ def main() -> None:
         micro(graph, arrays, release, args.threads, args.seconds)
         sizes = [int(s) for s in args.sizes.split(",") if s]
         if sizes:
-            end_to_end(release, work, sizes, args.months, args.threads)
+            end_to_end(release, work, sizes, args.months, args.threads, args.insights.split(","))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Churn serving end to end on a tiny release built here: bad rows are rejected with reasons, nothing is dropped,
-outputs appear atomically; the pure batch scorer and the MLflow pyfunc give the same scores."""
+"""Churn serving end to end on a tiny release built here (with fitted insights): bad rows are rejected with reasons,
+nothing is dropped, outputs appear atomically; every output column (insights included) is the same whatever the
+partitioning; the pure batch scorer and the MLflow pyfunc give the same scores."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,6 +14,9 @@ from hydra import compose, initialize_config_dir
 from churnsense.data.contract import DataSpec
 from churnsense.data.framing import make_snapshot
 from churnsense.features.pipeline import FeaturePipeline
+from churnsense.insights.enrich import INSIGHT_COLUMNS
+from churnsense.insights.fit import fit_insights
+from churnsense.insights.state import load_config
 from churnsense.serving import io
 from churnsense.serving.release import ChurnRelease
 from churnsense.serving.scoring import score_churn_batch, validate_chunk
@@ -29,6 +33,23 @@ DATA = {  # source column names differ from canonical ones: the release's mappin
                                                    "sentiment": "sentiment"}},
     "framing": {"label_mode": "churn_date", "horizon_days": 30, "max_events": 6},
 }
+TINY_INSIGHTS = {  # the repository's insights config, with reason groups and segment features of the tiny data;
+    "at_risk": 1.0, "at_risk_share": 0.4,  # at risk: the top 40% of the fit-time predictions (an untrained model)
+    "reasons": {"groups": {"plan_fit": {"cat": ["plan"]}, "price_increase": {"num": ["charge*"]},
+                           "unresolved_support": {"events": ["ticket"]}, "usage_decline": {"events": ["login"]},
+                           "late_payments": {"events": ["payment"]}, "negative_feedback": {"events": ["feedback"]}},
+                "n_samples": 3, "n_background": 2, "background_rows": 16, "min_logit": 0.0},
+    "segments": {"features": ["tenure_months", "login_n_90d", "ticket_n_90d", "payment_sum_recent"],
+                 "k_range": [2, 3]},
+    "value": {"revenue_column": "charge"},
+}
+
+
+def tiny_insights_config() -> dict:
+    cfg = load_config(None)
+    for key, part in TINY_INSIGHTS.items():
+        cfg[key] = {**cfg.get(key, {}), **part} if isinstance(part, dict) else part
+    return cfg
 
 
 def tiny_inputs(n: int = 24, seed: int = 0) -> dict[str, pd.DataFrame]:
@@ -72,8 +93,15 @@ def build_release(path: Path) -> Path:
     graph = ScoringGraph(net.eval(), temperature=1.0)
     example = {k: torch.as_tensor(v[:4]) for k, v in pipeline.transform(snap).items()}
     onnx_path = export_onnx(graph, example, path / "tmp" / "model.onnx")
-    return write_release(path / "churn", onnx_path, pipeline, {"data": DATA, "seed": 0},
-                         {"hazard_horizons": [30, 60], "temperature": 1.0})
+    cfg = tiny_insights_config()
+    release = write_release(path / "churn", onnx_path, pipeline, {"data": DATA, "seed": 0, "insights": cfg},
+                            {"hazard_horizons": [30, 60], "temperature": 1.0})
+    # as training does (fit_release_insights): threshold from the model's predictions, background from its inputs
+    arrays = pipeline.transform(snap)
+    p = pd.Series(ChurnRelease.load(release).run(arrays)["churn_probability"], index=snap.static["customer_id"])
+    fit_insights(tables.customers, tables.events, tables.feedback, None, pd.Timestamp("2024-01-01"), p, cfg,
+                 DATA["framing"]["horizon_days"], model_inputs=arrays).save(release)
+    return release
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +164,7 @@ def test_serve_rejects_bad_rows_and_drops_nothing(release_dir, tmp_path, capsys,
         ev["reason"])
     assert (ev.loc[ev["key"] == "c000", "reason"] == "customer row rejected (see the customers rejects)").all()
     assert set(scores.columns) == {"customer_id", "churn_probability", "risk_band", "p_churn_30d", "p_churn_60d",
-                                   "cutoff"}
+                                   "cutoff", *INSIGHT_COLUMNS}
     prob = scores["churn_probability"].astype(float)
     assert prob.between(0, 1).all() and scores["customer_id"].is_unique
     assert set(scores["risk_band"]) <= {"low", "medium", "high"}
@@ -145,7 +173,8 @@ def test_serve_rejects_bad_rows_and_drops_nothing(release_dir, tmp_path, capsys,
 
 
 def test_pure_batch_scorer_matches_serve(release_dir, tmp_path):
-    """score_churn_batch on raw frames (as in Spark) = serve.py partitioned output; partition count is irrelevant."""
+    """score_churn_batch on raw frames (as in Spark) = serve.py partitioned output; partition count is irrelevant
+    for every column, insights (at risk, reasons, segment, action, routing, value) included."""
     from churnsense.serving.churn import serve_churn
 
     paths = write_inputs(tmp_path)
@@ -154,14 +183,19 @@ def test_pure_batch_scorer_matches_serve(release_dir, tmp_path):
         out = tmp_path / f"k{k}.parquet"
         serve_churn(serve_cfg(release_dir, paths, out, f"partitions={k}"))
         outs.append(io.read_table(out).sort_values("customer_id", ignore_index=True))
-    pd.testing.assert_frame_equal(outs[0], outs[1])
+    assert set(INSIGHT_COLUMNS) <= set(outs[0].columns)
+    assert 0 < outs[0]["at_risk"].sum() < len(outs[0]) and outs[0]["reason_1"].ne("").any()  # the real path ran
+    assert outs[0]["segment"].ge(0).all()  # fitted segments were used
+    pd.testing.assert_frame_equal(outs[0], outs[1], check_exact=True)
     release = ChurnRelease.load(release_dir)
     raw = {k: io.read_table(p) for k, p in paths.items()}
     scored, rejects = score_churn_batch(raw["customers"], raw["events"], raw["feedback"], release,
-                                        outs[0]["cutoff"][0])
+                                        outs[0]["cutoff"][0], insights=True)
     scored = scored.sort_values("customer_id", ignore_index=True)
     assert len(scored) + (rejects["source"] == "customers").sum() == len(raw["customers"])
     np.testing.assert_allclose(scored["churn_probability"], outs[0]["churn_probability"], rtol=1e-6)
+    for col in INSIGHT_COLUMNS:
+        assert scored[col].tolist() == outs[0][col].tolist(), col
 
 
 def test_crash_mid_run_publishes_nothing(release_dir, tmp_path, monkeypatch):

@@ -51,6 +51,12 @@ def test_one_epoch_tracked_run(synth_root: Path):
     meta = json.loads((release / "metadata.json").read_text())
     assert meta["output_names"] == ["p_churn", "p_horizon"] and meta["hazard_horizons"] == [30, 60, 90]
     assert meta["parity_max_abs_diff"] <= 1e-4 and meta["temperature"] > 0
+    from churnsense.insights.state import load_state
+
+    state = load_state(release)  # insights fixed at training time: serving never depends on the scored batch
+    assert state.at_risk_threshold is not None and 0 < state.monthly_retention <= 1 and state.event_types
+    assert state.background["seq_type"].shape == (64, int(cfg.data.framing.max_events))
+    assert "insights/at_risk_threshold" in metrics
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("churnsense-churn").experiment_id])

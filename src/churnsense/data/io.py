@@ -1,7 +1,7 @@
-"""Read and write CSV / Parquet by file extension, whole or in chunks."""
+"""Read and write whole CSV / Parquet tables by file extension (training side; serving streams via serving.io)."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +30,6 @@ def read_table(path: str, columns: list[str] | None = None, read_options: Mappin
     if str_columns:
         opts.setdefault("dtype", {}).update({c: str for c in str_columns})
     return pd.read_csv(p, usecols=columns, **opts)
-
-
-def iter_table(path: str, chunk_size: int, columns: list[str] | None = None,
-               read_options: Mapping[str, Any] | None = None,
-               str_columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
-    """Yield chunks of about `chunk_size` rows (memory bounded)."""
-    p = resolve_path(path)
-    if is_parquet(p):
-        with pq.ParquetFile(p) as f:
-            for batch in f.iter_batches(batch_size=chunk_size, columns=columns):
-                yield batch.to_pandas()
-        return
-    opts = dict(read_options or {})
-    if str_columns:
-        opts.setdefault("dtype", {}).update({c: str for c in str_columns})
-    yield from pd.read_csv(p, usecols=columns, chunksize=chunk_size, **opts)
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> None:

@@ -66,8 +66,33 @@ def _match(name: str, patterns: Sequence[str]) -> bool:
     return any(name == p or (p.endswith("*") and name.startswith(p[:-1])) for p in patterns)
 
 
-def build_group_index(layout: BatchLayout, groups: Sequence[GroupSpec], other: str | None = "other") -> GroupIndex:
-    """Assign every column and event type to the first group that names it; the rest go to `other` (if set)."""
+AUTO_EVENTS, AUTO_ATTR = "events:", "attr:"
+
+
+def auto_groups(layout: BatchLayout, groups: Sequence[GroupSpec]) -> list[GroupSpec]:
+    """`groups` + one group per input they leave uncovered: `events:<type>` per event type and `attr:<column>` per
+    tabular column (a numeric column and its `__missing` indicator together), so data mapped by config alone gets
+    specific reasons instead of one `other` bucket."""
+    out = list(groups)
+    covered = lambda item, attr: any(_match(item, getattr(g, attr)) for g in out)  # noqa: E731
+    for t in layout.event_types[2:]:  # after padding and unknown
+        if not covered(t, "events"):
+            out.append(GroupSpec(name=f"{AUTO_EVENTS}{t}", events=(t,)))
+    for c in layout.cat_names:
+        if not covered(c, "cat"):
+            out.append(GroupSpec(name=f"{AUTO_ATTR}{c}", cat=(c,)))
+    for c in layout.num_names:
+        base = c.removesuffix("__missing")
+        if not covered(c, "num"):
+            out.append(GroupSpec(name=f"{AUTO_ATTR}{base}", num=(base, f"{base}__missing")))
+    return out
+
+
+def build_group_index(layout: BatchLayout, groups: Sequence[GroupSpec], other: str | None = "other",
+                      auto: bool = False) -> GroupIndex:
+    """Assign every column and event type to the first group that names it; the rest go to `other` (if set), or
+    with `auto` to groups of their own (`auto_groups`)."""
+    groups = auto_groups(layout, groups) if auto else groups
     names = [g.name for g in groups]
     extra = len(names) if other else -1
 

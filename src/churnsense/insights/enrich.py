@@ -3,9 +3,16 @@
 Added columns (documented for CRM export in README): reason_codes, top_reasons, reason_1..3(_text), segment,
 segment_name, cltv, value_at_risk, recommended_action, talking_points, action_cost, expected_uplift,
 expected_saved_value, queue, team, at_risk.
+
+Every output row is a function of that customer's rows and the release only (never of the other customers in the
+batch), so partitioning, batch size and row order do not change it: the at-risk threshold, monthly retention, the
+event types of the facts and the attribution background are fixed at training time (`InsightsState`), and each
+customer's attribution draws are seeded by its id. Releases without them fall back to per-batch values, with a
+warning.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,8 +21,8 @@ import pandas as pd
 
 from churnsense.insights import playbook as pb
 from churnsense.insights import value as val
-from churnsense.insights.attribution import (SEQ_KEYS, BatchLayout, attribute_groups, build_group_index, groups_from_config,
-                                             logit_from_probability)
+from churnsense.insights.attribution import (INPUT_KEYS, BatchLayout, attribute_groups, build_group_index,
+                                             groups_from_config, logit_from_probability)
 from churnsense.insights.reasons import customer_facts, reasons_frame
 from churnsense.insights.segments import assign_segments
 from churnsense.insights.state import InsightsState
@@ -25,15 +32,37 @@ INSIGHT_COLUMNS = ["at_risk", "reason_codes", "top_reasons", "reason_1", "reason
                    "reason_3", "reason_3_text", "segment", "segment_name", "cltv", "value_at_risk",
                    "recommended_action", "talking_points", "action_cost", "expected_uplift", "expected_saved_value",
                    "queue", "team"]
+INSIGHT_DTYPES = {"at_risk": "bool", "segment": "int64", "cltv": "float64", "value_at_risk": "float64",
+                  "action_cost": "float64", "expected_uplift": "float64", "expected_saved_value": "float64"}
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+def _batch_fallback(what: str) -> None:
+    """Warn (once per process and `what`) that a per-batch value stands in for a missing fitted one."""
+    if what not in _warned:
+        _warned.add(what)
+        log.warning("insights: the release has no fitted %s (no insights state, or one from an older version): "
+                    "using this batch's, so insight columns depend on how customers are batched; retrain the "
+                    "release to fix", what)
 
 
 def risk_threshold(p: np.ndarray, cfg: Mapping[str, Any]) -> float:
-    """At risk: p >= `at_risk`, or within the top `at_risk_share` of this run by risk (whichever admits more)."""
+    """At risk: p >= `at_risk`, or within the top `at_risk_share` of `p` by risk (whichever admits more).
+    Applied once at training time to the validation predictions (`InsightsState.at_risk_threshold`)."""
     threshold = float(cfg.get("at_risk", 0.2))
     share = cfg.get("at_risk_share")
     if share and len(p):
         threshold = min(threshold, float(np.quantile(p, 1.0 - float(share))))
     return threshold
+
+
+def at_risk_threshold(state: InsightsState, p: np.ndarray, cfg: Mapping[str, Any]) -> float:
+    """The release's fitted threshold; without one, `risk_threshold` of this batch's `p` (with a warning)."""
+    if state.at_risk_threshold is not None:
+        return float(state.at_risk_threshold)
+    _batch_fallback("at-risk threshold")
+    return risk_threshold(p, cfg)
 
 
 def layout_of(pipeline) -> BatchLayout:
@@ -42,25 +71,37 @@ def layout_of(pipeline) -> BatchLayout:
 
 
 def explain(batch: dict[str, np.ndarray], ids: np.ndarray, rows: np.ndarray, prob_fn, layout: BatchLayout,
-            facts: pd.DataFrame, rcfg: Mapping[str, Any], seed: int = 0) -> pd.DataFrame:
-    """Reasons for the batch rows `rows` (the whole batch is the reference population)."""
-    index = build_group_index(layout, groups_from_config(rcfg["groups"]))
-    sub = {k: v[rows] for k, v in batch.items() if k in ("cat", "num", *SEQ_KEYS)}
-    ref = {k: v for k, v in batch.items() if k in sub}
-    attr = attribute_groups(logit_from_probability(prob_fn), sub, index, ref, method=str(rcfg.get("method", "shapley")),
-                            n_samples=int(rcfg.get("n_samples", 6)), n_background=int(rcfg.get("n_background", 3)),
-                            seed=seed)
+            facts: pd.DataFrame, rcfg: Mapping[str, Any], seed: int = 0,
+            background: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """Reasons for the batch rows `rows`, explained `reasons.max_rows` at a time. Reference population:
+    `background` (the release's sample of training customers); None: the whole batch (older releases). Each
+    customer's reference draws and permutations are seeded by `seed` and its id."""
+    index = build_group_index(layout, groups_from_config(rcfg.get("groups") or {}),
+                              auto=bool(rcfg.get("auto_groups", True)))
+    ref = dict(background) if background else {k: v for k, v in batch.items() if k in INPUT_KEYS}
+    step = max(1, int(rcfg.get("max_rows", 20000)))
+    parts = [np.zeros((0, len(index.names)))]
+    for lo in range(0, len(rows), step):
+        chunk = rows[lo:lo + step]
+        sub = {k: v[chunk] for k, v in batch.items() if k in ref}
+        parts.append(attribute_groups(logit_from_probability(prob_fn), sub, index, ref,
+                                      method=str(rcfg.get("method", "shapley")),
+                                      n_samples=int(rcfg.get("n_samples", 6)),
+                                      n_background=int(rcfg.get("n_background", 3)), seed=seed, keys=ids[chunk]))
+    attr = np.concatenate(parts)
     return reasons_frame(list(ids[rows]), attr, index.names, facts, rcfg["vocabulary"],
                          int(rcfg.get("top_k", 3)), float(rcfg.get("min_logit", 0.0)), rcfg.get("not_reasons") or ())
 
 
 def add_insights(scored: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFrame | None, state: InsightsState,
-                 cfg: Mapping[str, Any]) -> pd.DataFrame:
-    """Pure part: scored (customer_id, churn_probability) + facts + reasons + fitted state -> enriched frame."""
+                 cfg: Mapping[str, Any], threshold: float | None = None) -> pd.DataFrame:
+    """Pure part: scored (customer_id, churn_probability) + facts + reasons + fitted state -> enriched frame.
+    `threshold`: the at-risk probability (default: `at_risk_threshold(state, ...)`)."""
     out = scored.copy()
     ids = out["customer_id"]
     p = out["churn_probability"].astype(float)
-    out["at_risk"] = p >= risk_threshold(p.to_numpy(), cfg)
+    threshold = threshold if threshold is not None else at_risk_threshold(state, p.to_numpy(), cfg)
+    out["at_risk"] = p >= threshold
     rcols = [c for c in INSIGHT_COLUMNS if c.startswith(("reason", "top_"))]
     r = reasons.set_index("customer_id")[rcols] if reasons is not None and len(reasons) else pd.DataFrame(columns=rcols)
     for c in rcols:
@@ -74,7 +115,10 @@ def add_insights(scored: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFram
         out["segment"], out["segment_name"] = -1, ""
     vcfg = cfg.get("value") or {}
     revenue = val.monthly_revenue(f, vcfg.get("revenue_column"), vcfg.get("revenue_events") or ())
-    retention = vcfg.get("monthly_retention") or state.monthly_retention or val.monthly_retention(p, 30)
+    retention = vcfg.get("monthly_retention") or state.monthly_retention
+    if not retention:
+        _batch_fallback("monthly retention")
+        retention = val.monthly_retention(p, 30)
     out["cltv"] = val.cltv(revenue, float(retention), int(vcfg.get("horizon_months", 24)),
                            float(vcfg.get("discount_rate", 0.01))).to_numpy()
     out["value_at_risk"] = val.value_at_risk(out["cltv"], p).to_numpy()
@@ -107,21 +151,26 @@ def enrich(scored: pd.DataFrame, customers: pd.DataFrame | None, events: pd.Data
     cfg = cfg if cfg is not None else load_config(release.path)
     state = state if state is not None else load_state(release.path)
     if len(scored) == 0:
-        return scored.assign(**{c: pd.Series(dtype=object) for c in INSIGHT_COLUMNS})
+        return scored.assign(**{c: pd.Series(dtype=INSIGHT_DTYPES.get(c, object)) for c in INSIGHT_COLUMNS})
     cutoff = pd.Timestamp(scored["cutoff"].iloc[0]) if "cutoff" in scored else pd.Timestamp(cutoff)
     cust = customers if customers is not None else pd.DataFrame({"customer_id": scored["customer_id"].unique()})
-    facts = customer_facts(cust, events, feedback, cutoff, (cfg.get("reasons") or {}).get("languages"))
+    if state.event_types is None:
+        _batch_fallback("event types for customer facts")
+    facts = customer_facts(cust, events, feedback, cutoff, (cfg.get("reasons") or {}).get("languages"),
+                           state.event_types)
     snap = snapshot if snapshot is not None else make_scoring_snapshot(Tables(customers, events, feedback),
                                                                        release.spec, cutoff)
     batch = batch if batch is not None else release.pipeline.transform(snap)
     ids = snap.static["customer_id"].to_numpy()
     p = pd.Series(ids).map(scored.set_index("customer_id")["churn_probability"]).to_numpy(dtype=float)
     rcfg = cfg.get("reasons") or {}
-    rows = np.flatnonzero(p >= risk_threshold(p, cfg))
-    rows = rows[np.argsort(-p[rows], kind="stable")][: int(rcfg.get("max_rows", 20000))]
+    threshold = at_risk_threshold(state, p, cfg)
+    rows = np.flatnonzero(p >= threshold)  # every at-risk customer: a cap per batch would depend on the batch
     reasons = None
     if len(rows) and rcfg.get("groups"):
+        if not state.background:
+            _batch_fallback("attribution background")
         prob_fn = lambda b: release.run(b)["churn_probability"]  # noqa: E731
         reasons = explain(batch, ids, rows, prob_fn, layout_of(release.pipeline), facts, rcfg,
-                          int(cfg.get("seed", 0)))
-    return add_insights(scored, facts, reasons, state, cfg)
+                          int(cfg.get("seed", 0)), state.background or None)
+    return add_insights(scored, facts, reasons, state, cfg, threshold)

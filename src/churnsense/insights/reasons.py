@@ -11,6 +11,8 @@ import math
 import string
 from collections.abc import Mapping, Sequence
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -105,6 +107,11 @@ def customer_facts(customers: pd.DataFrame, events: pd.DataFrame | None, feedbac
 
 
 class _Formatter(string.Formatter):
+    def convert_field(self, value, conversion):  # noqa: D102 - `!n`: a number to 4 significant digits, else text
+        if conversion == "n":
+            return f"{value:.4g}" if isinstance(value, (int, float, np.number)) else str(value)
+        return super().convert_field(value, conversion)
+
     def get_value(self, key, args, kwargs):  # noqa: D102 - missing and NaN facts make the template fail
         value = kwargs[key]
         if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
@@ -119,12 +126,25 @@ def _positive(value: object) -> bool:
         return False
 
 
+def generic_vocabulary(code: str) -> dict[str, Any]:
+    """Text for an automatic reason group (`events:<type>` / `attr:<column>`, see attribution.auto_groups)."""
+    kind, _, name = code.partition(":")
+    label = name.replace("_", " ")
+    if kind == "events":
+        return {"text": f"{{{name}_n_30d:.0f}} {label} events in the last 30 days", "requires": [f"{name}_n_30d"],
+                "otherwise": f"no {label} in the last {{{name}_days_since:.0f}} days",
+                "fallback": f"{label} history"}
+    if kind == "attr":
+        return {"text": f"{label} = {{{name}!n}}", "fallback": label}
+    return {}
+
+
 def reason_text(code: str, facts: Mapping, vocabulary: Mapping[str, Mapping]) -> str:
     """The vocabulary template for `code` filled with `facts`; the fallback text if a fact is missing.
 
     An entry may list `requires` (facts that must be > 0 for `text` to be true, e.g. a count of outages); when one
     is not, its `otherwise` text is used, so a reason never reads "0 outages in the last 30 days"."""
-    entry = vocabulary.get(code) or {}
+    entry = vocabulary.get(code) or generic_vocabulary(code)
     template = entry.get("text")
     if template and not all(_positive(facts.get(f)) for f in entry.get("requires") or ()):
         template = entry.get("otherwise")

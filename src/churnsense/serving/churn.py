@@ -56,12 +56,12 @@ def partition_inputs(inputs: dict[str, str], release: ChurnRelease, k: int, tmp:
     result = PassResult()
     for kind, path in inputs.items():
         table = release.spec.table(kind)
-        present = io.table_columns(path)
+        present = io.table_columns(path, table.read_options)
         columns = read_columns(serving_table(table, kind, present), kind, present)
         writer = result.writers[kind] = PartitionWriter(tmp, kind, k)
         bar = io.progress(io.count_rows(path), f"read {kind}", show_progress)
         result.rows[kind] = 0
-        for first_row, chunk in io.iter_chunks(path, chunk_size, columns=columns):
+        for first_row, chunk in io.iter_chunks(path, chunk_size, columns=columns, read_options=table.read_options):
             valid, rej = validate_chunk(chunk, table, kind, path, first_row)
             rejects.write(rej)
             writer.write(valid)

@@ -16,10 +16,11 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -27,7 +28,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
 REJECT_COLUMNS = ["source", "row", "key", "column", "reason"]
 
 
@@ -90,15 +91,28 @@ def _rebatch(batches: Iterator[pa.RecordBatch], chunk_size: int) -> Iterator[pa.
         yield pa.Table.from_batches(pending)
 
 
+def _pandas_csv_chunks(path: Path, columns: list[str] | None, chunk_size: int,
+                       read_options: Mapping[str, Any]) -> Iterator[pa.RecordBatch]:
+    """CSV-like files that need pandas' parser options (a regex or non-comma separator, ...), all as strings."""
+    header = table_columns(path, read_options)
+    usecols = [c for c in columns if c in header] if columns is not None else None
+    for frame in pd.read_csv(path, dtype=str, chunksize=chunk_size, usecols=usecols, **dict(read_options)):
+        yield from pa.Table.from_pandas(frame, preserve_index=False).to_batches()
+
+
 def iter_chunks(
-    path: str | os.PathLike, chunk_size: int = 50_000, columns: list[str] | None = None
+    path: str | os.PathLike, chunk_size: int = 50_000, columns: list[str] | None = None,
+    read_options: Mapping[str, Any] | None = None,
 ) -> Iterator[tuple[int, pd.DataFrame]]:
     """Yield `(first_row, frame)` chunks of at most `chunk_size` rows; `first_row` is the 1-based data row number.
 
     `columns` restricts the columns read (missing ones are skipped for Parquet, all-null for CSV).
+    `read_options`: the data contract's pandas.read_csv options of a CSV-like file (e.g. `sep`); values stay text.
     """
     path = _existing(path)
-    if table_format(path) == "csv":
+    if table_format(path) == "csv" and read_options:
+        batches = _pandas_csv_chunks(path, columns, chunk_size, read_options)
+    elif table_format(path) == "csv":
         batches = _csv_batches(path, columns)
     else:
         batches = _parquet_batches(path, columns, chunk_size)
@@ -287,7 +301,11 @@ def progress(total: int | None, desc: str, enabled: bool = True) -> tqdm:
                 dynamic_ncols=True, leave=False)
 
 
-def table_columns(path: str | os.PathLike) -> list[str]:
+def table_columns(path: str | os.PathLike, read_options: Mapping[str, Any] | None = None) -> list[str]:
     """Column names of a CSV (header) or Parquet (schema) file without reading its rows."""
     path = _existing(path)
-    return _csv_header(path) if table_format(path) == "csv" else pq.ParquetFile(path).schema_arrow.names
+    if table_format(path) == "parquet":
+        return pq.ParquetFile(path).schema_arrow.names
+    if read_options:
+        return [str(c) for c in pd.read_csv(path, nrows=0, **dict(read_options)).columns]
+    return _csv_header(path)

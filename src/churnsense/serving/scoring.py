@@ -178,7 +178,7 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
         rejects.append(rej)
     scored, snapshot, features = _score(customers, events, feedback, release, cutoff,
                                         risk_bands or DEFAULT_RISK_BANDS, batch_size)
-    if insights and snapshot is not None:
+    if insights:  # an empty batch gets the (typed, empty) insight columns too: every partition has one schema
         from churnsense.insights.enrich import enrich
 
         scored = enrich(scored, _canonical(customers), _canonical(events), _canonical(feedback), release, cutoff,

@@ -71,7 +71,9 @@ def resolve_pos_weight(value: Any, labels: np.ndarray) -> float:
 
 
 def has_churn_times(train: dict[str, np.ndarray]) -> bool:
-    return "followup_days" in train and bool(np.isfinite(train["followup_days"]).any())
+    """True when the data has churn times for a hazard head: some observed churn (finite `ttc_days`) and follow-up
+    (label modes `label` and `inactivity` have none: a hazard head would only learn that nobody churns)."""
+    return all(k in train and bool(np.isfinite(train[k]).any()) for k in ("ttc_days", "followup_days"))
 
 
 def build_net(cfg: DictConfig, pipeline: Any, train: dict[str, np.ndarray]) -> tuple[torch.nn.Module, dict]:

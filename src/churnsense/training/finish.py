@@ -56,13 +56,15 @@ def export_release(cfg: DictConfig, data: Any, graph: ScoringGraph, out_dir: Pat
 
 
 def fit_release_insights(cfg: DictConfig, data: Any, release: Path, p_val: np.ndarray) -> dict[str, float]:
-    """Fit segments, the uplift learner and the team table at the validation cutoff; saved as insights.json."""
+    """Fit segments, the uplift learner and the team table at the validation cutoff, the at-risk threshold from the
+    validation predictions and the attribution background from the training split's model inputs; saved as
+    insights.json (+ insights_background.npz). Without a customers table only the last two (and retention)."""
     from churnsense.data.io import read_table
     from churnsense.insights.fit import fit_insights
 
     tables, snap = data.tables, data.snapshots["val"].static
-    if tables.customers is None or snap.empty:
-        log.info("insights: skipped (no customers table or no validation rows)")
+    if snap.empty:
+        log.info("insights: skipped (no validation rows)")
         return {}
     offers_path = cfg.data.get("offers")
     offers = read_table(offers_path) if offers_path and Path(offers_path).exists() else None
@@ -71,10 +73,12 @@ def fit_release_insights(cfg: DictConfig, data: Any, release: Path, p_val: np.nd
         offers = offers[pd.to_datetime(offers["ts"]) < cutoff]
     p_churn = pd.Series(p_val, index=snap["customer_id"].to_numpy()).groupby(level=0).last()
     state = fit_insights(tables.customers, tables.events, tables.feedback, offers, cutoff, p_churn,
-                         OmegaConf.to_container(cfg.insights, resolve=True), data.spec.framing.horizon_days)
+                         OmegaConf.to_container(cfg.insights, resolve=True), data.spec.framing.horizon_days,
+                         model_inputs=data.arrays["train"])
     state.save(release)
     seg = state.metrics.get("segments", {})
-    out = {"insights/segments_k": float(seg.get("k", 0))}
+    out = {"insights/segments_k": float(seg.get("k", 0)),
+           "insights/at_risk_threshold": float(state.at_risk_threshold)}
     for row in state.metrics.get("uplift", []):
         for key in ("qini", "qini_random", "auuc", "auuc_random"):
             if key in row and row[key] is not None:
