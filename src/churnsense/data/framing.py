@@ -25,7 +25,8 @@ DAY = pd.Timedelta(days=1)
 class Snapshot:
     """static: one row per (customer_id, cutoff) with attributes as of the cutoff (+ labels when known).
     history: events strictly before the cutoff [customer_id, cutoff, ts, event_type, value], feedback folded in as
-    event_type "feedback" with value = sentiment score (-1/0/+1; 0 when unknown), sorted by (customer_id, cutoff, ts).
+    event_type "feedback_<topic>" ("feedback" without a topic) with value = sentiment score (-1/0/+1; 0 when
+    unknown), sorted by (customer_id, cutoff, ts).
     feedback: the feedback rows before the cutoff (customer_id, cutoff, ts, text, ...) for text-aware models."""
 
     static: pd.DataFrame
@@ -178,6 +179,15 @@ def _inactivity_labels(df: pd.DataFrame, customers: pd.DataFrame, events: pd.Dat
     return (n_before >= max(1, f.min_history_events)) & (seen >= end - DAY)
 
 
+def feedback_types(feedback: pd.DataFrame) -> pd.Series:
+    """Event type of folded feedback: `feedback_<topic>` when the message's topic is known (labelled, or predicted
+    by the feedback model), else `feedback`; so the sequence sees what the customer wrote about, not only how."""
+    if "topic" not in feedback:
+        return pd.Series("feedback", index=feedback.index, dtype=object)
+    topic = feedback["topic"].astype("string").str.strip().str.lower()
+    return ("feedback_" + topic).fillna("feedback").where(topic.fillna("").ne(""), "feedback").astype(object)
+
+
 def _history(tables: Tables, static: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
     """Events + folded feedback strictly before each row's cutoff (and within the lookback)."""
     parts = []
@@ -186,7 +196,7 @@ def _history(tables: Tables, static: pd.DataFrame, spec: DataSpec) -> pd.DataFra
     if tables.feedback is not None:
         fb = tables.feedback
         score = fb["sentiment"].map(SENTIMENT_SCORE) if "sentiment" in fb else pd.Series(np.nan, index=fb.index)
-        parts.append(pd.DataFrame({"customer_id": fb["customer_id"], "ts": fb["ts"], "event_type": "feedback",
+        parts.append(pd.DataFrame({"customer_id": fb["customer_id"], "ts": fb["ts"], "event_type": feedback_types(fb),
                                    "value": score.fillna(0.0).astype("float64")}))
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(

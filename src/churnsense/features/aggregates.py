@@ -37,7 +37,7 @@ def history_aggregates(snap: Snapshot) -> pd.DataFrame:
         before = np.bincount(row[m & (days > 30) & (days <= 90)], weights=value[m & (days > 30) & (days <= 90)],
                              minlength=b) / 2
         cols["usage_trend"] = np.log1p(recent) - np.log1p(before)
-    fb = etype == "feedback"
+    fb = np.char.startswith(etype.astype(str), "feedback")  # "feedback" or "feedback_<topic>"
     n_fb = np.bincount(row[fb], minlength=b).astype(float)
     cols["n_feedback"] = n_fb
     for name, sign in (("negative", -1.0), ("positive", 1.0)):

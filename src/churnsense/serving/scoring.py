@@ -116,7 +116,8 @@ def fill_sentiment(feedback: pd.DataFrame, feedback_release, source: str, text_c
     rows = feedback[ROW].to_numpy(np.int64)
     rejects = rejects.reindex(columns=REJECT_COLUMNS)
     rejects["row"] = rows[rejects["row"].to_numpy(np.int64) - 1] if len(rejects) else rejects["row"]
-    return scored[list(feedback.columns) + ["sentiment"]], rejects
+    added = ["sentiment"] + (["topic"] if "topic" not in feedback and "topic" in scored else [])
+    return scored[list(feedback.columns) + added], rejects
 
 
 def _ensure_rows(frame: pd.DataFrame | None) -> pd.DataFrame | None:
