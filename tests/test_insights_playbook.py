@@ -22,6 +22,10 @@ def test_recommend_only_where_uplift_pays():
     assert rec["recommended_action"].tolist() == ["discount", "call", "none", "none"]
     assert rec.loc[1, "expected_saved_value"] == 0.2 * 1000 - 5  # call beats discount (0.1 * 1000 - 10)
     assert rec.loc[0, "talking_points"] == "discount"
+    capped = pb.recommend_actions(frame.assign(churn_probability=[0.5, 0.05, 0.5, 0.5]), PLAYBOOK, ACTIONS, uplift)
+    # p = 0.05: no action can prevent more churn than that; call 0.2 -> 0.05 (saves 45), discount 0.1 -> 0.05 (40)
+    assert capped.loc[1, "expected_uplift"] == 0.05 and capped.loc[1, "recommended_action"] == "call"
+    assert capped.loc[1, "expected_saved_value"] == 0.05 * 1000 - 5
 
 
 def test_route_and_best_team():

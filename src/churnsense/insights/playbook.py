@@ -24,9 +24,12 @@ def recommend_actions(frame: pd.DataFrame, playbook: Mapping[str, Mapping], acti
                       uplift: pd.DataFrame | None = None, at_risk: pd.Series | None = None) -> pd.DataFrame:
     """Per row of `frame` (needs reason_codes, cltv): recommended_action, talking_points, action_cost,
     expected_uplift, expected_saved_value. `playbook`: reason code -> {action, talking_points};
-    `actions`: action -> {cost, prior_uplift}; `uplift`: per-row churn reduction per action (columns = actions)."""
+    `actions`: action -> {cost, prior_uplift}; `uplift`: per-row churn reduction per action (columns = actions).
+    An action cannot prevent more churn than there is: the uplift is capped at the customer's churn probability over
+    the offer horizon (`p_churn_90d` when the model has it, else `churn_probability`)."""
     out = []
     for i, (idx, row) in enumerate(frame.iterrows()):
+        cap = _churn_cap(row)
         best: dict[str, Any] = {"recommended_action": NONE, "talking_points": "", "action_cost": 0.0,
                                 "expected_uplift": 0.0, "expected_saved_value": 0.0}
         if at_risk is None or bool(at_risk.iloc[i]):
@@ -40,12 +43,21 @@ def recommend_actions(frame: pd.DataFrame, playbook: Mapping[str, Mapping], acti
                     u = float(uplift[action].iloc[i])
                 else:
                     u = float((actions.get(action) or {}).get("prior_uplift", 0.0))
+                u = min(u, cap)
                 saved = u * float(row["cltv"]) - cost
                 if u > 0 and saved > 0 and saved > best["expected_saved_value"]:
                     best = {"recommended_action": action, "talking_points": str(entry.get("talking_points", "")),
                             "action_cost": cost, "expected_uplift": u, "expected_saved_value": saved}
         out.append(best)
     return pd.DataFrame(out, index=frame.index)
+
+
+def _churn_cap(row: pd.Series) -> float:
+    for col in ("p_churn_90d", "churn_probability"):
+        value = row.get(col)
+        if value is not None and pd.notna(value):
+            return float(value)
+    return 1.0
 
 
 def team_scores(offers: pd.DataFrame, segment_of: pd.Series | None = None, prior_strength: float = 20.0) -> pd.DataFrame:
