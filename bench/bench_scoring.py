@@ -41,17 +41,22 @@ def build(work: Path, months: int, release: Path | None):
     """(ScoringGraph, feature arrays of the small base, release dir) for the configured architecture."""
     from churnsense.export.onnx import ScoringGraph, export_onnx
     from churnsense.export.release import write_release
+    from churnsense.features.pipeline import FeaturePipeline
     from churnsense.training.churn import build_net, prepare_data
 
     data_dir = work / "fit"
-    synth_base(data_dir / "demo", 3000, months)
+    synth_base(data_dir / "demo", 3000, max(months, 12))  # a year of history: every branch of the net is built
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["data=synth", "logger=none", f"paths.data_dir={data_dir}"])
     data = prepare_data(cfg)
-    net, _ = build_net(cfg, data.pipeline, data.arrays["train"])
+    given = release is not None and (release / "model.onnx").is_file()
+    pipeline = FeaturePipeline.load(release / "pipeline.json") if given else data.pipeline
+    split = {name: pipeline.transform(snap) for name, snap in data.snapshots.items()} if given else data.arrays
+    net, spec = build_net(cfg, pipeline, split["train"])  # eager net of the release's input shapes
+    print(f"eager net: tabular={spec['tabular']} sequence={spec['sequence']} hazard={spec['hazard_horizons']}")
     graph = ScoringGraph(net.eval())
-    arrays = {k: v for k, v in data.arrays["test"].items() if k in ("cat", "num") or k.startswith("seq_")}
-    if release is None or not (release / "model.onnx").is_file():
+    arrays = {k: v for k, v in split["test"].items() if k in ("cat", "num") or k.startswith("seq_")}
+    if not given:
         example = {k: torch.as_tensor(v[:8]) for k, v in arrays.items()}
         onnx = export_onnx(graph, example, work / "export" / "model.onnx")
         release = write_release(work / "release", onnx, data.pipeline, OmegaConf.to_container(cfg, resolve=True),
