@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
@@ -49,7 +50,7 @@ def _existing(path: str | os.PathLike) -> Path:
 
 
 def _csv_header(path: Path) -> list[str]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
         return next(csv.reader(handle), [])
 
 
@@ -58,13 +59,28 @@ def _csv_batches(path: Path, columns: list[str] | None) -> Iterator[pa.RecordBat
     if not header:
         return
     convert = pacsv.ConvertOptions(
-        column_types={name: pa.string() for name in header},
+        column_types={name: pa.binary() for name in header},  # decoded in `_as_text`: bad bytes reach validation
         strings_can_be_null=True,
         include_columns=columns,
         include_missing_columns=columns is not None,
     )
     reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=8 << 20), convert_options=convert)
     yield from reader
+
+
+def _as_text(table: pa.Table) -> pa.Table:
+    """Binary CSV columns -> text: a fast validated cast, or, for a column with invalid UTF-8, a per-value decode
+    with U+FFFD for the bad bytes (so that row is rejected downstream with a reason instead of failing the file)."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_binary(column.type):
+            try:
+                column = pc.cast(column, pa.string())
+            except pa.ArrowInvalid:
+                column = pa.array([None if v is None else v.decode("utf-8", errors="replace")
+                                   for v in column.to_pylist()], type=pa.string())
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=table.column_names)
 
 
 def _parquet_batches(path: Path, columns: list[str] | None, chunk_size: int) -> Iterator[pa.RecordBatch]:
@@ -118,7 +134,7 @@ def iter_chunks(
         batches = _parquet_batches(path, columns, chunk_size)
     first_row = 1
     for table in _rebatch(batches, chunk_size):
-        yield first_row, table.to_pandas()
+        yield first_row, _as_text(table).to_pandas()
         first_row += table.num_rows
 
 

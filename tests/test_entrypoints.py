@@ -1,0 +1,28 @@
+"""Bad input ends with one clear line and exit code 2, not a traceback; real bugs still raise."""
+from __future__ import annotations
+
+import pytest
+
+from churnsense.data.validation import DataValidationError
+from churnsense.entrypoints import report_user_errors
+
+
+def test_user_error_is_one_line_and_exit_code_2(capsys, monkeypatch):
+    monkeypatch.delenv("CHURNSENSE_DEBUG", raising=False)
+
+    def job(_cfg):
+        raise DataValidationError("data/events.csv", "ts", [2, 3], "unparseable timestamp")
+
+    with pytest.raises(SystemExit) as exit_info:
+        report_user_errors(job, None)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("churnsense: error: data/events.csv") and "ts" in err and "Traceback" not in err
+
+
+def test_bugs_and_debug_mode_keep_the_traceback(monkeypatch):
+    with pytest.raises(KeyError):
+        report_user_errors(lambda _cfg: {}["missing"], None)
+    monkeypatch.setenv("CHURNSENSE_DEBUG", "1")
+    with pytest.raises(FileNotFoundError):
+        report_user_errors(lambda _cfg: open("/nonexistent/file.csv"), None)
