@@ -87,7 +87,7 @@ def score_feedback_batch(df: pd.DataFrame, release: FeedbackRelease, text_column
     from churnsense.serving.io import make_rejects
 
     if text_column not in df.columns:
-        raise KeyError(f"text column {text_column!r} not in input columns {list(df.columns)}")
+        raise ValueError(f"text column {text_column!r} not in input columns {list(df.columns)}; set text_column=")
     texts, reasons = text_problems(df[text_column])
     bad = reasons.notna().to_numpy()
     keys = df["customer_id"].astype("string")[bad].tolist() if "customer_id" in df else [None] * int(bad.sum())
