@@ -82,10 +82,15 @@ def fit_insights(customers: pd.DataFrame | None, events: pd.DataFrame | None, fe
     active = customers[customers["customer_id"].isin(p_churn.index)]
     facts = customer_facts(active, events, feedback, pd.Timestamp(cutoff), langs, state.event_types)
     scfg = cfg.get("segments") or {}
-    seg = fit_segments(facts, list(scfg.get("features") or []), list(scfg.get("k_range") or (2, 8)),
-                       scfg.get("labels"), int(scfg.get("sample", 4000)), seed)
-    state.segments = seg
-    state.metrics["segments"] = {"k": seg["k"], "criterion": seg["criterion"], "silhouette": seg["silhouette"]}
+    try:
+        seg = fit_segments(facts, list(scfg.get("features") or []), list(scfg.get("k_range") or (2, 8)),
+                           scfg.get("labels"), int(scfg.get("sample", 4000)), seed)
+    except ValueError as err:  # e.g. no numeric facts at all: no segments, the rest still works
+        log.warning("insights: no segments (%s)", err)
+        seg = {}
+    else:
+        state.segments = seg
+        state.metrics["segments"] = {"k": seg["k"], "criterion": seg["criterion"], "silhouette": seg["silhouette"]}
     if offers is not None and len(offers):
         of = offer_facts(customers, events, feedback, offers, langs)
         try:
@@ -95,7 +100,7 @@ def fit_insights(customers: pd.DataFrame | None, events: pd.DataFrame | None, fe
         else:
             state.uplift = learner.to_dict()
             state.metrics["uplift"] = qini.to_dict("records")
-        segment_of = assign_segments(of, seg)
+        segment_of = assign_segments(of, seg) if seg else None
         rcfg = cfg.get("routing") or {}
         state.teams = team_scores(offers, segment_of, float(rcfg.get("prior_strength", 20))).to_dict("records")
     return state

@@ -93,7 +93,9 @@ def customer_facts(customers: pd.DataFrame, events: pd.DataFrame | None, feedbac
     """Customer attributes + event facts + feedback facts, one row per customer (index `customer_id`).
     `tenure_months` is added from `signup_date` when present; `feedback_language_name` from `language_names`.
     `event_types`: the event types to compute facts for (see `event_facts`; None: those in `events`)."""
-    facts = customers.set_index("customer_id")
+    # training labels are outcomes, never facts about the customer (they would leak into segments and texts)
+    facts = customers.drop(columns=[c for c in ("label", "churn_date", "observed_until") if c in customers])
+    facts = facts.set_index("customer_id")
     if "signup_date" in facts:
         cut = facts.index.map(cutoff) if isinstance(cutoff, pd.Series) else cutoff
         facts = facts.assign(tenure_months=(cut - facts["signup_date"]) / DAY / 30.44)
@@ -148,12 +150,14 @@ def reason_text(code: str, facts: Mapping, vocabulary: Mapping[str, Mapping]) ->
     template = entry.get("text")
     if template and not all(_positive(facts.get(f)) for f in entry.get("requires") or ()):
         template = entry.get("otherwise")
-    if template:
-        try:
-            return _Formatter().format(str(template), **facts)
-        except (KeyError, ValueError, TypeError, IndexError):
-            pass
-    return str(entry.get("fallback") or code.replace("_", " "))
+    for candidate in (template, entry.get("fallback")):  # the fallback may use facts too ("{contract} contract")
+        if candidate:
+            try:
+                return _Formatter().format(str(candidate), **facts)
+            except (KeyError, ValueError, TypeError, IndexError):
+                pass
+    fallback = str(entry.get("fallback") or "")
+    return fallback if fallback and "{" not in fallback else code.replace("_", " ")
 
 
 def rank_reasons(attributions: np.ndarray, groups: Sequence[str], top_k: int = 3, min_logit: float = 0.0,

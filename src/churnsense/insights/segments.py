@@ -7,6 +7,7 @@ State is plain JSON (medians, mean/scale, centres, names, 2-D PCA basis for plot
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
+
+log = logging.getLogger(__name__)
 
 
 def _select(facts: pd.DataFrame, patterns: Sequence[str]) -> list[str]:
@@ -34,8 +37,13 @@ def _matrix(facts: pd.DataFrame, state: Mapping[str, Any]) -> np.ndarray:
 def fit_segments(facts: pd.DataFrame, features: Sequence[str] = (), k_range: Sequence[int] = (2, 8),
                  labels: Mapping[str, str] | None = None, sample: int = 5000, seed: int = 0) -> dict[str, Any]:
     """Fit the segmentation; returns its JSON-able state (see module doc)."""
-    cols = _select(facts, features)
-    cols = [c for c in cols if facts[c].notna().mean() > 0.05 and facts[c].nunique() > 1]
+    def usable(columns: list[str]) -> list[str]:
+        return [c for c in columns if facts[c].notna().mean() > 0.05 and facts[c].nunique() > 1]
+
+    cols = usable(_select(facts, features))
+    if len(cols) < 2 and features:  # the configured features are another data set's: use every numeric fact
+        log.warning("segments: configured features match %s here; clustering on all numeric facts", cols or "none")
+        cols = usable(_select(facts, ()))
     if not cols:
         raise ValueError("segments: no numeric behaviour facts to cluster on")
     medians = facts[cols].astype(float).median().fillna(0.0)
