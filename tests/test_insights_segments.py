@@ -36,3 +36,17 @@ def test_segments_found_and_profiled(tmp_path):
     assert "outage_n_90d" in outage_seg["typical_attributes"]
     png = plot_segments(facts, seg, risk, state, tmp_path / "segments.png")
     assert png.stat().st_size > 1000
+
+
+def test_other_data_sets_segment_on_their_own_facts_and_labels_never_become_facts():
+    from churnsense.insights.reasons import customer_facts
+
+    rng = np.random.default_rng(0)
+    n = 300
+    customers = pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)], "label": rng.integers(0, 2, n),
+                              "tenure": np.r_[rng.normal(5, 1, n // 2), rng.normal(60, 5, n - n // 2)],
+                              "monthlycharges": rng.normal(70, 10, n)})
+    facts = customer_facts(customers, None, None, pd.Timestamp("2024-01-01"))
+    assert "label" not in facts.columns  # the training target must not describe (or segment) customers
+    state = fit_segments(facts, ["usage_sum_recent", "outage_n_90d"], (2, 4), sample=300)  # synth's feature names
+    assert set(state["features"]) == {"tenure", "monthlycharges"} and state["k"] >= 2
