@@ -135,6 +135,15 @@ def add_insights(scored: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFram
     return out
 
 
+def _customers_from_history(scored: pd.DataFrame, events: pd.DataFrame | None, cutoff) -> pd.DataFrame:
+    """Events-only data: the scored customers with their first event before the cutoff as signup (for tenure)."""
+    cust = pd.DataFrame({"customer_id": scored["customer_id"].unique()})
+    if events is None or events.empty:
+        return cust
+    before = events[events["ts"] < pd.Timestamp(cutoff)]
+    return cust.assign(signup_date=cust["customer_id"].map(before.groupby("customer_id")["ts"].min()))
+
+
 def enrich(scored: pd.DataFrame, customers: pd.DataFrame | None, events: pd.DataFrame | None,
            feedback: pd.DataFrame | None, release, cutoff, cfg: Mapping[str, Any] | None = None,
            state: InsightsState | None = None, snapshot=None,
@@ -153,7 +162,7 @@ def enrich(scored: pd.DataFrame, customers: pd.DataFrame | None, events: pd.Data
     if len(scored) == 0:
         return scored.assign(**{c: pd.Series(dtype=INSIGHT_DTYPES.get(c, object)) for c in INSIGHT_COLUMNS})
     cutoff = pd.Timestamp(scored["cutoff"].iloc[0]) if "cutoff" in scored else pd.Timestamp(cutoff)
-    cust = customers if customers is not None else pd.DataFrame({"customer_id": scored["customer_id"].unique()})
+    cust = customers if customers is not None else _customers_from_history(scored, events, cutoff)
     if state.event_types is None:
         _batch_fallback("event types for customer facts")
     facts = customer_facts(cust, events, feedback, cutoff, (cfg.get("reasons") or {}).get("languages"),
