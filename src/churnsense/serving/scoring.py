@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from churnsense.data.contract import OPTIONAL, TableSpec
+from churnsense.data.contract import TableSpec
 from churnsense.data.framing import make_scoring_snapshot
 from churnsense.data.loading import Tables
 from churnsense.data.validation import canonical_columns, split_valid_rows
@@ -29,17 +29,15 @@ DEFAULT_RISK_BANDS = {"low": 0.0, "medium": 0.2, "high": 0.5}
 
 
 def serving_table(table: TableSpec, kind: str, present: list[str]) -> TableSpec:
-    """The table spec for scoring a file with columns `present`: label-only columns dropped, optional columns
-    (e.g. sentiment, signup_date) mapped only when the file has them."""
-    columns = {c: s for c, s in table.columns.items()
-               if c not in LABEL_ONLY and not (c in OPTIONAL[kind] and s not in present)}
-    return replace(table, columns=columns)
+    """The table spec for scoring: label-only columns are never read (a scoring file's observed_until / label are
+    ignored, not validated). Optional columns the file lacks are left to `split_valid_rows`, which tolerates them."""
+    return replace(table, columns={c: s for c, s in table.columns.items() if c not in LABEL_ONLY})
 
 
 def read_columns(table: TableSpec, kind: str, present: list[str]) -> list[str]:
     """Source columns to read for scoring (in file order); required ones that are missing are left to validation
     to report (it raises naming them)."""
-    wanted = set(canonical_columns(table, kind, [p for p in present if p not in LABEL_ONLY]).values())
+    wanted = set(canonical_columns(table, kind, present, optional_if_present=True).values())
     return [p for p in present if p in wanted]
 
 
