@@ -136,3 +136,17 @@ def test_release_without_state_warns(release, caplog):
     assert len(out) == 12 and set(INSIGHT_COLUMNS) <= set(out.columns)
     text = caplog.text
     assert "at-risk threshold" in text and "attribution background" in text and "monthly retention" in text
+
+
+def test_automatic_groups_alone_give_reasons(release):
+    """A data set with no configured reason groups (another customer table) still gets reasons: one per input."""
+    raw = inputs()
+    scored = score_churn_batch(raw["customers"], raw["events"], raw["feedback"], release, CUTOFF)[0]
+    cfg = load_config(release.path)
+    cfg["reasons"] = {**cfg["reasons"], "groups": {}, "vocabulary": {}, "auto_groups": True}
+    out = enrich_module.enrich(scored, *(raw[k] for k in ("customers", "events", "feedback")), release, CUTOFF,
+                               cfg=cfg)
+    explained = out[out["at_risk"] & out["reason_1"].ne("")]
+    assert len(explained) >= 3  # reasons exist although no group was configured
+    assert explained["reason_1"].str.startswith(("events:", "attr:")).all()
+    assert explained["reason_1_text"].ne("").all()

@@ -12,8 +12,10 @@ warning.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -135,6 +137,20 @@ def add_insights(scored: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFram
     return out
 
 
+def release_insights(path: str) -> tuple[dict[str, Any], InsightsState]:
+    """The release's insights config and fitted state, read once per release version (not once per partition)."""
+    stamp = tuple(f.stat().st_mtime_ns for f in sorted(Path(path).glob("*")) if f.name.startswith(("insights",
+                                                                                                    "config")))
+    return _load_insights(path, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_insights(path: str, stamp: tuple) -> tuple[dict[str, Any], InsightsState]:  # stamp: cache key only
+    from churnsense.insights.state import load_config, load_state
+
+    return load_config(path), load_state(path)
+
+
 def _customers_from_history(scored: pd.DataFrame, events: pd.DataFrame | None, cutoff) -> pd.DataFrame:
     """Events-only data: the scored customers with their first event before the cutoff as signup (for tenure)."""
     cust = pd.DataFrame({"customer_id": scored["customer_id"].unique()})
@@ -155,10 +171,10 @@ def enrich(scored: pd.DataFrame, customers: pd.DataFrame | None, events: pd.Data
     `snapshot` / `batch`: the scoring snapshot and its model inputs when the caller has them (saves recomputing)."""
     from churnsense.data.framing import make_scoring_snapshot
     from churnsense.data.loading import Tables
-    from churnsense.insights.state import load_config, load_state
-
-    cfg = cfg if cfg is not None else load_config(release.path)
-    state = state if state is not None else load_state(release.path)
+    if cfg is None or state is None:
+        saved_cfg, saved_state = release_insights(str(release.path))
+        cfg = cfg if cfg is not None else saved_cfg
+        state = state if state is not None else saved_state
     if len(scored) == 0:
         return scored.assign(**{c: pd.Series(dtype=INSIGHT_DTYPES.get(c, object)) for c in INSIGHT_COLUMNS})
     cutoff = pd.Timestamp(scored["cutoff"].iloc[0]) if "cutoff" in scored else pd.Timestamp(cutoff)
@@ -176,7 +192,7 @@ def enrich(scored: pd.DataFrame, customers: pd.DataFrame | None, events: pd.Data
     threshold = at_risk_threshold(state, p, cfg)
     rows = np.flatnonzero(p >= threshold)  # every at-risk customer: a cap per batch would depend on the batch
     reasons = None
-    if len(rows) and rcfg.get("groups"):
+    if len(rows) and (rcfg.get("groups") or rcfg.get("auto_groups", True)):
         if not state.background:
             _batch_fallback("attribution background")
         prob_fn = lambda b: release.run(b)["churn_probability"]  # noqa: E731
