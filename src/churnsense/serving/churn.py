@@ -90,10 +90,13 @@ def resolve_cutoff(value: str | None, release: ChurnRelease, max_ts: pd.Timestam
     return pd.Timestamp.today().normalize()
 
 
-def load_feedback_release(cfg: DictConfig, inputs: dict[str, str]):
+def load_feedback_release(cfg: DictConfig, inputs: dict[str, str], release: ChurnRelease):
     """The feedback release that fills a missing `sentiment` column, when configured and available."""
     path = cfg.get("feedback_model")
-    if "feedback" not in inputs or not path or "sentiment" in io.table_columns(inputs["feedback"]):
+    if "feedback" not in inputs or not path:
+        return None
+    table = release.spec.feedback
+    if table.source("sentiment") in io.table_columns(inputs["feedback"], table.read_options):
         return None
     if not Path(path).exists():
         log.warning("feedback_model %s not found: feedback sentiment left unknown", path)
@@ -110,7 +113,7 @@ def serve_churn(cfg: DictConfig) -> io.RunSummary:
     """Composition root of churn batch scoring; prints and returns the run summary."""
     release = ChurnRelease.load(str(cfg.model), num_threads=int(cfg.get("num_threads", 0) or 0))
     inputs = resolve_inputs(cfg, release)
-    feedback_release = load_feedback_release(cfg, inputs)
+    feedback_release = load_feedback_release(cfg, inputs, release)
     output = Path(cfg.output)
     rejects_path = Path(cfg.rejects) if cfg.get("rejects") else io.rejects_path_for(output)
     k = choose_partitions(list(inputs.values()), int(cfg.get("partitions", 0) or 0))
