@@ -26,8 +26,8 @@ test-all: setup
 	$(BIN)/python -m pytest -q -m ""
 
 demo: setup
-	$(BIN)/python -m churnsense.data.synth
-	$(BIN)/python -m churnsense.text.build_encoder
+	$(BIN)/python -m churnsense.synth
+	$(BIN)/python -m churnsense.feedback.build_encoder
 	$(BIN)/python train.py task=feedback
 	$(BIN)/python train.py task=churn
 	$(BIN)/python serve.py task=feedback input=data/demo/feedback.parquet output=outputs/demo_feedback_scores.csv

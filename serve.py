@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 @hydra.main(version_base="1.3", config_path="conf/serve", config_name="serve")
 def main(cfg: DictConfig) -> None:
     """Dispatch to the task's batch scorer; it prints rows in = scored + rejected and throughput."""
-    from churnsense.entrypoints import run_serving
+    from churnsense.cli import run_serving
 
     run_serving(cfg)
 

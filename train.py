@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Dispatch to the task's training function; returns the selection metric for sweepers."""
-    from churnsense.entrypoints import run_training
+    from churnsense.cli import run_training
 
     return run_training(cfg)
 

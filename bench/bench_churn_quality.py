@@ -3,10 +3,10 @@
     python bench/bench_churn_quality.py [--datasets synth,telco,cdnow] [--seeds 0,1,2] [--quick]
 
 Models: this net (`train_churn`), LightGBM and CatBoost given the static attributes + hand-made aggregates of the
-same history (`churnsense.features.aggregates.history_aggregates`) on the very snapshots `train_churn` frames
+same history (`churnsense.churn.aggregates.history_aggregates`) on the very snapshots `train_churn` frames
 (`prepare_data`), and the net without its sequence branch (history withheld: `data.events=null data.feedback=null`;
 skipped where there is no history, or nothing but history). Test ROC-AUC, PR-AUC, Brier, top-decile lift.
-Datasets: (1) the synthetic base (`python -m churnsense.data.synth` first), (2) IBM Telco — tabular only;
+Datasets: (1) the synthetic base (`python -m churnsense.synth` first), (2) IBM Telco — tabular only;
 published single-split ROC-AUC for reference: LightGBM 0.834, CatBoost 0.847, TabPFN 0.850, (3) CDNOW — events only.
 """
 from __future__ import annotations
@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
 
-from churnsense.features.aggregates import history_aggregates
-from churnsense.training.churn import prepare_data, train_churn
-from churnsense.training.metrics import evaluate_probabilities
+from churnsense.churn.aggregates import history_aggregates
+from churnsense.churn.train import prepare_data, train_churn
+from churnsense.churn.metrics import evaluate_probabilities
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 METRICS = {"ROC-AUC": "auroc", "PR-AUC": "pr_auc", "Brier": "brier", "lift@10%": "lift_top10"}

@@ -15,17 +15,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from churnsense.text.data import dev_set, synthetic_feedback
-from churnsense.text.evaluate import evaluate_release
-from churnsense.text.export import quantize_int8
-from churnsense.text.labels import HEADS
-from churnsense.text.release import load_release
+from churnsense.feedback.data import dev_set, synthetic_feedback
+from churnsense.feedback.evaluate import evaluate_release
+from churnsense.feedback.export import quantize_int8
+from churnsense.feedback.labels import HEADS
+from churnsense.feedback.release import load_release
 
 
 def _torch_net(release_dir: Path):
     """Rebuild the eager model from the release's ONNX initialisers is not possible; retrain-free path: the
     training run saves no torch weights, so eager timing uses the converted encoder + random heads (same cost)."""
-    from churnsense.text.model import FeedbackNet, TextEncoder, load_bert
+    from churnsense.feedback.model import FeedbackNet, TextEncoder, load_bert
 
     cfg = json.loads((release_dir / "metadata.json").read_text())
     return FeedbackNet(TextEncoder(load_bert(cfg["encoder"])), {h: len(n) for h, n in HEADS.items()}).eval()
@@ -67,7 +67,7 @@ def main() -> None:
     for kind, max_len in (("short", 32), ("long", 256)):
         texts = _texts(kind, 128)
         for name, eng in engines.items():
-            from churnsense.text.release import predict_texts
+            from churnsense.feedback.release import predict_texts
 
             eng.tokenizer.max_length = max_len
             for batch in (1, 64):

@@ -4,7 +4,7 @@
 
 (1) ONNX Runtime vs PyTorch eager, rows/s at batch 1, 64 and 1024 (same architecture and threads; the model part
 only: features precomputed). (2) End to end `serve.py task=churn` rows/s and peak RSS on synthetic bases of each
-size (`churnsense.data.synth`, `--months` of history): read + validate + partition + features + ONNX + write.
+size (`churnsense.synth.generate`, `--months` of history): read + validate + partition + features + ONNX + write.
 Without `--model` (or if it does not exist) an untrained release of the configured architecture is built on a small
 synthetic base (weights do not change the cost); with it, eager timing uses an untrained net of its architecture.
 """
@@ -24,7 +24,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from churnsense.data.synth import generate, synth_config
+from churnsense.synth.generate import generate, synth_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,10 +39,10 @@ def synth_base(out_dir: Path, n: int, months: int, seed: int = 7) -> Path:
 
 def build(work: Path, months: int, release: Path | None):
     """(ScoringGraph, feature arrays of the small base, release dir) for the configured architecture."""
-    from churnsense.export.onnx import ScoringGraph, export_onnx
-    from churnsense.export.release import write_release
-    from churnsense.features.pipeline import FeaturePipeline
-    from churnsense.training.churn import build_net, prepare_data
+    from churnsense.churn.export import ScoringGraph, export_onnx
+    from churnsense.core.release import write_release
+    from churnsense.churn.features import FeaturePipeline
+    from churnsense.churn.train import build_net, prepare_data
 
     data_dir = work / "fit"
     synth_base(data_dir / "demo", 3000, max(months, 12))  # a year of history: every branch of the net is built
@@ -74,8 +74,8 @@ def rows_per_second(fn, batch: int, seconds: float) -> float:
 
 
 def micro(graph, arrays: dict[str, np.ndarray], release: Path, threads: int, seconds: float) -> None:
-    from churnsense.export.onnx import model_inputs
-    from churnsense.models.net import MODEL_INPUTS
+    from churnsense.churn.export import model_inputs
+    from churnsense.churn.net import MODEL_INPUTS
 
     torch.set_num_threads(threads)
     options = ort.SessionOptions()

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from churnsense.data.contract import DataSpec, TableSpec
 from churnsense.data.loading import load_tables
-from churnsense.data.public import resolve_path
+from churnsense.core.locate import resolve_path
 from churnsense.data.validation import DataValidationError, split_valid_rows
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"

@@ -8,9 +8,9 @@ import pytest
 from churnsense.data.contract import DataSpec
 from churnsense.data.framing import make_scoring_snapshot, make_splits, split_cutoffs
 from churnsense.data.loading import Tables, load_tables
-from churnsense.data.synth import generate, synth_config
-from churnsense.features.aggregates import history_aggregates
-from churnsense.features.pipeline import FeaturePipeline
+from churnsense.synth.generate import generate, synth_config
+from churnsense.churn.aggregates import history_aggregates
+from churnsense.churn.features import FeaturePipeline
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from churnsense.data.synth import CONF_DIR, TABLES, generate, synth_config
-from churnsense.data.synth_world import DELAY, MECHANISMS
+from churnsense.synth.generate import CONF_DIR, TABLES, generate, synth_config
+from churnsense.synth.world import DELAY, MECHANISMS
 
 N = 6000
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from churnsense.data.validation import DataValidationError
-from churnsense.entrypoints import report_user_errors
+from churnsense.cli import report_user_errors
 
 
 def test_user_error_is_one_line_and_exit_code_2(capsys, monkeypatch):

@@ -9,11 +9,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from churnsense.export.onnx import ExportParityError, ScoringGraph, check_parity, export_onnx, model_inputs
-from churnsense.models.examples import random_arrays
-from churnsense.models.net import MODEL_INPUTS, ChurnNet
-from churnsense.models.sequence import SequenceEncoder
-from churnsense.models.tabular import TabularEncoder
+from churnsense.churn.export import ExportParityError, ScoringGraph, check_parity, export_onnx, model_inputs
+from churnsense.churn.examples import random_arrays
+from churnsense.churn.net import MODEL_INPUTS, ChurnNet
+from churnsense.churn.sequence import SequenceEncoder
+from churnsense.churn.tabular import TabularEncoder
 
 warnings.filterwarnings("ignore")
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from churnsense.data.framing import Snapshot
-from churnsense.features.aggregates import history_aggregates
-from churnsense.features.pipeline import FeaturePipeline
+from churnsense.churn.aggregates import history_aggregates
+from churnsense.churn.features import FeaturePipeline
 
 T0 = pd.Timestamp("2024-06-01")
 

@@ -14,12 +14,12 @@ import yaml
 from churnsense.data.contract import DataSpec
 from churnsense.data.framing import make_snapshot
 from churnsense.data.loading import Tables
-from churnsense.features.pipeline import FeaturePipeline
+from churnsense.churn.features import FeaturePipeline
 from churnsense.insights import enrich as enrich_module
 from churnsense.insights.enrich import INSIGHT_COLUMNS
 from churnsense.insights.fit import fit_insights
 from churnsense.insights.state import InsightsState, load_config, load_state
-from churnsense.serving.scoring import score_churn_batch, validate_chunk
+from churnsense.churn.score import score_churn_batch, validate_chunk
 
 CUTOFF = pd.Timestamp("2024-01-01")
 DATA = {

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from churnsense.models.datamodule import ArrayBatches, ChurnDataModule
-from churnsense.models.examples import random_arrays
+from churnsense.churn.datamodule import ArrayBatches, ChurnDataModule
+from churnsense.churn.examples import random_arrays
 
 
 def test_batches_trim_sequence_axis_but_keep_one_slot():

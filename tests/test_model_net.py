@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from churnsense.models.examples import random_arrays
-from churnsense.models.hazard import hazard_loss, hazard_targets, horizon_probabilities
-from churnsense.models.net import ChurnNet
-from churnsense.models.sequence import SequenceEncoder
-from churnsense.models.tabular import TabularEncoder
+from churnsense.churn.examples import random_arrays
+from churnsense.churn.hazard import hazard_loss, hazard_targets, horizon_probabilities
+from churnsense.churn.net import ChurnNet
+from churnsense.churn.sequence import SequenceEncoder
+from churnsense.churn.tabular import TabularEncoder
 
 
 def as_batch(arrays):

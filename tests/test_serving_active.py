@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from churnsense.data.contract import DataSpec
-from churnsense.serving.scoring import reject_inactive
+from churnsense.churn.score import reject_inactive
 
 
 def test_churned_and_future_customers_are_rejected_with_dates():

@@ -13,13 +13,13 @@ from hydra import compose, initialize_config_dir
 
 from churnsense.data.contract import DataSpec
 from churnsense.data.framing import make_snapshot
-from churnsense.features.pipeline import FeaturePipeline
+from churnsense.churn.features import FeaturePipeline
 from churnsense.insights.enrich import INSIGHT_COLUMNS
 from churnsense.insights.fit import fit_insights
 from churnsense.insights.state import load_config
-from churnsense.serving import io
-from churnsense.serving.release import ChurnRelease
-from churnsense.serving.scoring import score_churn_batch, validate_chunk
+from churnsense.core import io
+from churnsense.churn.release import ChurnRelease
+from churnsense.churn.score import score_churn_batch, validate_chunk
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "serve"
 DATA = {  # source column names differ from canonical ones: the release's mapping is exercised
@@ -75,11 +75,11 @@ def build_release(path: Path) -> Path:
     """Fit the data layer's pipeline on tiny data, an untrained tiny ChurnNet with a hazard head, export it with
     churnsense.export, write the release."""
     from churnsense.data.loading import Tables
-    from churnsense.export.onnx import ScoringGraph, export_onnx
-    from churnsense.export.release import write_release
-    from churnsense.models.net import ChurnNet
-    from churnsense.models.sequence import SequenceEncoder
-    from churnsense.models.tabular import TabularEncoder
+    from churnsense.churn.export import ScoringGraph, export_onnx
+    from churnsense.core.release import write_release
+    from churnsense.churn.net import ChurnNet
+    from churnsense.churn.sequence import SequenceEncoder
+    from churnsense.churn.tabular import TabularEncoder
 
     spec = DataSpec.from_config(DATA)
     raw = tiny_inputs()
@@ -141,7 +141,7 @@ def serve_cfg(release_dir: Path, paths: dict[str, Path], output: Path, *extra: s
 
 @pytest.mark.parametrize("suffix,partitions", [("csv", 3), ("parquet", 1)])
 def test_serve_rejects_bad_rows_and_drops_nothing(release_dir, tmp_path, capsys, suffix, partitions):
-    from churnsense.serving.churn import serve_churn
+    from churnsense.churn.serve import serve_churn
 
     paths = write_inputs(tmp_path)
     output = tmp_path / "out" / f"scores.{suffix}"
@@ -175,7 +175,7 @@ def test_serve_rejects_bad_rows_and_drops_nothing(release_dir, tmp_path, capsys,
 def test_pure_batch_scorer_matches_serve(release_dir, tmp_path):
     """score_churn_batch on raw frames (as in Spark) = serve.py partitioned output; partition count is irrelevant
     for every column, insights (at risk, reasons, segment, action, routing, value) included."""
-    from churnsense.serving.churn import serve_churn
+    from churnsense.churn.serve import serve_churn
 
     paths = write_inputs(tmp_path)
     outs = []
@@ -199,7 +199,7 @@ def test_pure_batch_scorer_matches_serve(release_dir, tmp_path):
 
 
 def test_crash_mid_run_publishes_nothing(release_dir, tmp_path, monkeypatch):
-    import churnsense.serving.churn as churn
+    import churnsense.churn.serve as churn
 
     calls = []
 
@@ -220,7 +220,7 @@ def test_crash_mid_run_publishes_nothing(release_dir, tmp_path, monkeypatch):
 def test_pyfunc_and_mlflow_uri(release_dir, tmp_path):
     import mlflow
 
-    from churnsense.serving.pyfunc import ChurnPyfunc
+    from churnsense.churn.pyfunc import ChurnPyfunc
 
     raw = tiny_inputs()
     raw["customers"].loc[3, "charge"] = "bad"

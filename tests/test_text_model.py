@@ -10,9 +10,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from churnsense.text.build_encoder import build_tokenizer
-from churnsense.text.labels import HEADS
-from churnsense.text.tokenize import TextTokenizer
+from churnsense.feedback.build_encoder import build_tokenizer
+from churnsense.feedback.labels import HEADS
+from churnsense.feedback.tokenize import TextTokenizer
 
 TEXTS = ["The app crashes every time 😡", "Интернет пропадает каждый вечер", "Застосунок не працює, ґанок і їжак є",
          "האינטרנט נופל כל ערב", "query: hello world 👍", "ok"]
@@ -65,10 +65,10 @@ def _feedback_cfg(tiny_encoder, tmp_path):
 def test_training_step_export_parity_and_scoring(tiny_encoder, tmp_path):
     import pytorch_lightning as pl
 
-    from churnsense.text import data as fdata
-    from churnsense.text.lit_module import FeedbackLitModule
-    from churnsense.text.release import load_release, score_feedback_batch
-    from churnsense.text.training import build_net, training_frame, write_release
+    from churnsense.feedback import data as fdata
+    from churnsense.feedback.module import FeedbackLitModule
+    from churnsense.feedback.release import load_release, score_feedback_batch
+    from churnsense.feedback.train import build_net, training_frame, write_release
 
     cfg = _feedback_cfg(tiny_encoder, tmp_path)
     fc = cfg.feedback
@@ -100,12 +100,12 @@ def test_training_step_export_parity_and_scoring(tiny_encoder, tmp_path):
 
 
 def test_serve_feedback_with_bad_rows(tiny_encoder, tmp_path):
-    from churnsense.text.serving import serve_feedback
-    from churnsense.text.training import build_net, write_release
+    from churnsense.feedback.serve import serve_feedback
+    from churnsense.feedback.train import build_net, write_release
 
     cfg = _feedback_cfg(tiny_encoder, tmp_path)
     cfg.feedback.export.int8 = False
-    from churnsense.text.data import dev_set
+    from churnsense.feedback.data import dev_set
 
     write_release(build_net(cfg.feedback).eval(), cfg.feedback, cfg, tmp_path / "rel",
                   dev_set().head(4), TextTokenizer.from_file(tiny_encoder / "tokenizer.json", 32), {})

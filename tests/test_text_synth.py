@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from churnsense.data.synth_text import LANGUAGES, SENTIMENTS, TOPICS, make_feedback_texts
+from churnsense.synth.text import LANGUAGES, SENTIMENTS, TOPICS, make_feedback_texts
 
 
 def _labels(n: int, seed: int = 0):

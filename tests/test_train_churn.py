@@ -25,7 +25,7 @@ def tiny_overrides(root: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
     """300 synthetic customers (the data layer's generator), generated once for this module."""
-    synth = pytest.importorskip("churnsense.data.synth")
+    synth = pytest.importorskip("churnsense.synth.generate")
     root = tmp_path_factory.mktemp("churn")
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose("synth", overrides=["n_customers=300", f"out_dir={root / 'data' / 'demo'}"])
@@ -36,7 +36,7 @@ def synth_root(tmp_path_factory) -> Path:
 def test_one_epoch_tracked_run(synth_root: Path):
     import mlflow
 
-    from churnsense.training.churn import train_churn
+    from churnsense.churn.train import train_churn
 
     uri = f"sqlite:///{synth_root / 'mlflow.db'}"
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
@@ -73,7 +73,7 @@ def test_one_epoch_tracked_run(synth_root: Path):
 
 
 def test_transformer_without_logger(synth_root: Path, tmp_path: Path):
-    from churnsense.training.churn import train_churn
+    from churnsense.churn.train import train_churn
 
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose("train", overrides=[*tiny_overrides(synth_root), "logger=none", "model.seq_encoder=transformer",

@@ -8,9 +8,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from churnsense.models.sequence import SequenceEncoder
-from churnsense.models.tabular import TabularEncoder
-from churnsense.training.churn import resolve_pos_weight, resolve_precision
+from churnsense.churn.sequence import SequenceEncoder
+from churnsense.churn.tabular import TabularEncoder
+from churnsense.churn.train import resolve_pos_weight, resolve_precision
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 

@@ -5,9 +5,9 @@ import math
 
 import torch
 
-from churnsense.training.calibration import calibrated_probs, fit_temperature
-from churnsense.training.metrics import evaluate_probabilities
-from churnsense.training.plots import save_evaluation_plots
+from churnsense.churn.calibration import calibrated_probs, fit_temperature
+from churnsense.churn.metrics import evaluate_probabilities
+from churnsense.churn.plots import save_evaluation_plots
 
 
 def test_metrics_keys_and_lift():

@@ -1,1 +1,1 @@
-"""Data layer: contract, IO, validation, loading, leakage-free framing, synthetic and public data."""
+"""The data contract: table specs and vocabularies, validation, loading and leakage-free framing."""

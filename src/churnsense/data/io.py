@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from churnsense.data.public import resolve_path
+from churnsense.core.locate import resolve_path
 
 PARQUET = (".parquet", ".pq")
 

@@ -1,0 +1,1 @@
+"""The churn slice: features, the churn net and its training, export, release, scoring and serving."""

@@ -1,0 +1,71 @@
+"""ChurnLitModule: weighted BCE on the churn logit (+ censoring-aware hazard NLL), one `_shared_step`."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from churnsense.churn.hazard import hazard_loss
+from churnsense.churn.net import ChurnNet
+from churnsense.churn.metrics import churn_metrics
+
+
+class ChurnLitModule(pl.LightningModule):
+    """Trains a `ChurnNet`. Class imbalance: `pos_weight` on the BCE; metrics use the prior-corrected
+    probability sigmoid(logit - log(pos_weight)), which undoes the weighting's shift of the optimum."""
+
+    def __init__(
+        self,
+        net: ChurnNet,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        pos_weight: float = 1.0,
+        hazard_weight: float = 0.5,
+        top_fraction: float = 0.1,
+        net_spec: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"], logger=False)  # net_spec (shapes + model config) rebuilds the net
+        self.net = net
+        self.register_buffer("pos_weight", torch.tensor(float(pos_weight)))
+        self.logit_offset = math.log(float(pos_weight))
+        self.train_metrics = churn_metrics("train/", top_fraction)
+        self.val_metrics = churn_metrics("val/", top_fraction)
+        self.test_metrics = churn_metrics("test/", top_fraction)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.net(batch)
+
+    def _shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        out = self.net(batch)
+        logit, label = out["logit"].float(), batch["label"].float()
+        loss = F.binary_cross_entropy_with_logits(logit, label, pos_weight=self.pos_weight)
+        n = label.shape[0]
+        if "hazard_logits" in out:
+            h_loss = hazard_loss(out["hazard_logits"], self.net.hazard.edges, batch["ttc_days"],
+                                 batch["followup_days"])
+            self.log(f"{stage}/hazard_loss", h_loss, on_step=False, on_epoch=True, batch_size=n)
+            loss = loss + self.hparams.hazard_weight * h_loss
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(torch.sigmoid(logit.detach() - self.logit_offset), label.long())
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=n)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=False, batch_size=n)
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        epochs = max(int(self.trainer.max_epochs or 1), 1)  # max_epochs -1 (unbounded) -> constant-ish start
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=self.hparams.lr * 0.05)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

@@ -1,0 +1,152 @@
+"""`python serve.py task=churn input.customers=FILE input.events=FILE [input.feedback=FILE] output=FILE`.
+
+Memory stays bounded whatever the file sizes: (1) one streaming pass per input validates rows chunk by chunk
+(bad rows -> rejects with file and row number) and hash-partitions the good ones by customer id into K temporary
+Parquet files; (2) each partition, holding all rows of its customers, is scored with `score_churn_batch` and
+appended to the output, which is published atomically together with the rejects file.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig
+
+from churnsense.core import io
+from churnsense.core.partition import PartitionWriter, choose_partitions
+from churnsense.churn.release import ChurnRelease
+from churnsense.churn.score import KINDS, read_columns, score_churn_batch, serving_table, validate_chunk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PassResult:
+    """What the partitioning pass learned: rows per input, rejected customer ids, latest timestamp."""
+
+    writers: dict[str, PartitionWriter] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    rejected_ids: set = field(default_factory=set)
+    max_ts: pd.Timestamp | None = None
+
+
+def resolve_inputs(cfg: DictConfig, release: ChurnRelease) -> dict[str, str]:
+    """Input files the release can use; warns about given files it cannot, errors on a missing required one."""
+    given = {k: str(cfg.input[k]) for k in KINDS if cfg.input.get(k)}
+    for kind in list(given):
+        if release.spec.table(kind) is None:
+            log.warning("input.%s ignored: release %s was trained without a %s table", kind, release.path, kind)
+            given.pop(kind)
+    if release.spec.customers is not None and "customers" not in given:
+        raise ValueError(f"input.customers is required: release {release.path} scores customer attributes")
+    if "customers" not in given and "events" not in given:
+        raise ValueError("give input.events (this release derives its customers from events)")
+    for kind in ("events", "feedback"):
+        if release.spec.table(kind) is not None and kind not in given:
+            log.warning("no input.%s: scoring without %s history (the release was trained with it)", kind, kind)
+    return given
+
+
+def partition_inputs(inputs: dict[str, str], release: ChurnRelease, k: int, tmp: Path, chunk_size: int,
+                     rejects: io.RejectsWriter, show_progress: bool) -> PassResult:
+    """Validate every input chunk by chunk, write rejects, hash-partition the valid rows into `tmp`."""
+    result = PassResult()
+    for kind, path in inputs.items():
+        table = release.spec.table(kind)
+        present = io.table_columns(path, table.read_options)
+        columns = read_columns(serving_table(table, kind, present), kind, present)
+        writer = result.writers[kind] = PartitionWriter(tmp, kind, k)
+        bar = io.progress(io.count_rows(path), f"read {kind}", show_progress)
+        result.rows[kind] = 0
+        for first_row, chunk in io.iter_chunks(path, chunk_size, columns=columns, read_options=table.read_options):
+            valid, rej = validate_chunk(chunk, table, kind, path, first_row)
+            rejects.write(rej)
+            writer.write(valid)
+            if kind == "customers":
+                result.rejected_ids.update(rej["key"].dropna())
+            if "ts" in valid and len(valid):
+                latest = valid["ts"].max()
+                result.max_ts = latest if result.max_ts is None else max(result.max_ts, latest)
+            result.rows[kind] += len(chunk)
+            bar.update(len(chunk))
+        writer.close()
+        bar.close()
+    return result
+
+
+def resolve_cutoff(value: str | None, release: ChurnRelease, max_ts: pd.Timestamp | None) -> pd.Timestamp:
+    """Explicit cutoff; else a static-label release's reference date; else the day after the latest timestamp
+    in the inputs (so the latest events count); else today."""
+    framing = release.spec.framing
+    if value:
+        return pd.Timestamp(value)
+    if framing.label_mode == "label" and framing.reference_date:
+        return pd.Timestamp(framing.reference_date)
+    if max_ts is not None and pd.notna(max_ts):
+        return max_ts.normalize() + pd.Timedelta(days=1)
+    return pd.Timestamp.today().normalize()
+
+
+def load_feedback_release(cfg: DictConfig, inputs: dict[str, str], release: ChurnRelease):
+    """The feedback release that fills a missing `sentiment` column, when configured and available."""
+    path = cfg.get("feedback_model")
+    if "feedback" not in inputs or not path:
+        return None
+    table = release.spec.feedback
+    if table.source("sentiment") in io.table_columns(inputs["feedback"], table.read_options):
+        return None
+    if not Path(path).exists():
+        log.warning("feedback_model %s not found: feedback sentiment left unknown", path)
+        return None
+    try:
+        from churnsense.feedback.release import load_release
+    except ImportError:  # text module not installed in this build
+        log.warning("churnsense.text unavailable: feedback sentiment left unknown")
+        return None
+    return load_release(path, threads=int(cfg.get("num_threads", 0) or 0))
+
+
+def serve_churn(cfg: DictConfig) -> io.RunSummary:
+    """Composition root of churn batch scoring; prints and returns the run summary."""
+    release = ChurnRelease.load(str(cfg.model), num_threads=int(cfg.get("num_threads", 0) or 0))
+    inputs = resolve_inputs(cfg, release)
+    feedback_release = load_feedback_release(cfg, inputs, release)
+    output = Path(cfg.output)
+    rejects_path = Path(cfg.rejects) if cfg.get("rejects") else io.rejects_path_for(output)
+    k = choose_partitions(list(inputs.values()), int(cfg.get("partitions", 0) or 0))
+    primary = "customers" if "customers" in inputs else "events"
+    summary = io.RunSummary(task="churn")
+    show = bool(cfg.get("progress", True))
+    with tempfile.TemporaryDirectory(prefix="churnsense-parts-", dir=cfg.get("tmp_dir")) as tmp, \
+            io.AtomicTableWriter(output) as writer, io.RejectsWriter(rejects_path) as rejects:
+        parts = partition_inputs(inputs, release, k, Path(tmp), int(cfg.chunk_size), rejects, show)
+        cutoff = resolve_cutoff(cfg.get("cutoff"), release, parts.max_ts)
+        scored_customers = 0
+        bar = io.progress(parts.rows[primary], "score", show)
+        for part in range(k):
+            frames = {kind: parts.writers[kind].read(part) if kind in parts.writers else None for kind in KINDS}
+            scored, rej = score_churn_batch(
+                frames["customers"], frames["events"], frames["feedback"], release, cutoff, validated=True,
+                sources=inputs, rejected_ids=parts.rejected_ids, risk_bands=dict(cfg.risk_bands),
+                batch_size=int(cfg.batch_size), feedback_release=feedback_release,
+                text_column=str(cfg.get("text_column", "text")), insights=bool(cfg.get("insights", False)))
+            writer.write(scored)
+            rejects.write(rej)
+            scored_customers += len(scored)
+            bar.update(len(frames[primary]))
+        bar.close()
+        summary.rows_in = parts.rows[primary]
+        summary.rejected = rejects.by_source.get(inputs[primary], 0)
+        summary.scored = scored_customers if primary == "customers" else summary.rows_in - summary.rejected
+        summary.other_rejected = {kind: rejects.by_source.get(path, 0) for kind, path in inputs.items()
+                                  if kind != primary}
+        if not summary.balanced:
+            raise RuntimeError(f"rows lost: {summary.line()}")  # a bug: never publish a lossy output
+    summary.finish()
+    unit = "" if primary == "customers" else f" ({scored_customers:,} customers from events)"
+    print(summary.line() + unit)
+    print(f"cutoff {cutoff.date()} | {k} partition(s) | scores -> {output} | rejects -> {rejects_path}")
+    return summary

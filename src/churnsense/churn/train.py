@@ -1,0 +1,146 @@
+"""Composition root of churn training: `train_churn(cfg)` is the only place that instantiates from config.
+
+data -> FeaturePipeline (fit on train) -> ChurnNet (branches from the pipeline's shapes) -> Lightning fit with
+early stopping/best checkpoint -> temperature on validation -> test metrics -> ONNX export + parity -> release
+directory -> MLflow (params, per-epoch metrics, final metrics, figures, checkpoint, release, registered model).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from churnsense.churn.finish import finish_run
+from churnsense.core.tracking import git_commit, log_params, make_mlflow_logger
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    spec: Any
+    pipeline: Any
+    snapshots: dict[str, Any]
+    arrays: dict[str, dict[str, np.ndarray]]
+    tables: Any = None
+
+
+def prepare_data(cfg: DictConfig) -> PreparedData:
+    """Load tables, frame train/val/test snapshots, fit the feature pipeline on train, transform all splits."""
+    from churnsense.data.contract import DataSpec
+    from churnsense.data.framing import make_splits
+    from churnsense.data.loading import load_tables
+    from churnsense.churn.features import FeaturePipeline
+
+    spec = DataSpec.from_config(OmegaConf.to_container(cfg.data, resolve=True))
+    tables = load_tables(spec)
+    snapshots = make_splits(tables, spec)
+    pipeline = FeaturePipeline.from_spec(spec).fit(snapshots["train"])
+    arrays = {name: pipeline.transform(snap) for name, snap in snapshots.items()}
+    for name, arr in arrays.items():
+        log.info("%s: %d rows, churn rate %.3f", name, len(arr["label"]), float(np.mean(arr["label"])))
+    return PreparedData(spec, pipeline, snapshots, arrays, tables)
+
+
+def resolve_precision(precision: Any, accelerator: str) -> Any:
+    """`auto` -> bf16-mixed on a bf16-capable GPU, 16-mixed on other GPUs, 32-true on CPU."""
+    if str(precision) != "auto":
+        return precision
+    if accelerator == "cpu" or not torch.cuda.is_available():
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def resolve_pos_weight(value: Any, labels: np.ndarray) -> float:
+    """`auto` -> #negatives / #positives on train (within [1, 100]); a number is used as given."""
+    if str(value) != "auto":
+        return float(value)
+    pos = float(np.sum(labels == 1))
+    return float(np.clip((len(labels) - pos) / max(pos, 1.0), 1.0, 100.0))
+
+
+def has_churn_times(train: dict[str, np.ndarray]) -> bool:
+    """True when the data has churn times for a hazard head: some observed churn (finite `ttc_days`) and follow-up
+    (label modes `label` and `inactivity` have none: a hazard head would only learn that nobody churns)."""
+    return all(k in train and bool(np.isfinite(train[k]).any()) for k in ("ttc_days", "followup_days"))
+
+
+def build_net(cfg: DictConfig, pipeline: Any, train: dict[str, np.ndarray]) -> tuple[torch.nn.Module, dict]:
+    """ChurnNet with the branches the data supports; returns it and the spec that rebuilds it."""
+    shapes = {"cat_cardinalities": list(pipeline.cat_cardinalities), "n_numeric": int(pipeline.n_numeric),
+              "n_event_types": int(pipeline.n_event_types), "max_events": int(pipeline.max_events)}
+    use_tab = len(shapes["cat_cardinalities"]) + shapes["n_numeric"] > 0
+    use_seq = bool(np.asarray(train["seq_mask"]).any())
+    horizons = [int(h) for h in cfg.model.hazard_horizons or []] if has_churn_times(train) else []
+    tabular = instantiate(cfg.model.tabular)(cat_cardinalities=shapes["cat_cardinalities"],
+                                             n_numeric=shapes["n_numeric"]) if use_tab else None
+    sequence = instantiate(cfg.model.sequence)(n_event_types=shapes["n_event_types"]) if use_seq else None
+    net = instantiate(cfg.model.net)(tabular=tabular, sequence=sequence, hazard_horizons=horizons or None)
+    net_spec = {**shapes, "tabular": use_tab, "sequence": use_seq, "hazard_horizons": horizons}
+    log.info("ChurnNet: tabular=%s sequence=%s (%s) hazard=%s, %d parameters", use_tab, use_seq,
+             cfg.model.seq_encoder, horizons, sum(p.numel() for p in net.parameters()))
+    return net, net_spec
+
+
+def run_dir(cfg: DictConfig) -> Path:
+    """This run's output directory: Hydra's job dir when under @hydra.main, else a fresh one under output_dir."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    path = Path(cfg.paths.output_dir) / "churn" / f"{stamp}-{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def make_trainer(cfg: DictConfig, out_dir: Path, logger: Any) -> tuple[pl.Trainer, Any]:
+    """Trainer from `cfg.trainer` with early stopping + best checkpoint from `cfg.model.callbacks`."""
+    callbacks = {name: instantiate(c) for name, c in cfg.model.callbacks.items()}
+    checkpoint = callbacks.get("checkpoint")
+    if checkpoint is not None:
+        checkpoint.dirpath = str(out_dir / "checkpoints")
+    precision = resolve_precision(cfg.trainer.get("precision", "auto"), str(cfg.trainer.get("accelerator", "auto")))
+    trainer = instantiate(cfg.trainer, precision=precision, callbacks=list(callbacks.values()),
+                          logger=logger if logger is not None else False, default_root_dir=str(out_dir))
+    return trainer, checkpoint
+
+
+def train_churn(cfg: DictConfig) -> dict[str, float]:
+    """Train, calibrate, evaluate, export and track the churn model; returns final metrics (incl. `val/auroc`)."""
+    pl.seed_everything(int(cfg.seed), workers=True)
+    data = prepare_data(cfg)
+    net, net_spec = build_net(cfg, data.pipeline, data.arrays["train"])
+    pos_weight = resolve_pos_weight(cfg.model.pos_weight, data.arrays["train"]["label"])
+    module = instantiate(cfg.model.module)(net=net, pos_weight=pos_weight, net_spec=net_spec)
+    datamodule = instantiate(cfg.model.datamodule)(splits=data.arrays, seed=int(cfg.seed))
+    out_dir = run_dir(cfg)
+    commit = git_commit()
+    mlf = make_mlflow_logger(cfg.logger, tags={"task": "churn", "git_commit": str(commit)})
+    trainer, checkpoint = make_trainer(cfg, out_dir, mlf)
+    if mlf is not None and trainer.is_global_zero:
+        log_params(mlf, OmegaConf.to_container(cfg, resolve=True))
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    fit_seconds = time.perf_counter() - started
+    if not trainer.is_global_zero:
+        return {}
+    best = checkpoint.best_model_path if checkpoint is not None else ""
+    if best:
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+    epochs = max(int(trainer.current_epoch), 1)
+    return finish_run(cfg, data, module, datamodule, mlf, out_dir, Path(best) if best else None,
+                      extra={"train/epoch_time_s": fit_seconds / epochs, "train/epochs": float(epochs),
+                             "train/pos_weight": pos_weight, "train/logit_offset": math.log(pos_weight)},
+                      commit=commit, step=int(trainer.global_step) + 1)

@@ -1,0 +1,65 @@
+"""Task dispatch for the thin `train.py` / `serve.py` entry points (imports are lazy: serving needs no Lightning)."""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
+
+# Problems with what the user gave us (files, columns, values, config): reported as one clear line, exit code 2.
+# ValueError covers DataValidationError (file, column, rows, reason) and pyarrow's ArrowInvalid.
+USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, UnicodeError, MissingMandatoryValue)
+
+
+def report_user_errors(job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """Run `job(cfg)`; a user-input error becomes `churnsense: error: …` on stderr and exit code 2 instead of a
+    traceback (set CHURNSENSE_DEBUG=1 to see the traceback)."""
+    try:
+        return job(cfg)
+    except USER_ERRORS as err:
+        if os.environ.get("CHURNSENSE_DEBUG"):
+            raise
+        print(f"churnsense: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run_training(cfg: DictConfig) -> float | None:
+    """Run the training job named by `cfg.task`; returns the validation metric a sweeper would optimise."""
+    return report_user_errors(_train, cfg)
+
+
+def run_serving(cfg: DictConfig) -> None:
+    """Run the batch-scoring job named by `cfg.task_name`."""
+    report_user_errors(_serve, cfg)
+
+
+def _train(cfg: DictConfig) -> float | None:
+    if cfg.task == "churn":
+        from churnsense.churn.train import train_churn
+
+        return train_churn(cfg).get("val/auroc")
+    if cfg.task == "feedback":
+        from churnsense.feedback.train import train_feedback
+
+        return train_feedback(cfg).get("val/macro_f1")
+    raise ValueError(f"unknown task {cfg.task!r}: expected 'churn' or 'feedback'")
+
+
+def _serve(cfg: DictConfig) -> None:
+    if cfg.task_name == "churn":
+        from churnsense.churn.serve import serve_churn
+
+        serve_churn(cfg)
+    elif cfg.task_name == "feedback":
+        from churnsense.feedback.serve import serve_feedback
+
+        serve_feedback(cfg)
+    elif cfg.task_name == "report":
+        from churnsense.insights.report import serve_report
+
+        serve_report(cfg)
+    else:
+        raise ValueError(f"unknown task {cfg.task_name!r}: expected churn, feedback or report")

@@ -1,0 +1,1 @@
+"""Shared core: table IO and rejects, run summaries, partitioning, releases, ONNX export and runtime, MLflow."""

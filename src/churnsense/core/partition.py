@@ -1,0 +1,87 @@
+"""Hash-partition tables by customer id into temporary Parquet files, in one streaming pass per input.
+
+Events are not sorted by customer, so scoring a customer needs all of its rows in memory at once. Writing every
+table to K partitions by `hash(customer_id) % K` puts each customer's rows (from every table) in the same
+partition, so scoring partition by partition needs memory of about one partition, whatever the file size.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from churnsense.core.io import table_format
+
+ROW = "_row"  # 1-based data-row number in the source file, carried through partitioning for the rejects file
+TARGET_PARTITION_BYTES = 64 << 20  # about this much input (CSV bytes; Parquet counted 4x) per partition
+MAX_PARTITIONS = 256  # x3 tables open Parquet writers; stays under the usual 1024 file limit
+
+
+def choose_partitions(paths: list[str | os.PathLike], requested: int = 0) -> int:
+    """`requested` if > 0, else enough partitions for about TARGET_PARTITION_BYTES of input each."""
+    if requested > 0:
+        return int(requested)
+    size = sum(Path(p).stat().st_size * (4 if table_format(p) == "parquet" else 1) for p in paths if p)
+    return max(1, min(MAX_PARTITIONS, math.ceil(size / TARGET_PARTITION_BYTES)))
+
+
+def partition_of(ids: pd.Series, k: int) -> np.ndarray:
+    """Stable partition index in [0, k) of each customer id (same id -> same partition in every table)."""
+    if k == 1:
+        return np.zeros(len(ids), dtype=np.int64)
+    hashed = pd.util.hash_array(ids.astype(str).to_numpy(dtype=object), categorize=False)
+    return (hashed % np.uint64(k)).astype(np.int64)
+
+
+class PartitionWriter:
+    """Appends frames of one table to `<dir>/<name>-<k>.parquet`, one open Parquet writer per partition.
+
+    The schema is fixed by the first frame; later frames are cast to it (all-null columns typed as strings).
+    """
+
+    def __init__(self, directory: Path, name: str, k: int) -> None:
+        self.directory, self.name, self.k = Path(directory), name, k
+        self.schema: pa.Schema | None = None
+        self._writers: dict[int, pq.ParquetWriter] = {}
+        self.rows = 0
+
+    def path(self, part: int) -> Path:
+        return self.directory / f"{self.name}-{part:04d}.parquet"
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+        if self.schema is None:
+            self.schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
+                                     for f in table.schema])
+        table = table.select(self.schema.names).cast(self.schema)
+        parts = partition_of(frame["customer_id"], self.k)
+        order = np.argsort(parts, kind="stable")
+        bounds = np.searchsorted(parts[order], np.arange(self.k + 1))
+        for part in range(self.k):
+            lo, hi = bounds[part], bounds[part + 1]
+            if hi > lo:
+                if part not in self._writers:
+                    self._writers[part] = pq.ParquetWriter(self.path(part), self.schema)
+                self._writers[part].write_table(table.take(order[lo:hi]))
+        self.rows += len(frame)
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+    def read(self, part: int) -> pd.DataFrame:
+        """The rows of one partition (an empty frame if none landed there)."""
+        path = self.path(part)
+        if path.is_file():
+            return pq.read_table(path).to_pandas()
+        if self.schema is not None:
+            return self.schema.empty_table().to_pandas()
+        return pd.DataFrame({"customer_id": pd.Series(dtype=object), ROW: pd.Series(dtype="int64")})

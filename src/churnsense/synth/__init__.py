@@ -1,0 +1,1 @@
+"""The generated demo customer base: attributes, event histories, feedback, offers and the ground truth."""

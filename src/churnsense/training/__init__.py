@@ -1,1 +1,0 @@
-"""Churn training: `train_churn(cfg)` composition root, metrics, calibration, plots, MLflow tracking."""
