@@ -67,7 +67,7 @@ def main() -> None:
     for kind, max_len in (("short", 32), ("long", 256)):
         texts = _texts(kind, 128)
         for name, eng in engines.items():
-            from churnsense.feedback.release import predict_texts
+            from churnsense.feedback.score import predict_texts
 
             eng.tokenizer.max_length = max_len
             for batch in (1, 64):

@@ -9,7 +9,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from churnsense.churn.export import ExportParityError, ScoringGraph, check_parity, export_onnx, model_inputs
+from churnsense.churn.export import ScoringGraph, check_parity, export_onnx, model_inputs
+from churnsense.core.onnx_export import ExportParityError
 from churnsense.churn.examples import random_arrays
 from churnsense.churn.net import MODEL_INPUTS, ChurnNet
 from churnsense.churn.sequence import SequenceEncoder

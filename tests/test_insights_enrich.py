@@ -19,6 +19,7 @@ from churnsense.insights import enrich as enrich_module
 from churnsense.insights.enrich import INSIGHT_COLUMNS
 from churnsense.insights.fit import fit_insights
 from churnsense.insights.state import InsightsState, load_config, load_state
+from helpers import default_insights_config
 from churnsense.churn.score import score_churn_batch, validate_chunk
 
 CUTOFF = pd.Timestamp("2024-01-01")
@@ -63,6 +64,14 @@ class PlantedRelease:
     pipeline: FeaturePipeline
     horizons: list[int] = field(default_factory=list)
 
+    @property
+    def insights_config(self) -> dict | None:
+        return load_config(self.path)
+
+    @property
+    def insights_state(self) -> InsightsState:
+        return load_state(self.path)
+
     def run(self, batch: dict[str, np.ndarray], batch_size: int = 1024) -> dict[str, np.ndarray]:
         ticket = self.pipeline.event_type_names.index("ticket")
         tickets = ((batch["seq_type"] == ticket) & batch["seq_mask"]).sum(axis=1)
@@ -81,7 +90,7 @@ def release(tmp_path_factory) -> PlantedRelease:
                       for k in ("customers", "events", "feedback")))
     snap = make_snapshot(tables, spec, [CUTOFF], with_labels=False)
     rel = PlantedRelease(path, spec, FeaturePipeline.from_spec(spec).fit(snap))
-    cfg = load_config(None)
+    cfg = default_insights_config()
     cfg["reasons"] = {**cfg["reasons"], "groups": GROUPS, "n_samples": 3, "n_background": 2, "background_rows": 16,
                       "max_rows": 7, "min_logit": 0.0}  # max_rows 7: the batch is explained in several chunks
     cfg["segments"] = {**cfg["segments"], "features": ["tenure_months", "login_n_90d", "ticket_n_90d"],

@@ -6,7 +6,8 @@ import pandas as pd
 
 from churnsense.insights import playbook as pb
 from churnsense.insights.enrich import INSIGHT_COLUMNS, add_insights
-from churnsense.insights.state import InsightsState, load_config
+from churnsense.insights.state import InsightsState
+from helpers import default_insights_config
 from churnsense.insights.value import cltv
 
 PLAYBOOK = {"price_increase": {"action": "discount", "talking_points": "discount"},
@@ -48,7 +49,7 @@ def test_cltv_formula():
 
 
 def test_enriched_schema():
-    cfg = load_config(None)
+    cfg = default_insights_config()
     ids = ["C1", "C2", "C3"]
     scored = pd.DataFrame({"customer_id": ids, "churn_probability": [0.9, 0.1, 0.4]})
     facts = pd.DataFrame({"monthly_charge": [50.0, 20.0, 30.0], "language": ["he", "en", "ru"]}, index=ids)
@@ -67,7 +68,7 @@ def test_enriched_schema():
 def test_report_files(tmp_path):
     from churnsense.insights.report import CRM_COLUMNS, write_report
 
-    cfg = load_config(None)
+    cfg = default_insights_config()
     ids = [f"C{i}" for i in range(6)]
     scored = pd.DataFrame({"customer_id": ids, "churn_probability": [0.9, 0.1, 0.4, 0.3, 0.05, 0.7]})
     facts = pd.DataFrame({"monthly_charge": [50.0, 20, 30, 40, 10, 60], "language": "en"}, index=ids)

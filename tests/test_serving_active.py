@@ -19,7 +19,7 @@ def test_churned_and_future_customers_are_rejected_with_dates():
         "_row": np.arange(1, 5)})
     kept, rejects = reject_inactive(customers, cutoff, {"customers": "c.csv"}, spec)
     assert kept["customer_id"].tolist() == ["c", "d"] and "churn_date" not in kept  # c churns later: still active
-    rej = pd.concat(rejects).set_index("key")
+    rej = pd.concat(rejects).set_index("customer_id")
     assert rej.loc["a", "reason"] == "already churned on 2025-05-01 (cutoff 2025-06-01)"
     assert rej.loc["a", "column"] == "left" and rej.loc["a", "row"] == 1
     assert rej.loc["b", "reason"].startswith("not yet a customer: signed up on 2025-06-01")

@@ -11,6 +11,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from helpers import default_insights_config
 from churnsense.data.contract import DataSpec
 from churnsense.data.framing import make_snapshot
 from churnsense.churn.features import FeaturePipeline
@@ -46,7 +47,7 @@ TINY_INSIGHTS = {  # the repository's insights config, with reason groups and se
 
 
 def tiny_insights_config() -> dict:
-    cfg = load_config(None)
+    cfg = default_insights_config()
     for key, part in TINY_INSIGHTS.items():
         cfg[key] = {**cfg.get(key, {}), **part} if isinstance(part, dict) else part
     return cfg
@@ -72,12 +73,14 @@ def tiny_inputs(n: int = 24, seed: int = 0) -> dict[str, pd.DataFrame]:
 
 
 def build_release(path: Path) -> Path:
-    """Fit the data layer's pipeline on tiny data, an untrained tiny ChurnNet with a hazard head, export it with
-    churnsense.export, write the release."""
-    from churnsense.data.loading import Tables
+    """Fit the data layer's pipeline on tiny data, an untrained tiny ChurnNet with a hazard head, export it, fit the
+    insights as training does, and publish the release in one step."""
     from churnsense.churn.export import ScoringGraph, export_onnx
-    from churnsense.core.release import write_release
     from churnsense.churn.net import ChurnNet
+    from churnsense.churn.release import write_churn_release
+    from churnsense.core.release import staged_release
+    from churnsense.core.runtime import onnx_session
+    from churnsense.data.loading import Tables
     from churnsense.churn.sequence import SequenceEncoder
     from churnsense.churn.tabular import TabularEncoder
 
@@ -94,14 +97,17 @@ def build_release(path: Path) -> Path:
     example = {k: torch.as_tensor(v[:4]) for k, v in pipeline.transform(snap).items()}
     onnx_path = export_onnx(graph, example, path / "tmp" / "model.onnx")
     cfg = tiny_insights_config()
-    release = write_release(path / "churn", onnx_path, pipeline, {"data": DATA, "seed": 0, "insights": cfg},
-                            {"hazard_horizons": [30, 60], "temperature": 1.0})
     # as training does (fit_release_insights): threshold from the model's predictions, background from its inputs
     arrays = pipeline.transform(snap)
-    p = pd.Series(ChurnRelease.load(release).run(arrays)["churn_probability"], index=snap.static["customer_id"])
-    fit_insights(tables.customers, tables.events, tables.feedback, None, pd.Timestamp("2024-01-01"), p, cfg,
-                 DATA["framing"]["horizon_days"], model_inputs=arrays).save(release)
-    return release
+    session = onnx_session(onnx_path)
+    (p_churn, _) = session.run(None, {i.name: arrays[i.name] for i in session.get_inputs()})
+    p = pd.Series(p_churn, index=snap.static["customer_id"])
+    state = fit_insights(tables.customers, tables.events, tables.feedback, None, pd.Timestamp("2024-01-01"), p, cfg,
+                         DATA["framing"]["horizon_days"], model_inputs=arrays)
+    with staged_release(path / "churn") as staging:
+        write_churn_release(staging, onnx_path, pipeline, {"data": DATA, "seed": 0, "insights": cfg},
+                            {"hazard_horizons": [30, 60], "temperature": 1.0}, state)
+    return path / "churn"
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +168,7 @@ def test_serve_rejects_bad_rows_and_drops_nothing(release_dir, tmp_path, capsys,
     ev = rejects[rejects["source"] == str(paths["events"])]
     assert {"unparseable timestamp", "not a number", "unknown customer id (not in the customers table)"} <= set(
         ev["reason"])
-    assert (ev.loc[ev["key"] == "c000", "reason"] == "customer row rejected (see the customers rejects)").all()
+    assert (ev.loc[ev["customer_id"] == "c000", "reason"] == "customer row rejected (see the customers rejects)").all()
     assert set(scores.columns) == {"customer_id", "churn_probability", "risk_band", "p_churn_30d", "p_churn_60d",
                                    "cutoff", *INSIGHT_COLUMNS}
     prob = scores["churn_probability"].astype(float)

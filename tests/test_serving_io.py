@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from churnsense.core import io
+from churnsense.core import io, rejects as rej, runs
 
 
 def _csv(tmp_path):
@@ -51,17 +51,17 @@ def test_crash_leaves_no_output_and_no_temp(tmp_path):
 
 
 def test_empty_output_and_rejects(tmp_path):
-    with io.AtomicTableWriter(tmp_path / "empty.parquet", schema=io.RejectsWriter.SCHEMA):
+    with io.AtomicTableWriter(tmp_path / "empty.parquet", schema=rej.RejectsWriter.SCHEMA):
         pass
-    assert io.read_table(tmp_path / "empty.parquet").columns.tolist() == io.REJECT_COLUMNS
-    rejects_path = io.rejects_path_for(tmp_path / "scores.parquet")
+    assert io.read_table(tmp_path / "empty.parquet").columns.tolist() == rej.REJECT_COLUMNS
+    rejects_path = rej.rejects_path_for(tmp_path / "scores.parquet")
     assert rejects_path.name == "scores.rejects.csv"
-    with io.RejectsWriter(rejects_path) as rejects:
-        rejects.write(io.make_rejects("a.csv", [3, 7], [None, "c7"], "customer_id", "missing value"))
-        rejects.write(io.make_rejects("b.csv", [], [], "x", "none"))
+    with rej.RejectsWriter(rejects_path) as writer:
+        writer.write(rej.make_rejects("a.csv", [3, 7], [None, "c7"], "customer_id", "missing value"))
+        writer.write(rej.make_rejects("b.csv", [], [], "x", "none"))
     back = io.read_table(rejects_path)
-    assert back.columns.tolist() == io.REJECT_COLUMNS and back["row"].tolist() == ["3", "7"]
-    assert rejects.by_source == {"a.csv": 2}
+    assert back.columns.tolist() == rej.REJECT_COLUMNS and back["row"].tolist() == ["3", "7"]
+    assert writer.by_source == {"a.csv": 2}
 
 
 def test_errors_and_summary(tmp_path):
@@ -69,6 +69,6 @@ def test_errors_and_summary(tmp_path):
         io.table_format(tmp_path / "x.json")
     with pytest.raises(FileNotFoundError, match="not found"):
         list(io.iter_chunks(tmp_path / "missing.csv"))
-    summary = io.RunSummary("churn", rows_in=10, scored=8, rejected=2, other_rejected={"events": 1}).finish()
+    summary = runs.RunSummary("churn", rows_in=10, scored=8, rejected=2, other_rejected={"events": 1}).finish()
     assert summary.balanced and "rows in 10 = scored 8 + rejected 2" in summary.line() and "rows/s" in summary.line()
-    assert "MISMATCH" in io.RunSummary("churn", rows_in=3, scored=1).line()
+    assert "MISMATCH" in runs.RunSummary("churn", rows_in=3, scored=1).line()

@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 from churnsense.feedback.build_encoder import build_tokenizer
 from churnsense.feedback.labels import HEADS
 from churnsense.feedback.tokenize import TextTokenizer
 
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
 TEXTS = ["The app crashes every time 😡", "Интернет пропадает каждый вечер", "Застосунок не працює, ґанок і їжак є",
          "האינטרנט נופל כל ערב", "query: hello world 👍", "ok"]
 
@@ -53,13 +56,13 @@ def test_truncation_is_counted(tiny_encoder):
 
 
 def _feedback_cfg(tiny_encoder, tmp_path):
-    demo = OmegaConf.load("conf/feedback/demo.yaml")
-    cfg = OmegaConf.create({"paths": {"cache_dir": ".cache", "artifacts_dir": str(tmp_path), "data_dir": "none"},
-                            "feedback": demo})
-    fc = cfg.feedback
-    fc.encoder_path, fc.release_dir, fc.max_length, fc.trainable_layers = str(tiny_encoder), str(tmp_path / "rel"), 32, 1
-    fc.data.n_synth, fc.data.drugreview_rows, fc.data.feedback_table = 64, 0, None
-    return cfg
+    """The real `task=feedback` config, shrunk: the tiny encoder, tiny data, no tracking, releases under tmp_path."""
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose("train", overrides=[
+            "task=feedback", "logger=none", f"paths.artifacts_dir={tmp_path}", f"paths.output_dir={tmp_path / 'out'}",
+            f"model.encoder_path={tiny_encoder}", "model.max_length=32", "model.trainable_layers=1",
+            "corpus.n_synth=64", "corpus.drugreview_rows=0", "corpus.feedback_table=null",
+            f"export.release_dir={tmp_path / 'rel'}"])
 
 
 def test_training_step_export_parity_and_scoring(tiny_encoder, tmp_path):
@@ -67,16 +70,17 @@ def test_training_step_export_parity_and_scoring(tiny_encoder, tmp_path):
 
     from churnsense.feedback import data as fdata
     from churnsense.feedback.module import FeedbackLitModule
-    from churnsense.feedback.release import load_release, score_feedback_batch
-    from churnsense.feedback.train import build_net, training_frame, write_release
+    from churnsense.feedback.release import load_release
+    from churnsense.feedback.score import score_feedback_batch
+    from churnsense.feedback.train import build_net, training_frame, write_feedback_release
 
     cfg = _feedback_cfg(tiny_encoder, tmp_path)
-    fc = cfg.feedback
     tok = TextTokenizer.from_file(tiny_encoder / "tokenizer.json", 32)
-    train = fdata.FeedbackDataset(training_frame(fc, 0), tok)
-    net = build_net(fc)
+    train = fdata.FeedbackDataset(training_frame(cfg.corpus, 0), tok)
+    net = build_net(cfg.model)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    module = FeedbackLitModule(net, HEADS, lr=1e-3, head_lr=1e-2, max_steps=3)
+    module = FeedbackLitModule(net, HEADS, optimizer=instantiate(cfg.model.optimizer),
+                               scheduler=instantiate(cfg.model.scheduler, num_training_steps=3), lr=1e-3, head_lr=1e-2)
     trainer = pl.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, train.loader(8, True))
@@ -85,8 +89,9 @@ def test_training_step_export_parity_and_scoring(tiny_encoder, tmp_path):
     assert torch.equal(before["encoder.bert.encoder.layer.0.output.dense.weight"],
                        after["encoder.bert.encoder.layer.0.output.dense.weight"])  # frozen bottom layer
     dev = fdata.dev_set().groupby("language").head(3).reset_index(drop=True)
-    fc.export.int8 = False
-    result = write_release(net, fc, cfg, tmp_path / "rel", dev, tok, {"val/macro_f1": 0.5})
+    cfg.export.int8 = False
+    (tmp_path / "rel").mkdir()
+    result = write_feedback_release(tmp_path / "rel", net, cfg, dev, tok, {"val/macro_f1": 0.5})
     assert result["export/onnx_parity_max_abs"] < 1e-4
     release = load_release(tmp_path / "rel")
     df = pd.DataFrame({"customer_id": ["a", "b", "c", "d", "e", "f"],
@@ -101,19 +106,20 @@ def test_training_step_export_parity_and_scoring(tiny_encoder, tmp_path):
 
 def test_serve_feedback_with_bad_rows(tiny_encoder, tmp_path):
     from churnsense.feedback.serve import serve_feedback
-    from churnsense.feedback.train import build_net, write_release
+    from churnsense.feedback.data import dev_set
+    from churnsense.feedback.train import build_net, write_feedback_release
 
     cfg = _feedback_cfg(tiny_encoder, tmp_path)
-    cfg.feedback.export.int8 = False
-    from churnsense.feedback.data import dev_set
-
-    write_release(build_net(cfg.feedback).eval(), cfg.feedback, cfg, tmp_path / "rel",
-                  dev_set().head(4), TextTokenizer.from_file(tiny_encoder / "tokenizer.json", 32), {})
+    cfg.export.int8 = False
+    (tmp_path / "rel").mkdir()
+    write_feedback_release(tmp_path / "rel", build_net(cfg.model).eval(), cfg, dev_set().head(4),
+                           TextTokenizer.from_file(tiny_encoder / "tokenizer.json", 32), {})
     src = tmp_path / "in.csv"
     src.write_text("customer_id,text,channel\n1,Приложение вылетает,app\n2,,chat\n3,שלום תודה,mail\n4,  ,chat\n",
                    encoding="utf-8")
-    serve = OmegaConf.create({"model": str(tmp_path / "rel"), "input": str(src), "output": str(tmp_path / "o.parquet"),
-                              "text_column": "text", "rejects": None, "chunk_size": 2, "progress": False})
+    with initialize_config_dir(config_dir=str(Path(CONF) / "serve"), version_base="1.3"):
+        serve = compose("serve", overrides=["task=feedback", f"model={tmp_path / 'rel'}", f"input={src}",
+                                            f"output={tmp_path / 'o.parquet'}", "chunk_size=2", "progress=false"])
     summary = serve_feedback(serve)
     out = pd.read_parquet(tmp_path / "o.parquet")
     rej = pd.read_csv(tmp_path / "o.rejects.csv")

@@ -10,7 +10,8 @@ from hydra.utils import instantiate
 
 from churnsense.churn.sequence import SequenceEncoder
 from churnsense.churn.tabular import TabularEncoder
-from churnsense.churn.train import resolve_pos_weight, resolve_precision
+from churnsense.churn.train import resolve_pos_weight
+from churnsense.core.lightning import resolve_precision
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -29,9 +30,12 @@ def test_overrides_reach_components():
     tab = instantiate(cfg.model.tabular)(cat_cardinalities=[3], n_numeric=2)
     assert isinstance(tab, TabularEncoder) and type(tab.num).__name__ == "LinearEmbedding"
     net = instantiate(cfg.model.net)(tabular=tab, sequence=seq, hazard_horizons=list(cfg.model.hazard_horizons))
-    module = instantiate(cfg.model.module)(net=net, pos_weight=3.0)
-    assert module.hparams.lr == cfg.model.lr and module.net.hazard.horizons == [30, 60, 90]
-    callbacks = {k: instantiate(v) for k, v in cfg.model.callbacks.items()}
+    module = instantiate(cfg.model.module)(net=net, optimizer=instantiate(cfg.model.optimizer),
+                                           scheduler=instantiate(cfg.model.scheduler), pos_weight=3.0)
+    optimizer = module.optimizer_factory(net.parameters())
+    assert optimizer.defaults["lr"] == cfg.model.lr and module.net.hazard.horizons == [30, 60, 90]
+    assert module.scheduler_factory(optimizer, T_max=20).eta_min == cfg.model.lr * 0.05
+    callbacks = {k: instantiate(v) for k, v in cfg.callbacks.items()}
     assert callbacks["early_stopping"].monitor == "val/auroc" and callbacks["checkpoint"].mode == "max"
 
 

@@ -1,4 +1,7 @@
-"""Task dispatch for the thin `train.py` / `serve.py` entry points (imports are lazy: serving needs no Lightning)."""
+"""Task dispatch for the thin `train.py` / `serve.py` entry points, and their one error style.
+
+Each task's module is imported only when that task runs, so `serve.py` never loads torch or Lightning.
+"""
 from __future__ import annotations
 
 import os
@@ -27,7 +30,7 @@ def report_user_errors(job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any
 
 
 def run_training(cfg: DictConfig) -> float | None:
-    """Run the training job named by `cfg.task`; returns the validation metric a sweeper would optimise."""
+    """Run the training job named by `cfg.task_name`; returns the validation metric a sweeper would optimise."""
     return report_user_errors(_train, cfg)
 
 
@@ -37,15 +40,15 @@ def run_serving(cfg: DictConfig) -> None:
 
 
 def _train(cfg: DictConfig) -> float | None:
-    if cfg.task == "churn":
+    if cfg.task_name == "churn":
         from churnsense.churn.train import train_churn
 
         return train_churn(cfg).get("val/auroc")
-    if cfg.task == "feedback":
+    if cfg.task_name == "feedback":
         from churnsense.feedback.train import train_feedback
 
         return train_feedback(cfg).get("val/macro_f1")
-    raise ValueError(f"unknown task {cfg.task!r}: expected 'churn' or 'feedback'")
+    raise ValueError(f"unknown task {cfg.task_name!r}: expected 'churn' or 'feedback'")
 
 
 def _serve(cfg: DictConfig) -> None:

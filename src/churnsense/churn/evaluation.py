@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
@@ -56,5 +55,10 @@ def evaluate_split(pred: dict[str, torch.Tensor], stage: str, temperature: float
     return metrics
 
 
-def as_numpy(pred: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    return {k: v.numpy() for k, v in pred.items()}
+def summary_line(metrics: dict[str, float], top_fraction: float = 0.1) -> str:
+    """The one line a training run ends with: calibrated test metrics (ranking, calibration, the top decile)."""
+    pct = int(round(top_fraction * 100))
+    keys = (("ROC-AUC", "calibrated_auroc"), ("PR-AUC", "calibrated_pr_auc"), ("Brier", "calibrated_brier"),
+            ("ECE", "calibrated_ece"), (f"lift@{pct}%", f"calibrated_lift_top{pct}"))
+    parts = [f"{name} {metrics[f'test/{key}']:.4f}" for name, key in keys if f"test/{key}" in metrics]
+    return f"[churn] test: {' | '.join(parts)} (val ROC-AUC {metrics.get('val/auroc', float('nan')):.4f})"

@@ -5,21 +5,16 @@ and, with a hazard head, `p_horizon` [B, H] (P(churn within each horizon), horiz
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from churnsense.core import onnx_export
 from churnsense.churn.hazard import horizon_probabilities
 from churnsense.churn.net import MODEL_INPUTS, ChurnNet
 
-log = logging.getLogger(__name__)
-
-
-class ExportParityError(RuntimeError):
-    """The export lost a dynamic axis, or onnxruntime and torch disagree beyond the tolerance: not released."""
 
 
 class ScoringGraph(nn.Module):
@@ -72,70 +67,20 @@ def _reset_rnn_dispatch_caches() -> None:
                 cache.clear()
 
 
-def assert_dynamic_axes(path: str | Path) -> None:
-    """Every input must have a symbolic batch axis and the seq_* inputs a symbolic sequence axis."""
-    import onnx
-
-    for inp in onnx.load(str(path), load_external_data=False).graph.input:
-        dims = inp.type.tensor_type.shape.dim
-        axes = (0, 1) if inp.name.startswith("seq_") else (0,)
-        fixed = [a for a in axes if not dims[a].dim_param]
-        if fixed:
-            raise ExportParityError(f"{path}: input {inp.name} has fixed axes {fixed} (expected dynamic)")
-
-
 def export_onnx(graph: ScoringGraph, example: dict[str, torch.Tensor], path: str | Path, opset: int = 18) -> Path:
-    """Export `graph` (eval mode, CPU, float32) with dynamic batch and sequence axes; returns the path."""
-    graph = graph.cpu().float().eval()
-    # Axes are dynamic, so a small example suffices; tracing time grows with its sequence length (GRU).
+    """Export `graph` with dynamic batch and sequence axes (a small slice of `example` suffices: the axes are
+    dynamic, and tracing time grows with the sequence length of a GRU); returns the path."""
     args = _at_least_two(tuple(a[:4, :4] if i >= 2 else a[:4] for i, a in enumerate(model_inputs(example))))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _reset_rnn_dispatch_caches()
-    quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir")]
-    levels = [q.level for q in quiet]
-    for q in quiet:
-        q.setLevel(logging.WARNING)
-    try:
-        program = _export(graph, args, opset)
-    finally:
-        for q, level in zip(quiet, levels):
-            q.setLevel(level)
-    program.save(str(path), external_data=False)
-    assert_dynamic_axes(path)
-    return path
-
-
-def _export(graph: ScoringGraph, args: tuple[torch.Tensor, ...], opset: int):
     batch, seq = torch.export.Dim("batch", min=1), torch.export.Dim("seq", min=1)
     dyn = {name: ({0: batch, 1: seq} if name.startswith("seq_") else {0: batch}) for name in MODEL_INPUTS}
-    with torch.no_grad():
-        return torch.onnx.export(
-            graph, args, input_names=list(MODEL_INPUTS), output_names=graph.output_names, opset_version=opset,
-            dynamo=True, dynamic_shapes=dyn, external_data=False, verbose=False,
-        )
+    _reset_rnn_dispatch_caches()
+    return onnx_export.export_onnx(graph, args, path, MODEL_INPUTS, graph.output_names, dyn, opset)
 
 
 def check_parity(graph: ScoringGraph, path: str | Path, batch: dict[str, torch.Tensor],
                  batch_sizes: list[int], atol: float = 1e-4) -> dict[str, float]:
-    """Compare torch and onnxruntime outputs on slices of `batch`; raise ExportParityError beyond `atol`."""
-    import onnxruntime as ort
-
-    graph = graph.cpu().float().eval()
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    """Compare torch and onnxruntime on the first `size` rows of `batch` for each size; raise ExportParityError
+    beyond `atol`. Keys `max_abs_diff/<output>/b<size>`."""
     args = model_inputs(batch)
-    worst: dict[str, float] = {}
-    for size in batch_sizes:
-        sliced = tuple(a[:size] for a in args)
-        with torch.no_grad():
-            expected = [t.numpy() for t in graph(*sliced)]
-        got = session.run(graph.output_names, {k: a.numpy() for k, a in zip(MODEL_INPUTS, sliced)})
-        for name, e, g in zip(graph.output_names, expected, got):
-            if e.shape != g.shape:
-                raise ExportParityError(f"{name}: shape {g.shape} from onnxruntime, {e.shape} from torch")
-            diff = float(np.max(np.abs(e - g))) if e.size else 0.0
-            worst[f"max_abs_diff/{name}/b{size}"] = diff
-            if not diff <= atol:
-                raise ExportParityError(f"{name} at batch {size}: max |torch - onnx| = {diff:.3g} > {atol:g}")
-    log.info("ONNX parity ok: %s", worst)
-    return worst
+    feeds = [(f"b{size}", {k: a[:size].numpy() for k, a in zip(MODEL_INPUTS, args)}) for size in batch_sizes]
+    return onnx_export.check_parity(graph, path, feeds, graph.output_names, atol)

@@ -1,26 +1,37 @@
-"""After fitting: temperature on validation, final val/test metrics, figures, ONNX release, MLflow logging."""
+"""After fitting: temperature on validation, final val/test metrics, figures, ONNX export with its parity gate,
+fitted insights, one atomically published release, MLflow (metrics, artifacts, registered model with its alias)."""
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from churnsense.churn.export import ScoringGraph, check_parity, export_onnx, model_inputs
-from churnsense.core.release import write_release
-from churnsense.churn.datamodule import ArrayBatches
-from churnsense.churn.net import MODEL_INPUTS
 from churnsense.churn.calibration import calibrated_probs, fit_temperature
-from churnsense.churn.evaluation import evaluate_split, predict
+from churnsense.churn.card import model_card
+from churnsense.churn.datamodule import ArrayBatches
+from churnsense.churn.evaluation import evaluate_split, predict, summary_line
+from churnsense.churn.export import ScoringGraph, check_parity, export_onnx, model_inputs
+from churnsense.churn.net import MODEL_INPUTS
 from churnsense.churn.plots import save_evaluation_plots
-from churnsense.core.tracking import log_final, package_versions, register_release
+from churnsense.churn.pyfunc import ChurnPyfunc
+from churnsense.churn.release import write_churn_release
+from churnsense.core.io import read_table
+from churnsense.core.release import staged_release
+from churnsense.core.tracking import TrackedRun, package_versions
+from churnsense.insights.fit import fit_insights
+from churnsense.insights.state import InsightsState
+
+if TYPE_CHECKING:
+    from churnsense.churn.train import PreparedData
 
 log = logging.getLogger(__name__)
+SERVING_REQUIREMENTS = ("onnxruntime", "numpy", "pandas", "pyarrow", "omegaconf", "churnsense")
 
 
 def held_out_batch(arrays: dict[str, np.ndarray], size: int) -> dict[str, torch.Tensor]:
@@ -40,67 +51,69 @@ def release_dir(cfg: DictConfig, out_dir: Path) -> Path:
     return Path(cfg.export.release_dir)
 
 
-def export_release(cfg: DictConfig, data: Any, graph: ScoringGraph, out_dir: Path,
-                   metadata: dict[str, Any]) -> tuple[Path, dict[str, float]]:
-    """Export the scoring graph, check parity on a held-out test batch (raises on failure), write the release."""
+def export_checked(cfg: DictConfig, data: PreparedData, graph: ScoringGraph, out_dir: Path) -> tuple[Path, dict]:
+    """Export the scoring graph and check parity on a held-out (test) batch; raises ExportParityError on failure."""
     sizes = [int(s) for s in cfg.export.parity_batch_sizes]
     held_out = held_out_batch(data.arrays["test"], max(sizes))
     onnx_path = export_onnx(graph, held_out, out_dir / "model.onnx", opset=int(cfg.export.opset))
     parity = check_parity(graph, onnx_path, held_out, sorted({min(s, len(held_out["label"])) for s in sizes}),
                           atol=float(cfg.export.atol))
-    metadata = {**metadata, "parity_max_abs_diff": max(parity.values()), "opset": int(cfg.export.opset)}
-    release = write_release(release_dir(cfg, out_dir), onnx_path, data.pipeline,
-                            OmegaConf.to_container(cfg, resolve=True), metadata)
-    log.info("release written to %s", release)
-    return release, parity
+    return onnx_path, parity
 
 
-def fit_release_insights(cfg: DictConfig, data: Any, release: Path, p_val: np.ndarray) -> dict[str, float]:
-    """Fit segments, the uplift learner and the team table at the validation cutoff, the at-risk threshold from the
-    validation predictions and the attribution background from the training split's model inputs; saved as
-    insights.json (+ insights_background.npz). Without a customers table only the last two (and retention)."""
-    from churnsense.data.io import read_table
-    from churnsense.insights.fit import fit_insights
-
-    tables, snap = data.tables, data.snapshots["val"].static
+def fit_release_insights(cfg: DictConfig, data: PreparedData, p_val: np.ndarray) -> InsightsState | None:
+    """Segments, the uplift learner and the team table at the validation cutoff, the at-risk threshold from the
+    validation predictions and the attribution background from the training split's model inputs (None when
+    there are no validation rows). Without a customers table only the last two (and retention)."""
+    snap = data.snapshots["val"].static
     if snap.empty:
         log.info("insights: skipped (no validation rows)")
-        return {}
+        return None
     offers_path = cfg.data.get("offers")
-    offers = read_table(offers_path) if offers_path and Path(offers_path).exists() else None
+    offers = read_table(offers_path, typed=True, text_columns=["customer_id"]) \
+        if offers_path and Path(offers_path).exists() else None
     cutoff = pd.Timestamp(snap["cutoff"].max())
     if offers is not None:  # only offers made before the cutoff may inform the fitted state
         offers = offers[pd.to_datetime(offers["ts"]) < cutoff]
     p_churn = pd.Series(p_val, index=snap["customer_id"].to_numpy()).groupby(level=0).last()
+    tables = data.tables
     state = fit_insights(tables.customers, tables.events, tables.feedback, offers, cutoff, p_churn,
                          OmegaConf.to_container(cfg.insights, resolve=True), data.spec.framing.horizon_days,
                          model_inputs=data.arrays["train"])
-    state.save(release)
     seg = state.metrics.get("segments", {})
-    out = {"insights/segments_k": float(seg.get("k", 0)),
+    log.info("insights: %d segments, uplift %s", seg.get("k", 0), "fitted" if state.uplift else "skipped")
+    return state
+
+
+def insights_metrics(state: InsightsState | None) -> dict[str, float]:
+    """The fitted insights' numbers worth tracking (segments, at-risk threshold, held-out Qini / AUUC)."""
+    if state is None:
+        return {}
+    out = {"insights/segments_k": float(state.metrics.get("segments", {}).get("k", 0)),
            "insights/at_risk_threshold": float(state.at_risk_threshold)}
     for row in state.metrics.get("uplift", []):
         for key in ("qini", "qini_random", "auuc", "auuc_random"):
-            if key in row and row[key] is not None:
+            if row.get(key) is not None:
                 out[f"insights/{key}_{row.get('action', 'all')}"] = float(row[key])
-    log.info("insights: %d segments, uplift %s", seg.get("k", 0), "fitted" if state.uplift else "skipped")
     return out
 
 
-def raw_customers_example(spec: Any, n: int = 5) -> Any:
-    """A few customer rows as the source file has them (the serving pyfunc's input), or None."""
-    if spec.customers is None:
-        return None
-    from churnsense.data.io import read_table
+def raw_input_example(data: PreparedData, n: int = 5) -> pd.DataFrame:
+    """The serving pyfunc's input example, as the source file has it: a few customer rows, or (events-only data)
+    the event rows of a few customers."""
+    kind = "customers" if data.spec.customers is not None else "events"
+    table = data.spec.table(kind)
+    rows = read_table(table.paths[0], read_options=table.read_options)
+    if kind == "customers":
+        return rows.head(n)
+    ids = rows[table.source("customer_id")]
+    return rows[ids.isin(ids.drop_duplicates().head(n))].reset_index(drop=True)
 
-    table = spec.customers
-    rows = read_table(table.paths[0], read_options=table.read_options, str_columns=[table.source("customer_id")])
-    return rows.head(n)
 
-
-def finish_run(cfg: DictConfig, data: Any, module: Any, datamodule: Any, mlf: Any, out_dir: Path,
-               best_ckpt: Path | None, extra: dict[str, float], commit: str | None, step: int = 0) -> dict[str, float]:
-    """Calibrate, evaluate, plot, export, release and log; returns the final metrics."""
+def finish_run(cfg: DictConfig, data: PreparedData, module: Any, datamodule: Any, run: TrackedRun | None,
+               out_dir: Path, best_ckpt: Path | None, extra: dict[str, float], commit: str | None,
+               step: int = 0) -> dict[str, float]:
+    """Calibrate, evaluate, plot, export, publish the release and track it; returns the final metrics."""
     net, offset = module.net, float(module.logit_offset)
     horizons = list(net.hazard.horizons) if net.hazard is not None else []
     val = predict(net, datamodule.val_dataloader())
@@ -113,44 +126,45 @@ def finish_run(cfg: DictConfig, data: Any, module: Any, datamodule: Any, mlf: An
     plots = save_evaluation_plots(calibrated_probs(test["logit"], temperature, offset).numpy(),
                                   test["label"].numpy(), out_dir / "plots", "test",
                                   raw_probs=calibrated_probs(test["logit"], 1.0, offset).numpy())
-    log.info("val/auroc %.4f test/auroc %.4f test/ece %.4f -> %.4f (T=%.3f)", metrics["val/auroc"],
-             metrics["test/auroc"], metrics["test/ece"], metrics["test/calibrated_ece"], temperature)
+    print(summary_line(metrics, top))
     graph = ScoringGraph(net, temperature, offset)
     metadata = {"task": "churn", "created": datetime.now(timezone.utc).isoformat(), "git_commit": commit,
-                "mlflow_run_id": getattr(mlf, "run_id", None), "input_names": list(MODEL_INPUTS),
+                "mlflow_run_id": run.run_id if run is not None else None, "input_names": list(MODEL_INPUTS),
                 "output_names": graph.output_names, "temperature": temperature, "logit_offset": offset,
                 "hazard_horizons": horizons, "net_spec": module.hparams.get("net_spec"),
                 "seq_encoder": str(cfg.model.seq_encoder), "metrics": metrics, "versions": package_versions()}
     release = None
     if cfg.export.enabled:
-        release, parity = export_release(cfg, data, graph, out_dir, metadata)
+        onnx_path, parity = export_checked(cfg, data, graph, out_dir)
         metrics.update({f"export/{k}": v for k, v in parity.items()})
-        if cfg.get("insights") is not None and cfg.insights.get("enabled", True):
-            p_val = calibrated_probs(val["logit"], temperature, offset).numpy()
-            metrics.update(fit_release_insights(cfg, data, release, p_val))
-    if mlf is not None:
-        _track(cfg, data, mlf, metrics, plots, best_ckpt, release, graph, commit, step)
+        metadata.update(parity_max_abs_diff=max(parity.values()), opset=int(cfg.export.opset))
+        state = None
+        if cfg.insights.enabled:
+            state = fit_release_insights(cfg, data, calibrated_probs(val["logit"], temperature, offset).numpy())
+            metrics.update(insights_metrics(state))
+        config = OmegaConf.to_container(cfg, resolve=True)
+        card = model_card(cfg, metrics, data)
+        with staged_release(release_dir(cfg, out_dir)) as staging:
+            write_churn_release(staging, onnx_path, data.pipeline, config, metadata, state, card)
+        release = release_dir(cfg, out_dir)
+        log.info("release published at %s", release)
+    if run is not None:
+        _track(cfg, data, run, metrics, plots, best_ckpt, release, step)
     return metrics
 
 
-def _track(cfg: DictConfig, data: Any, mlf: Any, metrics: dict[str, float], plots: list[Path],
-           best_ckpt: Path | None, release: Path | None, graph: ScoringGraph, commit: str | None,
-           step: int) -> None:
+def _track(cfg: DictConfig, data: PreparedData, run: TrackedRun, metrics: dict[str, float], plots: list[Path],
+           best_ckpt: Path | None, release: Path | None, step: int) -> None:
     """Final metrics (logged after the last epoch's step, so they are the run's latest values), artifacts, model."""
-    artifacts: dict[str, Path] = {"plots": plots[0].parent}
-    if best_ckpt is not None:
-        artifacts["checkpoints"] = best_ckpt
-    if release is not None:
-        artifacts["release"] = release
-    tags = {"git_commit": str(commit), "seq_encoder": str(cfg.model.seq_encoder),
-            **{f"version.{k}": v for k, v in package_versions().items()}}
-    log_final(mlf, metrics, artifacts, tags, step=step)
-    if release is None:
+    run.log_metrics(metrics, step=step)
+    run.set_tags({"seq_encoder": str(cfg.model.seq_encoder), "release": str(release or ""),
+                  **{f"version.{k}": v for k, v in package_versions().items()}})
+    run.log_artifacts({"plots": plots[0].parent, "checkpoints": best_ckpt or Path(""), "release": release or Path("")})
+    if release is None or not cfg.logger.register_model:
         return
-    example = held_out_batch(data.arrays["test"], 5)
-    inputs = {k: v.numpy() for k, v in zip(MODEL_INPUTS, model_inputs(example))}
-    with torch.no_grad():
-        outputs = {n: t.numpy() for n, t in zip(graph.output_names, graph(*model_inputs(example)))}
-    name = cfg.logger.registered_model_name if cfg.logger.get("register_model") else None
-    flavour = register_release(mlf, release, name, inputs, outputs, raw_customers_example(data.spec))
-    log.info("logged MLflow model (%s flavour)%s", flavour, f", registered as {name}" if name else "")
+    requirements = [f"{k}=={v}" for k, v in package_versions().items() if k in SERVING_REQUIREMENTS]
+    uri = run.log_release_model(ChurnPyfunc(), release, raw_input_example(data), requirements,
+                                params=ChurnPyfunc.PARAMS)
+    card = (release / "MODEL_CARD.md").read_text(encoding="utf-8")
+    run.register(uri, cfg.logger.registered_model_name, card, {"data": str(cfg.data.name), "task": "churn"},
+                 promote_on=str(cfg.logger.promote_on))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
@@ -9,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from churnsense.churn.hazard import hazard_loss
-from churnsense.churn.net import ChurnNet
 from churnsense.churn.metrics import churn_metrics
+from churnsense.churn.net import ChurnNet
 
 
 class ChurnLitModule(pl.LightningModule):
@@ -20,21 +21,21 @@ class ChurnLitModule(pl.LightningModule):
     def __init__(
         self,
         net: ChurnNet,
-        lr: float = 3e-3,
-        weight_decay: float = 1e-4,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
         pos_weight: float = 1.0,
         hazard_weight: float = 0.5,
         top_fraction: float = 0.1,
         net_spec: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net"], logger=False)  # net_spec (shapes + model config) rebuilds the net
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)  # net_spec rebuilds the net
         self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.register_buffer("pos_weight", torch.tensor(float(pos_weight)))
         self.logit_offset = math.log(float(pos_weight))
         self.train_metrics = churn_metrics("train/", top_fraction)
         self.val_metrics = churn_metrics("val/", top_fraction)
-        self.test_metrics = churn_metrics("test/", top_fraction)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.net(batch)
@@ -61,11 +62,9 @@ class ChurnLitModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._shared_step(batch, "test")
-
     def configure_optimizers(self) -> dict[str, Any]:
-        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        """The configured optimizer (`model.optimizer`) and epoch-wise scheduler over the epoch budget."""
+        opt = self.optimizer_factory(self.parameters())
         epochs = max(int(self.trainer.max_epochs or 1), 1)  # max_epochs -1 (unbounded) -> constant-ish start
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=self.hparams.lr * 0.05)
+        sched = self.scheduler_factory(opt, T_max=epochs)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

@@ -1,9 +1,10 @@
 """MLflow pyfunc wrapper of a churn release: `mlflow.pyfunc.log_model(..., python_model=ChurnPyfunc(),
 artifacts={"release": "artifacts/churn"})` ships ONNX + pipeline JSON + config as one registered model.
 
-`predict` takes a customers DataFrame (the release's source column names), or a dict with `customers` and
-optional `events` / `feedback` DataFrames, and returns one row per input customer row: the scores, or, for a
-rejected row, NaN scores and its `reject_reason`. `params={"cutoff": "2024-06-01"}` sets the scoring date.
+`predict` takes the release's primary table as a DataFrame in its source column names (customers; events for an
+events-only release), or a dict with `customers` / `events` / `feedback` DataFrames, and returns one row per
+scored customer plus one row per rejected input row of the primary table with NaN scores and its
+`reject_reason`. `params={"cutoff": "2024-06-01"}` sets the scoring date.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from churnsense.churn.score import score_churn_batch
 class ChurnPyfunc(mlflow.pyfunc.PythonModel):
     """Scores with `score_churn_batch`; needs only onnxruntime, pandas and churnsense (no torch)."""
 
+    PARAMS = {"cutoff": ""}  # inference params of the logged signature ("" = the release's default cutoff rule)
+
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.release = ChurnRelease.load(context.artifacts["release"])
 
@@ -28,14 +31,16 @@ class ChurnPyfunc(mlflow.pyfunc.PythonModel):
         state.pop("release", None)
         return state
 
-    def predict(self, context: Any, model_input: pd.DataFrame | dict[str, pd.DataFrame],
+    def predict(self, context: Any, model_input: Any,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
-        frames = model_input if isinstance(model_input, dict) else {"customers": model_input}
+        primary = "customers" if self.release.spec.customers is not None else "events"
+        frames = model_input if isinstance(model_input, dict) else {primary: model_input}
         params = params or {}
         scored, rejects = score_churn_batch(frames.get("customers"), frames.get("events"), frames.get("feedback"),
-                                            self.release, params.get("cutoff"),
+                                            self.release, params.get("cutoff") or None,
                                             risk_bands=params.get("risk_bands"))
-        rejected = rejects[rejects["source"] == "customers"]
-        failed = pd.DataFrame({"customer_id": rejected["key"].to_numpy(dtype=object),
-                               "reject_reason": (rejected["column"].astype(str) + ": " + rejected["reason"]).to_numpy()})
+        rejected = rejects[rejects["source"] == primary]
+        failed = pd.DataFrame({"customer_id": rejected["customer_id"].to_numpy(dtype=object),
+                               "reject_reason": (rejected["column"].astype(str) + ": "
+                                                 + rejected["reason"]).to_numpy()})
         return pd.concat([scored, failed], ignore_index=True) if len(failed) else scored

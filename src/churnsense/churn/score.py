@@ -18,9 +18,11 @@ from churnsense.data.contract import TableSpec
 from churnsense.data.framing import make_scoring_snapshot
 from churnsense.data.loading import Tables
 from churnsense.data.validation import canonical_columns, split_valid_rows
-from churnsense.core.io import REJECT_COLUMNS
+from churnsense.core.rejects import REJECT_COLUMNS
 from churnsense.core.partition import ROW
+from churnsense.feedback.score import score_feedback_batch
 from churnsense.churn.release import ChurnRelease
+from churnsense.insights.enrich import enrich
 
 log = logging.getLogger(__name__)
 KINDS = ("customers", "events", "feedback")
@@ -50,14 +52,14 @@ def validate_chunk(raw: pd.DataFrame, table: TableSpec, kind: str, source: str,
     valid, rejects = split_valid_rows(raw, table, kind, source, first_row)
     rows = np.arange(first_row, first_row + len(raw), dtype=np.int64)
     valid[ROW] = rows[~np.isin(rows, rejects["row"].to_numpy(dtype=np.int64))]
-    return valid, rejects.rename(columns={"customer_id": "key"}).reindex(columns=REJECT_COLUMNS)
+    return valid, rejects.reindex(columns=REJECT_COLUMNS)
 
 
 def _rejects(frame: pd.DataFrame, mask: np.ndarray, source: str, column: str, reason: str | np.ndarray):
     """Rejects for `frame[mask]` (row numbers from `_row`)."""
     reason = reason[mask] if isinstance(reason, np.ndarray) else reason
     return pd.DataFrame({"source": source, "row": frame.loc[mask, ROW].to_numpy(np.int64),
-                         "key": frame.loc[mask, "customer_id"].astype("string").to_numpy(),
+                         "customer_id": frame.loc[mask, "customer_id"].astype("string").to_numpy(),
                          "column": column, "reason": reason}, columns=REJECT_COLUMNS)
 
 
@@ -107,8 +109,6 @@ def risk_band(probability: np.ndarray, bands: Mapping[str, float]) -> np.ndarray
 
 def fill_sentiment(feedback: pd.DataFrame, feedback_release, source: str, text_column: str = "text"):
     """Predict `sentiment` for feedback rows without it with the feedback release; (feedback, rejects)."""
-    from churnsense.feedback.release import score_feedback_batch
-
     scored, rejects = score_feedback_batch(feedback.reset_index(drop=True), feedback_release, text_column,
                                            first_row=1, source=source)
     rows = feedback[ROW].to_numpy(np.int64)
@@ -153,17 +153,17 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
                 frames[kind] = valid
                 rejects.append(rej)
                 if kind == "customers":
-                    rejected_ids = set(rejected_ids or ()) | set(rej["key"].dropna())
+                    rejected_ids = set(rejected_ids or ()) | set(rej["customer_id"].dropna())
     customers, events, feedback = frames["customers"], frames["events"], frames["feedback"]
     if customers is not None:
         id_col = spec.customers.source("customer_id")
         customers, rej = reject_duplicate_customers(customers, rejected_ids, sources["customers"], id_col)
         rejects.append(rej)
-        rejected_ids = set(rejected_ids or ()) | set(rej["key"].dropna())
+        rejected_ids = set(rejected_ids or ()) | set(rej["customer_id"].dropna())
         if cutoff is not None:
             customers, rejs = reject_inactive(customers, pd.Timestamp(cutoff), sources, spec)
             rejects.extend(rejs)
-            rejected_ids |= {k for r in rejs for k in r["key"].dropna()}
+            rejected_ids |= {k for r in rejs for k in r["customer_id"].dropna()}
         customers = customers.drop(columns=["churn_date"], errors="ignore")
         known = pd.Index(customers["customer_id"])
         for kind in ("events", "feedback"):
@@ -178,8 +178,6 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
     scored, snapshot, features = _score(customers, events, feedback, release, cutoff,
                                         risk_bands or DEFAULT_RISK_BANDS, batch_size)
     if insights:  # an empty batch gets the (typed, empty) insight columns too: every partition has one schema
-        from churnsense.insights.enrich import enrich
-
         scored = enrich(scored, _canonical(customers), _canonical(events), _canonical(feedback), release, cutoff,
                         snapshot=snapshot, batch=features)
     rejects = [r for r in rejects if len(r)]

@@ -16,8 +16,12 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from churnsense.core import io
+from churnsense.core.rejects import RejectsWriter, rejects_path_for
+from churnsense.core.runs import RunSummary, progress
 from churnsense.core.partition import PartitionWriter, choose_partitions
 from churnsense.churn.release import ChurnRelease
+from churnsense.core.release import MLFLOW_SCHEMES
+from churnsense.feedback.release import FeedbackRelease, load_release
 from churnsense.churn.score import KINDS, read_columns, score_churn_batch, serving_table, validate_chunk
 
 log = logging.getLogger(__name__)
@@ -51,7 +55,7 @@ def resolve_inputs(cfg: DictConfig, release: ChurnRelease) -> dict[str, str]:
 
 
 def partition_inputs(inputs: dict[str, str], release: ChurnRelease, k: int, tmp: Path, chunk_size: int,
-                     rejects: io.RejectsWriter, show_progress: bool) -> PassResult:
+                     rejects: RejectsWriter, show_progress: bool) -> PassResult:
     """Validate every input chunk by chunk, write rejects, hash-partition the valid rows into `tmp`."""
     result = PassResult()
     for kind, path in inputs.items():
@@ -59,14 +63,14 @@ def partition_inputs(inputs: dict[str, str], release: ChurnRelease, k: int, tmp:
         present = io.table_columns(path, table.read_options)
         columns = read_columns(serving_table(table, kind, present), kind, present)
         writer = result.writers[kind] = PartitionWriter(tmp, kind, k)
-        bar = io.progress(io.count_rows(path), f"read {kind}", show_progress)
+        bar = progress(io.count_rows(path), f"read {kind}", show_progress)
         result.rows[kind] = 0
         for first_row, chunk in io.iter_chunks(path, chunk_size, columns=columns, read_options=table.read_options):
             valid, rej = validate_chunk(chunk, table, kind, path, first_row)
             rejects.write(rej)
             writer.write(valid)
             if kind == "customers":
-                result.rejected_ids.update(rej["key"].dropna())
+                result.rejected_ids.update(rej["customer_id"].dropna())
             if "ts" in valid and len(valid):
                 latest = valid["ts"].max()
                 result.max_ts = latest if result.max_ts is None else max(result.max_ts, latest)
@@ -90,49 +94,43 @@ def resolve_cutoff(value: str | None, release: ChurnRelease, max_ts: pd.Timestam
     return pd.Timestamp.today().normalize()
 
 
-def load_feedback_release(cfg: DictConfig, inputs: dict[str, str], release: ChurnRelease):
+def load_feedback_release(cfg: DictConfig, inputs: dict[str, str], release: ChurnRelease) -> FeedbackRelease | None:
     """The feedback release that fills a missing `sentiment` column, when configured and available."""
-    path = cfg.get("feedback_model")
-    if "feedback" not in inputs or not path:
+    if "feedback" not in inputs or not cfg.feedback_model:
         return None
     table = release.spec.feedback
     if table.source("sentiment") in io.table_columns(inputs["feedback"], table.read_options):
         return None
-    if not Path(path).exists():
-        log.warning("feedback_model %s not found: feedback sentiment left unknown", path)
+    if not str(cfg.feedback_model).startswith(MLFLOW_SCHEMES) and not Path(cfg.feedback_model).exists():
+        log.warning("feedback_model %s not found: feedback sentiment left unknown", cfg.feedback_model)
         return None
-    try:
-        from churnsense.feedback.release import load_release
-    except ImportError:  # text module not installed in this build
-        log.warning("churnsense.text unavailable: feedback sentiment left unknown")
-        return None
-    return load_release(path, threads=int(cfg.get("num_threads", 0) or 0))
+    return load_release(cfg.feedback_model, threads=int(cfg.num_threads), tracking_uri=cfg.tracking_uri)
 
 
-def serve_churn(cfg: DictConfig) -> io.RunSummary:
+def serve_churn(cfg: DictConfig) -> RunSummary:
     """Composition root of churn batch scoring; prints and returns the run summary."""
-    release = ChurnRelease.load(str(cfg.model), num_threads=int(cfg.get("num_threads", 0) or 0))
+    release = ChurnRelease.load(str(cfg.model), num_threads=int(cfg.num_threads), tracking_uri=cfg.tracking_uri)
     inputs = resolve_inputs(cfg, release)
     feedback_release = load_feedback_release(cfg, inputs, release)
     output = Path(cfg.output)
-    rejects_path = Path(cfg.rejects) if cfg.get("rejects") else io.rejects_path_for(output)
-    k = choose_partitions(list(inputs.values()), int(cfg.get("partitions", 0) or 0))
+    rejects_path = Path(cfg.rejects) if cfg.rejects else rejects_path_for(output)
+    k = choose_partitions(list(inputs.values()), int(cfg.partitions))
     primary = "customers" if "customers" in inputs else "events"
-    summary = io.RunSummary(task="churn")
-    show = bool(cfg.get("progress", True))
-    with tempfile.TemporaryDirectory(prefix="churnsense-parts-", dir=cfg.get("tmp_dir")) as tmp, \
-            io.AtomicTableWriter(output) as writer, io.RejectsWriter(rejects_path) as rejects:
+    summary = RunSummary(task="churn")
+    show = bool(cfg.progress)
+    with tempfile.TemporaryDirectory(prefix="churnsense-parts-", dir=cfg.tmp_dir) as tmp, \
+            io.AtomicTableWriter(output) as writer, RejectsWriter(rejects_path) as rejects:
         parts = partition_inputs(inputs, release, k, Path(tmp), int(cfg.chunk_size), rejects, show)
-        cutoff = resolve_cutoff(cfg.get("cutoff"), release, parts.max_ts)
+        cutoff = resolve_cutoff(cfg.cutoff, release, parts.max_ts)
         scored_customers = 0
-        bar = io.progress(parts.rows[primary], "score", show)
+        bar = progress(parts.rows[primary], "score", show)
         for part in range(k):
             frames = {kind: parts.writers[kind].read(part) if kind in parts.writers else None for kind in KINDS}
             scored, rej = score_churn_batch(
                 frames["customers"], frames["events"], frames["feedback"], release, cutoff, validated=True,
                 sources=inputs, rejected_ids=parts.rejected_ids, risk_bands=dict(cfg.risk_bands),
                 batch_size=int(cfg.batch_size), feedback_release=feedback_release,
-                text_column=str(cfg.get("text_column", "text")), insights=bool(cfg.get("insights", False)))
+                text_column=str(cfg.text_column), insights=bool(cfg.insights))
             writer.write(scored)
             rejects.write(rej)
             scored_customers += len(scored)

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +19,30 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from churnsense.churn.features import FeaturePipeline
 from churnsense.churn.finish import finish_run
-from churnsense.core.tracking import git_commit, log_params, make_mlflow_logger
+from churnsense.core.lightning import is_rank_zero, make_trainer, run_dir
+from churnsense.core.tracking import TrackedRun, git_commit, run_name
+from churnsense.data.contract import DataSpec
+from churnsense.data.framing import Snapshot, make_splits
+from churnsense.data.loading import Tables, load_tables
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class PreparedData:
-    spec: Any
-    pipeline: Any
-    snapshots: dict[str, Any]
+    """The validated tables, their train/val/test snapshots, the fitted pipeline and the model inputs per split."""
+
+    spec: DataSpec
+    pipeline: FeaturePipeline
+    snapshots: dict[str, Snapshot]
     arrays: dict[str, dict[str, np.ndarray]]
-    tables: Any = None
+    tables: Tables
 
 
 def prepare_data(cfg: DictConfig) -> PreparedData:
     """Load tables, frame train/val/test snapshots, fit the feature pipeline on train, transform all splits."""
-    from churnsense.data.contract import DataSpec
-    from churnsense.data.framing import make_splits
-    from churnsense.data.loading import load_tables
-    from churnsense.churn.features import FeaturePipeline
-
     spec = DataSpec.from_config(OmegaConf.to_container(cfg.data, resolve=True))
     tables = load_tables(spec)
     snapshots = make_splits(tables, spec)
@@ -51,15 +51,6 @@ def prepare_data(cfg: DictConfig) -> PreparedData:
     for name, arr in arrays.items():
         log.info("%s: %d rows, churn rate %.3f", name, len(arr["label"]), float(np.mean(arr["label"])))
     return PreparedData(spec, pipeline, snapshots, arrays, tables)
-
-
-def resolve_precision(precision: Any, accelerator: str) -> Any:
-    """`auto` -> bf16-mixed on a bf16-capable GPU, 16-mixed on other GPUs, 32-true on CPU."""
-    if str(precision) != "auto":
-        return precision
-    if accelerator == "cpu" or not torch.cuda.is_available():
-        return "32-true"
-    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
 
 def resolve_pos_weight(value: Any, labels: np.ndarray) -> float:
@@ -93,54 +84,41 @@ def build_net(cfg: DictConfig, pipeline: Any, train: dict[str, np.ndarray]) -> t
     return net, net_spec
 
 
-def run_dir(cfg: DictConfig) -> Path:
-    """This run's output directory: Hydra's job dir when under @hydra.main, else a fresh one under output_dir."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
-    path = Path(cfg.paths.output_dir) / "churn" / f"{stamp}-{os.getpid()}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def make_trainer(cfg: DictConfig, out_dir: Path, logger: Any) -> tuple[pl.Trainer, Any]:
-    """Trainer from `cfg.trainer` with early stopping + best checkpoint from `cfg.model.callbacks`."""
-    callbacks = {name: instantiate(c) for name, c in cfg.model.callbacks.items()}
-    checkpoint = callbacks.get("checkpoint")
-    if checkpoint is not None:
-        checkpoint.dirpath = str(out_dir / "checkpoints")
-    precision = resolve_precision(cfg.trainer.get("precision", "auto"), str(cfg.trainer.get("accelerator", "auto")))
-    trainer = instantiate(cfg.trainer, precision=precision, callbacks=list(callbacks.values()),
-                          logger=logger if logger is not None else False, default_root_dir=str(out_dir))
-    return trainer, checkpoint
-
-
 def train_churn(cfg: DictConfig) -> dict[str, float]:
     """Train, calibrate, evaluate, export and track the churn model; returns final metrics (incl. `val/auroc`)."""
     pl.seed_everything(int(cfg.seed), workers=True)
     data = prepare_data(cfg)
     net, net_spec = build_net(cfg, data.pipeline, data.arrays["train"])
     pos_weight = resolve_pos_weight(cfg.model.pos_weight, data.arrays["train"]["label"])
-    module = instantiate(cfg.model.module)(net=net, pos_weight=pos_weight, net_spec=net_spec)
+    module = instantiate(cfg.model.module)(net=net, optimizer=instantiate(cfg.model.optimizer),
+                                           scheduler=instantiate(cfg.model.scheduler), pos_weight=pos_weight,
+                                           net_spec=net_spec)
     datamodule = instantiate(cfg.model.datamodule)(splits=data.arrays, seed=int(cfg.seed))
     out_dir = run_dir(cfg)
     commit = git_commit()
-    mlf = make_mlflow_logger(cfg.logger, tags={"task": "churn", "git_commit": str(commit)})
-    trainer, checkpoint = make_trainer(cfg, out_dir, mlf)
-    if mlf is not None and trainer.is_global_zero:
-        log_params(mlf, OmegaConf.to_container(cfg, resolve=True))
+    run = start_run(cfg, commit) if is_rank_zero() else None
+    trainer, callbacks = make_trainer(cfg, out_dir, run.lightning_logger() if run is not None else None)
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     fit_seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
         return {}
+    checkpoint = callbacks.get("checkpoint")
     best = checkpoint.best_model_path if checkpoint is not None else ""
     if best:
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
     epochs = max(int(trainer.current_epoch), 1)
-    return finish_run(cfg, data, module, datamodule, mlf, out_dir, Path(best) if best else None,
+    return finish_run(cfg, data, module, datamodule, run, out_dir, Path(best) if best else None,
                       extra={"train/epoch_time_s": fit_seconds / epochs, "train/epochs": float(epochs),
                              "train/pos_weight": pos_weight, "train/logit_offset": math.log(pos_weight)},
                       commit=commit, step=int(trainer.global_step) + 1)
+
+
+def start_run(cfg: DictConfig, commit: str | None) -> TrackedRun | None:
+    """The MLflow run of this training job (None with `logger=none`), named after what runs, with its config."""
+    name = cfg.logger.run_name or run_name("churn", cfg.data.name, cfg.model.seq_encoder, f"s{cfg.seed}")
+    run = TrackedRun.start(cfg.logger, name, {"task": "churn", "data": str(cfg.data.name),
+                                               "git_commit": str(commit)})
+    if run is not None:
+        run.log_params(OmegaConf.to_container(cfg, resolve=True))
+    return run

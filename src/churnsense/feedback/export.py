@@ -1,4 +1,4 @@
-"""ONNX export of the feedback model (encoder + heads + softmax), parity check, optional int8 quantisation."""
+"""ONNX export of the feedback model (encoder + heads + softmax) with the parity gate, and int8 quantisation."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,57 +6,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from churnsense.core import onnx_export
 from churnsense.feedback.model import FeedbackNet, ProbabilityGraph
 
 INPUTS = ("input_ids", "attention_mask")
 
 
-class ExportParityError(RuntimeError):
-    """onnxruntime and torch disagree beyond the tolerance: the export must not be released."""
-
-
 def export_onnx(net: FeedbackNet, path: str | Path, opset: int = 18) -> Path:
     """Export with dynamic `batch` and `seq` axes (eval mode, CPU, float32); outputs `p_<head>`."""
-    graph = ProbabilityGraph(net).cpu().float().eval()
+    graph = ProbabilityGraph(net)
     example = (torch.full((2, 8), 5, dtype=torch.long), torch.ones((2, 8), dtype=torch.long))
     batch, seq = torch.export.Dim("batch", min=1), torch.export.Dim("seq", min=2, max=4096)
     dyn = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        program = torch.onnx.export(graph, example, input_names=list(INPUTS), output_names=graph.output_names,
-                                    opset_version=opset, dynamo=True, dynamic_shapes=dyn, external_data=False,
-                                    verbose=False)
-    program.save(str(path), external_data=False)
-    return path
-
-
-def session(path: str | Path, threads: int = 0):
-    """An onnxruntime CPU session (`threads` 0 = library default)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = int(threads)
-        opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return onnx_export.export_onnx(graph, example, path, INPUTS, graph.output_names, dyn, opset)
 
 
 def check_parity(net: FeedbackNet, path: str | Path, batches: list[dict[str, np.ndarray]],
                  atol: float = 1e-4) -> float:
-    """Max |p_torch - p_onnx| over `batches` (e.g. batch 1 and N); raise ExportParityError beyond `atol`."""
-    graph = ProbabilityGraph(net).cpu().float().eval()
-    sess = session(path)
-    worst = 0.0
-    for batch in batches:
-        feed = {k: np.asarray(batch[k], dtype=np.int64) for k in INPUTS}
-        with torch.no_grad():
-            ref = graph(*(torch.from_numpy(feed[k]) for k in INPUTS))
-        got = sess.run(graph.output_names, feed)
-        worst = max(worst, *(float(np.abs(r.numpy() - g).max()) for r, g in zip(ref, got)))
-    if worst > atol:
-        raise ExportParityError(f"ONNX parity failed: max abs diff {worst:.2e} > {atol:.0e}")
-    return worst
+    """Max |p_torch - p_onnx| over `batches` (e.g. batch 1 and N); raises ExportParityError beyond `atol`."""
+    graph = ProbabilityGraph(net)
+    feeds = [(f"batch{i}", {k: np.asarray(b[k], dtype=np.int64) for k in INPUTS}) for i, b in enumerate(batches)]
+    return max(onnx_export.check_parity(graph, path, feeds, graph.output_names, atol).values())
 
 
 def quantize_int8(src: str | Path, dst: str | Path) -> Path:

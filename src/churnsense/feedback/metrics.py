@@ -2,32 +2,29 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score
 
 from churnsense.feedback.labels import IGNORE
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Counts [true, pred]."""
-    out = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(out, (y_true, y_pred), 1)
-    return out
+    """Counts [true, pred] over classes 0..n_classes-1."""
+    return confusion_matrix(y_true, y_pred, labels=np.arange(n_classes))
 
 
 def per_class_f1(cm: np.ndarray) -> np.ndarray:
+    """F1 of every class from a confusion matrix (0 where a class is never true nor predicted)."""
     tp = np.diag(cm).astype(float)
-    precision = np.divide(tp, cm.sum(0), out=np.zeros_like(tp), where=cm.sum(0) > 0)
-    recall = np.divide(tp, cm.sum(1), out=np.zeros_like(tp), where=cm.sum(1) > 0)
-    denom = precision + recall
-    return np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    denom = cm.sum(0) + cm.sum(1)
+    return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     """Macro-F1 over the classes present in `y_true` (NaN when empty)."""
     if len(y_true) == 0:
         return float("nan")
-    cm = confusion(y_true, y_pred, n_classes)
-    present = cm.sum(1) > 0
-    return float(per_class_f1(cm)[present].mean())
+    present = np.unique(y_true)
+    return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
 
 
 def feedback_metrics(cat: dict[str, np.ndarray], label_names: dict[str, tuple[str, ...]],

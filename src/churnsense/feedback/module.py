@@ -1,6 +1,8 @@
 """LightningModule of the feedback model: multi-task loss, layer-wise LR decay, per-language validation metrics."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -14,14 +16,17 @@ from churnsense.feedback.model import FeedbackNet, layerwise_param_groups
 class FeedbackLitModule(pl.LightningModule):
     """Owns one `_shared_step(batch, stage)`; logs `{stage}/loss`, val/macro_f1 (sentiment), per-language F1."""
 
-    def __init__(self, net: FeedbackNet, label_names: dict[str, tuple[str, ...]], lr: float = 5e-5,
+    def __init__(self, net: FeedbackNet, label_names: dict[str, tuple[str, ...]],
+                 optimizer: Callable[..., torch.optim.Optimizer],
+                 scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler], lr: float = 5e-5,
                  head_lr: float = 1e-3, layer_decay: float = 0.8, weight_decay: float = 0.01,
-                 warmup_steps: int = 0, max_steps: int = 1000, head_weights: dict[str, float] | None = None):
+                 head_weights: dict[str, float] | None = None):
         super().__init__()
         self.net = net
         self.label_names = label_names
-        self.head_weights = head_weights or {name: 1.0 for name in net.heads}
-        self.save_hyperparameters(ignore=["net"])
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.head_weights = dict(head_weights or {name: 1.0 for name in net.heads})
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self._val_outputs: list[dict[str, np.ndarray]] = []
         self.last_metrics: dict[str, float] = {}
 
@@ -57,16 +62,10 @@ class FeedbackLitModule(pl.LightningModule):
         self.log_dict(scalars, prog_bar=False)
         self.log("val/macro_f1", self.last_metrics.get("val/macro_f1", 0.0), prog_bar=True)
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> dict:
+        """The configured optimizer over layer-wise learning-rate groups, and the per-step scheduler."""
         hp = self.hparams
         groups = layerwise_param_groups(self.net, hp.lr, hp.head_lr, hp.layer_decay, hp.weight_decay)
-        optimizer = torch.optim.AdamW(groups)
-        warmup, total = max(int(hp.warmup_steps), 0), max(int(hp.max_steps), 1)
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            return max(0.0, (total - step) / max(total - warmup, 1))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        optimizer = self.optimizer_factory(groups)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer),
+                                                         "interval": "step"}}

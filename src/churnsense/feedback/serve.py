@@ -10,20 +10,23 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from churnsense.core import io
-from churnsense.feedback.release import load_release, score_feedback_batch
+from churnsense.core.rejects import RejectsWriter, rejects_path_for
+from churnsense.core.runs import RunSummary, progress
+from churnsense.feedback.release import load_release
+from churnsense.feedback.score import score_feedback_batch
 
 
-def serve_feedback(cfg: DictConfig) -> io.RunSummary:
+def serve_feedback(cfg: DictConfig) -> RunSummary:
     """Composition root of feedback serving; returns the run summary."""
-    release = load_release(cfg.model, threads=int(cfg.get("num_threads", 0) or 0),
-                           batch_size=int(cfg.get("text_batch_size", 64)))
+    release = load_release(cfg.model, threads=int(cfg.num_threads), batch_size=int(cfg.text_batch_size),
+                           tracking_uri=cfg.tracking_uri)
     output = Path(cfg.output)
-    rejects_path = Path(cfg.rejects) if cfg.get("rejects") else io.rejects_path_for(output)
-    summary, truncated = io.RunSummary(task="feedback"), 0
-    bar = io.progress(io.count_rows(cfg.input), "feedback", bool(cfg.get("progress", True)))
+    rejects_path = Path(cfg.rejects) if cfg.rejects else rejects_path_for(output)
+    summary, truncated = RunSummary(task="feedback"), 0
+    bar = progress(io.count_rows(cfg.input), "feedback", bool(cfg.progress))
     source = Path(cfg.input).name
-    with io.AtomicTableWriter(output) as writer, io.RejectsWriter(rejects_path) as rejects_writer:
-        for first_row, chunk in io.iter_chunks(cfg.input, int(cfg.get("chunk_size", 50_000))):
+    with io.AtomicTableWriter(output) as writer, RejectsWriter(rejects_path) as rejects_writer:
+        for first_row, chunk in io.iter_chunks(cfg.input, int(cfg.chunk_size)):
             scored, rejects = score_feedback_batch(chunk, release, cfg.text_column, first_row=first_row,
                                                    source=source)
             writer.write(scored)

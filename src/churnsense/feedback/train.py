@@ -1,8 +1,15 @@
-"""`python train.py task=feedback [feedback=full]`: train, evaluate per language, export the release, log to MLflow."""
+"""Composition root of feedback training: `python train.py task=feedback [experiment=feedback_full]`.
+
+corpus -> tokenizer + converted e5 encoder -> Lightning fit (step budget, layer-wise LR) -> dev-set metrics per
+language -> ONNX export with parity (+ int8 gated per language) -> one atomically published release -> MLflow
+(params, curves, metrics, confusion matrices, release, registered model with its alias).
+"""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -12,97 +19,143 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from churnsense.core.lightning import is_rank_zero, make_trainer, run_dir
+from churnsense.core.release import staged_release, write_json, write_yaml
+from churnsense.core.tracking import TrackedRun, git_commit, package_versions, run_name
 from churnsense.feedback import data as fdata
+from churnsense.feedback.card import model_card
 from churnsense.feedback.evaluate import evaluate_release, per_language_drop
 from churnsense.feedback.export import check_parity, export_onnx, quantize_int8
 from churnsense.feedback.labels import HEADS, encode_labels
-from churnsense.feedback.module import FeedbackLitModule
 from churnsense.feedback.metrics import confusion
 from churnsense.feedback.model import FeedbackNet, TextEncoder, load_bert
-from churnsense.feedback.release import load_release, predict_texts
+from churnsense.feedback.plots import save_confusion_png
+from churnsense.feedback.pyfunc import FeedbackPyfunc
+from churnsense.feedback.release import load_release
+from churnsense.feedback.score import predict_texts
 from churnsense.feedback.tokenize import TextTokenizer
-from churnsense.feedback.tracking import log_feedback_run, package_versions
+
+log = logging.getLogger(__name__)
+SERVING_REQUIREMENTS = ("onnxruntime", "tokenizers", "numpy", "pandas", "pyarrow", "churnsense")
 
 
-def training_frame(fc: DictConfig, seed: int) -> pd.DataFrame:
+def training_frame(corpus: DictConfig, seed: int) -> pd.DataFrame:
     """Generated multilingual messages + English drug reviews + the generated feedback table (if present)."""
-    parts = [fdata.synthetic_feedback(int(fc.data.n_synth), seed, float(fc.data.mixed_rate))]
-    if fc.data.drugreview_rows:
-        parts.append(fdata.drug_reviews(int(fc.data.drugreview_rows), seed))
-    if fc.data.get("feedback_table") and fc.data.feedback_table_rows:
-        table = fdata.feedback_table(fc.data.feedback_table)
-        parts.append(table.sample(min(len(table), int(fc.data.feedback_table_rows)), random_state=seed))
+    parts = [fdata.synthetic_feedback(int(corpus.n_synth), seed, float(corpus.mixed_rate))]
+    if corpus.drugreview_rows:
+        parts.append(fdata.drug_reviews(int(corpus.drugreview_rows), seed))
+    if corpus.feedback_table and corpus.feedback_table_rows:
+        table = fdata.feedback_table(corpus.feedback_table)
+        parts.append(table.sample(min(len(table), int(corpus.feedback_table_rows)), random_state=seed))
     return pd.concat([p for p in parts if len(p)], ignore_index=True)
 
 
-def build_net(fc: DictConfig, bert: torch.nn.Module | None = None) -> FeedbackNet:
-    """Feedback net on the converted encoder at `fc.encoder_path` (or a given BertModel), bottom layers frozen."""
-    bert = bert if bert is not None else load_bert(fc.encoder_path)
-    net = FeedbackNet(TextEncoder(bert), {h: len(n) for h, n in HEADS.items()}, float(fc.dropout))
-    net.freeze_bottom(fc.trainable_layers)
+def build_net(model_cfg: DictConfig, bert: torch.nn.Module | None = None) -> FeedbackNet:
+    """Feedback net on the converted encoder at `model.encoder_path` (or a given BertModel), bottom layers frozen."""
+    bert = bert if bert is not None else load_bert(model_cfg.encoder_path)
+    net = FeedbackNet(TextEncoder(bert), {h: len(n) for h, n in HEADS.items()}, float(model_cfg.dropout))
+    net.freeze_bottom(model_cfg.trainable_layers)
     return net.train()
 
 
-def write_release(net: FeedbackNet, fc: DictConfig, cfg: DictConfig, out: Path, dev: pd.DataFrame,
-                  tokenizer: TextTokenizer, metrics: dict) -> dict[str, float]:
-    """Export ONNX (+ parity), labels/tokenizer/config/metadata; int8 kept only if no language drops > limit."""
-    out.mkdir(parents=True, exist_ok=True)
+def write_feedback_release(folder: Path, net: FeedbackNet, cfg: DictConfig, dev: pd.DataFrame,
+                           tokenizer: TextTokenizer, metrics: dict) -> dict[str, float]:
+    """Write every file of a feedback release into `folder` (a staging folder): ONNX (+ parity), tokenizer, labels,
+    config, metadata, model card; int8 kept only if no language loses more than `export.int8_max_f1_drop`."""
     net = net.cpu().float().eval()
-    export_onnx(net, out / "model.onnx", int(fc.export.opset))
+    export_onnx(net, folder / "model.onnx", int(cfg.export.opset))
     enc = tokenizer.encode(dev["text"].tolist()[:16])
-    parity = check_parity(net, out / "model.onnx", [tokenizer.pad(enc.ids[:1]), tokenizer.pad(enc.ids)])
-    shutil.copy(Path(fc.encoder_path) / "tokenizer.json", out / "tokenizer.json")
-    labels = {"heads": {h: list(n) for h, n in HEADS.items()}, "max_length": int(fc.max_length),
-              "prefix": tokenizer.prefix}
-    (out / "labels.json").write_text(json.dumps(labels, indent=2, ensure_ascii=False), encoding="utf-8")
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
-    meta = {"task": "feedback", "metrics": metrics, "onnx_parity_max_abs": parity, "versions": package_versions(),
-            "serve_model": "model.onnx", "encoder": str(fc.encoder_path)}
-    (out / "metadata.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    parity = check_parity(net, folder / "model.onnx", [tokenizer.pad(enc.ids[:1]), tokenizer.pad(enc.ids)],
+                          atol=float(cfg.export.atol))
+    shutil.copy(Path(cfg.model.encoder_path) / "tokenizer.json", folder / "tokenizer.json")
+    write_json(folder / "labels.json", {"heads": {h: list(n) for h, n in HEADS.items()},
+                                        "max_length": int(cfg.model.max_length), "prefix": tokenizer.prefix})
+    write_yaml(folder / "config.yaml", OmegaConf.to_container(cfg, resolve=True))
+    meta = {"task": "feedback", "created": datetime.now(timezone.utc).isoformat(), "metrics": metrics,
+            "onnx_parity_max_abs": parity, "versions": package_versions(), "serve_model": "model.onnx",
+            "encoder": str(cfg.model.encoder_path)}
+    write_json(folder / "metadata.json", meta)
     result = {"export/onnx_parity_max_abs": parity}
-    if fc.export.int8:
-        quantize_int8(out / "model.onnx", out / "model.int8.onnx")
-        base = evaluate_release(load_release(out), dev)
-        q8 = evaluate_release(load_release(out, "model.int8.onnx"), dev)
+    if cfg.export.int8:
+        quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
+        base = evaluate_release(load_release(folder), dev)
+        q8 = evaluate_release(load_release(folder, "model.int8.onnx"), dev)
         drop = per_language_drop(base, q8)
-        accepted = drop <= float(fc.export.int8_max_f1_drop)
-        meta.update(int8_max_f1_drop=drop, int8_accepted=accepted, int8_metrics=q8)
-        meta["serve_model"] = "model.int8.onnx" if accepted else "model.onnx"
+        accepted = drop <= float(cfg.export.int8_max_f1_drop)
+        meta.update(int8_max_f1_drop=drop, int8_accepted=accepted, int8_metrics=q8,
+                    serve_model="model.int8.onnx" if accepted else "model.onnx")
         if not accepted:
-            (out / "model.int8.onnx").unlink()
-        (out / "metadata.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            (folder / "model.int8.onnx").unlink()
+        write_json(folder / "metadata.json", meta)
         result.update({"export/int8_max_f1_drop": drop, "export/int8_accepted": float(accepted)})
+    (folder / "MODEL_CARD.md").write_text(model_card(cfg, {**metrics, **result}, dev), encoding="utf-8")
     return result
+
+
+def dev_confusions(release_dir: Path, dev: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Confusion matrices of the released model on the dev set (sentiment, topic)."""
+    probs, _ = predict_texts(load_release(release_dir), dev["text"].tolist())
+    out = {}
+    for head in ("sentiment", "topic"):
+        y = np.asarray(encode_labels(dev[head].tolist(), HEADS[head]))
+        out[f"{head}/dev"] = confusion(y[y >= 0], probs[f"p_{head}"].argmax(1)[y >= 0], len(HEADS[head]))
+    return out
 
 
 def train_feedback(cfg: DictConfig) -> dict[str, float]:
     """Composition root: data -> model -> Lightning fit -> dev metrics -> release + MLflow; returns metrics."""
-    fc = cfg.feedback
     pl.seed_everything(int(cfg.seed), workers=True)
-    if fc.get("num_threads"):
-        torch.set_num_threads(int(fc.num_threads))
-    tokenizer = TextTokenizer.from_file(Path(fc.encoder_path) / "tokenizer.json", int(fc.max_length))
-    train_set = fdata.FeedbackDataset(training_frame(fc, int(cfg.seed)), tokenizer)
-    dev = fdata.dev_set(fc.dev_path) if fc.get("dev_path") else fdata.dev_set()
+    if cfg.model.num_threads:
+        torch.set_num_threads(int(cfg.model.num_threads))
+    tokenizer = TextTokenizer.from_file(Path(cfg.model.encoder_path) / "tokenizer.json", int(cfg.model.max_length))
+    train_set = fdata.FeedbackDataset(training_frame(cfg.corpus, int(cfg.seed)), tokenizer)
+    dev = fdata.dev_set(cfg.corpus.dev_path) if cfg.corpus.dev_path else fdata.dev_set()
     dev_set = fdata.FeedbackDataset(dev, tokenizer)
-    net = build_net(fc)
-    module = FeedbackLitModule(net, HEADS, float(fc.lr), float(fc.head_lr), float(fc.layer_decay),
-                               float(fc.weight_decay), int(fc.warmup_steps), int(fc.max_steps),
-                               dict(fc.head_weights))
-    trainer = instantiate(cfg.trainer, **OmegaConf.to_container(fc.trainer, resolve=True),
-                          max_steps=int(fc.max_steps), logger=False, enable_checkpointing=False)
-    trainer.fit(module, train_set.loader(int(fc.batch_size), True, int(cfg.seed)),
-                dev_set.loader(int(fc.eval_batch_size), False))
-    trainer.validate(module, dev_set.loader(int(fc.eval_batch_size), False), verbose=False)
+    module = instantiate(cfg.model.module)(net=build_net(cfg.model), label_names=HEADS,
+                                           optimizer=instantiate(cfg.model.optimizer),
+                                           scheduler=instantiate(cfg.model.scheduler))
+    out_dir = run_dir(cfg)
+    run = start_run(cfg) if is_rank_zero() else None
+    trainer, _ = make_trainer(cfg, out_dir, run.lightning_logger() if run is not None else None,
+                              max_steps=int(cfg.model.max_steps), enable_checkpointing=False)
+    trainer.fit(module, train_set.loader(int(cfg.model.batch_size), True, int(cfg.seed)),
+                dev_set.loader(int(cfg.model.eval_batch_size), False))
+    trainer.validate(module, dev_set.loader(int(cfg.model.eval_batch_size), False), verbose=False)
+    if not trainer.is_global_zero:
+        return {}
     metrics = dict(module.last_metrics)
-    out = Path(fc.release_dir)
-    metrics.update(write_release(module.net, fc, cfg, out, dev, tokenizer, metrics))
-    release = load_release(out)
-    probs, _ = predict_texts(release, dev["text"].tolist())
-    confusions = {}
-    for head in ("sentiment", "topic"):
-        y = np.asarray(encode_labels(dev[head].tolist(), HEADS[head]))
-        confusions[f"{head}/dev"] = confusion(y[y >= 0], probs[f"p_{head}"].argmax(1)[y >= 0], len(HEADS[head]))
-    log_feedback_run(cfg, metrics, confusions, HEADS, out)
+    release = Path(cfg.export.release_dir)
+    with staged_release(release) as staging:
+        metrics.update(write_feedback_release(staging, module.net, cfg, dev, tokenizer, metrics))
+    log.info("release published at %s", release)
+    if run is not None:
+        _track(cfg, run, metrics, release, dev, out_dir, int(trainer.global_step) + 1)
     print(json.dumps({k: round(v, 4) for k, v in metrics.items() if "macro_f1" in k or "accuracy" in k}, indent=1))
     return metrics
+
+
+def start_run(cfg: DictConfig) -> TrackedRun | None:
+    """The MLflow run of this training job (None with `logger=none`), named after what runs, with its config."""
+    name = cfg.logger.run_name or run_name("feedback", "e5", f"{cfg.model.max_length}tok", f"s{cfg.seed}")
+    run = TrackedRun.start(cfg.logger, name, {"task": "feedback", "git_commit": str(git_commit())})
+    if run is not None:
+        run.log_params(OmegaConf.to_container(cfg, resolve=True))
+    return run
+
+
+def _track(cfg: DictConfig, run: TrackedRun, metrics: dict[str, float], release: Path, dev: pd.DataFrame,
+           out_dir: Path, step: int) -> None:
+    """Final metrics, confusion matrices, the release, and the registered model with its alias."""
+    run.log_metrics(metrics, step=step)
+    run.set_tags({"release": str(release), **{f"version.{k}": v for k, v in package_versions().items()}})
+    plots = out_dir / "plots"
+    for name, cm in dev_confusions(release, dev).items():
+        save_confusion_png(cm, list(HEADS[name.split("/")[0]]), name, plots / f"confusion_{name.replace('/', '_')}.png")
+    run.log_artifacts({"plots": plots, "release": release})
+    if not cfg.logger.register_model:
+        return
+    requirements = [f"{k}=={v}" for k, v in package_versions().items() if k in SERVING_REQUIREMENTS]
+    example = dev[["text"]].head(5).reset_index(drop=True)
+    uri = run.log_release_model(FeedbackPyfunc(), release, example, requirements, params=FeedbackPyfunc.PARAMS)
+    run.register(uri, cfg.logger.registered_model_name, (release / "MODEL_CARD.md").read_text(encoding="utf-8"),
+                 {"task": "feedback"}, promote_on=str(cfg.logger.promote_on))

@@ -12,10 +12,8 @@ warning.
 """
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +21,8 @@ import pandas as pd
 
 from churnsense.insights import playbook as pb
 from churnsense.insights import value as val
+from churnsense.data.framing import make_scoring_snapshot
+from churnsense.data.loading import Tables
 from churnsense.insights.attribution import (INPUT_KEYS, BatchLayout, attribute_groups, build_group_index,
                                              groups_from_config, logit_from_probability)
 from churnsense.insights.reasons import customer_facts, reasons_frame
@@ -40,13 +40,17 @@ log = logging.getLogger(__name__)
 _warned: set[str] = set()
 
 
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
+
+
 def _batch_fallback(what: str) -> None:
     """Warn (once per process and `what`) that a per-batch value stands in for a missing fitted one."""
-    if what not in _warned:
-        _warned.add(what)
-        log.warning("insights: the release has no fitted %s (no insights state, or one from an older version): "
-                    "using this batch's, so insight columns depend on how customers are batched; retrain the "
-                    "release to fix", what)
+    _warn_once(f"insights: the release has no fitted {what} (no insights state, or one from an older version): "
+               "using this batch's, so insight columns depend on how customers are batched; retrain the release "
+               "to fix")
 
 
 def risk_threshold(p: np.ndarray, cfg: Mapping[str, Any]) -> float:
@@ -137,20 +141,6 @@ def add_insights(scored: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFram
     return out
 
 
-def release_insights(path: str) -> tuple[dict[str, Any], InsightsState]:
-    """The release's insights config and fitted state, read once per release version (not once per partition)."""
-    stamp = tuple(f.stat().st_mtime_ns for f in sorted(Path(path).glob("*")) if f.name.startswith(("insights",
-                                                                                                    "config")))
-    return _load_insights(path, stamp)
-
-
-@functools.lru_cache(maxsize=8)
-def _load_insights(path: str, stamp: tuple) -> tuple[dict[str, Any], InsightsState]:  # stamp: cache key only
-    from churnsense.insights.state import load_config, load_state
-
-    return load_config(path), load_state(path)
-
-
 def _customers_from_history(scored: pd.DataFrame, events: pd.DataFrame | None, cutoff) -> pd.DataFrame:
     """Events-only data: the scored customers with their first event before the cutoff as signup (for tenure)."""
     cust = pd.DataFrame({"customer_id": scored["customer_id"].unique()})
@@ -166,16 +156,16 @@ def enrich(scored: pd.DataFrame, customers: pd.DataFrame | None, events: pd.Data
            batch: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Serving hook: the scored partition + its validated input frames + the loaded `ChurnRelease` -> enriched.
 
-    `cfg`: the insights config (default: the release's `config.yaml` `insights` section); `state`: the fitted
-    insights (default: the release's `insights.json`, empty if absent: then no segments / uplift / teams).
-    `snapshot` / `batch`: the scoring snapshot and its model inputs when the caller has them (saves recomputing)."""
-    from churnsense.data.framing import make_scoring_snapshot
-    from churnsense.data.loading import Tables
-    if cfg is None or state is None:
-        saved_cfg, saved_state = release_insights(str(release.path))
-        cfg = cfg if cfg is not None else saved_cfg
-        state = state if state is not None else saved_state
-    if len(scored) == 0:
+    `cfg`: the insights config (default: the release's, `release.insights_config`); `state`: the fitted insights
+    (default: `release.insights_state`, empty when the release has none: then no segments / uplift / teams).
+    `snapshot` / `batch`: the scoring snapshot and its model inputs when the caller has them (saves recomputing).
+    A release trained without an insights config gets the insight columns empty (with a warning)."""
+    cfg = cfg if cfg is not None else release.insights_config
+    state = state if state is not None else release.insights_state
+    if cfg is None:
+        _warn_once("insights: the release has no insights config (trained with insights disabled): insight "
+                   "columns are left empty")
+    if len(scored) == 0 or cfg is None:
         return scored.assign(**{c: pd.Series(dtype=INSIGHT_DTYPES.get(c, object)) for c in INSIGHT_COLUMNS})
     cutoff = pd.Timestamp(scored["cutoff"].iloc[0]) if "cutoff" in scored else pd.Timestamp(cutoff)
     cust = customers if customers is not None else _customers_from_history(scored, events, cutoff)

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnsense.core.io import read_table
+from churnsense.core.tracking import TrackedRun, run_name
 from churnsense.insights.reasons import customer_facts, hit_rates
 from churnsense.insights.segments import plot_segments, profile_segments
 from churnsense.insights.state import InsightsState, load_config, load_state
@@ -181,9 +183,7 @@ def _read(path: str | None) -> pd.DataFrame | None:
     """A file written by churnsense itself (scores, ground truth), read with its types."""
     if not path:
         return None
-    from churnsense.data.io import read_table
-
-    return read_table(str(path), str_columns=["customer_id"])
+    return read_table(str(path), typed=True, text_columns=["customer_id"])
 
 
 def _read_inputs(cfg, release_dir: Path) -> dict[str, pd.DataFrame | None]:
@@ -194,7 +194,6 @@ def _read_inputs(cfg, release_dir: Path) -> dict[str, pd.DataFrame | None]:
     from omegaconf import OmegaConf
 
     from churnsense.data.contract import DataSpec
-    from churnsense.data.io import read_table
     from churnsense.data.validation import split_valid_rows
 
     config = release_dir / "config.yaml"
@@ -207,7 +206,7 @@ def _read_inputs(cfg, release_dir: Path) -> dict[str, pd.DataFrame | None]:
         if not path or table is None:
             out[kind] = _read(path) if path and spec is None else None
             continue
-        raw = read_table(str(path), str_columns=[table.source("customer_id")])
+        raw = read_table(str(path), read_options=table.read_options)
         valid, rejects = split_valid_rows(raw, table, kind, str(path))
         if len(rejects):
             logging.getLogger(__name__).warning("report: %d invalid %s rows left out", len(rejects), kind)
@@ -219,21 +218,22 @@ def _read_inputs(cfg, release_dir: Path) -> dict[str, pd.DataFrame | None]:
 def serve_report(cfg) -> dict[str, Path]:
     """Composition root of `serve.py task=report` (see conf/serve/task/report.yaml)."""
     state = load_state(cfg.model) if Path(str(cfg.model)).exists() else InsightsState()
-    icfg = load_config(cfg.model if Path(str(cfg.model)).exists() else None)
+    icfg = (load_config(cfg.model) if Path(str(cfg.model)).exists() else None) or {}
     scores = _read(cfg.input.scores)
     for col in ("cutoff",):
         if col in scores:
             scores[col] = pd.to_datetime(scores[col])
     tables = _read_inputs(cfg, Path(str(cfg.model)))
-    files = write_report(scores, cfg.output_dir, state, icfg, tables, int(cfg.get("horizon_days", 90)))
-    if cfg.get("mlflow") and cfg.mlflow.get("enabled"):
-        import mlflow
-
-        mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
-        mlflow.set_experiment(cfg.mlflow.experiment_name)
-        with mlflow.start_run(run_name=cfg.mlflow.get("run_name")):
-            mlflow.log_artifacts(str(cfg.output_dir), artifact_path="report")
-            summary = json.loads(files["summary"].read_text())
-            mlflow.log_metrics({f"report/{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))})
+    files = write_report(scores, cfg.output_dir, state, icfg, tables, int(cfg.horizon_days))
+    run = TrackedRun.start({"enabled": cfg.mlflow.enabled, "tracking_uri": cfg.tracking_uri,
+                            "experiment_name": cfg.mlflow.experiment_name, "artifact_location": None},
+                           cfg.mlflow.run_name or run_name("report", Path(str(cfg.input.scores)).stem),
+                           {"task": "report", "release": str(cfg.model)})
+    if run is not None:
+        run.log_artifacts({"report": Path(str(cfg.output_dir))})
+        summary = json.loads(files["summary"].read_text())
+        run.log_metrics({f"report/{k}": float(v) for k, v in summary.items()
+                         if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        run.end()
     print(f"report: {len(scores):,} customers -> {cfg.output_dir} ({', '.join(sorted(p.name for p in files.values()))})")
     return files

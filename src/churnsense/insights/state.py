@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 STATE_FILE = "insights.json"
 BACKGROUND_FILE = "insights_background.npz"
-DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "conf" / "insights" / "default.yaml"
 
 
 @dataclass
@@ -67,12 +67,10 @@ def load_state(release_dir: str | Path) -> InsightsState:
     return InsightsState(**d)
 
 
-def load_config(release_dir: str | Path | None = None) -> dict[str, Any]:
-    """The `insights` section of the release's resolved `config.yaml`, else the repository default."""
-    from omegaconf import OmegaConf
-
-    if release_dir is not None and (Path(release_dir) / "config.yaml").is_file():
-        cfg = OmegaConf.load(Path(release_dir) / "config.yaml")
-        if cfg.get("insights") is not None:
-            return OmegaConf.to_container(cfg.insights, resolve=True)
-    return OmegaConf.to_container(OmegaConf.load(DEFAULT_CONFIG), resolve=True)
+def load_config(release_dir: str | Path) -> dict[str, Any] | None:
+    """The `insights` section of the release's resolved `config.yaml` (None when the release has none)."""
+    path = Path(release_dir) / "config.yaml"
+    if not path.is_file():
+        return None
+    section = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("insights")
+    return dict(section) if section else None

@@ -1,0 +1,37 @@
+"""MLflow pyfunc wrapper of a feedback release: one registered model scoring texts with onnxruntime (no torch).
+
+`predict` takes a DataFrame with a `text` column (other columns are kept) and returns one row per input row: the
+sentiment, class probabilities, topic and language, or, for a row without usable text, its `reject_reason`.
+`params={"text_column": "comment"}` names another text column.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+
+from churnsense.feedback.release import load_release
+from churnsense.feedback.score import score_feedback_batch
+
+
+class FeedbackPyfunc(mlflow.pyfunc.PythonModel):
+    """Scores with `score_feedback_batch`."""
+
+    PARAMS = {"text_column": "text"}  # inference params of the logged signature
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self.release = load_release(context.artifacts["release"])
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the loaded release (an onnxruntime session cannot be pickled); load_context restores it."""
+        state = dict(self.__dict__)
+        state.pop("release", None)
+        return state
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        column = (params or {}).get("text_column", "text")
+        scored, rejects = score_feedback_batch(model_input.reset_index(drop=True), self.release, column)
+        failed = model_input.iloc[rejects["row"].to_numpy(dtype=int) - 1].assign(
+            reject_reason=rejects["reason"].to_numpy())
+        return pd.concat([scored, failed], ignore_index=True) if len(failed) else scored.reset_index(drop=True)
