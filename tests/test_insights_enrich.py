@@ -20,7 +20,8 @@ from churnsense.insights.enrich import INSIGHT_COLUMNS
 from churnsense.insights.fit import fit_insights
 from churnsense.insights.state import InsightsState, load_config, load_state
 from helpers import default_insights_config
-from churnsense.churn.score import score_churn_batch, validate_chunk
+from churnsense.churn.score import score_churn_batch
+from churnsense.data.validation import validate_chunk
 
 CUTOFF = pd.Timestamp("2024-01-01")
 DATA = {

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from churnsense.data.contract import DataSpec
-from churnsense.churn.score import reject_inactive
+from churnsense.churn.score import reject_customers
 
 
 def test_churned_and_future_customers_are_rejected_with_dates():
@@ -17,10 +17,10 @@ def test_churned_and_future_customers_are_rejected_with_dates():
         "churn_date": pd.to_datetime(["2025-05-01", None, "2025-07-01", None]),
         "signup_date": pd.to_datetime(["2024-01-01", "2025-06-01", "2024-01-01", "2023-03-03"]),
         "_row": np.arange(1, 5)})
-    kept, rejects = reject_inactive(customers, cutoff, {"customers": "c.csv"}, spec)
+    kept, rejects, rejected_ids = reject_customers(customers, cutoff, set(), "c.csv", spec)
     assert kept["customer_id"].tolist() == ["c", "d"] and "churn_date" not in kept  # c churns later: still active
     rej = pd.concat(rejects).set_index("customer_id")
     assert rej.loc["a", "reason"] == "already churned on 2025-05-01 (cutoff 2025-06-01)"
     assert rej.loc["a", "column"] == "left" and rej.loc["a", "row"] == 1
     assert rej.loc["b", "reason"].startswith("not yet a customer: signed up on 2025-06-01")
-    assert rej.loc["b", "column"] == "joined" and len(rej) == 2
+    assert rej.loc["b", "column"] == "joined" and len(rej) == 2 and rejected_ids == {"a", "b"}

@@ -20,7 +20,8 @@ from churnsense.insights.fit import fit_insights
 from churnsense.insights.state import load_config
 from churnsense.core import io
 from churnsense.churn.release import ChurnRelease
-from churnsense.churn.score import score_churn_batch, validate_chunk
+from churnsense.churn.score import score_churn_batch
+from churnsense.data.validation import validate_chunk
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "serve"
 DATA = {  # source column names differ from canonical ones: the release's mapping is exercised

@@ -6,7 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from churnsense.synth.text import LANGUAGES, SENTIMENTS, TOPICS, make_feedback_texts
+from churnsense.data.contract import LANGUAGES, SENTIMENTS, TOPICS
+from churnsense.synth.text import make_feedback_texts
 
 
 def _labels(n: int, seed: int = 0):

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from churnsense.data.contract import TableSpec
+from churnsense.data.contract import KINDS, DataSpec
 from churnsense.data.framing import make_scoring_snapshot
 from churnsense.data.loading import Tables
-from churnsense.data.validation import canonical_columns, split_valid_rows
+from churnsense.data.validation import (duplicate_ids, inactive_customers, reject_rule, unknown_ids,
+                                        validate_chunk)
 from churnsense.core.rejects import REJECT_COLUMNS
 from churnsense.core.partition import ROW
 from churnsense.feedback.score import score_feedback_batch
@@ -25,79 +25,24 @@ from churnsense.churn.release import ChurnRelease
 from churnsense.insights.enrich import enrich
 
 log = logging.getLogger(__name__)
-KINDS = ("customers", "events", "feedback")
-LABEL_ONLY = ("observed_until", "label")  # training labels: never read when scoring (churn_date: see below)
 DEFAULT_RISK_BANDS = {"low": 0.0, "medium": 0.2, "high": 0.5}
 
 
-def serving_table(table: TableSpec, kind: str, present: list[str]) -> TableSpec:
-    """The table spec for scoring: label-only columns are never read (a scoring file's observed_until / label are
-    ignored, not validated). Optional columns the file lacks are left to `split_valid_rows`, which tolerates them."""
-    return replace(table, columns={c: s for c, s in table.columns.items() if c not in LABEL_ONLY})
-
-
-def read_columns(table: TableSpec, kind: str, present: list[str]) -> list[str]:
-    """Source columns to read for scoring (in file order); required ones that are missing are left to validation
-    to report (it raises naming them)."""
-    wanted = set(canonical_columns(table, kind, present, optional_if_present=True).values())
-    return [p for p in present if p in wanted]
-
-
-def validate_chunk(raw: pd.DataFrame, table: TableSpec, kind: str, source: str,
-                   first_row: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Row-level validation of consecutive rows starting at data row `first_row`: (canonical valid rows with
-    their row number in column `_row`, rejects in `REJECT_COLUMNS`)."""
-    table = serving_table(table, kind, list(raw.columns))
-    raw = raw[read_columns(table, kind, list(raw.columns)) or list(raw.columns)]
-    valid, rejects = split_valid_rows(raw, table, kind, source, first_row)
-    rows = np.arange(first_row, first_row + len(raw), dtype=np.int64)
-    valid[ROW] = rows[~np.isin(rows, rejects["row"].to_numpy(dtype=np.int64))]
-    return valid, rejects.reindex(columns=REJECT_COLUMNS)
-
-
-def _rejects(frame: pd.DataFrame, mask: np.ndarray, source: str, column: str, reason: str | np.ndarray):
-    """Rejects for `frame[mask]` (row numbers from `_row`)."""
-    reason = reason[mask] if isinstance(reason, np.ndarray) else reason
-    return pd.DataFrame({"source": source, "row": frame.loc[mask, ROW].to_numpy(np.int64),
-                         "customer_id": frame.loc[mask, "customer_id"].astype("string").to_numpy(),
-                         "column": column, "reason": reason}, columns=REJECT_COLUMNS)
-
-
-def reject_duplicate_customers(customers: pd.DataFrame, rejected_ids: set | None, source: str, id_column: str):
-    """Reject every row of a customer id that occurs twice (or also on an already rejected row): ambiguous."""
-    ids = customers["customer_id"]
-    dup = ids.duplicated(keep=False).to_numpy()
-    also = ids.isin(rejected_ids).to_numpy() if rejected_ids else np.zeros(len(ids), bool)
-    reason = np.where(dup, "duplicate customer id", "duplicate customer id (another row with it was rejected)")
-    bad = dup | also
-    return customers[~bad], _rejects(customers, bad, source, id_column, reason)
-
-
-def reject_inactive(customers: pd.DataFrame, cutoff: pd.Timestamp, sources: Mapping[str, str],
-                    spec) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
-    """Reject customers who are not customers at the cutoff: `churn_date` before it (they already left) or
-    `signup_date` on or after it (not yet joined) — when the file has those columns."""
-    out = []
-    for column, word in (("churn_date", "already churned on"), ("signup_date", "not yet a customer: signed up on")):
-        if column not in customers:
-            continue
-        when = pd.to_datetime(customers[column])
-        bad = (when.notna() & ((when < cutoff) if column == "churn_date" else (when >= cutoff))).to_numpy()
-        reason = np.asarray([f"{word} {d.date()} (cutoff {cutoff.date()})" if b else "" for d, b in zip(when, bad)],
-                            dtype=object)
-        out.append(_rejects(customers, bad, sources["customers"], spec.customers.source(column), reason))
-        customers = customers[~bad]
-    return customers.drop(columns=["churn_date"], errors="ignore"), out
-
-
-def reject_orphans(frame: pd.DataFrame, known: pd.Index, rejected_ids: set, source: str, id_column: str):
-    """Reject event/feedback rows whose customer is not scored (unknown, or its customer row was rejected)."""
-    ids = frame["customer_id"]
-    bad = ~ids.isin(known).to_numpy()
-    was_rejected = ids.isin(rejected_ids).to_numpy() if rejected_ids else np.zeros(len(ids), bool)
-    reason = np.where(was_rejected, "customer row rejected (see the customers rejects)",
-                      "unknown customer id (not in the customers table)")
-    return frame[~bad], _rejects(frame, bad, source, id_column, reason)
+def reject_customers(customers: pd.DataFrame, cutoff: pd.Timestamp | None, rejected_ids: set, source: str,
+                     spec: DataSpec) -> tuple[pd.DataFrame, list[pd.DataFrame], set]:
+    """The contract's customer rules in reject mode: duplicate ids, then (with a cutoff) customers not active at
+    it; returns the kept customers, the rejects and every rejected id."""
+    table = spec.customers
+    customers, rej = reject_rule(customers, *duplicate_ids(customers["customer_id"], rejected_ids), source,
+                                 table.source("customer_id"))
+    rejects = [rej]
+    if cutoff is not None:
+        mask, reason, column = inactive_customers(customers, pd.Timestamp(cutoff))
+        source_column = np.asarray([table.source(c) if c else "" for c in column], dtype=object)
+        customers, rej = reject_rule(customers, mask, reason, source, source_column)
+        rejects.append(rej)
+    rejected_ids = set(rejected_ids) | {k for r in rejects for k in r["customer_id"].dropna()}
+    return customers.drop(columns=["churn_date"], errors="ignore"), rejects, rejected_ids
 
 
 def risk_band(probability: np.ndarray, bands: Mapping[str, float]) -> np.ndarray:
@@ -156,20 +101,15 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
                     rejected_ids = set(rejected_ids or ()) | set(rej["customer_id"].dropna())
     customers, events, feedback = frames["customers"], frames["events"], frames["feedback"]
     if customers is not None:
-        id_col = spec.customers.source("customer_id")
-        customers, rej = reject_duplicate_customers(customers, rejected_ids, sources["customers"], id_col)
-        rejects.append(rej)
-        rejected_ids = set(rejected_ids or ()) | set(rej["customer_id"].dropna())
-        if cutoff is not None:
-            customers, rejs = reject_inactive(customers, pd.Timestamp(cutoff), sources, spec)
-            rejects.extend(rejs)
-            rejected_ids |= {k for r in rejs for k in r["customer_id"].dropna()}
-        customers = customers.drop(columns=["churn_date"], errors="ignore")
+        customers, rejs, rejected_ids = reject_customers(customers, cutoff, set(rejected_ids or ()),
+                                                         sources["customers"], spec)
+        rejects.extend(rejs)
         known = pd.Index(customers["customer_id"])
         for kind in ("events", "feedback"):
             if frames[kind] is not None:
-                frames[kind], rej = reject_orphans(frames[kind], known, rejected_ids, sources[kind],
-                                                   spec.table(kind).source("customer_id"))
+                frames[kind], rej = reject_rule(frames[kind], *unknown_ids(frames[kind]["customer_id"], known,
+                                                                          rejected_ids),
+                                                sources[kind], spec.table(kind).source("customer_id"))
                 rejects.append(rej)
         events, feedback = frames["events"], frames["feedback"]
     if feedback is not None and feedback_release is not None and "sentiment" not in feedback:

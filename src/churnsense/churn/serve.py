@@ -22,7 +22,10 @@ from churnsense.core.partition import PartitionWriter, choose_partitions
 from churnsense.churn.release import ChurnRelease
 from churnsense.core.release import MLFLOW_SCHEMES
 from churnsense.feedback.release import FeedbackRelease, load_release
-from churnsense.churn.score import KINDS, read_columns, score_churn_batch, serving_table, validate_chunk
+from churnsense.churn.score import score_churn_batch
+from churnsense.data.contract import KINDS
+from churnsense.data.framing import scoring_cutoff
+from churnsense.data.validation import read_columns, validate_chunk
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ def partition_inputs(inputs: dict[str, str], release: ChurnRelease, k: int, tmp:
     for kind, path in inputs.items():
         table = release.spec.table(kind)
         present = io.table_columns(path, table.read_options)
-        columns = read_columns(serving_table(table, kind, present), kind, present)
+        columns = read_columns(table, kind, present)
         writer = result.writers[kind] = PartitionWriter(tmp, kind, k)
         bar = progress(io.count_rows(path), f"read {kind}", show_progress)
         result.rows[kind] = 0
@@ -79,19 +82,6 @@ def partition_inputs(inputs: dict[str, str], release: ChurnRelease, k: int, tmp:
         writer.close()
         bar.close()
     return result
-
-
-def resolve_cutoff(value: str | None, release: ChurnRelease, max_ts: pd.Timestamp | None) -> pd.Timestamp:
-    """Explicit cutoff; else a static-label release's reference date; else the day after the latest timestamp
-    in the inputs (so the latest events count); else today."""
-    framing = release.spec.framing
-    if value:
-        return pd.Timestamp(value)
-    if framing.label_mode == "label" and framing.reference_date:
-        return pd.Timestamp(framing.reference_date)
-    if max_ts is not None and pd.notna(max_ts):
-        return max_ts.normalize() + pd.Timedelta(days=1)
-    return pd.Timestamp.today().normalize()
 
 
 def load_feedback_release(cfg: DictConfig, inputs: dict[str, str], release: ChurnRelease) -> FeedbackRelease | None:
@@ -121,7 +111,7 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
     with tempfile.TemporaryDirectory(prefix="churnsense-parts-", dir=cfg.tmp_dir) as tmp, \
             io.AtomicTableWriter(output) as writer, RejectsWriter(rejects_path) as rejects:
         parts = partition_inputs(inputs, release, k, Path(tmp), int(cfg.chunk_size), rejects, show)
-        cutoff = resolve_cutoff(cfg.cutoff, release, parts.max_ts)
+        cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, parts.max_ts)
         scored_customers = 0
         bar = progress(parts.rows[primary], "score", show)
         for part in range(k):

@@ -4,7 +4,7 @@ Built from `cfg.data` (see `conf/data/*.yaml`) by `DataSpec.from_config`; librar
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,7 +21,10 @@ OPTIONAL = {
     "feedback": ("channel", "language", "sentiment", "topic"),
 }
 DATE_COLUMNS = ("ts", "signup_date", "churn_date", "observed_until")
+# Label vocabularies of the feedback table (the feedback model's heads, the generator and validation share them).
 SENTIMENTS = ("negative", "neutral", "positive")
+TOPICS = ("billing", "network", "support", "app", "contract", "other")
+LANGUAGES = ("en", "ru", "uk", "he")
 
 
 @dataclass(frozen=True)
@@ -138,9 +141,3 @@ class DataSpec:
             features=dict(d.get("features") or {}),
             **tables,
         )
-
-
-def as_list(x: str | Sequence[str] | None) -> list[str]:
-    if x is None:
-        return []
-    return [x] if isinstance(x, str) else list(x)

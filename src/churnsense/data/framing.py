@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from churnsense.data.contract import DataSpec
+from churnsense.data.contract import DataSpec, FramingSpec
 from churnsense.data.loading import Tables, customers_from_events
 
 SENTIMENT_SCORE = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
@@ -33,10 +33,6 @@ class Snapshot:
     history: pd.DataFrame
     feedback: pd.DataFrame | None = None
 
-    @property
-    def has_labels(self) -> bool:
-        return "label" in self.static.columns
-
 
 def static_numeric(spec: DataSpec) -> list[str]:
     """Numeric static columns of a snapshot: configured attributes + tenure_days when a signup date is known."""
@@ -55,9 +51,8 @@ def _end_date(tables: Tables) -> pd.Timestamp:
         seen = tables.customers["observed_until"].max()
         if pd.notna(seen):
             return seen
-    dates = [t["ts"].max() for t in (tables.events, tables.feedback) if t is not None and len(t)]
-    dates = [d for d in dates if pd.notna(d)]
-    return max(dates).normalize() + DAY if dates else pd.Timestamp.today().normalize()
+    latest = latest_timestamp(tables)
+    return latest.normalize() + DAY if latest is not None else pd.Timestamp.today().normalize()
 
 
 def split_cutoffs(tables: Tables, spec: DataSpec) -> dict[str, list[pd.Timestamp]]:
@@ -106,13 +101,31 @@ def make_splits(tables: Tables, spec: DataSpec) -> dict[str, Snapshot]:
     return out
 
 
+def latest_timestamp(tables: Tables) -> pd.Timestamp | None:
+    """The latest event / feedback timestamp of the tables (None without any)."""
+    dates = [t["ts"].max() for t in (tables.events, tables.feedback) if t is not None and len(t)]
+    dates = [d for d in dates if pd.notna(d)]
+    return max(dates) if dates else None
+
+
+def scoring_cutoff(framing: FramingSpec, explicit: str | pd.Timestamp | None = None,
+                   latest: pd.Timestamp | None = None) -> pd.Timestamp:
+    """The one rule for the scoring date: an explicit cutoff; else a static-label release's reference date; else
+    the day after the latest timestamp of the inputs (so the latest events count); else today."""
+    if explicit is not None and str(explicit):
+        return pd.Timestamp(explicit)
+    if framing.label_mode == "label" and framing.reference_date:
+        return pd.Timestamp(framing.reference_date)
+    if latest is not None and pd.notna(latest):
+        return pd.Timestamp(latest).normalize() + DAY
+    return pd.Timestamp.today().normalize()
+
+
 def make_scoring_snapshot(tables: Tables, spec: DataSpec, cutoff: pd.Timestamp | None = None) -> Snapshot:
-    """Serving: one row per customer of `tables.customers` (derived from events if absent), no labels."""
-    if cutoff is None and spec.framing.label_mode == "label" and spec.framing.reference_date:
-        cutoff = pd.Timestamp(spec.framing.reference_date)
-    if cutoff is None:
-        cutoff = _end_date(tables)
-    return make_snapshot(tables, spec, [pd.Timestamp(cutoff)], with_labels=False)
+    """Serving: one row per customer of `tables.customers` (derived from events if absent), no labels; the
+    cutoff by `scoring_cutoff` when not given."""
+    cutoff = scoring_cutoff(spec.framing, cutoff, latest_timestamp(tables))
+    return make_snapshot(tables, spec, [cutoff], with_labels=False)
 
 
 def make_snapshot(tables: Tables, spec: DataSpec, cutoffs: list[pd.Timestamp], with_labels: bool,

@@ -7,7 +7,7 @@ import pandas as pd
 
 from churnsense.data.contract import DataSpec, TableSpec
 from churnsense.core.io import read_table
-from churnsense.data.validation import DataValidationError, Kind, check_frame, raise_issues
+from churnsense.data.validation import Kind, check_frame, duplicate_ids, raise_issues, raise_rule, unknown_ids
 
 
 @dataclass
@@ -17,30 +17,32 @@ class Tables:
     feedback: pd.DataFrame | None
 
 
-def read_validated(table: TableSpec, kind: Kind, known_ids: pd.Index | None = None) -> pd.DataFrame:
-    """Read every file of a table, validate each (rows numbered per file), concatenate."""
+def read_validated(table: TableSpec, kind: Kind) -> pd.DataFrame:
+    """Read every file of a table and check its values (rows numbered per file), then concatenate."""
     parts = []
     for path in table.paths:
-        raw = read_table(path, read_options=table.read_options)
-        canon, issues = check_frame(raw, table, kind, path, known_ids)
+        canon, issues = check_frame(read_table(path, read_options=table.read_options), table, kind, path)
         raise_issues(issues, path)
         parts.append(canon)
-    df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    if kind == "customers" and len(parts) > 1:
-        dup = df["customer_id"].duplicated(keep=False)
-        if dup.any():
-            raise DataValidationError(" + ".join(table.paths), table.source("customer_id"),
-                                      (dup[dup].index + 1).tolist()[:50],
-                                      "duplicate customer id across files (rows counted over the files in order)")
-    return df
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
 def load_tables(spec: DataSpec) -> Tables:
-    """Validated tables; raises DataValidationError (file, column, rows, reason) on the first broken file."""
+    """Validated tables; raises DataValidationError (file, column, rows, reason) on the first broken file or rule:
+    duplicate customer ids (over all customer files, rows counted over the files in order), events or feedback
+    of customers not in the customers table."""
     customers = read_validated(spec.customers, "customers") if spec.customers else None
+    if customers is not None:
+        raise_rule(*duplicate_ids(customers["customer_id"]), " + ".join(spec.customers.paths),
+                   spec.customers.source("customer_id"))
     known = pd.Index(customers["customer_id"]) if customers is not None else None
-    events = read_validated(spec.events, "events", known) if spec.events else None
-    feedback = read_validated(spec.feedback, "feedback", known) if spec.feedback else None
+    events = read_validated(spec.events, "events") if spec.events else None
+    feedback = read_validated(spec.feedback, "feedback") if spec.feedback else None
+    for kind, frame in (("events", events), ("feedback", feedback)):
+        if frame is not None and known is not None:
+            table = spec.table(kind)
+            raise_rule(*unknown_ids(frame["customer_id"], known), " + ".join(table.paths),
+                       table.source("customer_id"))
     if events is not None:
         events = events.sort_values(["customer_id", "ts"], kind="stable", ignore_index=True)
     if feedback is not None:

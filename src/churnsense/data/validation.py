@@ -1,17 +1,23 @@
-"""Contract validation: map source columns to canonical ones, coerce types, check with pandera.
+"""The one validator of the data contract, with two modes: raise (training) and reject (scoring).
 
-Training (`load_tables`) turns any problem into one `DataValidationError` naming file, column, rows and reason.
-Serving (`split_valid_rows`) keeps the good rows and returns the bad ones as rejects with a reason each.
+Per value: map source columns to canonical ones, coerce types, check with pandera (`check_frame`). Per table: the
+contract's rules over rows — duplicate customer ids, events/feedback of unknown customers, customers not active at
+the scoring date (`duplicate_ids`, `unknown_ids`, `inactive_customers`). Training (`load_tables`) turns any problem
+into one `DataValidationError` naming file, column, rows and reason (`raise_issues`, `raise_rule`); scoring keeps
+the good rows and returns the bad ones as rejects with a reason each (`split_valid_rows`, `validate_chunk`,
+`reject_rule`).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from churnsense.core.partition import ROW
 from churnsense.core.rejects import REJECT_COLUMNS
 from churnsense.data.contract import DATE_COLUMNS, OPTIONAL, REQUIRED, SENTIMENTS, TableSpec
 
@@ -122,10 +128,8 @@ def _coerce_one(canon: str, raw: pd.Series, table: TableSpec, kind: Kind) -> tup
     return col.where(present, None), None
 
 
-def _schema(kind: Kind, known_ids: pd.Index | None) -> pa.DataFrameSchema:
-    id_checks = [pa.Check.isin(known_ids, error="unknown customer id (not in the customers table)")] \
-        if known_ids is not None else []
-    cols = {"customer_id": pa.Column(None, nullable=False, unique=kind == "customers", checks=id_checks)}
+def _schema(kind: Kind) -> pa.DataFrameSchema:
+    cols = {"customer_id": pa.Column(None, nullable=False)}
     if kind in ("events", "feedback"):
         cols["ts"] = pa.Column("datetime64[ns]", nullable=False)
     if kind == "events":
@@ -134,26 +138,24 @@ def _schema(kind: Kind, known_ids: pd.Index | None) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(cols, strict=False)
 
 
-def _schema_issues(canon: pd.DataFrame, table: TableSpec, kind: Kind, known_ids: pd.Index | None) -> list:
+def _schema_issues(canon: pd.DataFrame, table: TableSpec, kind: Kind) -> list:
     try:
-        _schema(kind, known_ids).validate(canon, lazy=True)
+        _schema(kind).validate(canon, lazy=True)
         return []
     except pa.errors.SchemaErrors as err:
         fc = err.failure_cases
     issues = []
     for (column, check), grp in fc.groupby(["column", "check"], dropna=False, sort=False):
-        reason = {"not_nullable": "missing value", "field_uniqueness": "duplicate customer id"}.get(
-            str(check), str(check))
-        if str(check).startswith("isin"):
-            reason = "unknown customer id (not in the customers table)"
+        reason = {"not_nullable": "missing value"}.get(str(check), str(check))
         pos = pd.to_numeric(grp["index"], errors="coerce").dropna().astype(int)
         issues.append(_issue(pos, table.source(str(column)), reason))
     return issues
 
 
-def check_frame(df: pd.DataFrame, table: TableSpec, kind: Kind, source: str, known_ids: pd.Index | None = None,
+def check_frame(df: pd.DataFrame, table: TableSpec, kind: Kind, source: str,
                 optional_if_present: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Canonical frame + issues [pos (0-based), column (source name), reason]. Missing columns raise at once."""
+    """Canonical frame + per-value issues [pos (0-based), column (source name), reason]. Missing columns raise at
+    once."""
     needed = canonical_columns(table, kind, df.columns, optional_if_present)
     missing = [src for src in needed.values() if src not in df.columns]
     if missing:
@@ -161,7 +163,7 @@ def check_frame(df: pd.DataFrame, table: TableSpec, kind: Kind, source: str, kno
                                   f"missing column(s) {missing} (have {list(df.columns)[:30]}); "
                                   f"map them in the data config `{kind}.columns`")
     canon, issues = _coerce(df, table, kind, optional_if_present)
-    issues += _schema_issues(canon, table, kind, known_ids)
+    issues += _schema_issues(canon, table, kind)
     issues_df = pd.concat(issues, ignore_index=True) if issues else _issue([], "", "")
     return canon, issues_df.drop_duplicates(["pos", "column"]).reset_index(drop=True)
 
@@ -178,14 +180,14 @@ def raise_issues(issues: pd.DataFrame, source: str, first_row: int = 1) -> None:
     raise DataValidationError(source, str(column), rows, str(reason), more)
 
 
-def split_valid_rows(df: pd.DataFrame, table: TableSpec, kind: Kind, source: str, first_row: int = 1,
-                     known_ids: pd.Index | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Serving: (valid rows in canonical names/dtypes, rejects [source,row,customer_id,column,reason]).
+def split_valid_rows(df: pd.DataFrame, table: TableSpec, kind: Kind, source: str,
+                     first_row: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reject mode of `check_frame`: (valid rows in canonical names/dtypes, rejects in `REJECT_COLUMNS`).
 
-    Bad rows never raise; a missing column (nothing can be scored) does. `known_ids`, if given, rejects rows whose
-    customer id is not in it. Optional columns (churn_date, observed_until, label, sentiment, …) may be absent.
+    Bad rows never raise; a missing column (nothing can be scored) does. Optional columns (churn_date,
+    observed_until, label, sentiment, …) may be absent.
     """
-    canon, issues = check_frame(df, table, kind, source, known_ids, optional_if_present=True)
+    canon, issues = check_frame(df, table, kind, source, optional_if_present=True)
     if issues.empty:
         return canon, pd.DataFrame(columns=REJECT_COLUMNS)
     issues = issues.drop_duplicates("pos").sort_values("pos")
@@ -196,3 +198,89 @@ def split_valid_rows(df: pd.DataFrame, table: TableSpec, kind: Kind, source: str
     keep = np.ones(len(canon), dtype=bool)
     keep[pos] = False
     return canon[keep].reset_index(drop=True), rejects.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- table rules (raise or reject)
+def duplicate_ids(ids: pd.Series, rejected: Collection = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose customer id occurs more than once (every one of them: which is right is unknown), or whose id
+    was already rejected on another row; (mask, reason per row)."""
+    dup = ids.duplicated(keep=False).to_numpy()
+    also = ids.isin(list(rejected)).to_numpy() if rejected else np.zeros(len(ids), bool)
+    reason = np.where(dup, "duplicate customer id", "duplicate customer id (another row with it was rejected)")
+    return dup | also, reason
+
+
+def unknown_ids(ids: pd.Series, known: pd.Index, rejected: Collection = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Event/feedback rows whose customer is not in the customers table, or whose customer row was rejected."""
+    bad = ~ids.isin(known).to_numpy()
+    was_rejected = ids.isin(list(rejected)).to_numpy() if rejected else np.zeros(len(ids), bool)
+    reason = np.where(was_rejected, "customer row rejected (see the customers rejects)",
+                      "unknown customer id (not in the customers table)")
+    return bad, reason
+
+
+def inactive_customers(customers: pd.DataFrame, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Customers who are not customers at the cutoff: `churn_date` before it (already left) or `signup_date` on or
+    after it (not yet joined), when those columns are there; (mask, reason per row, canonical column per row)."""
+    mask = np.zeros(len(customers), dtype=bool)
+    reason = np.full(len(customers), "", dtype=object)
+    column = np.full(len(customers), "", dtype=object)
+    for name, word in (("churn_date", "already churned on"), ("signup_date", "not yet a customer: signed up on")):
+        if name not in customers:
+            continue
+        when = pd.to_datetime(customers[name])
+        bad = (when.notna() & ((when < cutoff) if name == "churn_date" else (when >= cutoff))).to_numpy() & ~mask
+        reason[bad] = [f"{word} {d.date()} (cutoff {cutoff.date()})" for d in when[bad]]
+        column[bad] = name
+        mask |= bad
+    return mask, reason, column
+
+
+def raise_rule(mask: np.ndarray, reason: np.ndarray, source: str, column: str) -> None:
+    """Raise mode of a table rule: one DataValidationError for the first reason, naming every offending row
+    (1-based positions in `source`)."""
+    if not mask.any():
+        return
+    rows = np.flatnonzero(mask)
+    first = str(reason[rows[0]])
+    raise DataValidationError(source, column, (rows[reason[rows] == first] + 1).tolist(), first)
+
+
+def reject_rule(frame: pd.DataFrame, mask: np.ndarray, reason: np.ndarray, source: str,
+                column: str | np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reject mode of a table rule: (rows kept, rejects of the others; row numbers from the `_row` column).
+    `column`: the source column at fault, one for all rows or one per row."""
+    rejects = pd.DataFrame({"source": source, "row": frame.loc[mask, ROW].to_numpy(np.int64),
+                            "customer_id": frame.loc[mask, "customer_id"].astype("string").to_numpy(),
+                            "column": column[mask] if isinstance(column, np.ndarray) else column,
+                            "reason": reason[mask]}, columns=REJECT_COLUMNS)
+    return frame[~mask], rejects
+
+
+# ---------------------------------------------------------------- scoring inputs
+LABEL_ONLY = ("observed_until", "label")  # training labels: never read when scoring (churn_date: see inactive)
+
+
+def scoring_table(table: TableSpec) -> TableSpec:
+    """The table spec for scoring: label-only columns are never read (a scoring file's observed_until / label are
+    ignored, not validated); optional columns a file lacks are tolerated by `split_valid_rows`."""
+    return replace(table, columns={c: s for c, s in table.columns.items() if c not in LABEL_ONLY})
+
+
+def read_columns(table: TableSpec, kind: Kind, present: list[str]) -> list[str]:
+    """Source columns to read for scoring (in file order); required ones that are missing are left to validation
+    to report (it raises naming them)."""
+    wanted = set(canonical_columns(scoring_table(table), kind, present, optional_if_present=True).values())
+    return [p for p in present if p in wanted]
+
+
+def validate_chunk(raw: pd.DataFrame, table: TableSpec, kind: Kind, source: str,
+                   first_row: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reject mode over consecutive rows starting at data row `first_row`: (canonical valid rows with their row
+    number in column `_row`, rejects in `REJECT_COLUMNS`)."""
+    table = scoring_table(table)
+    raw = raw[read_columns(table, kind, list(raw.columns)) or list(raw.columns)]
+    valid, rejects = split_valid_rows(raw, table, kind, source, first_row)
+    rows = np.arange(first_row, first_row + len(raw), dtype=np.int64)
+    valid[ROW] = rows[~np.isin(rows, rejects["row"].to_numpy(dtype=np.int64))]
+    return valid, rejects.reindex(columns=REJECT_COLUMNS)

@@ -10,7 +10,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from churnsense.synth.text import LANGUAGES, SENTIMENTS, TOPICS, make_feedback_texts
+from churnsense.data.contract import LANGUAGES, SENTIMENTS, TOPICS
+from churnsense.synth.text import make_feedback_texts
 from churnsense.feedback.labels import HEADS, encode_labels
 from churnsense.feedback.tokenize import TextTokenizer
 

@@ -8,6 +8,7 @@ uplift.csv, call_list.csv (CRM), segments.png, uplift_qini.png, report.html.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,15 @@ import numpy as np
 import pandas as pd
 
 from churnsense.core.io import read_table
+from churnsense.core.release import read_yaml
+from churnsense.data.contract import DataSpec
+from churnsense.data.validation import split_valid_rows
 from churnsense.core.tracking import TrackedRun, run_name
 from churnsense.insights.reasons import customer_facts, hit_rates
 from churnsense.insights.segments import plot_segments, profile_segments
 from churnsense.insights.state import InsightsState, load_config, load_state
 
+log = logging.getLogger(__name__)
 CRM_COLUMNS = ["customer_id", "churn_probability", "risk_band", "segment", "segment_name", "reason_codes",
                "top_reasons", "recommended_action", "talking_points", "queue", "team", "cltv", "value_at_risk",
                "expected_uplift", "expected_saved_value", "action_cost"]
@@ -189,16 +194,8 @@ def _read(path: str | None) -> pd.DataFrame | None:
 def _read_inputs(cfg, release_dir: Path) -> dict[str, pd.DataFrame | None]:
     """The raw customers / events / feedback files mapped to canonical columns with the release's data contract
     (invalid rows are left out here and counted in a warning; `serve.py task=churn` lists them as rejects)."""
-    import logging
-
-    from omegaconf import OmegaConf
-
-    from churnsense.data.contract import DataSpec
-    from churnsense.data.validation import split_valid_rows
-
     config = release_dir / "config.yaml"
-    spec = DataSpec.from_config(OmegaConf.to_container(OmegaConf.load(config).data, resolve=True)) \
-        if config.is_file() else None
+    spec = DataSpec.from_config(read_yaml(config)["data"]) if config.is_file() else None
     out: dict[str, pd.DataFrame | None] = {}
     for kind in ("customers", "events", "feedback"):
         path = cfg.input.get(kind)
@@ -209,7 +206,7 @@ def _read_inputs(cfg, release_dir: Path) -> dict[str, pd.DataFrame | None]:
         raw = read_table(str(path), read_options=table.read_options)
         valid, rejects = split_valid_rows(raw, table, kind, str(path))
         if len(rejects):
-            logging.getLogger(__name__).warning("report: %d invalid %s rows left out", len(rejects), kind)
+            log.warning("report: %d invalid %s rows left out", len(rejects), kind)
         out[kind] = valid
     out["ground_truth"] = _read(cfg.input.get("ground_truth"))
     return out

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from churnsense.data.contract import TOPICS
 from churnsense.synth.world import World
 
 EVENT_TYPES = ("usage", "app_session", "payment", "late_payment", "support_contact", "outage", "price_change",
                "plan_change", "offer_made", "offer_accepted")
 E = {t: i for i, t in enumerate(EVENT_TYPES)}
 CHANNELS = (("app", "email", "call_center", "survey", "chat"), (0.35, 0.2, 0.2, 0.15, 0.1))
-TOPICS = ("billing", "network", "support", "app", "contract", "other")
 
 
 class Sink:

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from churnsense.synth.text import make_feedback_texts
 from churnsense.synth.events import EVENT_TYPES, make_events, make_feedback_rows
 from churnsense.synth.world import MECHANISMS, World, make_world
 
@@ -51,8 +52,6 @@ def _events(rng, w: World, ids: pa.Array, start: pd.Timestamp, cfg, start_doy: i
 
 
 def _feedback(rng, w: World, ids: np.ndarray, start: pd.Timestamp, cfg) -> pd.DataFrame:
-    from churnsense.synth.text import make_feedback_texts  # written by the text/NLP module
-
     fb = make_feedback_rows(rng, w, cfg).sort_values(["idx", "day"], kind="stable", ignore_index=True)
     sent = fb["sentiment"].to_numpy(object)
     texts = make_feedback_texts(rng, sent, fb["topic"].to_numpy(object), fb["language"].to_numpy(object),

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-SENTIMENTS = ("negative", "neutral", "positive")
-TOPICS = ("billing", "network", "support", "app", "contract", "other")
-LANGUAGES = ("en", "ru", "uk", "he")
+from churnsense.data.contract import LANGUAGES, SENTIMENTS, TOPICS
+
 _BANK_PATH = Path(__file__).with_name("text_phrases.json")
 _CURRENCY = {"en": ("${}", "{} dollars", "£{}"), "ru": ("{}", "{}"), "uk": ("{}", "{}"), "he": ("{}", "{}")}
 _PARTNER = {"en": ("ru", "he", "uk"), "ru": ("en",), "uk": ("en",), "he": ("en",)}
