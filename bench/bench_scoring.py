@@ -40,9 +40,10 @@ def synth_base(out_dir: Path, n: int, months: int, seed: int = 7) -> Path:
 def build(work: Path, months: int, release: Path | None):
     """(ScoringGraph, feature arrays of the small base, release dir) for the configured architecture."""
     from churnsense.churn.export import ScoringGraph, export_onnx
-    from churnsense.core.release import write_release
     from churnsense.churn.features import FeaturePipeline
+    from churnsense.churn.release import write_churn_release
     from churnsense.churn.train import build_net, prepare_data
+    from churnsense.core.release import staged_release
 
     data_dir = work / "fit"
     synth_base(data_dir / "demo", 3000, max(months, 12))  # a year of history: every branch of the net is built
@@ -59,7 +60,9 @@ def build(work: Path, months: int, release: Path | None):
     if not given:
         example = {k: torch.as_tensor(v[:8]) for k, v in arrays.items()}
         onnx = export_onnx(graph, example, work / "export" / "model.onnx")
-        release = write_release(work / "release", onnx, data.pipeline, OmegaConf.to_container(cfg, resolve=True),
+        release = work / "release"
+        with staged_release(release) as staging:
+            write_churn_release(staging, onnx, data.pipeline, OmegaConf.to_container(cfg, resolve=True),
                                 {"hazard_horizons": list(net.hazard.horizons) if net.hazard else []})
     return graph, arrays, release
 

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from churnsense.synth.generate import CONF_DIR, TABLES, generate, synth_config
+from churnsense.config import conf_dir
+from churnsense.synth.generate import TABLES, generate, synth_config
 from churnsense.synth.world import DELAY, MECHANISMS
 
 N = 6000
@@ -21,7 +22,7 @@ def base(tmp_path_factory):
 
 
 def test_hydra_config_composes():
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose(config_name="synth", overrides=["n_customers=10"])
     assert cfg.n_customers == 10 and cfg.out_dir.endswith("demo")
 

@@ -7,9 +7,22 @@ your own table never overwrites the demo's release or registers as a version of 
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from omegaconf import OmegaConf
 
 DEMO_DATA = ("synth", "demo")
+CONF_ENV = "CHURNSENSE_CONF_DIR"
+
+
+def conf_dir() -> Path:
+    """The project's `conf/` folder for entry points that are not `train.py` / `serve.py`: `$CHURNSENSE_CONF_DIR`,
+    else `./conf` in the working directory (a checkout, the Docker image), else the checkout holding this package."""
+    for candidate in (os.environ.get(CONF_ENV), Path.cwd() / "conf", Path(__file__).resolve().parents[2] / "conf"):
+        if candidate and (Path(candidate) / "train.yaml").is_file():
+            return Path(candidate).resolve()
+    raise FileNotFoundError(f"no churnsense conf/ folder found: run from the project folder or set {CONF_ENV}")
 
 
 def artifact_name(task: str, data_name: str | None = None) -> str:

@@ -31,7 +31,7 @@ class ChurnPyfunc(mlflow.pyfunc.PythonModel):
         state.pop("release", None)
         return state
 
-    def predict(self, context: Any, model_input: Any,
+    def predict(self, context: Any, model_input,  # noqa: ANN001 - untyped: MLflow validates via the signature
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
         primary = "customers" if self.release.spec.customers is not None else "events"
         frames = model_input if isinstance(model_input, dict) else {primary: model_input}

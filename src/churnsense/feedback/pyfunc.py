@@ -29,7 +29,8 @@ class FeedbackPyfunc(mlflow.pyfunc.PythonModel):
         state.pop("release", None)
         return state
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(self, context: Any, model_input,  # noqa: ANN001 - untyped: MLflow validates via the signature
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
         column = (params or {}).get("text_column", "text")
         scored, rejects = score_feedback_batch(model_input.reset_index(drop=True), self.release, column)
         failed = model_input.iloc[rejects["row"].to_numpy(dtype=int) - 1].assign(

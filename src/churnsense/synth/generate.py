@@ -15,11 +15,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from churnsense.config import conf_dir
 from churnsense.synth.text import make_feedback_texts
 from churnsense.synth.events import EVENT_TYPES, make_events, make_feedback_rows
 from churnsense.synth.world import MECHANISMS, World, make_world
 
-CONF_DIR = str(Path(__file__).resolve().parents[3] / "conf")
 DAY_NS = 86_400 * 10**9
 TABLES = ("customers", "events", "feedback", "offers", "ground_truth")
 
@@ -111,14 +111,12 @@ class _Writers:
 
 
 def synth_config(**overrides: Any) -> dict[str, Any]:
-    """conf/synth.yaml as a plain dict (no Hydra run), with overrides; handy for tests and notebooks."""
+    """`conf/synth.yaml` composed with overrides (`n_customers=500`), resolved, as a plain dict."""
+    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(Path(CONF_DIR) / "synth.yaml")
-    cfg.pop("defaults", None)
-    cfg.pop("hydra", None)
-    paths = {"paths": OmegaConf.load(Path(CONF_DIR) / "paths" / "default.yaml")}
-    cfg = OmegaConf.merge(paths, cfg, OmegaConf.from_dotlist([f"{k}={v}" for k, v in overrides.items()]))
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose("synth", overrides=[f"{k}={v}" for k, v in overrides.items()])
     d = OmegaConf.to_container(cfg, resolve=True)
     d.pop("paths", None)
     return d
@@ -163,7 +161,7 @@ def main() -> None:
     import hydra
     from omegaconf import OmegaConf
 
-    @hydra.main(config_path=CONF_DIR, config_name="synth", version_base="1.3")
+    @hydra.main(config_path=str(conf_dir()), config_name="synth", version_base="1.3")
     def _run(cfg) -> None:
         summary = generate(OmegaConf.to_container(cfg, resolve=True))
         print(json.dumps({k: v for k, v in summary.items()}, indent=1, default=str))
