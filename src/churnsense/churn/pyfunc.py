@@ -8,28 +8,23 @@ scored customer plus one row per rejected input row of the primary table with Na
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import pandas as pd
 
+from churnsense.core.pyfunc import ReleaseModel
 from churnsense.churn.release import ChurnRelease
 from churnsense.churn.score import score_churn_batch
 
 
-class ChurnPyfunc(mlflow.pyfunc.PythonModel):
+class ChurnPyfunc(ReleaseModel):
     """Scores with `score_churn_batch`; needs only onnxruntime, pandas and churnsense (no torch)."""
 
     PARAMS = {"cutoff": ""}  # inference params of the logged signature ("" = the release's default cutoff rule)
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self.release = ChurnRelease.load(context.artifacts["release"])
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickled without the loaded release (an onnxruntime session cannot be pickled); load_context restores it."""
-        state = dict(self.__dict__)
-        state.pop("release", None)
-        return state
+    def load_release(self, path: Path) -> Any:
+        return ChurnRelease.load(path)
 
     def predict(self, context: Any, model_input,  # noqa: ANN001 - untyped: MLflow validates via the signature
                 params: dict[str, Any] | None = None) -> pd.DataFrame:

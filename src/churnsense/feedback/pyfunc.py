@@ -6,28 +6,23 @@ sentiment, class probabilities, topic and language, or, for a row without usable
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import pandas as pd
 
+from churnsense.core.pyfunc import ReleaseModel
 from churnsense.feedback.release import load_release
 from churnsense.feedback.score import score_feedback_batch
 
 
-class FeedbackPyfunc(mlflow.pyfunc.PythonModel):
+class FeedbackPyfunc(ReleaseModel):
     """Scores with `score_feedback_batch`."""
 
     PARAMS = {"text_column": "text"}  # inference params of the logged signature
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self.release = load_release(context.artifacts["release"])
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickled without the loaded release (an onnxruntime session cannot be pickled); load_context restores it."""
-        state = dict(self.__dict__)
-        state.pop("release", None)
-        return state
+    def load_release(self, path: Path) -> Any:
+        return load_release(path)
 
     def predict(self, context: Any, model_input,  # noqa: ANN001 - untyped: MLflow validates via the signature
                 params: dict[str, Any] | None = None) -> pd.DataFrame:

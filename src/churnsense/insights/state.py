@@ -2,13 +2,14 @@
 background as plain arrays; no pickle) and the insights config it was fit with."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+
+from churnsense.core.release import read_json, write_json
 
 STATE_FILE = "insights.json"
 BACKGROUND_FILE = "insights_background.npz"
@@ -38,18 +39,10 @@ class InsightsState:
         path = Path(release_dir) / STATE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         plain = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "background"}
-        path.write_text(json.dumps(plain, default=_plain, ensure_ascii=False), encoding="utf-8")
+        write_json(path, plain)
         if self.background:
             np.savez(path.parent / BACKGROUND_FILE, **{k: np.asarray(v) for k, v in self.background.items()})
         return path
-
-
-def _plain(x: Any) -> Any:
-    if hasattr(x, "item"):
-        return x.item()
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    return str(x)
 
 
 def load_state(release_dir: str | Path) -> InsightsState:
@@ -57,7 +50,7 @@ def load_state(release_dir: str | Path) -> InsightsState:
     path = Path(release_dir) / STATE_FILE
     if not path.is_file():
         return InsightsState()
-    d = json.loads(path.read_text(encoding="utf-8"))
+    d = read_json(path)
     if d.get("segments", {}).get("silhouette"):
         d["segments"]["silhouette"] = {int(k): v for k, v in d["segments"]["silhouette"].items()}
     background = Path(release_dir) / BACKGROUND_FILE
