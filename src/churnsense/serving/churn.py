@@ -15,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
+from churnsense.monitoring.churn import churn_observer
+from churnsense.monitoring.run import open_monitor
 from churnsense.serving import io
 from churnsense.serving.partition import PartitionWriter, choose_partitions
 from churnsense.serving.release import ChurnRelease
@@ -120,6 +122,8 @@ def serve_churn(cfg: DictConfig) -> io.RunSummary:
     primary = "customers" if "customers" in inputs else "events"
     summary = io.RunSummary(task="churn")
     show = bool(cfg.get("progress", True))
+    monitor = open_monitor(release.path, cfg.get("drift"))  # drift of this run vs the release's reference
+    observe = churn_observer(monitor, release.pipeline.categorical, release.pipeline.numeric) if monitor else None
     with tempfile.TemporaryDirectory(prefix="churnsense-parts-", dir=cfg.get("tmp_dir")) as tmp, \
             io.AtomicTableWriter(output) as writer, io.RejectsWriter(rejects_path) as rejects:
         parts = partition_inputs(inputs, release, k, Path(tmp), int(cfg.chunk_size), rejects, show)
@@ -132,7 +136,8 @@ def serve_churn(cfg: DictConfig) -> io.RunSummary:
                 frames["customers"], frames["events"], frames["feedback"], release, cutoff, validated=True,
                 sources=inputs, rejected_ids=parts.rejected_ids, risk_bands=dict(cfg.risk_bands),
                 batch_size=int(cfg.batch_size), feedback_release=feedback_release,
-                text_column=str(cfg.get("text_column", "text")), insights=bool(cfg.get("insights", False)))
+                text_column=str(cfg.get("text_column", "text")), insights=bool(cfg.get("insights", False)),
+                monitor=observe)
             writer.write(scored)
             rejects.write(rej)
             scored_customers += len(scored)
@@ -149,4 +154,6 @@ def serve_churn(cfg: DictConfig) -> io.RunSummary:
     unit = "" if primary == "customers" else f" ({scored_customers:,} customers from events)"
     print(summary.line() + unit)
     print(f"cutoff {cutoff.date()} | {k} partition(s) | scores -> {output} | rejects -> {rejects_path}")
+    if monitor is not None:
+        monitor.finish(output, "churn", {"cutoff": str(cutoff.date()), "release": str(release.path)})
     return summary

@@ -12,6 +12,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from churnsense.core.drift import ProfileSettings
+from churnsense.monitoring.feedback import feedback_reference_profile, reference_texts
+from churnsense.monitoring.run import REFERENCE_FILE
 from churnsense.text import data as fdata
 from churnsense.text.evaluate import evaluate_release, per_language_drop
 from churnsense.text.export import check_parity, export_onnx, quantize_int8
@@ -19,7 +22,7 @@ from churnsense.text.labels import HEADS, encode_labels
 from churnsense.text.lit_module import FeedbackLitModule
 from churnsense.text.metrics import confusion
 from churnsense.text.model import FeedbackNet, TextEncoder, load_bert
-from churnsense.text.release import load_release, predict_texts
+from churnsense.text.release import FeedbackRelease, load_release, predict_texts, score_feedback_batch
 from churnsense.text.tokenize import TextTokenizer
 from churnsense.text.tracking import log_feedback_run, package_versions
 
@@ -75,6 +78,20 @@ def write_release(net: FeedbackNet, fc: DictConfig, cfg: DictConfig, out: Path, 
     return result
 
 
+def write_drift_reference(cfg: DictConfig, frame: pd.DataFrame, release: FeedbackRelease) -> None:
+    """drift_reference.json in the release: its reference texts (`reference_texts`) scored by the release itself;
+    nothing when `drift.enabled` is false."""
+    if cfg.get("drift") is None or not cfg.drift.enabled:
+        return
+    table = cfg.feedback.data.get("feedback_table")
+    texts = reference_texts(frame, Path(table).name if table else None, int(cfg.drift.feedback_reference_rows),
+                            int(cfg.seed))
+    scored, _ = score_feedback_batch(texts[["text"]], release, "text")
+    settings = ProfileSettings(bins=int(cfg.drift.bins), max_categories=int(cfg.drift.max_categories))
+    sources = sorted(texts["source"].astype(str).unique()) if "source" in texts else []
+    feedback_reference_profile(scored, settings, "text", {"texts": sources}).save(release.path / REFERENCE_FILE)
+
+
 def train_feedback(cfg: DictConfig) -> dict[str, float]:
     """Composition root: data -> model -> Lightning fit -> dev metrics -> release + MLflow; returns metrics."""
     fc = cfg.feedback
@@ -82,7 +99,8 @@ def train_feedback(cfg: DictConfig) -> dict[str, float]:
     if fc.get("num_threads"):
         torch.set_num_threads(int(fc.num_threads))
     tokenizer = TextTokenizer.from_file(Path(fc.encoder_path) / "tokenizer.json", int(fc.max_length))
-    train_set = fdata.FeedbackDataset(training_frame(fc, int(cfg.seed)), tokenizer)
+    frame = training_frame(fc, int(cfg.seed))
+    train_set = fdata.FeedbackDataset(frame, tokenizer)
     dev = fdata.dev_set(fc.dev_path) if fc.get("dev_path") else fdata.dev_set()
     dev_set = fdata.FeedbackDataset(dev, tokenizer)
     net = build_net(fc)
@@ -98,6 +116,7 @@ def train_feedback(cfg: DictConfig) -> dict[str, float]:
     out = Path(fc.release_dir)
     metrics.update(write_release(module.net, fc, cfg, out, dev, tokenizer, metrics))
     release = load_release(out)
+    write_drift_reference(cfg, frame, release)
     probs, _ = predict_texts(release, dev["text"].tolist())
     confusions = {}
     for head in ("sentiment", "topic"):

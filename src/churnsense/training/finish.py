@@ -40,9 +40,10 @@ def release_dir(cfg: DictConfig, out_dir: Path) -> Path:
     return Path(cfg.export.release_dir)
 
 
-def export_release(cfg: DictConfig, data: Any, graph: ScoringGraph, out_dir: Path,
-                   metadata: dict[str, Any]) -> tuple[Path, dict[str, float]]:
-    """Export the scoring graph, check parity on a held-out test batch (raises on failure), write the release."""
+def export_release(cfg: DictConfig, data: Any, graph: ScoringGraph, out_dir: Path, metadata: dict[str, Any],
+                   extra_json: dict[str, Any] | None = None) -> tuple[Path, dict[str, float]]:
+    """Export the scoring graph, check parity on a held-out test batch (raises on failure), write the release
+    (with the `extra_json` documents)."""
     sizes = [int(s) for s in cfg.export.parity_batch_sizes]
     held_out = held_out_batch(data.arrays["test"], max(sizes))
     onnx_path = export_onnx(graph, held_out, out_dir / "model.onnx", opset=int(cfg.export.opset))
@@ -50,9 +51,28 @@ def export_release(cfg: DictConfig, data: Any, graph: ScoringGraph, out_dir: Pat
                           atol=float(cfg.export.atol))
     metadata = {**metadata, "parity_max_abs_diff": max(parity.values()), "opset": int(cfg.export.opset)}
     release = write_release(release_dir(cfg, out_dir), onnx_path, data.pipeline,
-                            OmegaConf.to_container(cfg, resolve=True), metadata)
+                            OmegaConf.to_container(cfg, resolve=True), metadata, extra_json)
     log.info("release written to %s", release)
     return release, parity
+
+
+def drift_reference(cfg: DictConfig, data: Any, p_val: np.ndarray) -> dict[str, Any]:
+    """`{drift_reference.json: profile}` for the release: the training split's inputs and history, and the
+    validation predictions with the insights' at-risk rule; {} when `drift.enabled` is false."""
+    if cfg.get("drift") is None or not cfg.drift.enabled:
+        return {}
+    from churnsense.core.drift import ProfileSettings
+    from churnsense.insights.enrich import risk_threshold
+    from churnsense.monitoring.churn import churn_reference_profile
+    from churnsense.monitoring.run import REFERENCE_FILE
+
+    insights = OmegaConf.to_container(cfg.insights, resolve=True) if cfg.get("insights") is not None else {}
+    settings = ProfileSettings(bins=int(cfg.drift.bins), max_categories=int(cfg.drift.max_categories))
+    profile = churn_reference_profile(data.snapshots["train"], data.pipeline.categorical, data.pipeline.numeric,
+                                      settings, p_val, risk_threshold(p_val, insights),
+                                      {"data": str(cfg.data.get("name", "")), "split": "train",
+                                       "predictions": "validation"})
+    return {REFERENCE_FILE: profile.to_dict()}
 
 
 def fit_release_insights(cfg: DictConfig, data: Any, release: Path, p_val: np.ndarray) -> dict[str, float]:
@@ -123,10 +143,10 @@ def finish_run(cfg: DictConfig, data: Any, module: Any, datamodule: Any, mlf: An
                 "seq_encoder": str(cfg.model.seq_encoder), "metrics": metrics, "versions": package_versions()}
     release = None
     if cfg.export.enabled:
-        release, parity = export_release(cfg, data, graph, out_dir, metadata)
+        p_val = calibrated_probs(val["logit"], temperature, offset).numpy()
+        release, parity = export_release(cfg, data, graph, out_dir, metadata, drift_reference(cfg, data, p_val))
         metrics.update({f"export/{k}": v for k, v in parity.items()})
         if cfg.get("insights") is not None and cfg.insights.get("enabled", True):
-            p_val = calibrated_probs(val["logit"], temperature, offset).numpy()
             metrics.update(fit_release_insights(cfg, data, release, p_val))
     if mlf is not None:
         _track(cfg, data, mlf, metrics, plots, best_ckpt, release, graph, commit, step)

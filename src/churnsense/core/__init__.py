@@ -1,0 +1,1 @@
+"""Machinery shared by every capability (no torch, no Lightning)."""

@@ -1,0 +1,63 @@
+"""`DriftMonitor`: one scoring run's drift check against the reference profile saved in its release.
+
+Fed partition by partition (`add`), compared once (`finish`): writes `<output stem>.drift.json` and `.drift.html`
+next to the scores and prints one line when a feature drifted.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from churnsense.core.drift import DriftReport, DriftThresholds, Profile, ProfileAccumulator, Values, compare
+from churnsense.core.drift_report import alert_line, drift_paths, write_drift_html, write_drift_json
+
+REFERENCE_FILE = "drift_reference.json"
+log = logging.getLogger(__name__)
+
+
+class DriftMonitor:
+    """Accumulates a run's counts in the reference's bins and compares them at the end."""
+
+    def __init__(self, reference: Profile, thresholds: DriftThresholds, source: str = ""):
+        self.reference, self.thresholds, self.source = reference, thresholds, source
+        self.accumulator = ProfileAccumulator(reference, thresholds.max_new_categories)
+        self.seconds = 0.0  # time spent in add + finish (the monitoring overhead of the run)
+
+    def add(self, values: Mapping[str, Values]) -> None:
+        """Count one partition's `{feature: values}`."""
+        started = time.perf_counter()
+        self.accumulator.add(values)
+        self.seconds += time.perf_counter() - started
+
+    def finish(self, output: str | Path, task: str, meta: Mapping[str, Any] | None = None) -> DriftReport:
+        """Compare, write drift.json + drift.html beside `output`, print the alert line if a feature drifted."""
+        started = time.perf_counter()
+        current = self.accumulator.profile()
+        report = compare(self.reference, current, self.thresholds)
+        json_path, html_path = drift_paths(output)
+        info = {"task": task, "scores": str(output), "reference": self.source, **dict(meta or {})}
+        write_drift_json(report, current, json_path, info)
+        write_drift_html(report, html_path, f"Drift of {Path(output).name} against its training reference", info)
+        self.seconds += time.perf_counter() - started
+        line = alert_line(report, task, html_path)
+        if line:
+            print(line)
+        log.info("drift: %d/%d features drifted (%.2f s) -> %s", report.summary["drifted"],
+                 report.summary["tested"], self.seconds, html_path)
+        return report
+
+
+def open_monitor(release_dir: str | Path, cfg: Mapping[str, Any] | None) -> DriftMonitor | None:
+    """The run's monitor: None when `cfg` (the `drift` config block) is absent or disabled, or when the release
+    has no reference profile (older release: warned once, scoring goes on)."""
+    if not cfg or not cfg.get("enabled", False):
+        return None
+    path = Path(release_dir) / REFERENCE_FILE
+    if not path.is_file():
+        log.warning("drift monitoring skipped: %s has no %s (retrain the release to add one)", release_dir,
+                    REFERENCE_FILE)
+        return None
+    return DriftMonitor(Profile.load(path), DriftThresholds.from_config(cfg), str(path))
