@@ -120,3 +120,43 @@ def test_serve_feedback_with_bad_rows(tiny_encoder, tmp_path):
     assert summary.balanced and summary.rows_in == 4 and len(out) == 2 and len(rej) == 2
     assert {"customer_id", "text", "channel", "sentiment", "p_negative", "topic", "language"} <= set(out.columns)
     assert sorted(rej["row"]) == [2, 4]
+
+
+def test_feedback_drift_reference_and_serving_report(tiny_encoder, tmp_path, capsys):
+    """The release's reference (its texts scored by itself) is written at training time; serving another sample of
+    the same texts flags nothing, serving much longer texts flags their length."""
+    from churnsense.core.drift import Profile
+    from churnsense.text.data import dev_set, synthetic_feedback
+    from churnsense.text.serving import serve_feedback
+    from churnsense.text.training import build_net, write_drift_reference, write_release
+
+    cfg = _feedback_cfg(tiny_encoder, tmp_path)
+    cfg.feedback.export.int8 = False
+    cfg.seed, cfg.drift = 0, OmegaConf.load("conf/drift/default.yaml")
+    torch.manual_seed(0)  # the untrained heads: their predictions are part of the profile
+    write_release(build_net(cfg.feedback).eval(), cfg.feedback, cfg, tmp_path / "rel", dev_set().head(4),
+                  TextTokenizer.from_file(tiny_encoder / "tokenizer.json", 32), {})
+    from churnsense.text.release import load_release
+
+    frame = pd.concat([synthetic_feedback(400, 0).assign(source="feedback.parquet"),
+                       synthetic_feedback(50, 5).assign(source="synth")], ignore_index=True)
+    cfg.feedback.data.feedback_table = "data/demo/feedback.parquet"
+    write_drift_reference(cfg, frame, load_release(tmp_path / "rel"))
+    ref = Profile.load(tmp_path / "rel" / "drift_reference.json")
+    assert ref.meta["texts"] == ["feedback.parquet"] and ref.meta["rows"] == 400  # the customer feedback rows
+    assert set(ref.features) == {"text_length", "language", "sentiment", "p_negative", "topic"}
+    drift = OmegaConf.load("conf/serve/drift/default.yaml")
+    docs = {}
+    for name, texts in (("same", synthetic_feedback(400, 1)["text"]),
+                        ("longer", synthetic_feedback(400, 2)["text"].str.cat([" and also "] * 400).str.repeat(3))):
+        src = tmp_path / f"{name}.csv"
+        pd.DataFrame({"customer_id": range(400), "text": texts}).to_csv(src, index=False)
+        serve = OmegaConf.create({"model": str(tmp_path / "rel"), "input": str(src), "text_column": "text",
+                                  "output": str(tmp_path / f"{name}.csv.out.parquet"), "rejects": None,
+                                  "chunk_size": 128, "progress": False, "drift": drift})
+        serve_feedback(serve)
+        docs[name] = json.loads((tmp_path / f"{name}.csv.out.drift.json").read_text())
+    out = capsys.readouterr().out
+    assert docs["same"]["summary"]["drifted_features"] == [] and docs["same"]["summary"]["tested"] == 5
+    assert docs["longer"]["summary"]["drifted_features"] == ["text_length"]
+    assert [line for line in out.splitlines() if line.startswith("DRIFT feedback")][0].count("text_length") == 1

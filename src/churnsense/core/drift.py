@@ -166,7 +166,7 @@ def reference_feature(values: Values, group: str, settings: ProfileSettings) -> 
     else:
         profile = FeatureProfile(CATEGORICAL, group, categories={})
     profile.add(values)
-    if profile.kind == CATEGORICAL and len(profile.categories) > settings.max_categories:
+    if profile.kind == CATEGORICAL:  # most frequent first; beyond max_categories pooled in `other`
         ranked = sorted(profile.categories.items(), key=lambda kv: (-kv[1], kv[0]))
         profile.categories = dict(ranked[:settings.max_categories])
         profile.other = sum(n for _, n in ranked[settings.max_categories:])

@@ -50,7 +50,7 @@ def _bars_svg(feature: FeatureDrift) -> str:
     bins.sort(key=lambda b: order[b["label"]])
     top = max([max(b["reference"], b["current"]) for b in bins] + [1e-9])
     row, label_w, bar_w = 26, 180, 360
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 70}" height="{row * len(bins) + 4}"'
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 120}" height="{row * len(bins) + 4}"'
              f' role="img" aria-label="{html.escape(feature.name)} reference vs current">']
     for i, b in enumerate(bins):
         y = i * row + 2
