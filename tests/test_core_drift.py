@@ -22,6 +22,7 @@ PLANS, LANGS = ["basic", "standard", "premium", "unlimited"], ["en", "ru", "uk",
 def thresholds(**overrides) -> DriftThresholds:
     """The repository's serving thresholds (conf/serve/drift/default.yaml), with overrides."""
     cfg = OmegaConf.to_container(OmegaConf.load(CONF / "serve" / "drift" / "default.yaml"))
+    cfg.pop("mlflow")
     return DriftThresholds.from_config({**cfg, **overrides})
 
 
@@ -92,6 +93,13 @@ def test_missing_values_are_a_bin_of_their_own(reference):
     assert tenure.missing_current == pytest.approx(0.3, abs=0.02) and tenure.top_shifted[0]["label"] == "(missing)"
 
 
+def test_infinite_values_count_as_missing_and_profiles_stay_strict_json():
+    values = pd.Series([1.0, 2.0, np.inf, -np.inf, np.nan, 3.0])
+    ref = reference_profile({"x": ("derived", values)}, ProfileSettings(bins=2))
+    assert ref.features["x"].missing == 3 and ref.features["x"].rows == 6 and ref.features["x"].hi == 3.0
+    json.dumps(ref.to_dict(), allow_nan=False)
+
+
 def test_streaming_and_merging_equal_one_shot_counts(reference):
     frame = customers(5_000, seed=5, price=1.1)
     _, streamed = run(reference, frame, parts=7)
@@ -130,6 +138,7 @@ def test_unknown_categories_are_counted_in_bounded_memory():
     assert len(cur.categories) == 6 and cur.other == 35 and cur.rows == 1000
     report = compare(ref, acc.profile(), thresholds(max_new_categories=5))
     assert report.drifted == ["city"] and len(report.features[0].new_categories) == 5
+    assert report.features[0].new_share == pytest.approx(0.04)  # the pooled unknown ones count as new too
 
 
 def test_truncated_reference_does_not_call_rare_categories_new():
@@ -185,6 +194,14 @@ def test_json_html_and_alert_line(reference, tmp_path):
 
 def test_config_block_is_fully_read():
     cfg = OmegaConf.to_container(OmegaConf.load(CONF / "serve" / "drift" / "default.yaml"))
-    assert set(cfg) - {"enabled"} == set(DriftThresholds.__dataclass_fields__)
+    assert set(cfg) - {"enabled", "mlflow"} == set(DriftThresholds.__dataclass_fields__)
     train = OmegaConf.load(CONF / "drift" / "default.yaml")
     assert {"bins", "max_categories"} <= set(train) and set(ProfileSettings.__dataclass_fields__) <= set(train)
+
+
+def test_misspelt_config_key_is_named():
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF / "serve" / "drift" / "default.yaml"))
+    cfg.pop("mlflow")
+    cfg["psi_treshold"] = cfg.pop("psi")
+    with pytest.raises(ValueError, match=r"unknown keys \['psi_treshold'\], missing keys \['psi'\]"):
+        DriftThresholds.from_config(cfg)

@@ -94,7 +94,8 @@ def serve(release: Path, base: Path, output: Path, *extra: str):
         cfg = compose("serve", overrides=[
             "task=churn", f"model={release}", f"input.customers={base / 'customers.parquet'}",
             f"input.events={base / 'events.parquet'}", f"input.feedback={base / 'feedback.parquet'}",
-            f"output={output}", "progress=false", "feedback_model=null", "insights=false", "partitions=3", *extra])
+            f"output={output}", "progress=false", "feedback_model=null", "insights=false", "partitions=3",
+            "drift.mlflow.enabled=false", *extra])
     serve_churn(cfg)
     report = output.with_name(f"{output.stem}.drift.json")
     return json.loads(report.read_text()) if report.is_file() else None
@@ -113,14 +114,24 @@ def test_reference_profile_is_saved_with_the_release(demo):
 
 
 def test_unshifted_scoring_run_flags_nothing(demo, tmp_path, capsys):
-    doc = serve(demo["release"], demo["unshifted"], tmp_path / "scores.csv")
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    doc = serve(demo["release"], demo["unshifted"], tmp_path / "scores.csv", "drift.mlflow.enabled=true",
+                f"drift.mlflow.tracking_uri={uri}", f"drift.mlflow.artifact_location={(tmp_path / 'mlartifacts').as_uri()}")
     out = capsys.readouterr().out
     assert doc["summary"]["drifted_features"] == [] and doc["summary"]["passed"], doc["summary"]
     assert doc["summary"]["tested"] == 15 and "DRIFT" not in out
     assert (tmp_path / "scores.drift.html").is_file()
     scored = pd.read_csv(tmp_path / "scores.csv")
-    assert doc["current_profile"]["features"]["churn_probability"]["counts"] and \
-        sum(doc["current_profile"]["features"]["churn_probability"]["counts"]) == len(scored)
+    assert sum(doc["current_profile"]["features"]["churn_probability"]["counts"]) == len(scored)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("churnsense-monitoring").experiment_id])
+    assert run.data.tags["drift.passed"] == "True" and run.data.metrics["drift/drifted"] == 0
+    assert run.data.metrics["drift/psi/tenure_days"] == pytest.approx(
+        next(f["value"] for f in doc["features"] if f["name"] == "tenure_days"))
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "drift")} == {"drift/scores.drift.json",
+                                                                                 "drift/scores.drift.html"}
 
 
 def test_planted_shift_flags_exactly_the_shifted_features(demo, tmp_path, capsys):

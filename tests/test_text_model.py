@@ -146,6 +146,7 @@ def test_feedback_drift_reference_and_serving_report(tiny_encoder, tmp_path, cap
     assert ref.meta["texts"] == ["feedback.parquet"] and ref.meta["rows"] == 400  # the customer feedback rows
     assert set(ref.features) == {"text_length", "language", "sentiment", "p_negative", "topic"}
     drift = OmegaConf.load("conf/serve/drift/default.yaml")
+    drift.mlflow.enabled = False
     docs = {}
     for name, texts in (("same", synthetic_feedback(400, 1)["text"]),
                         ("longer", synthetic_feedback(400, 2)["text"].str.cat([" and also "] * 400).str.repeat(3))):

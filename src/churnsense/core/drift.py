@@ -56,14 +56,19 @@ class DriftThresholds:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> DriftThresholds:
-        """From the `drift` config block (unknown keys are ignored: `enabled` and the like belong to the caller)."""
-        keys = {f for f in cls.__dataclass_fields__}
+        """From the serving `drift` config block (its `enabled` switch is the caller's); a misspelt or missing key
+        is a ValueError naming it."""
+        keys = set(cls.__dataclass_fields__)
+        unknown, missing = set(cfg) - keys - {"enabled"}, keys - set(cfg) - {"per_feature"}
+        if unknown or missing:
+            raise ValueError(f"drift config: unknown keys {sorted(unknown)}, missing keys {sorted(missing)} "
+                             f"(expected {sorted(keys)})")
         return cls(**{k: (dict(v) if k == "per_feature" else v) for k, v in cfg.items() if k in keys})
 
 
 def kind_of(values: Values) -> str:
     """`numeric` for numbers (not booleans), else `categorical`."""
-    dtype = getattr(values, "dtype", None) or np.asarray(values).dtype
+    dtype = values.dtype if hasattr(values, "dtype") else np.asarray(values).dtype
     if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):
         return CATEGORICAL
     return NUMERIC
@@ -118,9 +123,9 @@ class FeatureProfile:
         `max_new` such categories is pooled in `other`, so memory stays bounded whatever the input."""
         if self.kind == NUMERIC:
             x = _floats(values)
-            nan = np.isnan(x)
-            x = x[~nan]
-            self.missing += int(nan.sum())
+            bad = ~np.isfinite(x)  # NaN and +-inf count as missing (quantiles and JSON see finite numbers only)
+            x = x[~bad]
+            self.missing += int(bad.sum())
             idx = np.searchsorted(np.asarray(self.edges, dtype="float64"), x, side="right")
             self.counts = (np.asarray(self.counts) + np.bincount(idx, minlength=len(self.counts))).tolist()
             if x.size:
@@ -315,7 +320,8 @@ def compare_feature(name: str, ref: FeatureProfile, cur: FeatureProfile, thresho
     rs, cs = r / max(n_ref, 1), c / max(n_cur, 1)
     new = [{"category": k, "rows": int(cur.categories[k]), "share": cur.categories[k] / max(n_cur, 1)}
            for k in new_names]
-    new_share = float(sum(d["share"] for d in new))
+    unnamed = cur.other if ref.kind == CATEGORICAL and ref.other == 0 else 0  # unknown, beyond max_new_categories
+    new_share = float(sum(d["rows"] for d in new) + unnamed) / max(n_cur, 1)
     if n_cur == 0 or n_ref == 0:
         value, status = None, "no data"
     elif n_cur < thresholds.min_rows:

@@ -1,11 +1,12 @@
 """`DriftMonitor`: one scoring run's drift check against the reference profile saved in its release.
 
 Fed partition by partition (`add`), compared once (`finish`): writes `<output stem>.drift.json` and `.drift.html`
-next to the scores and prints one line when a feature drifted.
+next to the scores, logs them to MLflow (when `drift.mlflow.enabled`) and prints one line when a feature drifted.
 """
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,11 +19,41 @@ REFERENCE_FILE = "drift_reference.json"
 log = logging.getLogger(__name__)
 
 
+def log_to_mlflow(report: DriftReport, files: list[Path], task: str, info: Mapping[str, Any],
+                  cfg: Mapping[str, Any]) -> str:
+    """One MLflow run per scoring run (experiment `cfg["experiment_name"]`): PSI per feature, drifted share and
+    count, pass/fail and the run's files as tags, drift.json + drift.html as artifacts; returns its run id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(cfg["tracking_uri"])
+    if mlflow.get_experiment_by_name(cfg["experiment_name"]) is None:
+        mlflow.create_experiment(cfg["experiment_name"], artifact_location=cfg["artifact_location"])
+    mlflow.set_experiment(cfg["experiment_name"])
+    s = report.summary
+    with mlflow.start_run(run_name=f"drift-{task}-{Path(str(info.get('scores', ''))).stem}") as run:
+        mlflow.set_tags({"task": task, "drift.passed": str(s["passed"]),
+                         "drift.drifted_features": ",".join(s["drifted_features"]) or "-",
+                         **{f"drift.{k}": str(v) for k, v in info.items()}})
+        metrics = {"drift/drifted_share": s["drifted_share"], "drift/drifted": s["drifted"],
+                   "drift/tested": s["tested"]}
+        metrics.update({f"drift/psi/{_metric_name(f.name)}": f.value for f in report.features if f.value is not None})
+        mlflow.log_metrics(metrics)
+        for path in files:
+            mlflow.log_artifact(str(path), "drift")
+    return run.info.run_id
+
+
+def _metric_name(name: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_.\- ]", "_", name)
+
+
 class DriftMonitor:
     """Accumulates a run's counts in the reference's bins and compares them at the end."""
 
-    def __init__(self, reference: Profile, thresholds: DriftThresholds, source: str = ""):
+    def __init__(self, reference: Profile, thresholds: DriftThresholds, source: str = "",
+                 mlflow: Mapping[str, Any] | None = None):
         self.reference, self.thresholds, self.source = reference, thresholds, source
+        self.mlflow = dict(mlflow) if mlflow and mlflow.get("enabled") else None
         self.accumulator = ProfileAccumulator(reference, thresholds.max_new_categories)
         self.seconds = 0.0  # time spent in add + finish (the monitoring overhead of the run)
 
@@ -41,6 +72,11 @@ class DriftMonitor:
         info = {"task": task, "scores": str(output), "reference": self.source, **dict(meta or {})}
         write_drift_json(report, current, json_path, info)
         write_drift_html(report, html_path, f"Drift of {Path(output).name} against its training reference", info)
+        if self.mlflow is not None:
+            try:
+                log_to_mlflow(report, [json_path, html_path], task, info, self.mlflow)
+            except Exception as err:  # the scores are published already: a tracking outage must not fail the run
+                log.warning("drift: not logged to MLflow (%s: %s)", type(err).__name__, err)
         self.seconds += time.perf_counter() - started
         line = alert_line(report, task, html_path)
         if line:
@@ -60,4 +96,5 @@ def open_monitor(release_dir: str | Path, cfg: Mapping[str, Any] | None) -> Drif
         log.warning("drift monitoring skipped: %s has no %s (retrain the release to add one)", release_dir,
                     REFERENCE_FILE)
         return None
-    return DriftMonitor(Profile.load(path), DriftThresholds.from_config(cfg), str(path))
+    settings = {k: v for k, v in cfg.items() if k != "mlflow"}
+    return DriftMonitor(Profile.load(path), DriftThresholds.from_config(settings), str(path), cfg.get("mlflow"))
