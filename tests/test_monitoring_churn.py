@@ -161,3 +161,13 @@ def test_events_per_customer_counts_zero_history_rows():
         ["2025-01-01", "2025-01-01", "2025-01-01", "2025-02-01"]), "event_type": "usage"})
     assert events_per_customer(Snapshot(static, history)).tolist() == [2, 0, 1, 1]
     assert events_per_customer(Snapshot(static.iloc[:3], history.iloc[:3])).tolist() == [2, 0, 1]
+
+
+def test_release_without_reference_scores_with_a_warning(demo, tmp_path, caplog):
+    import shutil
+
+    old = shutil.copytree(demo["release"], tmp_path / "old_release")
+    (old / REFERENCE_FILE).unlink()
+    with caplog.at_level("WARNING"):
+        assert serve(old, demo["unshifted"], tmp_path / "scores.csv") is None
+    assert (tmp_path / "scores.csv").is_file() and f"has no {REFERENCE_FILE}" in caplog.text

@@ -299,16 +299,15 @@ def _bins(ref: FeatureProfile, cur: FeatureProfile) -> tuple[list[str], np.ndarr
         new: list[str] = []
     else:
         known = list(ref.categories)
+        unknown = [k for k in cur.categories if k not in ref.categories]
         pooled = ref.other > 0  # a truncated reference cannot tell a new category from a rare one
-        new = [] if pooled else sorted((k for k in cur.categories if k not in ref.categories),
-                                       key=lambda k: -cur.categories[k])
-        extra = [k for k in cur.categories if k not in ref.categories]
-        labels = known + ([OTHER] if pooled or cur.other else []) + new
-        r = [ref.categories[k] for k in known] + ([ref.other] if pooled or cur.other else []) + [0] * len(new)
-        tail = cur.other + (sum(cur.categories[k] for k in extra) if pooled else 0)
-        c = [cur.categories.get(k, 0) for k in known] + ([tail] if pooled or cur.other else []) + \
-            [cur.categories[k] for k in new]
-        r, c = np.asarray(r, float), np.asarray(c, float)
+        new = [] if pooled else sorted(unknown, key=lambda k: -cur.categories[k])
+        other_cur = cur.other + (sum(cur.categories[k] for k in unknown) if pooled else 0)
+        with_other = int(bool(ref.other or other_cur))  # the (other) bin: pooled tails of both sides
+        labels = known + [OTHER] * with_other + new
+        r = np.asarray([ref.categories[k] for k in known] + [ref.other] * with_other + [0] * len(new), float)
+        c = np.asarray([cur.categories.get(k, 0) for k in known] + [other_cur] * with_other +
+                       [cur.categories[k] for k in new], float)
     return labels + [MISSING], np.append(r, ref.missing), np.append(c, cur.missing), new
 
 
