@@ -69,7 +69,8 @@ class DriftMonitor:
         current = self.accumulator.profile()
         report = compare(self.reference, current, self.thresholds)
         json_path, html_path = drift_paths(output)
-        info = {"task": task, "scores": str(output), "reference": self.source, **dict(meta or {})}
+        info = {"task": task, "scores": str(output), "reference": self.source, **dict(meta or {}),
+                "accumulate_seconds": round(self.seconds, 3)}
         write_drift_json(report, current, json_path, info)
         write_drift_html(report, html_path, f"Drift of {Path(output).name} against its training reference", info)
         if self.mlflow is not None:
