@@ -126,3 +126,41 @@ def test_serve_feedback_with_bad_rows(tiny_encoder, tmp_path):
     assert summary.balanced and summary.rows_in == 4 and len(out) == 2 and len(rej) == 2
     assert {"customer_id", "text", "channel", "sentiment", "p_negative", "topic", "language"} <= set(out.columns)
     assert sorted(rej["row"]) == [2, 4]
+
+
+def test_feedback_drift_reference_and_serving_report(tiny_encoder, tmp_path, capsys):
+    """The release's reference (its texts scored by itself) is written at training time; serving another sample of
+    the same texts flags nothing, serving much longer texts flags their length."""
+    from churnsense.core.drift import Profile
+    from churnsense.feedback.data import dev_set, synthetic_feedback
+    from churnsense.feedback.serve import serve_feedback
+    from churnsense.feedback.train import build_net, write_drift_reference, write_feedback_release
+
+    cfg = _feedback_cfg(tiny_encoder, tmp_path)
+    cfg.export.int8, cfg.seed = False, 0
+    torch.manual_seed(0)  # the untrained heads: their predictions are part of the profile
+    (tmp_path / "rel").mkdir()
+    write_feedback_release(tmp_path / "rel", build_net(cfg.model).eval(), cfg, dev_set().head(4),
+                           TextTokenizer.from_file(tiny_encoder / "tokenizer.json", 32), {})
+    frame = pd.concat([synthetic_feedback(400, 0).assign(source="feedback.parquet"),
+                       synthetic_feedback(50, 5).assign(source="synth")], ignore_index=True)
+    cfg.corpus.feedback_table = "data/demo/feedback.parquet"
+    write_drift_reference(tmp_path / "rel", cfg, frame)
+    ref = Profile.load(tmp_path / "rel" / "drift_reference.json")
+    assert ref.meta["texts"] == ["feedback.parquet"] and ref.meta["rows"] == 400  # the customer feedback rows
+    assert set(ref.features) == {"text_length", "language", "sentiment", "p_negative", "topic"}
+    docs = {}
+    for name, texts in (("same", synthetic_feedback(400, 1)["text"]),
+                        ("longer", synthetic_feedback(400, 2)["text"].str.cat([" and also "] * 400).str.repeat(3))):
+        src = tmp_path / f"{name}.csv"
+        pd.DataFrame({"customer_id": range(400), "text": texts}).to_csv(src, index=False)
+        with initialize_config_dir(config_dir=str(Path(CONF) / "serve"), version_base="1.3"):
+            serve = compose("serve", overrides=["task=feedback", f"model={tmp_path / 'rel'}", f"input={src}",
+                                                f"output={tmp_path / f'{name}.csv.out.parquet'}", "chunk_size=128",
+                                                "progress=false", "drift.mlflow.enabled=false"])
+        serve_feedback(serve)
+        docs[name] = json.loads((tmp_path / f"{name}.csv.out.drift.json").read_text())
+    out = capsys.readouterr().out
+    assert docs["same"]["summary"]["drifted_features"] == [] and docs["same"]["summary"]["tested"] == 5
+    assert docs["longer"]["summary"]["drifted_features"] == ["text_length"]
+    assert [line for line in out.splitlines() if line.startswith("DRIFT feedback")][0].count("text_length") == 1

@@ -57,6 +57,11 @@ def test_one_epoch_tracked_run(synth_root: Path):
     assert state.at_risk_threshold is not None and 0 < state.monthly_retention <= 1 and state.event_types
     assert state.background["seq_type"].shape == (64, int(cfg.data.framing.max_events))
     assert "insights/at_risk_threshold" in metrics
+    from churnsense.core.drift import Profile
+
+    drift = Profile.load(release / "drift_reference.json")  # in the release before it was published
+    assert {"plan", "monthly_charge", "event_type", "churn_probability", "at_risk"} <= set(drift.features)
+    assert drift.meta["at_risk_threshold"] == pytest.approx(state.at_risk_threshold, abs=0.05)
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("churnsense-churn").experiment_id])
@@ -64,8 +69,8 @@ def test_one_epoch_tracked_run(synth_root: Path):
     assert run.data.params["model.seq_encoder"] == "gru" and len(run.data.tags["git_commit"]) >= 40
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"plots", "release", "checkpoints"} <= top
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "release")} >= {"release/model.onnx",
-                                                                                    "release/pipeline.json"}
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "release")} >= {
+        "release/model.onnx", "release/pipeline.json", "release/drift_reference.json"}
     versions = client.search_model_versions("name='churnsense-churn'")
     assert len(versions) == 1 and versions[0].run_id == run.info.run_id
     info = mlflow.models.get_model_info(f"models:/churnsense-churn/{versions[0].version}")

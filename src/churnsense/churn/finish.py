@@ -24,8 +24,12 @@ from churnsense.churn.release import write_churn_release
 from churnsense.core.io import read_table
 from churnsense.core.release import staged_release
 from churnsense.core.tracking import TrackedRun, package_versions
+from churnsense.core.drift import Profile, ProfileSettings
+from churnsense.insights.enrich import risk_threshold
 from churnsense.insights.fit import fit_insights
 from churnsense.insights.state import InsightsState
+from churnsense.monitoring.churn import churn_reference_profile
+from churnsense.monitoring.run import REFERENCE_FILE
 
 if TYPE_CHECKING:
     from churnsense.churn.train import PreparedData
@@ -85,6 +89,18 @@ def fit_release_insights(cfg: DictConfig, data: PreparedData, p_val: np.ndarray)
     return state
 
 
+def drift_reference(cfg: DictConfig, data: PreparedData, p_val: np.ndarray) -> Profile | None:
+    """The release's drift reference (`drift_reference.json`): the training split's inputs and history, and the
+    validation predictions with the insights' at-risk rule; None when `drift.enabled` is false."""
+    if not cfg.drift.enabled:
+        return None
+    insights = OmegaConf.to_container(cfg.insights, resolve=True)
+    settings = ProfileSettings(bins=int(cfg.drift.bins), max_categories=int(cfg.drift.max_categories))
+    return churn_reference_profile(data.snapshots["train"], data.pipeline.categorical, data.pipeline.numeric,
+                                   settings, p_val, risk_threshold(p_val, insights),
+                                   {"data": str(cfg.data.name), "split": "train", "predictions": "validation"})
+
+
 def insights_metrics(state: InsightsState | None) -> dict[str, float]:
     """The fitted insights' numbers worth tracking (segments, at-risk threshold, held-out Qini / AUUC)."""
     if state is None:
@@ -138,14 +154,16 @@ def finish_run(cfg: DictConfig, data: PreparedData, module: Any, datamodule: Any
         onnx_path, parity = export_checked(cfg, data, graph, out_dir)
         metrics.update({f"export/{k}": v for k, v in parity.items()})
         metadata.update(parity_max_abs_diff=max(parity.values()), opset=int(cfg.export.opset))
-        state = None
-        if cfg.insights.enabled:
-            state = fit_release_insights(cfg, data, calibrated_probs(val["logit"], temperature, offset).numpy())
-            metrics.update(insights_metrics(state))
+        p_val = calibrated_probs(val["logit"], temperature, offset).numpy()
+        state = fit_release_insights(cfg, data, p_val) if cfg.insights.enabled else None
+        metrics.update(insights_metrics(state))
         config = OmegaConf.to_container(cfg, resolve=True)
         card = model_card(cfg, metrics, data)
         with staged_release(release_dir(cfg, out_dir)) as staging:
             write_churn_release(staging, onnx_path, data.pipeline, config, metadata, state, card)
+            reference = drift_reference(cfg, data, p_val)
+            if reference is not None:
+                reference.save(staging / REFERENCE_FILE)
         release = release_dir(cfg, out_dir)
         log.info("release published at %s", release)
     if run is not None:

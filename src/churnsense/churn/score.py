@@ -8,7 +8,7 @@ mapping) unless `validated=True`, in which case they are already canonical (see 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -74,7 +74,7 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
                       sources: Mapping[str, str] | None = None, rejected_ids: set | None = None,
                       risk_bands: Mapping[str, float] | None = None, batch_size: int = 1024,
                       feedback_release=None, text_column: str = "text",
-                      insights: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      insights: bool = False, monitor: Callable | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score one batch of customers: (scored, rejects).
 
     scored: customer_id, churn_probability, risk_band, p_churn_<h>d per hazard horizon (if the model has them),
@@ -83,6 +83,7 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
     frames carry one, else 1-based positions. `rejected_ids` are customer ids rejected elsewhere (other chunks).
     `cutoff` None: the release's rule (day after the latest timestamp in this batch); pass one for a whole file.
     `insights`: add reasons, segment, action, routing and value columns (`churnsense.insights.enrich`).
+    `monitor`: called as `monitor(snapshot, scored)` on a non-empty batch (drift monitoring counts it).
     """
     spec, sources = release.spec, {**{k: k for k in KINDS}, **(sources or {})}
     frames = dict(zip(KINDS, (_ensure_rows(customers), _ensure_rows(events), _ensure_rows(feedback))))
@@ -117,6 +118,8 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
         rejects.append(rej)
     scored, snapshot, features = _score(customers, events, feedback, release, cutoff,
                                         risk_bands or DEFAULT_RISK_BANDS, batch_size)
+    if monitor is not None and snapshot is not None:
+        monitor(snapshot, scored)
     if insights:  # an empty batch gets the (typed, empty) insight columns too: every partition has one schema
         scored = enrich(scored, _canonical(customers), _canonical(events), _canonical(feedback), release, cutoff,
                         snapshot=snapshot, batch=features)

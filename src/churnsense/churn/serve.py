@@ -26,6 +26,8 @@ from churnsense.churn.score import score_churn_batch
 from churnsense.data.contract import KINDS
 from churnsense.data.framing import scoring_cutoff
 from churnsense.data.validation import read_columns, validate_chunk
+from churnsense.monitoring.churn import churn_observer
+from churnsense.monitoring.run import open_monitor
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,8 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
     primary = "customers" if "customers" in inputs else "events"
     summary = RunSummary(task="churn")
     show = bool(cfg.progress)
+    monitor = open_monitor(release.path, cfg.drift, cfg.tracking_uri)  # drift of this run vs the release's reference
+    observe = churn_observer(monitor, release.pipeline.categorical, release.pipeline.numeric) if monitor else None
     with tempfile.TemporaryDirectory(prefix="churnsense-parts-", dir=cfg.tmp_dir) as tmp, \
             io.AtomicTableWriter(output) as writer, RejectsWriter(rejects_path) as rejects:
         parts = partition_inputs(inputs, release, k, Path(tmp), int(cfg.chunk_size), rejects, show)
@@ -120,7 +124,7 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
                 frames["customers"], frames["events"], frames["feedback"], release, cutoff, validated=True,
                 sources=inputs, rejected_ids=parts.rejected_ids, risk_bands=dict(cfg.risk_bands),
                 batch_size=int(cfg.batch_size), feedback_release=feedback_release,
-                text_column=str(cfg.text_column), insights=bool(cfg.insights))
+                text_column=str(cfg.text_column), insights=bool(cfg.insights), monitor=observe)
             writer.write(scored)
             rejects.write(rej)
             scored_customers += len(scored)
@@ -137,4 +141,6 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
     unit = "" if primary == "customers" else f" ({scored_customers:,} customers from events)"
     print(summary.line() + unit)
     print(f"cutoff {cutoff.date()} | {k} partition(s) | scores -> {output} | rejects -> {rejects_path}")
+    if monitor is not None:
+        monitor.finish(output, "churn", {"cutoff": str(cutoff.date()), "release": str(release.path)})
     return summary

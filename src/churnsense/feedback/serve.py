@@ -14,6 +14,8 @@ from churnsense.core.rejects import RejectsWriter, rejects_path_for
 from churnsense.core.runs import RunSummary, progress
 from churnsense.feedback.release import load_release
 from churnsense.feedback.score import score_feedback_batch
+from churnsense.monitoring.feedback import feedback_scoring_values
+from churnsense.monitoring.run import open_monitor
 
 
 def serve_feedback(cfg: DictConfig) -> RunSummary:
@@ -25,12 +27,15 @@ def serve_feedback(cfg: DictConfig) -> RunSummary:
     summary, truncated = RunSummary(task="feedback"), 0
     bar = progress(io.count_rows(cfg.input), "feedback", bool(cfg.progress))
     source = Path(cfg.input).name
+    monitor = open_monitor(release.path, cfg.drift, cfg.tracking_uri)  # drift of this run vs the release's reference
     with io.AtomicTableWriter(output) as writer, RejectsWriter(rejects_path) as rejects_writer:
         for first_row, chunk in io.iter_chunks(cfg.input, int(cfg.chunk_size)):
             scored, rejects = score_feedback_batch(chunk, release, cfg.text_column, first_row=first_row,
                                                    source=source)
             writer.write(scored)
             rejects_writer.write(rejects)
+            if monitor is not None:
+                monitor.add(feedback_scoring_values(scored, cfg.text_column))
             summary.rows_in += len(chunk)
             summary.scored += len(scored)
             summary.rejected += len(rejects)
@@ -40,4 +45,6 @@ def serve_feedback(cfg: DictConfig) -> RunSummary:
     summary.finish()
     print(summary.line() + f" | truncated texts {truncated:,} (max {release.tokenizer.max_length} tokens)")
     print(f"scores -> {output} | rejects -> {rejects_path}")
+    if monitor is not None:
+        monitor.finish(output, "feedback", {"release": str(release.path)})
     return summary

@@ -19,6 +19,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from churnsense.core.drift import ProfileSettings
 from churnsense.core.lightning import is_rank_zero, make_trainer, run_dir
 from churnsense.core.release import staged_release, write_json, write_yaml
 from churnsense.core.tracking import TrackedRun, git_commit, package_versions, run_name
@@ -32,8 +33,10 @@ from churnsense.feedback.model import FeedbackNet, TextEncoder, load_bert
 from churnsense.feedback.plots import save_confusion_png
 from churnsense.feedback.pyfunc import FeedbackPyfunc
 from churnsense.feedback.release import load_release
-from churnsense.feedback.score import predict_texts
+from churnsense.feedback.score import predict_texts, score_feedback_batch
 from churnsense.feedback.tokenize import TextTokenizer
+from churnsense.monitoring.feedback import feedback_reference_profile, reference_texts
+from churnsense.monitoring.run import REFERENCE_FILE
 
 log = logging.getLogger(__name__)
 SERVING_REQUIREMENTS = ("onnxruntime", "tokenizers", "numpy", "pandas", "pyarrow", "churnsense")
@@ -92,6 +95,20 @@ def write_feedback_release(folder: Path, net: FeedbackNet, cfg: DictConfig, dev:
     return result
 
 
+def write_drift_reference(folder: Path, cfg: DictConfig, frame: pd.DataFrame) -> None:
+    """`drift_reference.json` in the release folder: its reference texts (`reference_texts`) scored by the release
+    itself; nothing when `drift.enabled` is false."""
+    if not cfg.drift.enabled:
+        return
+    table = cfg.corpus.feedback_table
+    texts = reference_texts(frame, Path(table).name if table else None, int(cfg.drift.feedback_reference_rows),
+                            int(cfg.seed))
+    scored, _ = score_feedback_batch(texts[["text"]], load_release(folder), "text")
+    settings = ProfileSettings(bins=int(cfg.drift.bins), max_categories=int(cfg.drift.max_categories))
+    sources = sorted(texts["source"].astype(str).unique()) if "source" in texts else []
+    feedback_reference_profile(scored, settings, "text", {"texts": sources}).save(folder / REFERENCE_FILE)
+
+
 def dev_confusions(release_dir: Path, dev: pd.DataFrame) -> dict[str, np.ndarray]:
     """Confusion matrices of the released model on the dev set (sentiment, topic)."""
     probs, _ = predict_texts(load_release(release_dir), dev["text"].tolist())
@@ -108,7 +125,8 @@ def train_feedback(cfg: DictConfig) -> dict[str, float]:
     if cfg.model.num_threads:
         torch.set_num_threads(int(cfg.model.num_threads))
     tokenizer = TextTokenizer.from_file(Path(cfg.model.encoder_path) / "tokenizer.json", int(cfg.model.max_length))
-    train_set = fdata.FeedbackDataset(training_frame(cfg.corpus, int(cfg.seed)), tokenizer)
+    frame = training_frame(cfg.corpus, int(cfg.seed))
+    train_set = fdata.FeedbackDataset(frame, tokenizer)
     dev = fdata.dev_set(cfg.corpus.dev_path) if cfg.corpus.dev_path else fdata.dev_set()
     dev_set = fdata.FeedbackDataset(dev, tokenizer)
     module = instantiate(cfg.model.module)(net=build_net(cfg.model), label_names=HEADS,
@@ -127,6 +145,7 @@ def train_feedback(cfg: DictConfig) -> dict[str, float]:
     release = Path(cfg.export.release_dir)
     with staged_release(release) as staging:
         metrics.update(write_feedback_release(staging, module.net, cfg, dev, tokenizer, metrics))
+        write_drift_reference(staging, cfg, frame)
     log.info("release published at %s", release)
     if run is not None:
         _track(cfg, run, metrics, release, dev, out_dir, int(trainer.global_step) + 1)
