@@ -67,12 +67,29 @@ def load_state(release_dir: str | Path) -> InsightsState:
     return InsightsState(**d)
 
 
+FILLED_SECTIONS = ("reasons", "routing", "scripts")  # sections whose missing knobs come from the default
+
+
 def load_config(release_dir: str | Path | None = None) -> dict[str, Any]:
-    """The `insights` section of the release's resolved `config.yaml`, else the repository default."""
+    """The `insights` section of the release's resolved `config.yaml`, else the repository default. Knobs a
+    release predates (a missing top-level section, or a missing key of `reasons` / `routing` / `scripts`) are
+    taken from the repository default; what the release has is never changed."""
     from omegaconf import OmegaConf
 
+    default = OmegaConf.to_container(OmegaConf.load(DEFAULT_CONFIG), resolve=True)
     if release_dir is not None and (Path(release_dir) / "config.yaml").is_file():
         cfg = OmegaConf.load(Path(release_dir) / "config.yaml")
         if cfg.get("insights") is not None:
-            return OmegaConf.to_container(cfg.insights, resolve=True)
-    return OmegaConf.to_container(OmegaConf.load(DEFAULT_CONFIG), resolve=True)
+            return with_defaults(OmegaConf.to_container(cfg.insights, resolve=True), default)
+    return default
+
+
+def with_defaults(cfg: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
+    """`cfg` with missing top-level sections, and missing keys of `FILLED_SECTIONS`, taken from `default`."""
+    out = dict(cfg)
+    for key, value in default.items():
+        if key not in out or out[key] is None:
+            out[key] = value
+        elif key in FILLED_SECTIONS and isinstance(out[key], dict) and isinstance(value, dict):
+            out[key] = {**{k: v for k, v in value.items() if k not in out[key]}, **out[key]}
+    return out
