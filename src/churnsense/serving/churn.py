@@ -7,6 +7,7 @@ appended to the output, which is published atomically together with the rejects 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -109,6 +110,18 @@ def load_feedback_release(cfg: DictConfig, inputs: dict[str, str], release: Chur
     return load_release(path, threads=int(cfg.get("num_threads", 0) or 0))
 
 
+def crm_export_for(cfg: DictConfig, output: Path) -> contextlib.AbstractContextManager:
+    """The run's CRM export (published after the scores, discarded when the run fails); a null context when
+    `crm_export.enabled` is off or insights are off (the export is built from the insight columns)."""
+    ccfg = cfg.get("crm_export") or {}
+    if not ccfg.get("enabled", False) or not cfg.get("insights", False):
+        return contextlib.nullcontext()
+    from churnsense.insights.crm_export import CrmExport, export_dir_for
+
+    target = Path(ccfg["dir"]) if ccfg.get("dir") else export_dir_for(output)
+    return CrmExport(target, list(ccfg.get("formats") or ["csv", "jsonl"]), list(ccfg.get("split_by") or []))
+
+
 def serve_churn(cfg: DictConfig) -> io.RunSummary:
     """Composition root of churn batch scoring; prints and returns the run summary."""
     release = ChurnRelease.load(str(cfg.model), num_threads=int(cfg.get("num_threads", 0) or 0))
@@ -120,7 +133,8 @@ def serve_churn(cfg: DictConfig) -> io.RunSummary:
     primary = "customers" if "customers" in inputs else "events"
     summary = io.RunSummary(task="churn")
     show = bool(cfg.get("progress", True))
-    with tempfile.TemporaryDirectory(prefix="churnsense-parts-", dir=cfg.get("tmp_dir")) as tmp, \
+    with crm_export_for(cfg, output) as crm, \
+            tempfile.TemporaryDirectory(prefix="churnsense-parts-", dir=cfg.get("tmp_dir")) as tmp, \
             io.AtomicTableWriter(output) as writer, io.RejectsWriter(rejects_path) as rejects:
         parts = partition_inputs(inputs, release, k, Path(tmp), int(cfg.chunk_size), rejects, show)
         cutoff = resolve_cutoff(cfg.get("cutoff"), release, parts.max_ts)
@@ -135,6 +149,8 @@ def serve_churn(cfg: DictConfig) -> io.RunSummary:
                 text_column=str(cfg.get("text_column", "text")), insights=bool(cfg.get("insights", False)))
             writer.write(scored)
             rejects.write(rej)
+            if crm is not None:
+                crm.add(scored)
             scored_customers += len(scored)
             bar.update(len(frames[primary]))
         bar.close()
@@ -149,4 +165,6 @@ def serve_churn(cfg: DictConfig) -> io.RunSummary:
     unit = "" if primary == "customers" else f" ({scored_customers:,} customers from events)"
     print(summary.line() + unit)
     print(f"cutoff {cutoff.date()} | {k} partition(s) | scores -> {output} | rejects -> {rejects_path}")
+    if crm is not None:
+        print(f"CRM export: {len(crm.calls):,} call-list rows -> {crm.target}")
     return summary
