@@ -169,6 +169,12 @@ def test_reasons_are_worded_only_when_true():
         "high monthly charge: 90.00 (typical 50.00)"]
     assert reason_texts(["price_increase"], {**typical, "monthly_charge": 55.0}, [en], 3)[0] == []
     assert reason_texts(["usage_decline"], {"usage_drop_pct": -30.0}, [en], 3)[0] == []  # usage rose
+    # an automatic code with its own entry says only what the entry says; others get the generic words
+    assert reason_texts(["attr:payment_method"], {"payment_method": "card_auto"}, [en], 3)[0] == []
+    assert reason_texts(["attr:payment_method"], {"payment_method": "e_check"}, [en], 3)[1]["en"] == [
+        "pays by e-check: no automatic payment, a bill is easy to miss"]
+    assert reason_texts(["attr:region"], {"region": "north"}, [en], 3)[1]["en"] == [
+        "region “north”: linked to a higher churn risk"]
     assert reason_texts(["negative_feedback"], {"neg_feedback_n_90d": 0.0, "feedback_n_90d": 4.0}, [en], 3)[0] == []
 
 
@@ -191,3 +197,13 @@ def test_queue_and_script_language_rule():
                           "feedback_language": ["he", "he", "uk", None, "ru"]})
     lang = service_language(facts, ["language", "feedback_language"], LANGS, "en")
     assert lang.tolist() == ["ru", "he", "uk", "en", "uk"]
+
+
+def test_release_config_without_the_new_knobs_gets_them_from_the_default():
+    from churnsense.insights.state import with_defaults
+
+    old = {"reasons": {"top_k": 2, "groups": {"x": {"cat": ["c"]}}}, "playbook": {"x": {"action": "call"}}}
+    cfg = with_defaults(old, CFG)
+    assert cfg["reasons"]["top_k"] == 2 and cfg["reasons"]["groups"] == {"x": {"cat": ["c"]}}  # kept
+    assert cfg["reasons"]["min_share"] == CFG["reasons"]["min_share"] and cfg["scripts"] == CFG["scripts"]
+    assert cfg["playbook"] == {"x": {"action": "call"}}  # a release's playbook is never extended

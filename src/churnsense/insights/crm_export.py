@@ -86,7 +86,8 @@ def _safe(name: object) -> str:
 class CrmExport:
     """Collects enriched score frames and publishes the CRM folder `target` in one step."""
 
-    def __init__(self, target: str | Path, formats: Iterable[str] = FORMATS, split_by: Iterable[str] = ("queue", "team")):
+    def __init__(self, target: str | Path, formats: Iterable[str] = FORMATS,
+                 split_by: Iterable[str] = ("queue", "team")):
         self.target = Path(target)
         self.formats = [f for f in formats if f in FORMATS]
         if not self.formats:

@@ -2,8 +2,9 @@
 
 Rules: a reason is shown only when one of its variants is true for the customer (its `when` conditions hold and
 its facts are known), so a favourable value is never worded as a risk; a fact is stated once per customer (each
-reason takes a variant that leaves the facts of the others to them, or is dropped when all it could say is said). The reason codes kept are decided in the primary
-language (the first given, English by default); the customer's language then words the same codes.
+reason takes a variant that leaves the facts of the others to them, or is dropped when all it could say is said).
+The reason codes kept are decided in the primary language (the first given, English by default); the customer's
+language then words the same codes.
 """
 from __future__ import annotations
 
@@ -43,10 +44,12 @@ class ReasonEntry:
 
 
 def reason_entry(code: str, language: Language, facts: Mapping[str, Any]) -> ReasonEntry:
-    """The variants for `code`: its own entry in `reasons`, then (automatic codes) the generic `auto` ones."""
+    """The variants for `code`: its own entry in `reasons`; an automatic code without one gets the generic `auto`
+    variants (an own entry for an automatic code, e.g. `attr:payment_method`, replaces them: its values without a
+    variant are then never worded as reasons)."""
     own = language.section("reasons").get(code) or []
     own = own if isinstance(own, list) else [own]
-    auto = language.section("auto")
+    auto = language.section("auto") if not own else {}
     kind, _, name = code.partition(":")
     if code.startswith(AUTO_EVENTS):
         alias = {a: f"{name}_{a}" for a in EVENT_ALIASES}

@@ -70,7 +70,8 @@ def _table(frame: pd.DataFrame, formats: Mapping[str, str] | None = None, limit:
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = ""
     if limit is not None and len(frame) > limit:
-        more = f"<p class='more'>{limit} of {len(frame):,} rows shown" + (f"; all in {_e(csv_name)}" if csv_name else "") + "</p>"
+        where = f"; all in {_e(csv_name)}" if csv_name else ""
+        more = f"<p class='more'>{limit} of {len(frame):,} rows shown{where}</p>"
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
 
 
@@ -98,7 +99,9 @@ def segment_summary(scores: pd.DataFrame, profile: pd.DataFrame | None) -> pd.Da
         g["churn_source"] = g["segment"].map(p["churn_rate_source"]).fillna("predicted")
     g = g.sort_values("value_at_risk", ascending=False)
     return g[["segment_name", "customers", "at_risk", "churn", "churn_source", "value_at_risk", "actions",
-              "top_reasons"]].rename(columns={"segment_name": "segment"})
+              "top_reasons"]].rename(columns={"segment_name": "segment", "at_risk": "at risk",
+                                              "churn_source": "churn is", "value_at_risk": "value at risk",
+                                              "actions": "calls", "top_reasons": "top reasons (at risk)"})
 
 
 def period_summary(frame: pd.DataFrame, periods: int = 6) -> pd.DataFrame:
@@ -123,16 +126,21 @@ def _kpis(summary: Mapping[str, Any]) -> str:
 
 
 def _call_rows(calls: pd.DataFrame) -> str:
+    """Rows of one queue; the script of its first call with reasons is open, the others one click away."""
     rows = []
-    for _, r in calls.iterrows():
+    with_reasons = calls["top_reasons_local"].fillna("").ne("").to_numpy()
+    first = int(with_reasons.argmax()) if with_reasons.any() else 0
+    for i, (_, r) in enumerate(calls.iterrows()):
         lang = str(r.get("script_language") or "en")
         d = _direction(lang)
-        script = (f"<details><summary>script ({_e(lang)})</summary><div class='script' dir='{d}' lang='{_e(lang)}'>"
+        reasons = bidi_html(r["top_reasons_local"]) if with_reasons[i] else "—"
+        script = (f"<details{' open' if i == first else ''}><summary>script ({_e(lang)})</summary>"
+                  f"<div class='script' dir='{d}' lang='{_e(lang)}'>"
                   f"{bidi_html(r['call_script'])}</div></details>")
         rows.append(f"<tr><td class='n'>{int(r['rank'])}</td><td>{_e(r['customer_id'])}</td><td>{_e(r['team'])}</td>"
                     f"<td>{_e(r['recommended_action'])}</td><td class='n'>{_num(r['churn_probability'], '.0%')}</td>"
                     f"<td class='n'>{_num(r['expected_saved_value'])}</td>"
-                    f"<td dir='{d}' lang='{_e(lang)}'>{bidi_html(r['top_reasons_local'])}</td><td>{script}</td></tr>")
+                    f"<td dir='{d}' lang='{_e(lang)}'>{reasons}</td><td>{script}</td></tr>")
     head = ("<tr><th>rank</th><th>customer</th><th>team</th><th>action</th><th>risk</th><th>expected saved</th>"
             "<th>reasons (customer's language)</th><th>call script</th></tr>")
     return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
@@ -147,8 +155,9 @@ def call_list_section(calls: pd.DataFrame, rows_per_queue: int, export_name: str
                                    expected_saved_value=("expected_saved_value", "sum"),
                                    language=("script_language", "first"),
                                    teams=("team", lambda t: ", ".join(f"{k} {v}" for k, v in t.value_counts().items())))
-    q = q.sort_values("expected_saved_value", ascending=False).reset_index()
-    parts = [_table(q, {"calls": ",d", "value_at_risk": ",.0f", "expected_saved_value": ",.0f"})]
+    q = q.sort_values("expected_saved_value", ascending=False).reset_index().rename(
+        columns={"value_at_risk": "value at risk", "expected_saved_value": "expected saved value"})
+    parts = [_table(q, {"calls": ",d", "value at risk": ",.0f", "expected saved value": ",.0f"})]
     for queue in q["queue"]:
         part = calls[calls["queue"] == queue]
         parts.append(f"<h3>{_e(queue)}: {len(part):,} calls</h3>" + _call_rows(part.head(rows_per_queue)))
@@ -171,14 +180,15 @@ def write_page(path: Path, summary: Mapping[str, Any], scores: pd.DataFrame, cal
              f"<div class='sub'>scores at cutoff {_e(cutoff)}; at risk = churn probability above the release's "
              f"threshold; values in the revenue currency</div>", _kpis(summary),
              "<h2>Segments</h2>",
-             _table(segment_summary(scores, frames.get("segments")), {"customers": ",d", "at_risk": ",d",
-                                                                       "churn": ".1%", "value_at_risk": ",.0f",
-                                                                       "actions": ",d"})]
+             _table(segment_summary(scores, frames.get("segments")), {"customers": ",d", "at risk": ",d",
+                                                                       "churn": ".1%", "value at risk": ",.0f",
+                                                                       "calls": ",d"})]
     if "top_reasons" in frames and len(frames["top_reasons"]):
-        top = frames["top_reasons"].assign(reason=lambda t: t["reason"].map(reason_label))
+        top = frames["top_reasons"].assign(reason=lambda t: t["reason"].map(reason_label)).rename(
+            columns={"value_at_risk": "value at risk", "mean_risk": "mean risk", "share": "share of explained"})
         parts += ["<h2>Top reasons (first reason of each at-risk customer)</h2>",
-                  _table(top, {"customers": ",d", "value_at_risk": ",.0f", "mean_risk": ".1%", "share": ".1%"},
-                         table_rows, "top_reasons.csv")]
+                  _table(top, {"customers": ",d", "value at risk": ",.0f", "mean risk": ".1%",
+                               "share of explained": ".1%"}, table_rows, "top_reasons.csv")]
     parts += ["<h2>Call list by queue</h2>", call_list_section(calls, rows_per_queue, export_name)]
     if images:
         parts += ["<h2>Charts</h2>"] + [f"<img src='{_e(p.name)}' alt='{_e(p.stem)}'>" for p in images]
