@@ -104,13 +104,19 @@ def segment_summary(scores: pd.DataFrame, profile: pd.DataFrame | None) -> pd.Da
                                               "actions": "calls", "top_reasons": "top reasons (at risk)"})
 
 
-def period_summary(frame: pd.DataFrame, periods: int = 6) -> pd.DataFrame:
-    """Observed churn rate per segment over the last `periods` months (rows: segments, columns: months)."""
-    last = sorted(frame["period"].astype(str).unique())[-periods:]
-    recent = frame[frame["period"].astype(str).isin(last)]
+def period_summary(frame: pd.DataFrame, names: Mapping[int, str], cutoff: str = "",
+                   periods: int = 6) -> pd.DataFrame:
+    """Observed churn rate per segment and month (rows: segment names, columns: months): the first `periods`
+    months from the cutoff's month when the data goes past it (a backtest: the scored customers were all active
+    before it), else the last `periods` months."""
+    months = sorted(frame["period"].astype(str).unique())
+    after = [m for m in months if cutoff and m[:7] >= cutoff[:7]]
+    shown = after[:periods] if after else months[-periods:]
+    recent = frame[frame["period"].astype(str).isin(shown)]
     table = recent.pivot_table(index="segment", columns="period", values="churn_rate", aggfunc="mean")
     table.columns = [str(c)[:7] for c in table.columns]
-    return table.reset_index()
+    table.index = [names.get(int(i), str(int(i))) for i in table.index]
+    return table.rename_axis("segment").reset_index()
 
 
 def _kpis(summary: Mapping[str, Any]) -> str:
@@ -160,7 +166,8 @@ def call_list_section(calls: pd.DataFrame, rows_per_queue: int, export_name: str
     parts = [_table(q, {"calls": ",d", "value at risk": ",.0f", "expected saved value": ",.0f"})]
     for queue in q["queue"]:
         part = calls[calls["queue"] == queue]
-        parts.append(f"<h3>{_e(queue)}: {len(part):,} calls</h3>" + _call_rows(part.head(rows_per_queue)))
+        calls_word = "call" if len(part) == 1 else "calls"
+        parts.append(f"<h3>{_e(queue)}: {len(part):,} {calls_word}</h3>" + _call_rows(part.head(rows_per_queue)))
         if len(part) > rows_per_queue:
             parts.append(f"<p class='more'>{rows_per_queue} of {len(part):,} shown; the whole list is in "
                          f"{_e(export_name)}</p>")
@@ -196,8 +203,9 @@ def write_page(path: Path, summary: Mapping[str, Any], scores: pd.DataFrame, cal
         if name in ("segments", "top_reasons") or frame is None or not len(frame):
             continue
         if name == "churn_by_segment_period":
-            recent = period_summary(frame)
-            parts += ["<h2>Observed churn rate by segment, last months</h2>",
+            names = scores.drop_duplicates("segment").set_index("segment")["segment_name"].to_dict()
+            recent = period_summary(frame, names, cutoff)
+            parts += ["<h2>Observed churn rate by segment and month</h2>",
                       _table(recent, {c: ".1%" for c in recent.columns if c != "segment"}),
                       f"<p class='more'>all months, with active and churned counts: {name}.csv</p>"]
             continue
