@@ -61,6 +61,22 @@ def test_plural_forms_at_the_edge_numbers(lang):
 
 
 @pytest.mark.parametrize("lang", LANGS)
+def test_scripts_at_the_edge_numbers(lang):
+    language = load_language(lang)
+    terms = offer_terms("outages", "call", CFG["scripts"])
+    for n, expected in OUTAGES[lang].items():
+        script = render_script("outages", "call", {"outage_n_30d": float(n)}, language, terms).text
+        opening = script.split("\n")[0]
+        assert expected.strip() in opening, (n, opening)
+    price = {"price_change_last": 0.12, "price_change_days_since": 0.0}
+    script = render_script("price_increase", "discount", price, language,
+                           offer_terms("price_increase", "discount", CFG["scripts"])).text
+    assert TODAY[lang] in script.split("\n")[0]
+    if language.rtl:  # every digit of the script reads left to right
+        assert not re.search(r"\d", re.sub(f"{LRI}[^{PDI}]*{PDI}", "", script))
+
+
+@pytest.mark.parametrize("lang", LANGS)
 def test_days_ago_reads_today_and_counts_whole_days(lang):
     today = words("price_increase", {"price_change_last": 0.1, "price_change_days_since": 0.0}, lang)[0]
     assert TODAY[lang] in today and not re.search(r"\b0\b", today)
