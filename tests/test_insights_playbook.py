@@ -54,26 +54,31 @@ def test_enriched_schema():
     scored = pd.DataFrame({"customer_id": ids, "churn_probability": [0.9, 0.1, 0.4]})
     facts = pd.DataFrame({"monthly_charge": [50.0, 20.0, 30.0], "language": ["he", "en", "ru"]}, index=ids)
     reasons = pd.DataFrame({"customer_id": ["C1", "C3"], "reason_codes": ["price_increase", "outages"],
-                            "top_reasons": ["price rose 20%", "3 outages"], "reason_1": ["price_increase", "outages"],
+                            "top_reasons": ["price rose 20%", "3 outages"], "top_reasons_local": ["x", "y"],
+                            "reason_1": ["price_increase", "outages"],
                             "reason_1_text": ["price rose 20%", "3 outages"], "reason_2": "", "reason_2_text": "",
                             "reason_3": "", "reason_3_text": ""})
     out = add_insights(scored, facts, reasons, InsightsState(monthly_retention=0.97), cfg)
     assert list(out.columns) == ["customer_id", "churn_probability"] + INSIGHT_COLUMNS
     assert out["recommended_action"].tolist() == ["discount", "none", "call"]
+    assert out["action_reason"].tolist() == ["price_increase", "", "outages"]
     assert out["queue"].tolist() == ["he-critical", "", "ru-standard"]
+    assert out["script_language"].tolist() == ["he", "", "ru"]  # the queue's language
+    assert out.loc[1, "call_script"] == "" and out.loc[0, "call_script"].count("\n") == 5
     assert out.loc[0, "value_at_risk"] == out.loc[0, "cltv"] * 0.9
     assert out["team"].tolist() == ["retention", "", "retention"]
 
 
 def test_report_files(tmp_path):
-    from churnsense.insights.report import CRM_COLUMNS, write_report
+    from churnsense.insights.crm_export import CALL_LIST, columns
+    from churnsense.insights.report import write_report
 
     cfg = default_insights_config()
     ids = [f"C{i}" for i in range(6)]
     scored = pd.DataFrame({"customer_id": ids, "churn_probability": [0.9, 0.1, 0.4, 0.3, 0.05, 0.7]})
     facts = pd.DataFrame({"monthly_charge": [50.0, 20, 30, 40, 10, 60], "language": "en"}, index=ids)
     reasons = pd.DataFrame({"customer_id": ids, "reason_codes": "outages", "top_reasons": "outages",
-                            "reason_1": "outages", "reason_1_text": "outages", "reason_2": "", "reason_2_text": "",
+                            "top_reasons_local": "outages", "reason_1": "outages", "reason_1_text": "outages", "reason_2": "", "reason_2_text": "",
                             "reason_3": "", "reason_3_text": ""})
     out = add_insights(scored, facts, reasons, InsightsState(monthly_retention=0.97), cfg)
     cutoff = pd.Timestamp("2025-06-01")
@@ -85,8 +90,9 @@ def test_report_files(tmp_path):
     at_end = write_report(out, tmp_path / "end", InsightsState(), cfg, {"ground_truth": truth}, horizon_days=365)
     assert "reason_hit_rates" not in at_end  # window not inside the data: nothing observed, nothing claimed
     files = write_report(out, tmp_path, InsightsState(), cfg, {"ground_truth": truth}, horizon_days=90)
-    crm = pd.read_csv(files["call_list"])
-    assert list(crm.columns) == CRM_COLUMNS + ["rank"] and crm["expected_saved_value"].is_monotonic_decreasing
+    crm = pd.read_csv(files["crm"] / f"{CALL_LIST}.csv")
+    assert list(crm.columns) == columns(CALL_LIST) and crm["expected_saved_value"].is_monotonic_decreasing
+    assert crm["rank"].tolist() == list(range(1, len(crm) + 1)) and len(crm) >= 1
     hits = pd.read_csv(files["reason_hit_rates"]).set_index("mechanism")
     assert hits.loc["outages", "top1"] == 1.0 and hits.loc["all", "n"] == 3
     assert files["html"].is_file()

@@ -6,13 +6,13 @@ import pandas as pd
 
 from churnsense.insights.attribution import (BatchLayout, GroupSpec, attribute_groups, build_group_index,
                                              merge_sequences)
-from churnsense.insights.reasons import customer_facts, global_ranking, hit_rates, reason_text, reasons_frame
+from churnsense.insights.reason_texts import reason_texts
+from churnsense.insights.reasons import customer_facts, global_ranking, hit_rates, rank_reasons, reasons_frame
+from churnsense.insights.wording import load_language
 
 LAYOUT = BatchLayout(["contract"], ["price", "price__missing"], ["<pad>", "<unk>", "usage", "outage"])
 GROUPS = [GroupSpec("price_increase", num=["price*"]), GroupSpec("outages", events=["outage"]),
           GroupSpec("short_contract", cat=["contract"]), GroupSpec("usage_decline", events=["usage"])]
-VOCAB = {"outages": {"driver": "outages", "text": "{outage_n_30d:.0f} outages in the last 30 days"},
-         "price_increase": {"driver": "price_increase", "text": "price rose {pct:.0%}", "fallback": "price"}}
 
 
 def planted(n: int = 60, seed: int = 0):
@@ -55,11 +55,15 @@ def test_reasons_match_planted_drivers():
     assert index.names == ["price_increase", "outages", "short_contract", "usage_decline", "other"]  # other: <unk>
     attr = attribute_groups(logit, batch, index, n_samples=3, n_background=8, seed=1)
     ids = [f"C{i}" for i in range(len(driver))]
-    facts = pd.DataFrame({"outage_n_30d": np.where(driver == "outages", 3.0, 0.0)}, index=ids)
-    frame = reasons_frame(ids, attr, index.names, facts, VOCAB, top_k=3, min_logit=0.05)
+    facts = pd.DataFrame({"outage_n_30d": np.where(driver == "outages", 3.0, 0.0),
+                          "price_change_last": np.where(driver == "price_increase", 0.2, np.nan),
+                          "price_change_days_since": 9.5, "contract": "month_to_month"}, index=ids)
+    frame = reasons_frame(ids, attr, index.names, facts, top_k=3, min_logit=0.05, min_share=0.15)
     assert (frame["reason_1"].to_numpy() == driver).mean() >= 0.95
     assert frame.loc[driver == "outages", "reason_1_text"].eq("3 outages in the last 30 days").all()
-    assert frame.loc[driver == "price_increase", "reason_1_text"].eq("price").all()  # missing fact -> fallback
+    assert frame.loc[driver == "price_increase", "reason_1_text"].eq("price rose 20% 10 days ago").all()
+    assert frame.loc[driver == "short_contract", "reason_1_text"].eq("month-to-month contract: can leave any day").all()
+    assert frame["top_reasons_local"].equals(frame["top_reasons"])  # no customer language given: English
     np.testing.assert_allclose(attr[:, index.names.index("usage_decline")], 0.0, atol=1e-9)  # unused input
     truth = pd.Series(driver, index=ids)
     rates = hit_rates(frame.set_index("customer_id")["reason_codes"], truth, {}, global_ranking(attr, index.names))
@@ -67,21 +71,30 @@ def test_reasons_match_planted_drivers():
     assert overall["top1"] >= 0.95 and overall["baseline_top1"] < 0.5 and overall["top3"] == 1.0
 
 
-def test_ablation_method_and_text():
+def test_ablation_method():
     batch, driver = planted(9)
     index = build_group_index(LAYOUT, GROUPS)
     attr = attribute_groups(logit, batch, index, method="ablation", n_background=2)
     assert attr.shape == (9, 5)
-    assert reason_text("price_increase", {"pct": 0.15}, VOCAB) == "price rose 15%"
-    assert reason_text("nope_code", {}, VOCAB) == "nope code"
 
 
-def test_reason_text_never_states_a_zero_count():
-    vocab = {"outages": {"text": "{n30:.0f} outages in the last 30 days", "requires": ["n30"],
-                         "otherwise": "outage history ({n90:.0f} in the last 90 days)", "fallback": "recent outages"}}
-    assert reason_text("outages", {"n30": 3, "n90": 4}, vocab) == "3 outages in the last 30 days"
-    assert reason_text("outages", {"n30": 0, "n90": 2}, vocab) == "outage history (2 in the last 90 days)"
-    assert reason_text("outages", {"n30": float("nan")}, vocab) == "recent outages"
+def test_only_risk_raising_contributions_above_the_share_are_reasons():
+    groups = ["a", "b", "c", "other"]
+    attr = np.array([[1.0, 0.3, -0.5, 0.2],    # shares of 1.5: a 67%, b 20%, other 13% (never shown)
+                     [0.1, 0.05, 0.0, 0.0],    # a 67% but below min_logit 0.2
+                     [0.4, 0.4, 0.39, 0.0]])
+    ranked = rank_reasons(attr, groups, top_k=3, min_logit=0.2, exclude=["other"], min_share=0.25)
+    assert ranked == [["a"], [], ["a", "b", "c"]]
+    assert rank_reasons(attr, groups, None, 0.0, ["other"], 0.1)[0] == ["a", "b"]
+
+
+def test_reason_text_never_states_a_zero_count_nor_a_missing_fact():
+    en = load_language("en")
+    assert reason_texts(["outages"], {"outage_n_30d": 3, "outage_n_90d": 4}, [en], 3)[1]["en"] == [
+        "3 outages in the last 30 days"]
+    assert reason_texts(["outages"], {"outage_n_30d": 0, "outage_n_90d": 1}, [en], 3)[1]["en"] == [
+        "1 outage in the last 90 days"]
+    assert reason_texts(["outages"], {"outage_n_30d": float("nan")}, [en], 3) == ([], {"en": []})  # nothing true
 
 
 def test_customer_facts_counts_and_change():

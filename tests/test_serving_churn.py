@@ -3,6 +3,8 @@ nothing is dropped, outputs appear atomically; every output column (insights inc
 partitioning; the pure batch scorer and the MLflow pyfunc give the same scores."""
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -175,7 +177,14 @@ def test_serve_rejects_bad_rows_and_drops_nothing(release_dir, tmp_path, capsys,
     prob = scores["churn_probability"].astype(float)
     assert prob.between(0, 1).all() and scores["customer_id"].is_unique
     assert set(scores["risk_band"]) <= {"low", "medium", "high"}
-    assert sorted(p.name for p in output.parent.iterdir()) == sorted([output.name, "scores.rejects.csv"])
+    assert sorted(p.name for p in output.parent.iterdir()) == sorted([output.name, "scores.rejects.csv",
+                                                                      "scores.crm"])
+    crm = output.parent / "scores.crm"
+    manifest = json.loads((crm / "manifest.json").read_text())
+    assert manifest["files"]["segment_membership.v1.csv"] == len(scores)  # every scored customer, once
+    calls = pd.read_csv(crm / "call_list.v1.csv")
+    assert len(calls) == (scores["recommended_action"] != "none").sum()
+    assert calls["call_script"].str.len().gt(0).all() and calls["rank"].is_monotonic_increasing
 
 
 

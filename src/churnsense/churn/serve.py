@@ -7,6 +7,8 @@ appended to the output, which is published atomically together with the rejects 
 """
 from __future__ import annotations
 
+import contextlib
+import contextlib
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from churnsense.churn.score import score_churn_batch
 from churnsense.data.contract import KINDS
 from churnsense.data.framing import scoring_cutoff
 from churnsense.data.validation import read_columns, validate_chunk
+from churnsense.insights.crm_export import CrmExport, export_dir_for
 from churnsense.monitoring.churn import churn_observer
 from churnsense.monitoring.run import open_monitor
 
@@ -99,6 +102,15 @@ def load_feedback_release(cfg: DictConfig, inputs: dict[str, str], release: Chur
     return load_release(cfg.feedback_model, threads=int(cfg.num_threads), tracking_uri=cfg.tracking_uri)
 
 
+def crm_export_for(cfg: DictConfig, output: Path) -> contextlib.AbstractContextManager:
+    """The run's CRM export (published after the scores, discarded when the run fails); a null context when
+    `crm_export.enabled` is off or insights are off (the export is built from the insight columns)."""
+    if not cfg.crm_export.enabled or not cfg.insights:
+        return contextlib.nullcontext()
+    target = Path(cfg.crm_export.dir) if cfg.crm_export.dir else export_dir_for(output)
+    return CrmExport(target, list(cfg.crm_export.formats), list(cfg.crm_export.split_by))
+
+
 def serve_churn(cfg: DictConfig) -> RunSummary:
     """Composition root of churn batch scoring; prints and returns the run summary."""
     release = ChurnRelease.load(str(cfg.model), num_threads=int(cfg.num_threads), tracking_uri=cfg.tracking_uri)
@@ -112,7 +124,8 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
     show = bool(cfg.progress)
     monitor = open_monitor(release.path, cfg.drift, cfg.tracking_uri)  # drift of this run vs the release's reference
     observe = churn_observer(monitor, release.pipeline.categorical, release.pipeline.numeric) if monitor else None
-    with tempfile.TemporaryDirectory(prefix="churnsense-parts-", dir=cfg.tmp_dir) as tmp, \
+    with crm_export_for(cfg, output) as crm, \
+            tempfile.TemporaryDirectory(prefix="churnsense-parts-", dir=cfg.tmp_dir) as tmp, \
             io.AtomicTableWriter(output) as writer, RejectsWriter(rejects_path) as rejects:
         parts = partition_inputs(inputs, release, k, Path(tmp), int(cfg.chunk_size), rejects, show)
         cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, parts.max_ts)
@@ -127,6 +140,8 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
                 text_column=str(cfg.text_column), insights=bool(cfg.insights), monitor=observe)
             writer.write(scored)
             rejects.write(rej)
+            if crm is not None:
+                crm.add(scored)
             scored_customers += len(scored)
             bar.update(len(frames[primary]))
         bar.close()
@@ -143,4 +158,6 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
     print(f"cutoff {cutoff.date()} | {k} partition(s) | scores -> {output} | rejects -> {rejects_path}")
     if monitor is not None:
         monitor.finish(output, "churn", {"cutoff": str(cutoff.date()), "release": str(release.path)})
+    if crm is not None:
+        print(f"CRM export: {len(crm.calls):,} call-list rows -> {crm.target}")
     return summary

@@ -1,8 +1,9 @@
 """One function adding the insight columns to a scored frame (used by `serve_churn` per partition).
 
-Added columns (documented for CRM export in README): reason_codes, top_reasons, reason_1..3(_text), segment,
-segment_name, cltv, value_at_risk, recommended_action, talking_points, action_cost, expected_uplift,
-expected_saved_value, queue, team, at_risk.
+Added columns (documented in README): at_risk, reason_codes, top_reasons (primary language), top_reasons_local
+(the customer's language), reason_1..3(_text), segment, segment_name, cltv, value_at_risk, recommended_action,
+action_reason, talking_points, action_cost, expected_uplift, expected_saved_value, queue, team, script_language,
+call_script, and the feedback tonality feedback_last_sentiment, feedback_last_topic, feedback_negative_90d.
 
 Every output row is a function of that customer's rows and the release only (never of the other customers in the
 batch), so partitioning, batch size and row order do not change it: the at-risk threshold, monthly retention, the
@@ -25,17 +26,25 @@ from churnsense.data.framing import make_scoring_snapshot
 from churnsense.data.loading import Tables
 from churnsense.insights.attribution import (INPUT_KEYS, BatchLayout, attribute_groups, build_group_index,
                                              groups_from_config, logit_from_probability)
+from churnsense.insights.reason_texts import typical_facts
 from churnsense.insights.reasons import customer_facts, reasons_frame
+from churnsense.insights.scripts import call_scripts
 from churnsense.insights.segments import assign_segments
 from churnsense.insights.state import InsightsState
 from churnsense.insights.uplift import TLearner
 
-INSIGHT_COLUMNS = ["at_risk", "reason_codes", "top_reasons", "reason_1", "reason_1_text", "reason_2", "reason_2_text",
-                   "reason_3", "reason_3_text", "segment", "segment_name", "cltv", "value_at_risk",
-                   "recommended_action", "talking_points", "action_cost", "expected_uplift", "expected_saved_value",
-                   "queue", "team"]
+INSIGHT_COLUMNS = ["at_risk", "reason_codes", "top_reasons", "top_reasons_local", "reason_1", "reason_1_text",
+                   "reason_2", "reason_2_text", "reason_3", "reason_3_text", "segment", "segment_name", "cltv",
+                   "value_at_risk", "recommended_action", "action_reason", "talking_points", "action_cost",
+                   "expected_uplift", "expected_saved_value", "queue", "team", "script_language", "call_script",
+                   "feedback_last_sentiment", "feedback_last_topic", "feedback_negative_90d"]
 INSIGHT_DTYPES = {"at_risk": "bool", "segment": "int64", "cltv": "float64", "value_at_risk": "float64",
-                  "action_cost": "float64", "expected_uplift": "float64", "expected_saved_value": "float64"}
+                  "action_cost": "float64", "expected_uplift": "float64", "expected_saved_value": "float64",
+                  "feedback_negative_90d": "float64"}
+REASON_COLUMNS = {"reason_codes", "top_reasons", "top_reasons_local", *(f"reason_{k}{t}" for k in (1, 2, 3)
+                                                                        for t in ("", "_text"))}
+TONALITY = {"feedback_last_sentiment": "feedback_last_sentiment", "feedback_last_topic": "feedback_last_topic",
+            "feedback_negative_90d": "neg_feedback_n_90d"}  # output column -> customer fact
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
 
@@ -78,10 +87,12 @@ def layout_of(pipeline) -> BatchLayout:
 
 def explain(batch: dict[str, np.ndarray], ids: np.ndarray, rows: np.ndarray, prob_fn, layout: BatchLayout,
             facts: pd.DataFrame, rcfg: Mapping[str, Any], seed: int = 0,
-            background: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+            background: Mapping[str, np.ndarray] | None = None, language_of: Mapping | None = None,
+            typical: Mapping[str, float] | None = None, texts_dir: str | None = None) -> pd.DataFrame:
     """Reasons for the batch rows `rows`, explained `reasons.max_rows` at a time. Reference population:
     `background` (the release's sample of training customers); None: the whole batch (older releases). Each
-    customer's reference draws and permutations are seeded by `seed` and its id."""
+    customer's reference draws and permutations are seeded by `seed` and its id. `language_of`: customer id ->
+    the language of `top_reasons_local`; `typical`: `reason_texts.typical_facts` of the release."""
     index = build_group_index(layout, groups_from_config(rcfg.get("groups") or {}),
                               auto=bool(rcfg.get("auto_groups", True)))
     ref = dict(background) if background else {k: v for k, v in batch.items() if k in INPUT_KEYS}
@@ -95,20 +106,31 @@ def explain(batch: dict[str, np.ndarray], ids: np.ndarray, rows: np.ndarray, pro
                                       n_samples=int(rcfg.get("n_samples", 6)),
                                       n_background=int(rcfg.get("n_background", 3)), seed=seed, keys=ids[chunk]))
     attr = np.concatenate(parts)
-    return reasons_frame(list(ids[rows]), attr, index.names, facts, rcfg["vocabulary"],
-                         int(rcfg.get("top_k", 3)), float(rcfg.get("min_logit", 0.0)), rcfg.get("not_reasons") or ())
+    return reasons_frame(list(ids[rows]), attr, index.names, facts, int(rcfg.get("top_k", 3)),
+                         float(rcfg.get("min_logit", 0.0)), rcfg.get("not_reasons") or (),
+                         float(rcfg.get("min_share", 0.0)), language_of, typical, str(rcfg.get("language", "en")),
+                         texts_dir)
+
+
+def service_languages(facts: pd.DataFrame, cfg: Mapping[str, Any]) -> pd.Series:
+    """Per customer (facts' index): the language of their queue and call script (`routing` rule)."""
+    rcfg = cfg.get("routing") or {}
+    return pb.service_language(facts, rcfg.get("language_columns") or ["language"], rcfg.get("languages") or ["en"],
+                               str(rcfg.get("default_language", "en")))
 
 
 def add_insights(scored: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFrame | None, state: InsightsState,
-                 cfg: Mapping[str, Any], threshold: float | None = None) -> pd.DataFrame:
+                 cfg: Mapping[str, Any], threshold: float | None = None,
+                 typical: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Pure part: scored (customer_id, churn_probability) + facts + reasons + fitted state -> enriched frame.
-    `threshold`: the at-risk probability (default: `at_risk_threshold(state, ...)`)."""
+    `threshold`: the at-risk probability (default: `at_risk_threshold(state, ...)`); `typical`: constant facts
+    for the texts (`reason_texts.typical_facts`)."""
     out = scored.copy()
     ids = out["customer_id"]
     p = out["churn_probability"].astype(float)
     threshold = threshold if threshold is not None else at_risk_threshold(state, p.to_numpy(), cfg)
     out["at_risk"] = p >= threshold
-    rcols = [c for c in INSIGHT_COLUMNS if c.startswith(("reason", "top_"))]
+    rcols = [c for c in INSIGHT_COLUMNS if c.startswith(("reason", "top_")) and c in REASON_COLUMNS]
     r = reasons.set_index("customer_id")[rcols] if reasons is not None and len(reasons) else pd.DataFrame(columns=rcols)
     for c in rcols:
         out[c] = ids.map(r[c]).fillna("").to_numpy() if len(r) else ""
@@ -132,12 +154,19 @@ def add_insights(scored: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFram
     rec = pb.recommend_actions(out, cfg.get("playbook") or {}, cfg.get("actions") or {}, uplift, out["at_risk"])
     out = pd.concat([out, rec], axis=1)
     rcfg = cfg.get("routing") or {}
-    lang = pb.customer_language(f, rcfg.get("language_columns") or ["language"]).set_axis(out.index)
+    lang = service_languages(f, cfg).set_axis(out.index)
     out["queue"] = pb.route(lang, p, out["recommended_action"], rcfg.get("languages") or ["en"],
                             rcfg.get("tiers") or {"standard": 0.0}, str(rcfg.get("default_language", "en")))
     teams = pd.DataFrame(state.teams) if state.teams else None
     team = pb.best_team(out["segment"], out["recommended_action"], teams, str(rcfg.get("default_team", "retention")))
     out["team"] = team.where(out["recommended_action"].ne(pb.NONE), "")
+    scfg = {"fallback_language": str(rcfg.get("default_language", "en")), **(cfg.get("scripts") or {})}
+    out = pd.concat([out, call_scripts(out, facts, lang, scfg, typical)], axis=1)
+    for col, fact in TONALITY.items():  # typed the same whatever the batch holds
+        values = f[fact].to_numpy() if fact in f else np.full(len(out), np.nan)
+        out[col] = pd.array(values, dtype=INSIGHT_DTYPES.get(col, "str"))
+    if "neg_feedback_n_90d" in f:  # a feedback table was given: no message in 90 days = 0 negative
+        out["feedback_negative_90d"] = out["feedback_negative_90d"].fillna(0.0)
     return out
 
 
@@ -181,11 +210,14 @@ def enrich(scored: pd.DataFrame, customers: pd.DataFrame | None, events: pd.Data
     rcfg = cfg.get("reasons") or {}
     threshold = at_risk_threshold(state, p, cfg)
     rows = np.flatnonzero(p >= threshold)  # every at-risk customer: a cap per batch would depend on the batch
+    typical = typical_facts(getattr(release.pipeline, "num_stats", {}) or {}, float(rcfg.get("min_deviation", 0.5)))
     reasons = None
     if len(rows) and (rcfg.get("groups") or rcfg.get("auto_groups", True)):
         if not state.background:
             _batch_fallback("attribution background")
         prob_fn = lambda b: release.run(b)["churn_probability"]  # noqa: E731
         reasons = explain(batch, ids, rows, prob_fn, layout_of(release.pipeline), facts, rcfg,
-                          int(cfg.get("seed", 0)), state.background or None)
-    return add_insights(scored, facts, reasons, state, cfg, threshold)
+                          int(cfg.get("seed", 0)), state.background or None,
+                          service_languages(facts, cfg).to_dict(), typical,
+                          (cfg.get("scripts") or {}).get("texts_dir"))
+    return add_insights(scored, facts, reasons, state, cfg, threshold, typical)

@@ -7,6 +7,7 @@ positive and its saved value exceeds zero; otherwise the action is `none` (do no
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,16 +23,17 @@ def _codes(text: object) -> list[str]:
 
 def recommend_actions(frame: pd.DataFrame, playbook: Mapping[str, Mapping], actions: Mapping[str, Mapping],
                       uplift: pd.DataFrame | None = None, at_risk: pd.Series | None = None) -> pd.DataFrame:
-    """Per row of `frame` (needs reason_codes, cltv): recommended_action, talking_points, action_cost,
-    expected_uplift, expected_saved_value. `playbook`: reason code -> {action, talking_points};
+    """Per row of `frame` (needs reason_codes, cltv): recommended_action, action_reason (the reason code it
+    answers; `_default` for a customer without reasons), talking_points, action_cost, expected_uplift,
+    expected_saved_value. `playbook`: reason code -> {action, talking_points};
     `actions`: action -> {cost, prior_uplift}; `uplift`: per-row churn reduction per action (columns = actions).
     An action cannot prevent more churn than there is: the uplift is capped at the customer's churn probability over
     the offer horizon (`p_churn_90d` when the model has it, else `churn_probability`)."""
     out = []
     for i, (idx, row) in enumerate(frame.iterrows()):
         cap = _churn_cap(row)
-        best: dict[str, Any] = {"recommended_action": NONE, "talking_points": "", "action_cost": 0.0,
-                                "expected_uplift": 0.0, "expected_saved_value": 0.0}
+        best: dict[str, Any] = {"recommended_action": NONE, "action_reason": "", "talking_points": "",
+                                "action_cost": 0.0, "expected_uplift": 0.0, "expected_saved_value": 0.0}
         if at_risk is None or bool(at_risk.iloc[i]):
             for code in _codes(row.get("reason_codes")) or ["_default"]:
                 entry = playbook.get(code) or playbook.get("_default") or {}
@@ -46,7 +48,8 @@ def recommend_actions(frame: pd.DataFrame, playbook: Mapping[str, Mapping], acti
                 u = min(u, cap)
                 saved = u * float(row["cltv"]) - cost
                 if u > 0 and saved > 0 and saved > best["expected_saved_value"]:
-                    best = {"recommended_action": action, "talking_points": str(entry.get("talking_points", "")),
+                    best = {"recommended_action": action, "action_reason": code,
+                            "talking_points": str(entry.get("talking_points", "")),
                             "action_cost": cost, "expected_uplift": u, "expected_saved_value": saved}
         out.append(best)
     return pd.DataFrame(out, index=frame.index)
@@ -102,10 +105,40 @@ def route(language: pd.Series, p_churn: pd.Series, action: pd.Series, languages:
     return queue.where(action.ne(NONE), "")
 
 
-def customer_language(facts: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
-    """First non-missing of the given columns (e.g. preferred_language, then the feedback's detected language)."""
-    out = pd.Series(np.nan, index=facts.index, dtype=object)
+def language_code(value: object) -> str | None:
+    """A language tag, code or English name as a lower-case ISO 639-1 code ("ru-RU", "RU", "Russian" -> "ru";
+    the old code "iw" -> "he"); None when it is not one."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    text = str(value).strip().lower().replace("_", "-")
+    if not text:
+        return None
+    code = text.split("-")[0]
+    code = _ALIASES.get(code, code)
+    if len(code) in (2, 3) and code.isalpha():
+        return code
+    return _english_names().get(text)
+
+
+_ALIASES = {"iw": "he", "ua": "uk", "ji": "yi", "in": "id"}
+
+
+@functools.lru_cache(maxsize=1)
+def _english_names() -> dict[str, str]:
+    from babel import Locale
+
+    return {name.lower(): code for code, name in Locale("en").languages.items() if "_" not in code}
+
+
+def service_language(facts: pd.DataFrame, columns: Sequence[str], languages: Sequence[str],
+                     default: str = "en") -> pd.Series:
+    """The language a customer is served in (queue and call script): the first of `columns` (e.g. the
+    customer's language attribute, then the language of their feedback) that holds one of `languages`, else
+    `default`."""
+    out = pd.Series(None, index=facts.index, dtype=object)
+    wanted = {str(x).lower() for x in languages}
     for c in columns:
         if c in facts:
-            out = out.fillna(facts[c])
-    return out
+            codes = facts[c].map(language_code)
+            out = out.fillna(codes.where(codes.isin(wanted)))
+    return out.fillna(default).astype(str)

@@ -1,20 +1,19 @@
-"""Reasons in words: group attributions -> ranked reason codes -> text filled with the customer's own numbers.
+"""Reasons: customer facts, group attributions -> ranked reason codes -> texts with the customer's own numbers.
 
-Reason codes are the attribution groups (`insights.reasons.groups`); each has an entry in the vocabulary
-(`insights.reasons.vocabulary`: `driver` = the ground-truth mechanism it stands for, `text` = a template over the
-customer's facts, `fallback` = text when a fact is missing). Facts come from `customer_facts` (raw tables at the
-cutoff) joined with the customer attributes.
+Reason codes are the attribution groups (`insights.reasons.groups`, plus automatic `events:<type>` /
+`attr:<column>`); their texts live in the language files (`texts/<lang>.yaml`, rendered by `reason_texts`), the
+vocabulary (`insights.reasons.vocabulary`) keeps the ground-truth mechanism each code stands for (`driver`, for
+hit rates). Facts come from `customer_facts` (raw tables at the cutoff) joined with the customer attributes.
 """
 from __future__ import annotations
 
-import math
-import string
 from collections.abc import Mapping, Sequence
-
-from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from churnsense.insights.reason_texts import reason_texts
+from churnsense.insights.wording import load_language
 
 DAY = pd.Timedelta(days=1)
 
@@ -72,18 +71,24 @@ def event_facts(events: pd.DataFrame | None, cutoff: pd.Timestamp | pd.Series, r
 
 
 def feedback_facts(feedback: pd.DataFrame | None, cutoff: pd.Timestamp | pd.Series, days: int = 90) -> pd.DataFrame:
-    """Per customer: negative / all feedback counts in the last `days`, and language, topic of the latest
-    (negative first) message. Needs `sentiment` (from the data or the feedback model) for the negative count."""
-    if feedback is None or feedback.empty:
-        return pd.DataFrame(index=pd.Index([], name="customer_id"))
+    """Per customer, over the last `days`: negative / all feedback counts; `feedback_<x>` (x = language, topic,
+    sentiment, days_since) of the message a call is about (the latest negative one, else the latest) and
+    `feedback_last_<x>` of the latest message (its tonality). Needs `sentiment` (from the data or the feedback
+    model) for the negative count."""
+    if feedback is None or feedback.empty:  # the count columns still exist: a customer's row never depends on
+        return pd.DataFrame(index=pd.Index([], name="customer_id"),  # whether its batch holds feedback
+                            columns=["feedback_n_90d", "neg_feedback_n_90d"], dtype="float64")
     fb = _window(feedback, cutoff, 0, days).sort_values("ts", kind="stable")
     neg = fb["sentiment"].eq("negative") if "sentiment" in fb else pd.Series(False, index=fb.index)
+    fb = fb.assign(days_since=(_cut(fb, cutoff) - fb["ts"]) / DAY)
     out = pd.DataFrame({"feedback_n_90d": fb.groupby("customer_id").size(),
                         "neg_feedback_n_90d": neg.groupby(fb["customer_id"]).sum()})
-    latest = pd.concat([fb, fb[neg]]).groupby("customer_id").last()  # the negative one wins when there is one
-    for col in ("language", "topic"):
-        if col in latest:
-            out[f"feedback_{col}"] = latest[col]
+    latest = fb.groupby("customer_id").last()
+    about = pd.concat([fb, fb[neg]]).groupby("customer_id").last()  # the negative one wins when there is one
+    for col in ("language", "topic", "sentiment", "days_since"):
+        if col in fb:
+            out[f"feedback_{col}"] = about[col]
+            out[f"feedback_last_{col}"] = latest[col]
     return out
 
 
@@ -101,89 +106,52 @@ def customer_facts(customers: pd.DataFrame, events: pd.DataFrame | None, feedbac
         facts = facts.assign(tenure_months=(cut - facts["signup_date"]) / DAY / 30.44)
     if event_types is not None or (events is not None and not events.empty):
         facts = facts.join(event_facts(events, cutoff, event_types=event_types))
-    if feedback is not None and not feedback.empty:
+    if feedback is not None:
         facts = facts.join(feedback_facts(feedback, cutoff))
     if "feedback_language" in facts and language_names:
         facts["feedback_language_name"] = facts["feedback_language"].map(dict(language_names))
     return facts
 
 
-class _Formatter(string.Formatter):
-    def convert_field(self, value, conversion):  # noqa: D102 - `!n`: a number to 4 significant digits, else text
-        if conversion == "n":
-            return f"{value:.4g}" if isinstance(value, (int, float, np.number)) else str(value)
-        return super().convert_field(value, conversion)
-
-    def get_value(self, key, args, kwargs):  # noqa: D102 - missing and NaN facts make the template fail
-        value = kwargs[key]
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-            raise KeyError(key)
-        return value
-
-
-def _positive(value: object) -> bool:
-    try:
-        return float(value) > 0  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-
-
-def generic_vocabulary(code: str) -> dict[str, Any]:
-    """Text for an automatic reason group (`events:<type>` / `attr:<column>`, see attribution.auto_groups)."""
-    kind, _, name = code.partition(":")
-    label = name.replace("_", " ")
-    if kind == "events":
-        return {"text": f"{{{name}_n_30d:.0f}} {label} events in the last 30 days", "requires": [f"{name}_n_30d"],
-                "otherwise": f"no {label} in the last {{{name}_days_since:.0f}} days",
-                "fallback": f"{label} history"}
-    if kind == "attr":
-        return {"text": f"{label} = {{{name}!n}}", "fallback": label}
-    return {}
-
-
-def reason_text(code: str, facts: Mapping, vocabulary: Mapping[str, Mapping]) -> str:
-    """The vocabulary template for `code` filled with `facts`; the fallback text if a fact is missing.
-
-    An entry may list `requires` (facts that must be > 0 for `text` to be true, e.g. a count of outages); when one
-    is not, its `otherwise` text is used, so a reason never reads "0 outages in the last 30 days"."""
-    entry = vocabulary.get(code) or generic_vocabulary(code)
-    template = entry.get("text")
-    if template and not all(_positive(facts.get(f)) for f in entry.get("requires") or ()):
-        template = entry.get("otherwise")
-    for candidate in (template, entry.get("fallback")):  # the fallback may use facts too ("{contract} contract")
-        if candidate:
-            try:
-                return _Formatter().format(str(candidate), **facts)
-            except (KeyError, ValueError, TypeError, IndexError):
-                pass
-    fallback = str(entry.get("fallback") or "")
-    return fallback if fallback and "{" not in fallback else code.replace("_", " ")
-
-
-def rank_reasons(attributions: np.ndarray, groups: Sequence[str], top_k: int = 3, min_logit: float = 0.0,
-                 exclude: Sequence[str] = ()) -> list[list[str]]:
-    """Per row, the groups with the largest positive attribution (> `min_logit`), best first, at most `top_k`;
-    groups in `exclude` (e.g. `other`) are never reasons."""
-    shown = np.array([g not in set(exclude) for g in groups])
-    order = np.argsort(-np.where(shown, attributions, -np.inf), axis=1, kind="stable")[:, :top_k]
-    return [[groups[j] for j in idx if shown[j] and row[j] > min_logit] for row, idx in zip(attributions, order)]
+def rank_reasons(attributions: np.ndarray, groups: Sequence[str], top_k: int | None = 3, min_logit: float = 0.0,
+                 exclude: Sequence[str] = (), min_share: float = 0.0) -> list[list[str]]:
+    """Per row, the groups that raise the risk, best first, at most `top_k` (None: all): a contribution above
+    `min_logit` and at least `min_share` of the row's total positive attribution (over every group, shown or
+    not), so noise next to a strong driver is never a reason; groups in `exclude` (e.g. `other`) never are."""
+    attributions = np.asarray(attributions, dtype=float)
+    shown = np.array([g not in set(exclude) for g in groups], dtype=bool)
+    total = np.clip(attributions, 0, None).sum(axis=1, keepdims=True)
+    ok = shown & (attributions > min_logit) & (attributions >= min_share * total)
+    order = np.argsort(-np.where(ok, attributions, -np.inf), axis=1, kind="stable")
+    order = order[:, :top_k] if top_k is not None else order
+    return [[groups[j] for j in idx if row_ok[j]] for row_ok, idx in zip(ok, order)]
 
 
 def reasons_frame(customer_ids: Sequence, attributions: np.ndarray, groups: Sequence[str], facts: pd.DataFrame,
-                  vocabulary: Mapping[str, Mapping], top_k: int = 3, min_logit: float = 0.0,
-                  exclude: Sequence[str] = ()) -> pd.DataFrame:
-    """`customer_id`, `reason_codes` (";"-joined, best first), `top_reasons` (texts, "; "-joined),
-    `reason_1..k` + `reason_1..k_text`, and `attr_<group>` (logit contributions)."""
-    ranked = rank_reasons(attributions, groups, top_k, min_logit, exclude)
+                  top_k: int = 3, min_logit: float = 0.0, exclude: Sequence[str] = (), min_share: float = 0.0,
+                  language_of: Mapping | None = None, typical: Mapping[str, float] | None = None,
+                  primary: str = "en", texts_dir: str | None = None) -> pd.DataFrame:
+    """`customer_id`, `reason_codes` (";"-joined, best first), `top_reasons` (texts in the `primary` language,
+    "; "-joined), `top_reasons_local` (the same reasons in the customer's language, `language_of[id]`),
+    `reason_1..k` + `reason_1..k_text`, and `attr_<group>` (logit contributions).
+
+    Candidates are the risk-raising groups (`rank_reasons` with `min_logit`, `min_share`); the first `top_k` that
+    the language files word truthfully for the customer become its reasons (`reason_texts.reason_texts`, each fact
+    stated once). `typical`: constant facts added to every customer (`reason_texts.typical_facts`)."""
+    ranked = rank_reasons(attributions, groups, None, min_logit, exclude, min_share)
     fact_rows = facts.reindex(pd.Index(customer_ids)).to_dict("index") if len(facts.columns) else {}
+    first = load_language(primary, texts_dir)
     rows = []
     for cid, codes in zip(customer_ids, ranked):
-        f = fact_rows.get(cid, {})
-        texts = [reason_text(c, f, vocabulary) for c in codes]
-        row = {"customer_id": cid, "reason_codes": ";".join(codes), "top_reasons": "; ".join(texts)}
+        f = {**(typical or {}), **fact_rows.get(cid, {})}
+        local = str((language_of or {}).get(cid) or primary)
+        langs = [first] if local == primary else [first, load_language(local, texts_dir)]
+        kept, texts = reason_texts(codes, f, langs, top_k)
+        row = {"customer_id": cid, "reason_codes": ";".join(kept), "top_reasons": "; ".join(texts[primary]),
+               "top_reasons_local": "; ".join(texts[local])}
         for k in range(top_k):
-            row[f"reason_{k + 1}"] = codes[k] if k < len(codes) else ""
-            row[f"reason_{k + 1}_text"] = texts[k] if k < len(codes) else ""
+            row[f"reason_{k + 1}"] = kept[k] if k < len(kept) else ""
+            row[f"reason_{k + 1}_text"] = texts[primary][k] if k < len(kept) else ""
         rows.append(row)
     out = pd.DataFrame(rows, columns=_columns(top_k))
     attr = pd.DataFrame(attributions, columns=[f"attr_{g}" for g in groups])
@@ -191,7 +159,7 @@ def reasons_frame(customer_ids: Sequence, attributions: np.ndarray, groups: Sequ
 
 
 def _columns(top_k: int) -> list[str]:
-    cols = ["customer_id", "reason_codes", "top_reasons"]
+    cols = ["customer_id", "reason_codes", "top_reasons", "top_reasons_local"]
     for k in range(1, top_k + 1):
         cols += [f"reason_{k}", f"reason_{k}_text"]
     return cols

@@ -3,7 +3,8 @@
 Reads the enriched scores of `serve.py task=churn` (+ optional raw tables for observed churn by period and the
 segment plot, the synthetic ground truth for reason hit rates) and the release's `insights.json` (segments, Qini).
 Files: summary.json, segments.csv, churn_by_segment_period.csv, top_reasons.csv, reason_hit_rates.csv,
-uplift.csv, call_list.csv (CRM), segments.png, uplift_qini.png, report.html.
+uplift.csv, segments.png, uplift_qini.png, report.html (`report_page`), and the CRM export in `crm/`
+(`crm_export`: call list per queue and team, segment membership; CSV + JSON Lines, versioned layout).
 """
 from __future__ import annotations
 
@@ -21,21 +22,13 @@ from churnsense.core.release import read_yaml
 from churnsense.data.contract import DataSpec
 from churnsense.data.validation import split_valid_rows
 from churnsense.core.tracking import TrackedRun, run_name
+from churnsense.insights.crm_export import CALL_LIST, write_export
 from churnsense.insights.reasons import customer_facts, hit_rates
+from churnsense.insights.report_page import write_page
 from churnsense.insights.segments import plot_segments, profile_segments
 from churnsense.insights.state import InsightsState, load_config, load_state
 
 log = logging.getLogger(__name__)
-CRM_COLUMNS = ["customer_id", "churn_probability", "risk_band", "segment", "segment_name", "reason_codes",
-               "top_reasons", "recommended_action", "talking_points", "queue", "team", "cltv", "value_at_risk",
-               "expected_uplift", "expected_saved_value", "action_cost"]
-
-
-def call_list(scores: pd.DataFrame) -> pd.DataFrame:
-    """CRM / campaign list: one row per customer with a recommended action, ranked by expected saved value."""
-    s = scores[scores["recommended_action"].fillna("none").ne("none")]
-    s = s.sort_values("expected_saved_value", ascending=False, kind="stable")
-    return s.reindex(columns=CRM_COLUMNS).assign(rank=np.arange(1, len(s) + 1))
 
 
 def churn_by_period(customers: pd.DataFrame, segment: pd.Series, freq: str = "MS") -> pd.DataFrame:
@@ -100,16 +93,6 @@ def _plot_qini(metrics: list[dict], path: Path) -> Path | None:
     return path
 
 
-def _html(out: Path, tables: Mapping[str, pd.DataFrame], images: list[Path], summary: Mapping[str, Any]) -> Path:
-    parts = ["<html><head><meta charset='utf-8'><title>churnsense report</title></head><body>",
-             "<h1>churnsense scoring report</h1>", "<pre>" + json.dumps(summary, indent=1, default=str) + "</pre>"]
-    parts += [f"<img src='{p.name}' style='max-width:48%'>" for p in images]
-    for name, t in tables.items():
-        parts += [f"<h2>{name}</h2>", t.head(50).to_html(index=False, float_format=lambda v: f"{v:.4g}")]
-    (out / "report.html").write_text("\n".join(parts + ["</body></html>"]), encoding="utf-8")
-    return out / "report.html"
-
-
 def observed_outcome(scores: pd.DataFrame, truth: pd.DataFrame | None, customers: pd.DataFrame | None,
                      horizon_days: int) -> pd.Series | None:
     """1.0 if the customer churned within `horizon_days` after the scoring cutoff, else 0.0 — only when that whole
@@ -128,10 +111,12 @@ def observed_outcome(scores: pd.DataFrame, truth: pd.DataFrame | None, customers
 
 
 def write_report(scores: pd.DataFrame, out_dir: str | Path, state: InsightsState, cfg: Mapping[str, Any],
-                 tables: Mapping[str, pd.DataFrame | None] | None = None, horizon_days: int = 90) -> dict[str, Path]:
+                 tables: Mapping[str, pd.DataFrame | None] | None = None, horizon_days: int = 90,
+                 page: Mapping[str, Any] | None = None, crm: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write every report file into `out_dir`; `tables`: optional customers/events/feedback/ground_truth.
     Observed churn (segment churn rates, reason hit rates) = churn within `horizon_days` after the cutoff, used
-    only when that window lies inside the data; otherwise segment churn rates are the predicted ones."""
+    only when that window lies inside the data; otherwise segment churn rates are the predicted ones.
+    `page`: report.html knobs (`report_page.write_page`); `crm`: CRM export knobs (formats, split_by)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tables = dict(tables or {})
@@ -166,7 +151,9 @@ def write_report(scores: pd.DataFrame, out_dir: str | Path, state: InsightsState
         png = _plot_qini(state.metrics["uplift"], out / "uplift_qini.png")
         if png:
             files["uplift_png"] = png
-    frames["call_list"] = call_list(scores)
+    crm = dict(crm or {})
+    files["crm"], calls = write_export([scores], out / "crm", crm.get("formats") or ("csv", "jsonl"),
+                                       crm.get("split_by") or ("queue", "team"))
     for name, frame in frames.items():
         files[name] = out / f"{name}.csv"
         frame.to_csv(files[name], index=False)
@@ -174,13 +161,14 @@ def write_report(scores: pd.DataFrame, out_dir: str | Path, state: InsightsState
                else None, "mean_churn_probability": float(scores["churn_probability"].mean()),
                "observed_churn_rate": float(scores[label].mean()) if label else None,
                "at_risk": int(scores["at_risk"].sum()), "value_at_risk": float(scores["value_at_risk"].sum()),
-               "actions": int(len(frames["call_list"])),
-               "expected_saved_value": float(frames["call_list"]["expected_saved_value"].sum()),
+               "actions": int(len(calls)), "expected_saved_value": float(calls["expected_saved_value"].sum()),
                "segments": int(state.segments.get("k", 0)) if state.segments else 0,
                "segment_criterion": state.segments.get("criterion") if state.segments else None}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     files["summary"] = out / "summary.json"
-    files["html"] = _html(out, frames, [p for k, p in files.items() if k.endswith("_png")], summary)
+    images = [p for k, p in files.items() if k.endswith("_png")]
+    files["html"] = write_page(out / "report.html", summary, scores, calls, frames, images, page or {},
+                               f"crm/{CALL_LIST}.csv")
     return files
 
 
@@ -221,7 +209,8 @@ def serve_report(cfg) -> dict[str, Path]:
         if col in scores:
             scores[col] = pd.to_datetime(scores[col])
     tables = _read_inputs(cfg, Path(str(cfg.model)))
-    files = write_report(scores, cfg.output_dir, state, icfg, tables, int(cfg.horizon_days))
+    files = write_report(scores, cfg.output_dir, state, icfg, tables, int(cfg.horizon_days), cfg.page,
+                         cfg.crm_export)
     run = TrackedRun.start({"enabled": cfg.mlflow.enabled, "tracking_uri": cfg.tracking_uri,
                             "experiment_name": cfg.mlflow.experiment_name, "artifact_location": None},
                            cfg.mlflow.run_name or run_name("report", Path(str(cfg.input.scores)).stem),
