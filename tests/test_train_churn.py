@@ -71,8 +71,13 @@ def test_one_epoch_tracked_run(synth_root: Path):
     assert {"plots", "release", "checkpoints"} <= top
     assert {a.path for a in client.list_artifacts(run.info.run_id, "release")} >= {
         "release/model.onnx", "release/pipeline.json", "release/drift_reference.json"}
+    assert run.info.run_name == "churn-synth-gru-s42"
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"synth.customers", "synth.events", "synth.feedback"}
     versions = client.search_model_versions("name='churnsense-churn'")
     assert len(versions) == 1 and versions[0].run_id == run.info.run_id
+    champion = client.get_model_version_by_alias("churnsense-churn", "champion")
+    assert str(champion.version) == str(versions[0].version) and champion.description.startswith("# churnsense churn")
+    assert (release / "MODEL_CARD.md").read_text() == champion.description
     info = mlflow.models.get_model_info(f"models:/churnsense-churn/{versions[0].version}")
     assert info.signature is not None and "python_function" in info.flavors
 
@@ -86,3 +91,27 @@ def test_transformer_without_logger(synth_root: Path, tmp_path: Path):
                                           f"paths.output_dir={tmp_path}"])
     metrics = train_churn(cfg)
     assert 0.0 <= metrics["val/auroc"] <= 1.0 and not any(k.startswith("val/hazard") for k in metrics)
+
+
+def test_evaluate_a_labelled_period_against_the_registered_champion(synth_root: Path, tmp_path: Path):
+    """`serve.py task=evaluate`: the champion scored on a labelled period, metrics linked to the registered version."""
+    import mlflow
+
+    from churnsense.churn.evaluate import serve_evaluate
+
+    uri = f"sqlite:///{synth_root / 'mlflow.db'}"
+    demo = synth_root / "data" / "demo"
+    with initialize_config_dir(config_dir=str(Path(CONF) / "serve"), version_base="1.3"):
+        cfg = compose("serve", overrides=["task=evaluate", "model=models:/churnsense-churn@champion",
+                                          f"tracking_uri={uri}", f"input.customers={demo / 'customers.parquet'}",
+                                          f"input.events={demo / 'events.parquet'}", "cutoff=2025-09-01",
+                                          f"output_dir={tmp_path / 'eval'}"])
+    metrics = serve_evaluate(cfg)
+    doc = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert doc["cutoff"] == "2025-09-01" and doc["model_name"] == "churnsense-churn"
+    assert 0 <= metrics["eval/auroc"] <= 1 and metrics["eval/customers"] > 0
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("churnsense-evaluation").experiment_id])
+    assert run.data.metrics["eval/auroc"] == pytest.approx(metrics["eval/auroc"])
+    version = client.get_model_version("churnsense-churn", str(doc["model_version"]))
+    assert "eval.2025-09-01.auroc" in version.tags

@@ -60,9 +60,13 @@ def _serve(cfg: DictConfig) -> None:
         from churnsense.feedback.serve import serve_feedback
 
         serve_feedback(cfg)
+    elif cfg.task_name == "evaluate":
+        from churnsense.churn.evaluate import serve_evaluate
+
+        serve_evaluate(cfg)
     elif cfg.task_name == "report":
         from churnsense.insights.report import serve_report
 
         serve_report(cfg)
     else:
-        raise ValueError(f"unknown task {cfg.task_name!r}: expected churn, feedback or report")
+        raise ValueError(f"unknown task {cfg.task_name!r}: expected churn, feedback, evaluate or report")

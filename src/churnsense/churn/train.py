@@ -22,8 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from churnsense.churn.features import FeaturePipeline
 from churnsense.churn.finish import finish_run
 from churnsense.core.lightning import is_rank_zero, make_trainer, run_dir
-from churnsense.core.tracking import TrackedRun, git_commit, run_name
-from churnsense.data.contract import DataSpec
+from churnsense.core.tracking import TableInput, TrackedRun, git_commit, run_name
+from churnsense.data.contract import KINDS, DataSpec
 from churnsense.data.framing import Snapshot, make_splits
 from churnsense.data.loading import Tables, load_tables
 
@@ -96,7 +96,7 @@ def train_churn(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.model.datamodule)(splits=data.arrays, seed=int(cfg.seed))
     out_dir = run_dir(cfg)
     commit = git_commit()
-    run = start_run(cfg, commit) if is_rank_zero() else None
+    run = start_run(cfg, commit, data) if is_rank_zero() else None
     trainer, callbacks = make_trainer(cfg, out_dir, run.lightning_logger() if run is not None else None)
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
@@ -114,11 +114,29 @@ def train_churn(cfg: DictConfig) -> dict[str, float]:
                       commit=commit, step=int(trainer.global_step) + 1)
 
 
-def start_run(cfg: DictConfig, commit: str | None) -> TrackedRun | None:
-    """The MLflow run of this training job (None with `logger=none`), named after what runs, with its config."""
+def start_run(cfg: DictConfig, commit: str | None, data: PreparedData) -> TrackedRun | None:
+    """The MLflow run of this training job (None with `logger=none`), named after what runs, with its config and
+    the tables it read."""
     name = cfg.logger.run_name or run_name("churn", cfg.data.name, cfg.model.seq_encoder, f"s{cfg.seed}")
     run = TrackedRun.start(cfg.logger, name, {"task": "churn", "data": str(cfg.data.name),
                                                "git_commit": str(commit)})
     if run is not None:
         run.log_params(OmegaConf.to_container(cfg, resolve=True))
+        run.log_tables(table_inputs(data))
     return run
+
+
+def table_inputs(data: PreparedData) -> list[TableInput]:
+    """The tables of the data contract this run read, with their date range and the split cutoffs."""
+    cutoffs = {f"cutoffs.{name}": ",".join(sorted({str(c.date()) for c in s.static["cutoff"].unique()}))
+               for name, s in data.snapshots.items()}
+    out = []
+    for kind in KINDS:
+        table, frame = data.spec.table(kind), getattr(data.tables, kind)
+        if table is None or frame is None:
+            continue
+        tags = {"data": data.spec.name, "rows": len(frame), "files": len(table.paths), **cutoffs}
+        if "ts" in frame and len(frame):
+            tags.update(first=str(frame["ts"].min().date()), last=str(frame["ts"].max().date()))
+        out.append(TableInput(f"{data.spec.name}.{kind}", frame, table.paths[0], "training", tags))
+    return out

@@ -13,12 +13,14 @@ import importlib.metadata as md
 import logging
 import subprocess
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from churnsense.core.locate import resolve_path
 
 log = logging.getLogger(__name__)
 PACKAGES = ("churnsense", "torch", "pytorch-lightning", "torchmetrics", "transformers", "tokenizers", "onnx",
@@ -27,6 +29,10 @@ PACKAGES = ("churnsense", "torch", "pytorch-lightning", "torchmetrics", "transfo
 PARAM_LIMIT = 6000  # MLflow's maximum length of a param value
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's model-training view
 CHAMPION, CHALLENGER = "champion", "challenger"
+REGISTERED_DESCRIPTION = ("Registered by churnsense training. Each version is a self-describing release (ONNX + "
+                          "preprocessing + config) with its model card as description; `@champion` is the version "
+                          "serving should use (moved only when a new version beats it on validation), "
+                          "`@challenger` the latest that did not. Load with serve.py model=models:/<name>@champion.")
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -64,6 +70,17 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
         return f"{sha}-dirty" if dirty else sha
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+@dataclass
+class TableInput:
+    """A table a run read, for dataset lineage (`TrackedRun.log_tables`)."""
+
+    name: str
+    frame: Any  # pandas.DataFrame
+    source: str  # file path (or pkg:// path) it was read from
+    context: str = "training"  # training | evaluation | scoring
+    tags: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,12 +129,16 @@ class TrackedRun:
         for start in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[start:start + 100])
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
-        """Finite metrics at `step` (non-finite values are left out)."""
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0, model_id: str | None = None,
+                    dataset: Any = None) -> None:
+        """Finite metrics at `step` (non-finite values are left out); `model_id` / `dataset` link them to a logged
+        model (e.g. a registered version's) and to the dataset they were measured on."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if np.isfinite(v)]
+        link = {"model_id": model_id, "dataset_name": getattr(dataset, "name", None),
+                "dataset_digest": getattr(dataset, "digest", None)}
+        items = [Metric(k, float(v), now, step, **link) for k, v in metrics.items() if np.isfinite(v)]
         for start in range(0, len(items), 500):
             self.client.log_batch(self.run_id, metrics=items[start:start + 500])
 
@@ -134,6 +155,22 @@ class TrackedRun:
                 self.client.log_artifacts(self.run_id, str(local), artifact_path)
             elif local.is_file():
                 self.client.log_artifact(self.run_id, str(local), artifact_path or None)
+
+    def log_tables(self, tables: Sequence[TableInput]) -> list[Any]:
+        """Dataset lineage: one MLflow dataset input per table the run read (name, source, digest, schema, rows;
+        `tags` such as the date range and cutoffs), shown in the runs table's Dataset column; returns them."""
+        import mlflow
+        import mlflow.data
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        datasets = []
+        with mlflow.start_run(run_id=self.run_id):
+            for table in tables:
+                dataset = mlflow.data.from_pandas(table.frame, source=str(resolve_path(table.source)),
+                                                  name=table.name)
+                mlflow.log_input(dataset, context=table.context, tags={k: str(v) for k, v in table.tags.items()})
+                datasets.append(dataset)
+        return datasets
 
     def log_release_model(self, python_model: Any, release_dir: Path, example: Any, requirements: list[str],
                           params: Mapping[str, Any] | None = None) -> str:
@@ -164,7 +201,8 @@ class TrackedRun:
         try:
             self.client.get_registered_model(name)
         except MlflowException:
-            self.client.create_registered_model(name, description=f"churnsense {name}")
+            self.client.create_registered_model(name, tags={"task": tags.get("task", ""), "data": tags.get("data", "")},
+                                                description=REGISTERED_DESCRIPTION)
         version = self.client.create_model_version(name, model_uri, run_id=self.run_id, tags=dict(tags),
                                                    description=description).version
         alias, champion = CHAMPION, None
@@ -189,6 +227,21 @@ class TrackedRun:
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
+
+
+def registered_version(model: str, tracking_uri: str | None) -> Any | None:
+    """The registered model version behind `models:/<name>@<alias>` or `models:/<name>/<version>` (None for a
+    folder or a run URI)."""
+    if not str(model).startswith("models:/"):
+        return None
+    from mlflow import MlflowClient
+
+    name, _, ref = str(model)[len("models:/"):].partition("@")
+    client = MlflowClient(tracking_uri=tracking_uri)
+    if ref:
+        return client.get_model_version_by_alias(name, ref)
+    name, _, version = name.partition("/")
+    return client.get_model_version(name, version)
 
 
 def run_name(*parts: Any) -> str:

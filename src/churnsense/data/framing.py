@@ -45,7 +45,7 @@ def static_categorical(spec: DataSpec) -> list[str]:
     return list(spec.customers.categorical) if spec.customers else []
 
 
-def _end_date(tables: Tables) -> pd.Timestamp:
+def end_of_observation(tables: Tables) -> pd.Timestamp:
     """End of observation: customers.observed_until if known, else the day after the last event/feedback."""
     if tables.customers is not None and "observed_until" in tables.customers:
         seen = tables.customers["observed_until"].max()
@@ -59,10 +59,10 @@ def split_cutoffs(tables: Tables, spec: DataSpec) -> dict[str, list[pd.Timestamp
     """Cutoffs per split, explicit from config or derived backwards from the data's last date."""
     f = spec.framing
     if f.label_mode == "label":
-        ref = pd.Timestamp(f.reference_date) if f.reference_date else _end_date(tables)
+        ref = pd.Timestamp(f.reference_date) if f.reference_date else end_of_observation(tables)
         return {"train": [ref], "val": [ref], "test": [ref]}
     h = pd.Timedelta(days=f.horizon_days)
-    test = pd.Timestamp(f.test_cutoff) if f.test_cutoff else _end_date(tables) - h
+    test = pd.Timestamp(f.test_cutoff) if f.test_cutoff else end_of_observation(tables) - h
     val = pd.Timestamp(f.val_cutoff) if f.val_cutoff else test - h
     step = pd.Timedelta(days=f.cutoff_step_days or f.horizon_days)
     train = [pd.Timestamp(c) for c in f.train_cutoffs] or [val - h - k * step for k in range(f.n_train_cutoffs)]

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from churnsense.core.drift import ProfileSettings
 from churnsense.core.lightning import is_rank_zero, make_trainer, run_dir
 from churnsense.core.release import staged_release, write_json, write_yaml
-from churnsense.core.tracking import TrackedRun, git_commit, package_versions, run_name
+from churnsense.core.tracking import TableInput, TrackedRun, git_commit, package_versions, run_name
 from churnsense.feedback import data as fdata
 from churnsense.feedback.card import model_card
 from churnsense.feedback.evaluate import evaluate_release, per_language_drop
@@ -133,7 +133,7 @@ def train_feedback(cfg: DictConfig) -> dict[str, float]:
                                            optimizer=instantiate(cfg.model.optimizer),
                                            scheduler=instantiate(cfg.model.scheduler))
     out_dir = run_dir(cfg)
-    run = start_run(cfg) if is_rank_zero() else None
+    run = start_run(cfg, frame, dev) if is_rank_zero() else None
     trainer, _ = make_trainer(cfg, out_dir, run.lightning_logger() if run is not None else None,
                               max_steps=int(cfg.model.max_steps), enable_checkpointing=False)
     trainer.fit(module, train_set.loader(int(cfg.model.batch_size), True, int(cfg.seed)),
@@ -153,12 +153,19 @@ def train_feedback(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def start_run(cfg: DictConfig) -> TrackedRun | None:
-    """The MLflow run of this training job (None with `logger=none`), named after what runs, with its config."""
+def start_run(cfg: DictConfig, frame: pd.DataFrame, dev: pd.DataFrame) -> TrackedRun | None:
+    """The MLflow run of this training job (None with `logger=none`), named after what runs, with its config and
+    the texts it read (training corpus by source, dev set)."""
     name = cfg.logger.run_name or run_name("feedback", "e5", f"{cfg.model.max_length}tok", f"s{cfg.seed}")
     run = TrackedRun.start(cfg.logger, name, {"task": "feedback", "git_commit": str(git_commit())})
     if run is not None:
         run.log_params(OmegaConf.to_container(cfg, resolve=True))
+        sources = frame["source"].astype(str).value_counts().to_dict() if "source" in frame else {}
+        run.log_tables([
+            TableInput("feedback.training", frame, "churnsense.feedback.data", "training",
+                       {"rows": len(frame), **{f"rows.{k}": v for k, v in sources.items()}}),
+            TableInput("feedback.dev", dev, str(cfg.corpus.dev_path or fdata.DEVSET), "evaluation",
+                       {"rows": len(dev), "languages": ",".join(sorted(dev["language"].astype(str).unique()))})])
     return run
 
 
