@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnsense.features.pipeline import HISTORY_PREFIX
 from churnsense.insights import playbook as pb
 from churnsense.insights import value as val
 from churnsense.insights.attribution import (INPUT_KEYS, BatchLayout, attribute_groups, build_group_index,
@@ -69,7 +70,9 @@ def at_risk_threshold(state: InsightsState, p: np.ndarray, cfg: Mapping[str, Any
 
 def layout_of(pipeline) -> BatchLayout:
     """Batch axis names of a fitted `FeaturePipeline`."""
-    return BatchLayout(list(pipeline.categorical), list(pipeline.numeric_names), list(pipeline.event_type_names))
+    sources = {HISTORY_PREFIX + c: t for c, t in pipeline.aggregate_sources.items()}
+    return BatchLayout(list(pipeline.categorical), list(pipeline.numeric_names), list(pipeline.event_type_names),
+                       sources)
 
 
 def explain(batch: dict[str, np.ndarray], ids: np.ndarray, rows: np.ndarray, prob_fn, layout: BatchLayout,

@@ -21,6 +21,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from churnsense.models.tabular import quantile_bins
 from churnsense.training.finish import finish_run
 from churnsense.training.tracking import git_commit, log_params, make_mlflow_logger
 
@@ -76,6 +77,13 @@ def has_churn_times(train: dict[str, np.ndarray]) -> bool:
     return all(k in train and bool(np.isfinite(train[k]).any()) for k in ("ttc_days", "followup_days"))
 
 
+def numeric_bins(cfg: DictConfig, train: dict[str, np.ndarray]) -> list[list[float]] | None:
+    """Quantile bin edges of the training split's numeric inputs for the piecewise-linear embedding (else None)."""
+    if cfg.model.numeric_embedding != "piecewise" or train["num"].shape[1] == 0:
+        return None
+    return quantile_bins(np.asarray(train["num"], dtype=np.float64), int(cfg.model.n_bins))
+
+
 def build_net(cfg: DictConfig, pipeline: Any, train: dict[str, np.ndarray]) -> tuple[torch.nn.Module, dict]:
     """ChurnNet with the branches the data supports; returns it and the spec that rebuilds it."""
     shapes = {"cat_cardinalities": list(pipeline.cat_cardinalities), "n_numeric": int(pipeline.n_numeric),
@@ -83,11 +91,12 @@ def build_net(cfg: DictConfig, pipeline: Any, train: dict[str, np.ndarray]) -> t
     use_tab = len(shapes["cat_cardinalities"]) + shapes["n_numeric"] > 0
     use_seq = bool(np.asarray(train["seq_mask"]).any())
     horizons = [int(h) for h in cfg.model.hazard_horizons or []] if has_churn_times(train) else []
+    bins = numeric_bins(cfg, train) if use_tab else None
     tabular = instantiate(cfg.model.tabular)(cat_cardinalities=shapes["cat_cardinalities"],
-                                             n_numeric=shapes["n_numeric"]) if use_tab else None
+                                             n_numeric=shapes["n_numeric"], bins=bins) if use_tab else None
     sequence = instantiate(cfg.model.sequence)(n_event_types=shapes["n_event_types"]) if use_seq else None
     net = instantiate(cfg.model.net)(tabular=tabular, sequence=sequence, hazard_horizons=horizons or None)
-    net_spec = {**shapes, "tabular": use_tab, "sequence": use_seq, "hazard_horizons": horizons}
+    net_spec = {**shapes, "tabular": use_tab, "sequence": use_seq, "hazard_horizons": horizons, "numeric_bins": bins}
     log.info("ChurnNet: tabular=%s sequence=%s (%s) hazard=%s, %d parameters", use_tab, use_seq,
              cfg.model.seq_encoder, horizons, sum(p.numel() for p in net.parameters()))
     return net, net_spec
@@ -117,10 +126,11 @@ def make_trainer(cfg: DictConfig, out_dir: Path, logger: Any) -> tuple[pl.Traine
     return trainer, checkpoint
 
 
-def train_churn(cfg: DictConfig) -> dict[str, float]:
-    """Train, calibrate, evaluate, export and track the churn model; returns final metrics (incl. `val/auroc`)."""
+def train_churn(cfg: DictConfig, data: PreparedData | None = None) -> dict[str, float]:
+    """Train, calibrate, evaluate, export and track the churn model; returns final metrics (incl. `val/auroc`).
+    `data`: splits already prepared from this `cfg.data` (benchmarks reuse them across models), else prepared here."""
     pl.seed_everything(int(cfg.seed), workers=True)
-    data = prepare_data(cfg)
+    data = data if data is not None else prepare_data(cfg)
     net, net_spec = build_net(cfg, data.pipeline, data.arrays["train"])
     pos_weight = resolve_pos_weight(cfg.model.pos_weight, data.arrays["train"]["label"])
     module = instantiate(cfg.model.module)(net=net, pos_weight=pos_weight, net_spec=net_spec)
