@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import tempfile
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -191,6 +193,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 epochs, 200 boosting rounds: a smoke run")
     parser.add_argument("--out", default=None, help="append one JSON line per (data, seed, model) here")
     args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     args.gbdt = [g for g in args.gbdt.split(",") if g]
     unknown = set(args.gbdt) - set(GBDTS)
     if unknown:

@@ -39,8 +39,12 @@ def run_serving(cfg: DictConfig) -> None:
 def _train(cfg: DictConfig) -> float | None:
     if cfg.task == "churn":
         from churnsense.training.churn import train_churn
+        from churnsense.training.evaluation import test_summary
 
-        return train_churn(cfg).get("val/auroc")
+        metrics = train_churn(cfg)
+        if metrics:  # rank zero
+            print(test_summary(metrics), flush=True)
+        return metrics.get("val/auroc")
     if cfg.task == "feedback":
         from churnsense.text.training import train_feedback
 

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from churnsense.models.tabular import quantile_bins
 from churnsense.training.finish import finish_run
-from churnsense.training.tracking import git_commit, log_params, make_mlflow_logger
+from churnsense.training.tracking import git_commit, log_params, make_mlflow_logger, run_name, sweep_tags
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,12 @@ def build_net(cfg: DictConfig, pipeline: Any, train: dict[str, np.ndarray]) -> t
     return net, net_spec
 
 
+def net_description(net_spec: dict[str, Any], cfg: DictConfig) -> str:
+    """What the net is, for run names: its branches and ensemble size, e.g. `tabular+gru-k8`."""
+    branches = ["tabular"] * bool(net_spec["tabular"]) + [str(cfg.model.seq_encoder)] * bool(net_spec["sequence"])
+    return "+".join(branches) + f"-k{int(cfg.model.ensemble_size)}"
+
+
 def run_dir(cfg: DictConfig) -> Path:
     """This run's output directory: Hydra's job dir when under @hydra.main, else a fresh one under output_dir."""
     from hydra.core.hydra_config import HydraConfig
@@ -137,7 +143,9 @@ def train_churn(cfg: DictConfig, data: PreparedData | None = None) -> dict[str, 
     datamodule = instantiate(cfg.model.datamodule)(splits=data.arrays, seed=int(cfg.seed))
     out_dir = run_dir(cfg)
     commit = git_commit()
-    mlf = make_mlflow_logger(cfg.logger, tags={"task": "churn", "git_commit": str(commit)})
+    name = run_name(cfg.logger.run_name or f"{cfg.data.name}-{net_description(net_spec, cfg)}", int(cfg.seed),
+                    sweep_tags())
+    mlf = make_mlflow_logger(cfg.logger, tags={"task": "churn", "git_commit": str(commit)}, name=name)
     trainer, checkpoint = make_trainer(cfg, out_dir, mlf)
     if mlf is not None and trainer.is_global_zero:
         log_params(mlf, OmegaConf.to_container(cfg, resolve=True))

@@ -58,3 +58,15 @@ def evaluate_split(pred: dict[str, torch.Tensor], stage: str, temperature: float
 
 def as_numpy(pred: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in pred.items()}
+
+
+SUMMARY = (("ROC-AUC", "auroc", "{:.4f}"), ("PR-AUC", "pr_auc", "{:.4f}"), ("Brier", "brier", "{:.4f}"),
+           ("ECE", "ece", "{:.4f}"), ("lift@top10%", "lift_top10", "{:.2f}"))
+
+
+def test_summary(metrics: dict[str, float]) -> str:
+    """One line of the final test metrics (calibrated probabilities), e.g. for the end of `python train.py`."""
+    cells = [f"{name} {fmt.format(metrics[f'test/calibrated_{key}'])}" for name, key, fmt in SUMMARY
+             if f"test/calibrated_{key}" in metrics]
+    val = f"  (val ROC-AUC {metrics['val/auroc']:.4f})" if "val/auroc" in metrics else ""
+    return "churn test: " + "  ".join(cells) + val

@@ -54,15 +54,54 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
         return None
 
 
-def make_mlflow_logger(logger_cfg: Mapping[str, Any], tags: dict[str, str] | None = None):
-    """Lightning MLFlowLogger from `cfg.logger` (None when `enabled: false`)."""
+def run_name(base: str, seed: int, sweep: Mapping[str, str] | None = None) -> str:
+    """`<base>-seed<seed>`, with `-trial<n>` inside a sweep: the name says what ran."""
+    return f"{base}-seed{seed}" + (f"-trial{sweep['sweep.trial']}" if sweep else "")
+
+
+def sweep_tags() -> dict[str, str]:
+    """Inside a Hydra multirun (e.g. an Optuna sweep): the sweep's directory and this job's number; else {}."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return {}
+    hc = HydraConfig.get()
+    return {"sweep.dir": str(Path(hc.sweep.dir).resolve()), "sweep.trial": str(hc.job.num)}
+
+
+def sweep_parent_run(logger_cfg: Mapping[str, Any], sweep: Mapping[str, str]) -> str:
+    """Id of the sweep's parent MLflow run (created by the first trial), under which every trial is nested."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=logger_cfg.get("tracking_uri"))
+    exp = client.get_experiment_by_name(logger_cfg["experiment_name"])
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(
+        logger_cfg["experiment_name"], artifact_location=logger_cfg.get("artifact_location"))
+    query = f"tags.`sweep.dir` = '{sweep['sweep.dir']}' and tags.`sweep.parent` = 'true'"
+    found = client.search_runs([exp_id], filter_string=query, max_results=1)
+    if found:
+        return found[0].info.run_id
+    parent = client.create_run(exp_id, run_name=f"sweep-{Path(sweep['sweep.dir']).name}",
+                               tags={"sweep.dir": sweep["sweep.dir"], "sweep.parent": "true"})
+    return parent.info.run_id
+
+
+def make_mlflow_logger(logger_cfg: Mapping[str, Any], tags: dict[str, str] | None = None, name: str | None = None):
+    """Lightning MLFlowLogger from `cfg.logger` (None when `enabled: false`); `name` is the run name. Inside a
+    sweep the run is nested under the sweep's parent run and tagged with the sweep and trial."""
     if not logger_cfg.get("enabled", False):
         return None
     from pytorch_lightning.loggers import MLFlowLogger
 
+    tags = dict(tags or {})
+    sweep = sweep_tags()
+    if sweep:
+        tags.update(sweep)
+        tags["mlflow.parentRunId"] = sweep_parent_run(logger_cfg, sweep)
     return MLFlowLogger(
         experiment_name=logger_cfg["experiment_name"],
-        run_name=logger_cfg.get("run_name"),
+        run_name=name or logger_cfg.get("run_name"),
         tracking_uri=logger_cfg.get("tracking_uri"),
         artifact_location=logger_cfg.get("artifact_location"),
         tags=tags,
