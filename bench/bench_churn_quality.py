@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import tempfile
 import time
 import warnings
@@ -38,6 +39,7 @@ from churnsense.training.metrics import evaluate_probabilities
 CONF = Path(__file__).resolve().parents[1] / "conf"
 METRICS = {"ROC-AUC": "auroc", "PR-AUC": "pr_auc", "Brier": "brier", "lift@10%": "lift_top10"}
 GBDTS = ("LightGBM", "CatBoost")
+THREADS = int(os.environ.get("OMP_NUM_THREADS", "2"))  # GBDT threads: oversubscribed shared cores crawl
 
 
 def make_cfg(data: str, seed: int, out: str, config_dir: str | None, quick: bool, extra: list[str]):
@@ -87,14 +89,15 @@ def fit_gbdt(kind: str, frames, seed: int, quick: bool):
         import lightgbm as lgb
 
         model = lgb.LGBMClassifier(n_estimators=rounds, learning_rate=0.03, num_leaves=31, subsample=0.8,
-                                   subsample_freq=1, colsample_bytree=0.8, random_state=seed, verbose=-1, n_jobs=2)
+                                   subsample_freq=1, colsample_bytree=0.8, random_state=seed, verbose=-1,
+                                   n_jobs=THREADS)
         model.fit(xtr, ytr, eval_set=[(xva, yva)], callbacks=[lgb.early_stopping(100, verbose=False)])
         return model
     from catboost import CatBoostClassifier
 
     cats = [c for c in xtr.columns if isinstance(xtr[c].dtype, pd.CategoricalDtype)]
     model = CatBoostClassifier(iterations=rounds, learning_rate=0.05, depth=6, random_seed=seed, verbose=0,
-                               thread_count=2, od_type="Iter", od_wait=100, cat_features=cats,
+                               thread_count=THREADS, od_type="Iter", od_wait=100, cat_features=cats,
                                allow_writing_files=False)
     model.fit(_catboost_frame(xtr, cats), ytr, eval_set=(_catboost_frame(xva, cats), yva), use_best_model=True)
     return model

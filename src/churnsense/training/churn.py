@@ -19,7 +19,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from churnsense.models.tabular import quantile_bins
 from churnsense.training.finish import finish_run
@@ -132,11 +132,30 @@ def make_trainer(cfg: DictConfig, out_dir: Path, logger: Any) -> tuple[pl.Traine
     return trainer, checkpoint
 
 
+def auto_batch_size(n_train: int, rows_per_step: int, smallest: int, largest: int) -> int:
+    """A power of two near `n_train / rows_per_step` within [smallest, largest]: small data get more, smaller
+    steps per epoch; large data bigger batches (fewer optimizer steps, better throughput)."""
+    target = max(n_train / max(rows_per_step, 1), 1.0)
+    return int(np.clip(2 ** round(math.log2(target)), smallest, largest))
+
+
+def resolve_auto_sizes(cfg: DictConfig, n_train: int) -> None:
+    """Replace `auto` sizes in `cfg.model` by values for this training split (in place), so the logged and
+    released config holds what actually ran."""
+    auto = cfg.model.auto
+    if str(cfg.model.batch_size) == "auto":
+        with open_dict(cfg):
+            cfg.model.batch_size = auto_batch_size(n_train, int(auto.rows_per_step), int(auto.min_batch_size),
+                                                   int(auto.max_batch_size))
+        log.info("batch_size auto -> %d (%d training rows)", cfg.model.batch_size, n_train)
+
+
 def train_churn(cfg: DictConfig, data: PreparedData | None = None) -> dict[str, float]:
     """Train, calibrate, evaluate, export and track the churn model; returns final metrics (incl. `val/auroc`).
     `data`: splits already prepared from this `cfg.data` (benchmarks reuse them across models), else prepared here."""
     pl.seed_everything(int(cfg.seed), workers=True)
     data = data if data is not None else prepare_data(cfg)
+    resolve_auto_sizes(cfg, len(data.arrays["train"]["label"]))
     net, net_spec = build_net(cfg, data.pipeline, data.arrays["train"])
     pos_weight = resolve_pos_weight(cfg.model.pos_weight, data.arrays["train"]["label"])
     module = instantiate(cfg.model.module)(net=net, pos_weight=pos_weight, net_spec=net_spec)
