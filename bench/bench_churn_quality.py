@@ -2,7 +2,8 @@
 
     python bench/bench_churn_quality.py --data synth,telco,cdnow --seeds 0,1,2,3,4
     python bench/bench_churn_quality.py --config-dir ~/my_conf --data mine          # conf/data/mine.yaml of yours
-    python bench/bench_churn_quality.py --data telco --nn "wide=" --nn "no_ensemble=model.ensemble_size=1"
+    python bench/bench_churn_quality.py --data telco --nn "k8=" --nn "k1=model.ensemble_size=1" --out runs.jsonl
+    python bench/bench_churn_quality.py --report runs.jsonl          # tables of the lines gathered so far
 
 Protocol: for each seed the project's own framing (`prepare_data`: leakage-free cutoffs, customers split
 stratified by label with `data.framing.seed=<seed>`) makes train/val/test once, and every model sees those very
@@ -174,6 +175,19 @@ def table(data_name: str, runs: dict[str, list[dict[str, float]]], nets: list[st
     return "\n".join(lines)
 
 
+def report(path: str) -> None:
+    """Print the tables of a results file (`--out` lines, possibly from several invocations): per data set, the
+    seeds every model has, in seed order."""
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    for data_name in dict.fromkeys(r["data"] for r in rows):
+        mine = {(r["model"], r["seed"]): r for r in rows if r["data"] == data_name}  # the last line of a pair wins
+        models = list(dict.fromkeys(m for m, _ in mine))
+        seeds = sorted(set.intersection(*({s for m2, s in mine if m2 == m} for m in models)))
+        runs = {m: [mine[(m, s)] for s in seeds] for m in models}
+        if seeds:
+            print(table(data_name, runs, [m for m in models if m not in GBDTS], [m for m in models if m in GBDTS]))
+
+
 def parse_nets(specs: list[str] | None) -> dict[str, list[str]]:
     """`name=override override ...` per net; default: the default net only."""
     if not specs:
@@ -195,7 +209,11 @@ def main() -> None:
     parser.add_argument("--gbdt", default=",".join(GBDTS), help="GBDT baselines to run (comma-separated, or '')")
     parser.add_argument("--quick", action="store_true", help="2 epochs, 200 boosting rounds: a smoke run")
     parser.add_argument("--out", default=None, help="append one JSON line per (data, seed, model) here")
+    parser.add_argument("--report", default=None, help="only print the tables of an --out file (nothing is run)")
     args = parser.parse_args()
+    if args.report:
+        report(args.report)
+        return
     warnings.filterwarnings("ignore")
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
