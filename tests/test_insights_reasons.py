@@ -112,3 +112,17 @@ def test_customer_facts_counts_and_change():
     assert f.loc["a", "usage_drop_pct"] == 80.0  # 4 in the last 60 days vs 20 in the 60 before
     assert f.loc["a", "feedback_language_name"] == "Hebrew" and f.loc["a", "feedback_topic"] == "billing"
     assert 1.9 < f.loc["a", "tenure_months"] < 2.1
+
+
+def test_history_aggregates_follow_their_events_group():
+    """A `num` column computed from outage events is swapped with the outage events, never on its own."""
+    layout = BatchLayout(["contract"], ["price", "history:n_outage_30d", "history:recency_days",
+                                        "history:recency_days__missing"],
+                         ["<pad>", "<unk>", "usage", "outage"],
+                         {"history:n_outage_30d": "outage", "history:recency_days": "*"})
+    index = build_group_index(layout, GROUPS)
+    assert index.names[index.num[1]] == "outages" and index.names[index.num[0]] == "price_increase"
+    auto = build_group_index(layout, [], other=None, auto=True)
+    assert auto.names[auto.num[1]] == "events:outage"
+    assert auto.names[auto.num[2]] == auto.names[auto.num[3]] == "attr:activity"
+    assert "attr:history:n_outage_30d" not in auto.names

@@ -95,3 +95,38 @@ def test_hazard_targets_and_probabilities():
     assert weights.tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 0], [1, 1, 1]]
     p = horizon_probabilities(torch.randn(4, 3))
     assert (p.diff(dim=1) >= 0).all() and ((p >= 0) & (p <= 1)).all()
+
+
+def test_ensemble_members_train_separately_and_average():
+    """k members share the fusion MLP: `logit` is their mean, each member has its own output (and hazard) head."""
+    torch.manual_seed(0)
+    tab = TabularEncoder([3, 5], 4, d_token=4, hidden_dim=8)
+    net = ChurnNet(tab, SequenceEncoder(6, "gru", d_model=8), hidden_dim=8, hazard_horizons=[30, 60],
+                   ensemble_size=4)
+    out = net(as_batch(random_arrays(n=7)))
+    assert out["member_logits"].shape == (7, 4) and out["member_hazard_logits"].shape == (7, 4, 2)
+    assert torch.allclose(out["logit"], out["member_logits"].mean(1))
+    assert torch.allclose(out["hazard_logits"], out["member_hazard_logits"].mean(1))
+    assert out["member_logits"].std(1).min() > 0  # members differ (own input scaling and heads)
+    single = ChurnNet(tab, None, hidden_dim=8)
+    assert single.fusion.scale is None and single(as_batch(random_arrays(n=3)))["member_logits"].shape == (3, 1)
+
+
+def test_piecewise_linear_embedding_encodes_thresholds():
+    from churnsense.churn.tabular import PiecewiseLinearEmbedding, quantile_bins
+
+    x = torch.tensor([[0.0, 5.0], [1.0, 5.0], [2.5, 5.0], [9.0, 5.0]])
+    bins = quantile_bins(x.numpy(), n_bins=4)
+    assert bins[1] == [5.0, 6.0] and bins[0][0] == 0.0 and bins[0][-1] == 9.0  # constant column: one unit bin
+    emb = PiecewiseLinearEmbedding(bins, d_token=3)
+    z = (x[..., None] - emb.left) / emb.width
+    z = torch.where(emb.clamp_low, z.clamp(min=0.0), z)
+    z = torch.where(emb.clamp_high, z.clamp(max=1.0), z) * emb.valid
+    assert torch.all((z[:, 0, 1:-1] >= 0) & (z[:, 0, 1:-1] <= 1))  # inner bins are clamped
+    assert z[0, 0, 0] == 0 and z[-1, 0, -1] == 1  # first bin starts at the minimum, the last is full at the max
+    assert torch.all(z[:, 1, 1:] == 0)  # padded bins of a one-bin column stay zero
+    assert emb(torch.tensor([[100.0, -100.0]])).shape == (1, 2, 3)  # out of range: finite (open outer bins)
+    with pytest.raises(ValueError, match="bin edges"):
+        TabularEncoder([], 2, numeric_embedding="piecewise")
+    tab = TabularEncoder([3], 2, d_token=4, hidden_dim=8, numeric_embedding="piecewise", bins=bins)
+    assert tab({"cat": torch.zeros(4, 1, dtype=torch.long), "num": x}).shape == (4, 8)

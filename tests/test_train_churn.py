@@ -71,7 +71,7 @@ def test_one_epoch_tracked_run(synth_root: Path):
     assert {"plots", "release", "checkpoints"} <= top
     assert {a.path for a in client.list_artifacts(run.info.run_id, "release")} >= {
         "release/model.onnx", "release/pipeline.json", "release/drift_reference.json"}
-    assert run.info.run_name == "churn-synth-gru-s42"
+    assert run.info.run_name == "churn-synth-tabular+gru-k8-s42"
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"synth.customers", "synth.events", "synth.feedback"}
     versions = client.search_model_versions("name='churnsense-churn'")
     assert len(versions) == 1 and versions[0].run_id == run.info.run_id

@@ -54,3 +54,40 @@ def test_precision_and_pos_weight():
     assert resolve_pos_weight("auto", labels) == 3.0
     assert resolve_pos_weight(1, labels) == 1.0
     assert resolve_pos_weight("auto", np.ones(4)) == 1.0
+
+
+def test_auto_batch_size_follows_the_data_size():
+    from churnsense.churn.train import auto_batch_size, resolve_auto_sizes
+
+    assert auto_batch_size(3_500, 64, 64, 512) == 64 and auto_batch_size(12_000, 64, 64, 512) == 256
+    assert auto_batch_size(400_000, 64, 64, 512) == 512 and auto_batch_size(10, 64, 64, 512) == 64
+    cfg = _compose()
+    assert cfg.model.batch_size == "auto"
+    resolve_auto_sizes(cfg, 12_000)
+    assert cfg.model.batch_size == 256 and cfg.model.datamodule.batch_size == 256  # what ran is what is logged
+    fixed = _compose("model.batch_size=32")
+    resolve_auto_sizes(fixed, 12_000)
+    assert fixed.model.batch_size == 32
+
+
+def test_run_names_and_test_summary():
+    from churnsense.churn.evaluation import summary_line
+    from churnsense.churn.train import net_description
+    from churnsense.core.tracking import run_name
+
+    cfg = _compose("data=cdnow", "model.ensemble_size=4")
+    spec = {"tabular": False, "sequence": True}
+    assert run_name("churn", "cdnow", net_description(spec, cfg), "s3") == "churn-cdnow-gru-k4-s3"
+    metrics = {f"test/calibrated_{k}": v for k, v in
+               {"auroc": 0.91234, "pr_auc": 0.5, "brier": 0.07, "ece": 0.012, "lift_top10": 5.123}.items()}
+    line = summary_line({**metrics, "val/auroc": 0.9})
+    assert line == ("[churn] test: ROC-AUC 0.9123 | PR-AUC 0.5000 | Brier 0.0700 | ECE 0.0120 | lift@10% 5.1230 "
+                    "(val ROC-AUC 0.9000)")
+
+
+def test_optuna_search_config_composes():
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("train", overrides=["hparams_search=churn_optuna"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper.direction == "maximize" and "model.lr" in sweeper.params and cfg.export.enabled is False

@@ -1,5 +1,8 @@
-"""Hand-made history aggregates per snapshot row (GBDT baselines, segments, sanity checks). Vectorised."""
+"""Hand-made history aggregates per snapshot row: the GBDT baselines' features and the churn net's wide inputs
+(`FeaturePipeline` appends them to `num`), segments, sanity checks. Vectorised."""
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -7,12 +10,24 @@ import pandas as pd
 from churnsense.data.framing import Snapshot, history_rows
 
 WINDOWS = (30, 90)
+ANY_EVENT = "*"  # source of an aggregate over every event type
+FEEDBACK = "feedback*"  # source of an aggregate over every folded feedback type
 
 
-def history_aggregates(snap: Snapshot) -> pd.DataFrame:
+def history_aggregates(snap: Snapshot, event_types: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per `snap.static` row (same order, same index): per event type counts and value sums in the last
     30/90 days, recency (days since the last event and the last of each type), usage trend (log ratio of the last
-    30 days' usage to the monthly average of the 60 days before), feedback sentiment shares."""
+    30 days' usage to the monthly average of the 60 days before), feedback sentiment shares.
+
+    `event_types` fixes the per-type columns (types absent from the history get zero counts and missing recency),
+    so a fitted pipeline sees the same columns at training and at serving; None = the types in this history."""
+    return history_aggregates_with_sources(snap, event_types)[0]
+
+
+def history_aggregates_with_sources(snap: Snapshot, event_types: Sequence[str] | None = None
+                                    ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """`history_aggregates` and, per column, the event type it is computed from (`*` = every type, `feedback*` =
+    every feedback type), so an attribution can move an aggregate together with the events behind it."""
     st, h = snap.static, snap.history
     b = len(st)
     row = history_rows(st, h) if len(h) else np.zeros(0, dtype=np.int64)
@@ -22,21 +37,26 @@ def history_aggregates(snap: Snapshot) -> pd.DataFrame:
             np.timedelta64(1, "D"))[ok] if len(h) else np.zeros(0)
     etype = h["event_type"].astype(str).to_numpy()[ok] if len(h) else np.zeros(0, dtype=object)
     value = np.nan_to_num(h["value"].to_numpy(dtype="float64")[ok]) if len(h) else np.zeros(0)
+    types = sorted(set(etype.tolist())) if event_types is None else list(event_types)
     cols: dict[str, np.ndarray] = {"n_events": np.bincount(row, minlength=b).astype(float),
                                    "recency_days": _min_by(row, days, b)}
-    for t in sorted(set(etype.tolist())):
+    sources = {"n_events": ANY_EVENT, "recency_days": ANY_EVENT}
+    for t in types:
         m = etype == t
         cols[f"recency_{t}_days"] = _min_by(row[m], days[m], b)
+        sources[f"recency_{t}_days"] = t
         for w in WINDOWS:
             mw = m & (days <= w)
             cols[f"n_{t}_{w}d"] = np.bincount(row[mw], minlength=b).astype(float)
             cols[f"sum_{t}_{w}d"] = np.bincount(row[mw], weights=value[mw], minlength=b)
-    if "usage" in set(etype.tolist()):
+            sources[f"n_{t}_{w}d"] = sources[f"sum_{t}_{w}d"] = t
+    if "usage" in types:
         m = etype == "usage"
         recent = np.bincount(row[m & (days <= 30)], weights=value[m & (days <= 30)], minlength=b)
         before = np.bincount(row[m & (days > 30) & (days <= 90)], weights=value[m & (days > 30) & (days <= 90)],
                              minlength=b) / 2
         cols["usage_trend"] = np.log1p(recent) - np.log1p(before)
+        sources["usage_trend"] = "usage"
     fb = np.char.startswith(etype.astype(str), "feedback")  # "feedback" or "feedback_<topic>"
     n_fb = np.bincount(row[fb], minlength=b).astype(float)
     cols["n_feedback"] = n_fb
@@ -44,7 +64,8 @@ def history_aggregates(snap: Snapshot) -> pd.DataFrame:
         hit = fb & (value == sign)
         cols[f"share_{name}_feedback"] = np.divide(np.bincount(row[hit], minlength=b), n_fb,
                                                    out=np.zeros(b), where=n_fb > 0)
-    return pd.DataFrame(cols, index=st.index)
+    sources.update({"n_feedback": FEEDBACK, "share_negative_feedback": FEEDBACK, "share_positive_feedback": FEEDBACK})
+    return pd.DataFrame(cols, index=st.index), sources
 
 
 def _min_by(row: np.ndarray, x: np.ndarray, b: int) -> np.ndarray:

@@ -11,10 +11,14 @@ import numpy as np
 import pandas as pd
 
 from churnsense.data.contract import DataSpec
+from churnsense.insights.attribution import BatchLayout
 from churnsense.data.framing import LABEL_COLUMNS, Snapshot, history_rows, static_categorical, static_numeric
+from churnsense.churn.aggregates import history_aggregates_with_sources
 
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: no history aggregates
 PAD, UNKNOWN = "<pad>", "<unk>"
+HISTORY_PREFIX = "history:"  # numeric inputs computed from the event history (the net's wide part)
 
 
 def slog1p(x: np.ndarray) -> np.ndarray:
@@ -41,15 +45,23 @@ def _codes(values: pd.Series, vocab: list[str]) -> np.ndarray:
 
 class FeaturePipeline:
     """Category vocabularies (index 0 = unknown/missing), robust numeric scaling with missing indicators,
-    event-type vocabulary (0 = pad, 1 = unknown) and per-event-type robust value scaling."""
+    event-type vocabulary (0 = pad, 1 = unknown) and per-event-type robust value scaling.
+
+    With `history_features`, the hand-made history aggregates the GBDT baselines get (`features.aggregates`) are
+    appended to `num` as `history:<name>` columns (scaled like the static numerics), so the net never starts with
+    less than a GBDT; columns constant on the training snapshot are dropped. Off by default: measured on the
+    validation splits it did not pay (the net leans on them and learns less from the event sequence)."""
 
     def __init__(self, categorical: list[str], numeric: list[str], max_events: int, clip: float = 5.0,
                  min_category_count: int = 1, max_categories: int = 1000, missing_indicators: bool = True,
-                 log_skew_threshold: float = 2.0):
+                 log_skew_threshold: float = 2.0, history_features: bool = False):
         self.categorical, self.numeric = list(categorical), list(numeric)
         self.max_events, self.clip = int(max_events), float(clip)
         self.min_category_count, self.max_categories = int(min_category_count), int(max_categories)
         self.missing_indicators, self.log_skew_threshold = bool(missing_indicators), float(log_skew_threshold)
+        self.history_features = bool(history_features)
+        self.aggregates: list[str] = []  # fitted history aggregate columns (without the prefix)
+        self.aggregate_sources: dict[str, str] = {}  # aggregate -> event type it is computed from
         self.vocab: dict[str, list[str]] = {}
         self.num_stats: dict[str, dict[str, Any]] = {}
         self.event_types: list[str] = []
@@ -70,19 +82,33 @@ class FeaturePipeline:
             self.vocab[c] = sorted(counts.index.tolist())
         for c in self.numeric:
             x = pd.to_numeric(st[c], errors="coerce").to_numpy(dtype="float64") if c in st else np.array([np.nan])
-            fin = x[np.isfinite(x)]
-            skew = float(pd.Series(fin).skew()) if fin.size > 2 else 0.0
-            use_log = bool(fin.size and fin.min() >= 0 and skew > self.log_skew_threshold)
-            med, scale = robust_stats(np.log1p(fin) if use_log else fin)
-            self.num_stats[c] = {"log": use_log, "median": med, "scale": scale,
-                                 "indicator": bool(self.missing_indicators and (~np.isfinite(x)).any())}
+            self.num_stats[c] = self._numeric_stats(x)
         h = snap.history
         self.event_types = sorted(h["event_type"].astype(str).unique().tolist())
         vals = slog1p(h["value"].to_numpy(dtype="float64"))
         codes = pd.Categorical(h["event_type"].astype(str), categories=self.event_types).codes
         self.event_stats = {t: list(robust_stats(vals[codes == i])) for i, t in enumerate(self.event_types)}
+        if self.history_features and len(h):
+            self._fit_aggregates(snap)
         self.fitted = True
         return self
+
+    def _numeric_stats(self, x: np.ndarray) -> dict[str, Any]:
+        fin = x[np.isfinite(x)]
+        skew = float(pd.Series(fin).skew()) if fin.size > 2 else 0.0
+        use_log = bool(fin.size and fin.min() >= 0 and skew > self.log_skew_threshold)
+        med, scale = robust_stats(np.log1p(fin) if use_log else fin)
+        return {"log": use_log, "median": med, "scale": scale,
+                "indicator": bool(self.missing_indicators and (~np.isfinite(x)).any())}
+
+    def _fit_aggregates(self, snap: Snapshot) -> None:
+        """History aggregates that vary on the training snapshot, with their scaling and source event types."""
+        agg, sources = history_aggregates_with_sources(snap, self.event_types)
+        varies = [c for c in agg.columns if agg[c].nunique(dropna=False) > 1]
+        self.aggregates = varies
+        self.aggregate_sources = {c: sources[c] for c in varies}
+        for c in varies:
+            self.num_stats[HISTORY_PREFIX + c] = self._numeric_stats(agg[c].to_numpy(dtype="float64"))
 
     # ------------------------------------------------------------ transform
     def transform(self, snap: Snapshot) -> dict[str, np.ndarray]:
@@ -90,7 +116,7 @@ class FeaturePipeline:
         if not self.fitted:
             raise RuntimeError("FeaturePipeline.transform before fit/load")
         st = snap.static
-        out = {"cat": self._cat(st), "num": self._num(st)}
+        out = {"cat": self._cat(st), "num": self._num(self._numeric_frame(snap))}
         out.update(self._sequence(st, snap.history))
         for c in LABEL_COLUMNS:
             if c in st:
@@ -102,19 +128,32 @@ class FeaturePipeline:
                 for c in self.categorical]
         return np.stack(cols, axis=1) if cols else np.zeros((len(st), 0), dtype=np.int64)
 
-    def _num(self, st: pd.DataFrame) -> np.ndarray:
+    def _numeric_frame(self, snap: Snapshot) -> pd.DataFrame:
+        """Raw numeric inputs in `num` order: static columns, then the fitted history aggregates (prefixed)."""
+        st = snap.static
+        frame = pd.DataFrame({c: pd.to_numeric(st[c], errors="coerce") if c in st else np.nan
+                              for c in self.numeric}, index=st.index)
+        if self.aggregates:
+            agg = history_aggregates_with_sources(snap, self.event_types)[0][self.aggregates]
+            frame = pd.concat([frame, agg.add_prefix(HISTORY_PREFIX)], axis=1)
+        return frame
+
+    @property
+    def _numeric_columns(self) -> list[str]:
+        return list(self.numeric) + [HISTORY_PREFIX + c for c in self.aggregates]
+
+    def _num(self, frame: pd.DataFrame) -> np.ndarray:
         cols = []
-        for c in self.numeric:
+        for c in self._numeric_columns:
             s = self.num_stats[c]
-            x = pd.to_numeric(st[c], errors="coerce").to_numpy(dtype="float64") if c in st \
-                else np.full(len(st), np.nan)
+            x = frame[c].to_numpy(dtype="float64")
             miss = ~np.isfinite(x)
             x = np.log1p(np.clip(x, 0, None)) if s["log"] else x
             z = np.clip((x - s["median"]) / s["scale"], -self.clip, self.clip)
             cols.append(np.where(miss, 0.0, z))
             if s["indicator"]:
                 cols.append(miss.astype("float64"))
-        return (np.stack(cols, axis=1) if cols else np.zeros((len(st), 0))).astype(np.float32)
+        return (np.stack(cols, axis=1) if cols else np.zeros((len(frame), 0))).astype(np.float32)
 
     def _sequence(self, st: pd.DataFrame, h: pd.DataFrame) -> dict[str, np.ndarray]:
         n, b = self.max_events, len(st)
@@ -152,10 +191,16 @@ class FeaturePipeline:
     def cat_cardinalities(self) -> list[int]:
         return [len(self.vocab[c]) + 1 for c in self.categorical]
 
+    def batch_layout(self) -> BatchLayout:
+        """The names behind the batch axes (attribution groups inputs by them); history aggregates name the event
+        types they are computed from, so they are swapped together with those events."""
+        sources = {HISTORY_PREFIX + c: t for c, t in self.aggregate_sources.items()}
+        return BatchLayout(list(self.categorical), list(self.numeric_names), list(self.event_type_names), sources)
+
     @property
     def numeric_names(self) -> list[str]:
         names = []
-        for c in self.numeric:
+        for c in self._numeric_columns:
             names.append(c)
             if self.num_stats.get(c, {}).get("indicator"):
                 names.append(f"{c}__missing")
@@ -178,15 +223,19 @@ class FeaturePipeline:
         return {"version": VERSION, "categorical": self.categorical, "numeric": self.numeric,
                 "max_events": self.max_events, "clip": self.clip, "min_category_count": self.min_category_count,
                 "max_categories": self.max_categories, "missing_indicators": self.missing_indicators,
-                "log_skew_threshold": self.log_skew_threshold, "vocab": self.vocab, "num_stats": self.num_stats,
-                "event_types": self.event_types, "event_stats": self.event_stats, "fitted": self.fitted}
+                "log_skew_threshold": self.log_skew_threshold, "history_features": self.history_features,
+                "aggregates": self.aggregates, "aggregate_sources": self.aggregate_sources, "vocab": self.vocab,
+                "num_stats": self.num_stats, "event_types": self.event_types, "event_stats": self.event_stats,
+                "fitted": self.fitted}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeaturePipeline:
-        if d.get("version") != VERSION:
-            raise ValueError(f"pipeline state version {d.get('version')} != {VERSION}")
+        if d.get("version") not in READABLE_VERSIONS:
+            raise ValueError(f"pipeline state version {d.get('version')} is not one of {READABLE_VERSIONS}")
         p = cls(d["categorical"], d["numeric"], d["max_events"], d["clip"], d["min_category_count"],
-                d["max_categories"], d["missing_indicators"], d["log_skew_threshold"])
+                d["max_categories"], d["missing_indicators"], d["log_skew_threshold"],
+                d.get("history_features", False))
+        p.aggregates, p.aggregate_sources = list(d.get("aggregates", [])), dict(d.get("aggregate_sources", {}))
         p.vocab, p.num_stats = {k: list(v) for k, v in d["vocab"].items()}, dict(d["num_stats"])
         p.event_types, p.event_stats, p.fitted = list(d["event_types"]), dict(d["event_stats"]), d["fitted"]
         return p

@@ -12,17 +12,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from churnsense.churn.ensemble import MemberLinear
+
 
 class HazardHead(nn.Module):
-    """[B, d] -> hazard logits [B, H]."""
+    """Per ensemble member: [B, k, d] -> hazard logits [B, k, H]."""
 
-    def __init__(self, in_dim: int, horizons: list[int]) -> None:
+    def __init__(self, in_dim: int, horizons: list[int], k: int = 1) -> None:
         super().__init__()
         if sorted(horizons) != list(horizons) or min(horizons) <= 0:
             raise ValueError(f"hazard horizons must be positive and increasing, got {horizons}")
         self.horizons = [int(h) for h in horizons]
         self.register_buffer("edges", torch.tensor([0.0, *map(float, horizons)]), persistent=False)
-        self.linear = nn.Linear(in_dim, len(horizons))
+        self.linear = MemberLinear(k, in_dim, len(horizons))
         self.output_dim = len(horizons)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -49,7 +51,10 @@ def hazard_targets(edges: torch.Tensor, ttc_days: torch.Tensor, followup_days: t
 
 def hazard_loss(hazard_logits: torch.Tensor, edges: torch.Tensor, ttc_days: torch.Tensor,
                 followup_days: torch.Tensor) -> torch.Tensor:
-    """Censoring-aware negative log-likelihood of the discrete-time hazard model, averaged per customer."""
+    """Censoring-aware negative log-likelihood of the discrete-time hazard model, averaged per customer (and per
+    ensemble member when the logits are [B, k, H])."""
     targets, weights = hazard_targets(edges.to(hazard_logits.device), ttc_days.float(), followup_days.float())
+    if hazard_logits.dim() == 3:
+        targets, weights = targets[:, None].expand_as(hazard_logits), weights[:, None].expand_as(hazard_logits)
     nll = F.binary_cross_entropy_with_logits(hazard_logits.float(), targets, weight=weights, reduction="sum")
-    return nll / max(hazard_logits.shape[0], 1)
+    return nll / max(hazard_logits.shape[0] * (hazard_logits.shape[1] if hazard_logits.dim() == 3 else 1), 1)

@@ -43,11 +43,13 @@ class ChurnLitModule(pl.LightningModule):
     def _shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         out = self.net(batch)
         logit, label = out["logit"].float(), batch["label"].float()
-        loss = F.binary_cross_entropy_with_logits(logit, label, pos_weight=self.pos_weight)
+        members = out.get("member_logits", logit[:, None]).float()  # each ensemble member learns on its own loss
+        loss = F.binary_cross_entropy_with_logits(members, label[:, None].expand_as(members),
+                                                  pos_weight=self.pos_weight)
         n = label.shape[0]
         if "hazard_logits" in out:
-            h_loss = hazard_loss(out["hazard_logits"], self.net.hazard.edges, batch["ttc_days"],
-                                 batch["followup_days"])
+            h_loss = hazard_loss(out.get("member_hazard_logits", out["hazard_logits"]), self.net.hazard.edges,
+                                 batch["ttc_days"], batch["followup_days"])
             self.log(f"{stage}/hazard_loss", h_loss, on_step=False, on_epoch=True, batch_size=n)
             loss = loss + self.hparams.hazard_weight * h_loss
         metrics = getattr(self, f"{stage}_metrics")

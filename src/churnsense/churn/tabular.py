@@ -1,13 +1,17 @@
 """Tabular branch: categorical embeddings (index 0 = unknown bucket) and learned numeric embeddings.
 
 Numeric embeddings follow Gorishniy et al. 2022, "On Embeddings for Numerical Features in Tabular Deep Learning":
-`periodic` is their PLR (per-feature trainable frequencies -> cos/sin -> per-feature linear -> ReLU), `linear` is LR.
-Each column becomes a `d_token` token; the tokens are flattened and projected by an MLP to `output_dim`.
+`periodic` is their PLR (per-feature trainable frequencies -> cos/sin -> per-feature linear -> ReLU), `linear` is LR,
+`piecewise` is PLE-LR (piecewise-linear encoding over quantile bins of the training data -> per-feature linear ->
+ReLU): it lets the net place GBDT-like thresholds. Each column becomes a `d_token` token; the tokens are flattened
+and projected by an MLP to `output_dim`.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -51,6 +55,47 @@ class LinearEmbedding(nn.Module):
         return torch.relu(self.linear(x[..., None]))
 
 
+def quantile_bins(x: np.ndarray, n_bins: int) -> list[list[float]]:
+    """Per column of x [N, F], the distinct quantile edges of at most `n_bins` bins (at least two edges)."""
+    out = []
+    for j in range(x.shape[1]):
+        col = x[:, j][np.isfinite(x[:, j])]
+        edges = np.unique(np.quantile(col, np.linspace(0, 1, n_bins + 1))) if col.size else np.zeros(1)
+        if edges.size < 2:
+            edges = np.array([edges[0], edges[0] + 1.0])
+        out.append([float(e) for e in edges])
+    return out
+
+
+class PiecewiseLinearEmbedding(nn.Module):
+    """PLE-LR: x -> [bin_1 .. bin_T] with bin_t = clamp((x - e_{t-1}) / (e_t - e_{t-1}), 0, 1) (the first bin open
+    below, the last open above) -> per-feature linear -> ReLU. Features with fewer bins are zero-padded."""
+
+    def __init__(self, bins: Sequence[Sequence[float]], d_token: int) -> None:
+        super().__init__()
+        n_bins = max(len(e) - 1 for e in bins)
+        left = torch.zeros(len(bins), n_bins)
+        width = torch.ones(len(bins), n_bins)
+        count = torch.tensor([len(e) - 1 for e in bins])
+        for j, edges in enumerate(bins):
+            e = torch.tensor(edges, dtype=torch.float32)
+            left[j, : len(e) - 1], width[j, : len(e) - 1] = e[:-1], (e[1:] - e[:-1]).clamp(min=1e-6)
+        t = torch.arange(n_bins)[None, :]
+        self.register_buffer("left", left)
+        self.register_buffer("width", width)
+        self.register_buffer("valid", (t < count[:, None]).float())
+        self.register_buffer("clamp_low", t > 0)
+        self.register_buffer("clamp_high", t < count[:, None] - 1)
+        self.linear = PerFeatureLinear(len(bins), n_bins, d_token)
+        self.output_dim = d_token
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x[..., None] - self.left) / self.width
+        z = torch.where(self.clamp_low, z.clamp(min=0.0), z)
+        z = torch.where(self.clamp_high, z.clamp(max=1.0), z)
+        return torch.relu(self.linear(z * self.valid))
+
+
 class CategoricalEmbedding(nn.Module):
     """One embedding table per column (shared storage with offsets); out-of-range indices fall into bucket 0."""
 
@@ -68,13 +113,18 @@ class CategoricalEmbedding(nn.Module):
         return self.embedding(idx + self.offsets)
 
 
-def make_numeric_embedding(kind: str, n_features: int, d_token: int, n_frequencies: int, sigma: float) -> nn.Module:
-    """Build the numeric embedding named by `kind` (periodic | linear)."""
+def make_numeric_embedding(kind: str, n_features: int, d_token: int, n_frequencies: int, sigma: float,
+                           bins: Sequence[Sequence[float]] | None = None) -> nn.Module:
+    """Build the numeric embedding named by `kind` (periodic | linear | piecewise; piecewise needs `bins`)."""
     if kind == "periodic":
         return PeriodicEmbedding(n_features, d_token, n_frequencies, sigma)
     if kind == "linear":
         return LinearEmbedding(n_features, d_token)
-    raise ValueError(f"unknown numeric embedding {kind!r}: expected 'periodic' or 'linear'")
+    if kind == "piecewise":
+        if bins is None or len(bins) != n_features:
+            raise ValueError(f"piecewise numeric embedding needs bin edges for each of the {n_features} features")
+        return PiecewiseLinearEmbedding(bins, d_token)
+    raise ValueError(f"unknown numeric embedding {kind!r}: expected 'periodic', 'linear' or 'piecewise'")
 
 
 class TabularEncoder(nn.Module):
@@ -90,6 +140,7 @@ class TabularEncoder(nn.Module):
         n_frequencies: int = 16,
         frequency_sigma: float = 1.0,
         dropout: float = 0.1,
+        bins: Sequence[Sequence[float]] | None = None,
     ) -> None:
         super().__init__()
         n_cat, self.n_numeric = len(cat_cardinalities), int(n_numeric)
@@ -97,7 +148,7 @@ class TabularEncoder(nn.Module):
             raise ValueError("TabularEncoder needs at least one categorical or numeric column")
         self.cat = CategoricalEmbedding(cat_cardinalities, d_token) if n_cat else None
         self.num = (
-            make_numeric_embedding(numeric_embedding, self.n_numeric, d_token, n_frequencies, frequency_sigma)
+            make_numeric_embedding(numeric_embedding, self.n_numeric, d_token, n_frequencies, frequency_sigma, bins)
             if self.n_numeric
             else None
         )

@@ -17,10 +17,11 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from churnsense.churn.features import FeaturePipeline
 from churnsense.churn.finish import finish_run
+from churnsense.churn.tabular import quantile_bins
 from churnsense.core.lightning import is_rank_zero, make_trainer, run_dir
 from churnsense.core.tracking import TableInput, TrackedRun, git_commit, run_name
 from churnsense.data.contract import KINDS, DataSpec
@@ -67,6 +68,13 @@ def has_churn_times(train: dict[str, np.ndarray]) -> bool:
     return all(k in train and bool(np.isfinite(train[k]).any()) for k in ("ttc_days", "followup_days"))
 
 
+def numeric_bins(cfg: DictConfig, train: dict[str, np.ndarray]) -> list[list[float]] | None:
+    """Quantile bin edges of the training split's numeric inputs for the piecewise-linear embedding (else None)."""
+    if cfg.model.numeric_embedding != "piecewise" or train["num"].shape[1] == 0:
+        return None
+    return quantile_bins(np.asarray(train["num"], dtype=np.float64), int(cfg.model.n_bins))
+
+
 def build_net(cfg: DictConfig, pipeline: Any, train: dict[str, np.ndarray]) -> tuple[torch.nn.Module, dict]:
     """ChurnNet with the branches the data supports; returns it and the spec that rebuilds it."""
     shapes = {"cat_cardinalities": list(pipeline.cat_cardinalities), "n_numeric": int(pipeline.n_numeric),
@@ -74,20 +82,47 @@ def build_net(cfg: DictConfig, pipeline: Any, train: dict[str, np.ndarray]) -> t
     use_tab = len(shapes["cat_cardinalities"]) + shapes["n_numeric"] > 0
     use_seq = bool(np.asarray(train["seq_mask"]).any())
     horizons = [int(h) for h in cfg.model.hazard_horizons or []] if has_churn_times(train) else []
+    bins = numeric_bins(cfg, train) if use_tab else None
     tabular = instantiate(cfg.model.tabular)(cat_cardinalities=shapes["cat_cardinalities"],
-                                             n_numeric=shapes["n_numeric"]) if use_tab else None
+                                             n_numeric=shapes["n_numeric"], bins=bins) if use_tab else None
     sequence = instantiate(cfg.model.sequence)(n_event_types=shapes["n_event_types"]) if use_seq else None
     net = instantiate(cfg.model.net)(tabular=tabular, sequence=sequence, hazard_horizons=horizons or None)
-    net_spec = {**shapes, "tabular": use_tab, "sequence": use_seq, "hazard_horizons": horizons}
+    net_spec = {**shapes, "tabular": use_tab, "sequence": use_seq, "hazard_horizons": horizons, "numeric_bins": bins}
     log.info("ChurnNet: tabular=%s sequence=%s (%s) hazard=%s, %d parameters", use_tab, use_seq,
              cfg.model.seq_encoder, horizons, sum(p.numel() for p in net.parameters()))
     return net, net_spec
 
 
-def train_churn(cfg: DictConfig) -> dict[str, float]:
-    """Train, calibrate, evaluate, export and track the churn model; returns final metrics (incl. `val/auroc`)."""
+def net_description(net_spec: dict[str, Any], cfg: DictConfig) -> str:
+    """What the net is, for run names: its branches and ensemble size, e.g. `tabular+gru-k8`."""
+    branches = ["tabular"] * bool(net_spec["tabular"]) + [str(cfg.model.seq_encoder)] * bool(net_spec["sequence"])
+    return "+".join(branches) + f"-k{int(cfg.model.ensemble_size)}"
+
+
+def auto_batch_size(n_train: int, rows_per_step: int, smallest: int, largest: int) -> int:
+    """A power of two near `n_train / rows_per_step` within [smallest, largest]: small data get more, smaller
+    steps per epoch; large data bigger batches (fewer optimizer steps, better throughput)."""
+    target = max(n_train / max(rows_per_step, 1), 1.0)
+    return int(np.clip(2 ** round(math.log2(target)), smallest, largest))
+
+
+def resolve_auto_sizes(cfg: DictConfig, n_train: int) -> None:
+    """Replace `auto` sizes in `cfg.model` by values for this training split (in place), so the logged and
+    released config holds what actually ran."""
+    auto = cfg.model.auto
+    if str(cfg.model.batch_size) == "auto":
+        with open_dict(cfg):
+            cfg.model.batch_size = auto_batch_size(n_train, int(auto.rows_per_step), int(auto.min_batch_size),
+                                                   int(auto.max_batch_size))
+        log.info("batch_size auto -> %d (%d training rows)", cfg.model.batch_size, n_train)
+
+
+def train_churn(cfg: DictConfig, data: PreparedData | None = None) -> dict[str, float]:
+    """Train, calibrate, evaluate, export and track the churn model; returns final metrics (incl. `val/auroc`).
+    `data`: splits already prepared from this `cfg.data` (benchmarks reuse them across models), else prepared here."""
     pl.seed_everything(int(cfg.seed), workers=True)
-    data = prepare_data(cfg)
+    data = data if data is not None else prepare_data(cfg)
+    resolve_auto_sizes(cfg, len(data.arrays["train"]["label"]))
     net, net_spec = build_net(cfg, data.pipeline, data.arrays["train"])
     pos_weight = resolve_pos_weight(cfg.model.pos_weight, data.arrays["train"]["label"])
     module = instantiate(cfg.model.module)(net=net, optimizer=instantiate(cfg.model.optimizer),
@@ -96,7 +131,7 @@ def train_churn(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.model.datamodule)(splits=data.arrays, seed=int(cfg.seed))
     out_dir = run_dir(cfg)
     commit = git_commit()
-    run = start_run(cfg, commit, data) if is_rank_zero() else None
+    run = start_run(cfg, commit, data, net_spec) if is_rank_zero() else None
     trainer, callbacks = make_trainer(cfg, out_dir, run.lightning_logger() if run is not None else None)
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
@@ -114,10 +149,10 @@ def train_churn(cfg: DictConfig) -> dict[str, float]:
                       commit=commit, step=int(trainer.global_step) + 1)
 
 
-def start_run(cfg: DictConfig, commit: str | None, data: PreparedData) -> TrackedRun | None:
+def start_run(cfg: DictConfig, commit: str | None, data: PreparedData, net_spec: dict) -> TrackedRun | None:
     """The MLflow run of this training job (None with `logger=none`), named after what runs, with its config and
     the tables it read."""
-    name = cfg.logger.run_name or run_name("churn", cfg.data.name, cfg.model.seq_encoder, f"s{cfg.seed}")
+    name = cfg.logger.run_name or run_name("churn", cfg.data.name, net_description(net_spec, cfg), f"s{cfg.seed}")
     run = TrackedRun.start(cfg.logger, name, {"task": "churn", "data": str(cfg.data.name),
                                                "git_commit": str(commit)})
     if run is not None:

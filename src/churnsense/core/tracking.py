@@ -111,7 +111,12 @@ class TrackedRun:
             if experiment.tags.get("mlflow.experimentKind") is None:
                 for key, value in EXPERIMENT_KIND.items():
                     client.set_experiment_tag(experiment_id, key, value)
-        run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+        tags = dict(tags)
+        sweep = sweep_tags()
+        if sweep:  # one trial of a multirun sweep: nested under the sweep's parent run
+            tags.update(sweep, **{"mlflow.parentRunId": _sweep_parent(client, experiment_id, sweep)})
+            run_name = f"{run_name}-trial{sweep['sweep.trial']}"
+        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
         return cls(client, run.info.run_id, name, uri)
 
     def lightning_logger(self):
@@ -227,6 +232,28 @@ class TrackedRun:
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
+
+
+def sweep_tags() -> dict[str, str]:
+    """Inside a Hydra multirun (e.g. an Optuna sweep): the sweep's folder and this job's number; else {}."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return {}
+    hc = HydraConfig.get()
+    return {"sweep.dir": str(Path(hc.sweep.dir).resolve()), "sweep.trial": str(hc.job.num)}
+
+
+def _sweep_parent(client: Any, experiment_id: str, sweep: Mapping[str, str]) -> str:
+    """Id of the sweep's parent run (created by its first trial), under which every trial is nested."""
+    query = f"tags.`sweep.dir` = '{sweep['sweep.dir']}' and tags.`sweep.parent` = 'true'"
+    found = client.search_runs([experiment_id], filter_string=query, max_results=1)
+    if found:
+        return found[0].info.run_id
+    parent = client.create_run(experiment_id, run_name=f"sweep-{Path(sweep['sweep.dir']).name}",
+                               tags={"sweep.dir": sweep["sweep.dir"], "sweep.parent": "true"})
+    return parent.info.run_id
 
 
 def registered_version(model: str, tracking_uri: str | None) -> Any | None:

@@ -39,6 +39,9 @@ class BatchLayout:
     cat_names: Sequence[str] = ()
     num_names: Sequence[str] = ()
     event_types: Sequence[str] = ("<pad>", "<unk>")  # index -> event type name
+    # `num` columns computed from the event history -> the event type behind them (`*` every type, `prefix*` all
+    # types with that prefix): such a column is swapped together with its events, so a perturbed batch stays coherent
+    num_sources: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,14 @@ def _match(name: str, patterns: Sequence[str]) -> bool:
 
 
 AUTO_EVENTS, AUTO_ATTR = "events:", "attr:"
+ACTIVITY = "attr:activity"  # automatic group of the history aggregates over every event type
+
+
+def _source_types(source: str, event_types: Sequence[str]) -> list[str]:
+    """Event types an aggregate with this source is computed from (empty for `*`: every type)."""
+    if source == "*":
+        return []
+    return [t for t in event_types if _match(t, [source])]
 
 
 def auto_groups(layout: BatchLayout, groups: Sequence[GroupSpec]) -> list[GroupSpec]:
@@ -81,10 +92,16 @@ def auto_groups(layout: BatchLayout, groups: Sequence[GroupSpec]) -> list[GroupS
     for c in layout.cat_names:
         if not covered(c, "cat"):
             out.append(GroupSpec(name=f"{AUTO_ATTR}{c}", cat=(c,)))
+    activity = []
     for c in layout.num_names:
         base = c.removesuffix("__missing")
-        if not covered(c, "num"):
+        source = layout.num_sources.get(base)
+        if source == "*" and not covered(c, "num"):
+            activity.append(c)
+        elif source is None and not covered(c, "num"):
             out.append(GroupSpec(name=f"{AUTO_ATTR}{base}", num=(base, f"{base}__missing")))
+    if activity:
+        out.append(GroupSpec(name=ACTIVITY, num=tuple(activity)))
     return out
 
 
@@ -107,8 +124,13 @@ def build_group_index(layout: BatchLayout, groups: Sequence[GroupSpec], other: s
 
     ev = assign(list(layout.event_types), "events")
     ev[:1] = -1  # padding
-    idx = GroupIndex(names + ([other] if other else []), assign(layout.cat_names, "cat"),
-                     assign(layout.num_names, "num"), ev)
+    num = assign(layout.num_names, "num")
+    for i, c in enumerate(layout.num_names):  # history aggregates follow the group of their events
+        types = _source_types(layout.num_sources.get(c.removesuffix("__missing"), "*"), layout.event_types[2:])
+        groups_of = [int(ev[list(layout.event_types).index(t)]) for t in types]
+        if groups_of:
+            num[i] = groups_of[0]
+    idx = GroupIndex(names + ([other] if other else []), assign(layout.cat_names, "cat"), num, ev)
     used = set(idx.cat) | set(idx.num) | set(ev[1:])
     keep = [g for g in range(len(idx.names)) if g in used]
     remap = np.full(len(idx.names) + 1, -1, dtype=np.int64)

@@ -80,11 +80,6 @@ def at_risk_threshold(state: InsightsState, p: np.ndarray, cfg: Mapping[str, Any
     return risk_threshold(p, cfg)
 
 
-def layout_of(pipeline) -> BatchLayout:
-    """Batch axis names of a fitted `FeaturePipeline`."""
-    return BatchLayout(list(pipeline.categorical), list(pipeline.numeric_names), list(pipeline.event_type_names))
-
-
 def explain(batch: dict[str, np.ndarray], ids: np.ndarray, rows: np.ndarray, prob_fn, layout: BatchLayout,
             facts: pd.DataFrame, rcfg: Mapping[str, Any], seed: int = 0,
             background: Mapping[str, np.ndarray] | None = None, language_of: Mapping | None = None,
@@ -216,7 +211,7 @@ def enrich(scored: pd.DataFrame, customers: pd.DataFrame | None, events: pd.Data
         if not state.background:
             _batch_fallback("attribution background")
         prob_fn = lambda b: release.run(b)["churn_probability"]  # noqa: E731
-        reasons = explain(batch, ids, rows, prob_fn, layout_of(release.pipeline), facts, rcfg,
+        reasons = explain(batch, ids, rows, prob_fn, release.pipeline.batch_layout(), facts, rcfg,
                           int(cfg.get("seed", 0)), state.background or None,
                           service_languages(facts, cfg).to_dict(), typical,
                           (cfg.get("scripts") or {}).get("texts_dir"))
