@@ -1,7 +1,7 @@
 """Label maps of the feedback model (saved as labels.json in every release)."""
 from __future__ import annotations
 
-from churnsense.data.synth_text import LANGUAGES, SENTIMENTS, TOPICS
+from churnsense.feedback.corpus.scheme import LANGUAGES, SENTIMENTS, TOPICS
 
 IGNORE = -100  # target value for "label unknown" (e.g. no topic in English drug reviews)
 HEADS: dict[str, tuple[str, ...]] = {

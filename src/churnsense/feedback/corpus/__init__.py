@@ -1,0 +1,1 @@
+"""Multilingual customer-feedback training corpus: phrase banks, held-out split, message generator."""
