@@ -58,7 +58,7 @@ def _feedback_cfg(tiny_encoder, tmp_path):
                             "feedback": demo})
     fc = cfg.feedback
     fc.encoder_path, fc.release_dir, fc.max_length, fc.trainable_layers = str(tiny_encoder), str(tmp_path / "rel"), 32, 1
-    fc.data.n_synth, fc.data.drugreview_rows, fc.data.feedback_table = 64, 0, None
+    fc.data.n_corpus, fc.data.drugreview_rows, fc.data.feedback_table, fc.holdout.n = 64, 0, None, 0
     return cfg
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,26 +14,32 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from churnsense.text import data as fdata
-from churnsense.text.evaluate import evaluate_release, per_language_drop
+from churnsense.text.evaluate import evaluate_release, evaluate_with_breakdown, per_language_drop
 from churnsense.text.export import check_parity, export_onnx, quantize_int8
 from churnsense.text.labels import HEADS, encode_labels
 from churnsense.text.lit_module import FeedbackLitModule
 from churnsense.text.metrics import confusion
 from churnsense.text.model import FeedbackNet, TextEncoder, load_bert
 from churnsense.text.release import load_release, predict_texts
+from churnsense.text.report import evaluation_note
 from churnsense.text.tokenize import TextTokenizer
 from churnsense.text.tracking import log_feedback_run, package_versions
 
 
 def training_frame(fc: DictConfig, seed: int) -> pd.DataFrame:
-    """Generated multilingual messages + English drug reviews + the generated feedback table (if present)."""
-    parts = [fdata.synthetic_feedback(int(fc.data.n_synth), seed, float(fc.data.mixed_rate))]
+    """Generated corpus (training phrase banks) + English drug reviews + the generated feedback table (if present)."""
+    parts = [fdata.synthetic_feedback(int(fc.data.n_corpus), seed, "train", float(fc.data.holdout_share))]
     if fc.data.drugreview_rows:
         parts.append(fdata.drug_reviews(int(fc.data.drugreview_rows), seed))
     if fc.data.get("feedback_table") and fc.data.feedback_table_rows:
         table = fdata.feedback_table(fc.data.feedback_table)
         parts.append(table.sample(min(len(table), int(fc.data.feedback_table_rows)), random_state=seed))
     return pd.concat([p for p in parts if len(p)], ignore_index=True)
+
+
+def holdout_frame(fc: DictConfig) -> pd.DataFrame:
+    """Corpus check composed only from held-out phrase-bank items (another seed): generalisation, not memory."""
+    return fdata.synthetic_feedback(int(fc.holdout.n), int(fc.holdout.seed), "holdout", float(fc.data.holdout_share))
 
 
 def build_net(fc: DictConfig, bert: torch.nn.Module | None = None) -> FeedbackNet:
@@ -75,6 +82,20 @@ def write_release(net: FeedbackNet, fc: DictConfig, cfg: DictConfig, out: Path, 
     return result
 
 
+def record_evaluation(release, out: Path, sets: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """Breakdown metrics of the served model on each non-empty labelled set (keys `<set>/...`), written to the
+    release as evaluation.md and into metadata.json."""
+    sets = {name: frame for name, frame in sets.items() if len(frame)}
+    metrics: dict[str, float] = {}
+    for name, frame in sets.items():
+        metrics.update(evaluate_with_breakdown(release, frame, f"{name}/"))
+    (out / "evaluation.md").write_text(evaluation_note(metrics, tuple(sets)), encoding="utf-8")
+    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    meta["evaluation"] = metrics
+    (out / "metadata.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return metrics
+
+
 def train_feedback(cfg: DictConfig) -> dict[str, float]:
     """Composition root: data -> model -> Lightning fit -> dev metrics -> release + MLflow; returns metrics."""
     fc = cfg.feedback
@@ -91,18 +112,22 @@ def train_feedback(cfg: DictConfig) -> dict[str, float]:
                                dict(fc.head_weights))
     trainer = instantiate(cfg.trainer, **OmegaConf.to_container(fc.trainer, resolve=True),
                           max_steps=int(fc.max_steps), logger=False, enable_checkpointing=False)
-    trainer.fit(module, train_set.loader(int(fc.batch_size), True, int(cfg.seed)),
+    wall, cpu = time.perf_counter(), time.process_time()
+    trainer.fit(module, train_set.loader(int(fc.batch_size), True, int(cfg.seed), bucket=int(fc.bucket_batches)),
                 dev_set.loader(int(fc.eval_batch_size), False))
+    metrics = {"time/fit_seconds": time.perf_counter() - wall, "time/fit_cpu_seconds": time.process_time() - cpu}
     trainer.validate(module, dev_set.loader(int(fc.eval_batch_size), False), verbose=False)
-    metrics = dict(module.last_metrics)
+    metrics.update(module.last_metrics)
     out = Path(fc.release_dir)
     metrics.update(write_release(module.net, fc, cfg, out, dev, tokenizer, metrics))
     release = load_release(out)
+    metrics.update(record_evaluation(release, out, {"dev": dev, "holdout": holdout_frame(fc)}))
     probs, _ = predict_texts(release, dev["text"].tolist())
     confusions = {}
     for head in ("sentiment", "topic"):
         y = np.asarray(encode_labels(dev[head].tolist(), HEADS[head]))
         confusions[f"{head}/dev"] = confusion(y[y >= 0], probs[f"p_{head}"].argmax(1)[y >= 0], len(HEADS[head]))
     log_feedback_run(cfg, metrics, confusions, HEADS, out)
-    print(json.dumps({k: round(v, 4) for k, v in metrics.items() if "macro_f1" in k or "accuracy" in k}, indent=1))
+    print((out / "evaluation.md").read_text(encoding="utf-8"))
+    print(json.dumps({k: round(v, 1) for k, v in metrics.items() if k.startswith("time/")}))
     return metrics
