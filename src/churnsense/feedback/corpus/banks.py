@@ -4,7 +4,7 @@ Every list in the banks (topic clauses, frames, openers, slang, code-switch pair
 a `holdout` part by a stable hash of (language, list path, item): the same items are held out on every machine and
 for every seed, so a check generated from the `holdout` part measures generalisation to phrases and frames the
 model never saw. Lists of one item are never held out; frames made only of slots and punctuation ("{ask}?") are
-in both parts; a held-out item that also occurs in a training list (of any language) is dropped.
+in both parts; a held-out item that occurs inside any training phrase or mixing word (of any language) is dropped.
 """
 from __future__ import annotations
 
@@ -131,10 +131,10 @@ def language_bank(lang: str, split: str = "train", share: float = 0.2) -> Langua
         raise ValueError(f"language must be one of {LANGUAGES} and split one of {SPLITS}; got {lang!r}, {split!r}")
     raw = _read(lang)
     validate_language_bank(raw, lang)
-    seen = _strings_of(LANGUAGES, "train", share) if split == "holdout" else frozenset()
+    seen = _training_text(share) if split == "holdout" else ""
 
-    def part(items: list[str], key: str) -> list[str]:  # held-out items that also occur in training are dropped
-        return [s for s in _pick_split(items, key, split, share) if s not in seen]
+    def part(items: list[str], key: str) -> list[str]:  # held-out items found inside training phrases are dropped
+        return [s for s in _pick_split(items, key, split, share) if not _occurs_in(s, seen)]
 
     topics = {t: {d: {s: part(items, f"{lang}/topics/{t}/{d}/{s}") for s, items in slots.items()}
                   for d, slots in by_domain.items()} for t, by_domain in raw["topics"].items()}
@@ -143,6 +143,23 @@ def language_bank(lang: str, split: str = "train", share: float = 0.2) -> Langua
                   + part([x for x in items if not is_structural(x)], f"{lang}/frames/{f}/{s}")
                   for s, items in by_sent.items()} for f, by_sent in raw["frames"].items()}
     return LanguageBank(lang, tuple(raw["money"]), topics, words, frames)
+
+
+def _occurs_in(item: str, text: str) -> bool:
+    """Whether `item` (or one of its literal parts of 12+ characters between slots) occurs in `text`."""
+    parts = [p.strip().lower() for p in SLOT.split(item)[::2]]
+    if "{" not in item:
+        return bool(text) and item.strip().lower().rstrip(".!?,:…") in text
+    return any(len(p) >= 12 and p in text for p in parts)
+
+
+@lru_cache(maxsize=None)
+def _training_text(share: float) -> str:
+    """Every training phrase and mixing word, lower-cased and joined (for the substring check of held-out items)."""
+    mix = mixing("train", share)
+    words = [w for pairs in (*mix["code_switch"].values(), mix["surzhyk"]) for w in pairs.values()]
+    words += [w for group in ("english_frame", "english_tags") for items in mix[group].values() for w in items]
+    return "\n".join(sorted(_strings_of(LANGUAGES, "train", share))).lower() + "\n" + "\n".join(words).lower()
 
 
 @lru_cache(maxsize=None)
