@@ -29,6 +29,7 @@ STYLE_PATH = Path(__file__).with_name("style.yaml")
 COLUMNS = ("text", "sentiment", "topic", "language", "domain", "phenomena")
 _N_DRAWS = 32  # uniforms per message: 0 family, 1 frame, 2-11 slots, 12+ transformations (see `_Row`)
 _ORDINAL = {1: "st", 2: "nd", 3: "rd"}
+_NUMERIC = ("n", "n_few", "nth", "amt")  # filled after the phrase slots: a count 5-20, a count 2-4, "7th", money
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class _Row:
 
     def feasible(self, frame: str) -> bool:
         """Every slot of `frame` has items (two distinct ones for issue2 / good2)."""
-        for slot in set(SLOT.findall(frame)) - {"n", "n_few", "nth", "amt"}:
+        for slot in set(SLOT.findall(frame)) - set(_NUMERIC):
             need = 2 if slot in ("issue2", "good2") else 1
             if len(self._items(slot)) < need:
                 return False
@@ -111,7 +112,7 @@ class _Row:
         """Frame with its slots filled (then numbers and money)."""
         chosen: dict[str, str] = {}
         for slot in dict.fromkeys(SLOT.findall(frame)):
-            if slot in ("n", "n_few", "nth", "amt"):
+            if slot in _NUMERIC:
                 continue
             items = self._items(slot)
             if slot in ("issue2", "good2"):
