@@ -13,6 +13,7 @@ All randomness is drawn in bulk from one seeded numpy generator, so a seed gives
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -27,8 +28,9 @@ from churnsense.feedback.corpus.scheme import DOMAINS, LANGUAGES, SENTIMENTS, TO
 
 STYLE_PATH = Path(__file__).with_name("style.yaml")
 COLUMNS = ("text", "sentiment", "topic", "language", "domain", "phenomena")
-_N_DRAWS = 32  # uniforms per message: 0 family, 1 frame, 2-11 slots, 12+ transformations (see `_Row`)
+_N_DRAWS = 33  # uniforms per message: 0 family, 1 frame, 2-11 slots, 12+ transformations (see `_Row`)
 _ORDINAL = {1: "st", 2: "nd", 3: "rd"}
+_NATIVE = {"ru": re.compile("[А-Яа-яЁё]"), "uk": re.compile("[А-Яа-яІіЇїЄєҐґ]"), "he": re.compile("[\u0590-\u05FF]")}
 _NUMERIC = ("n", "n_few", "nth", "amt")  # filled after the phrase slots: a count 5-20, a count 2-4, "7th", money
 
 
@@ -174,6 +176,8 @@ def _code_switch(text: str, row: _Row, tags: list[str]) -> str:
     surzhyk = row.lang == "uk" and u[14] < 0.5
     pairs = row.mix["surzhyk"] if surzhyk else row.mix["code_switch"].get(row.lang, {})
     out, count = tf.swap_words(text, pairs, u[15])
+    if count and not _NATIVE[row.lang].search(out):
+        return text  # nothing of the matrix language would be left ("приложение 👎" -> "app 👎")
     if not count:
         tags_pool = row.mix["english_tags"][row.sentiment]
         if surzhyk or not tags_pool:
@@ -202,6 +206,8 @@ def _surface(text: str, row: _Row, family: str, tags: list[str]) -> str:
         text = tf.typo(text, u[24], u[25])
         text = tf.typo(text, u[26], u[25]) if u[26] < 0.3 else text
         tags.append("typos")
+    if text.endswith("?") and not text.endswith("??") and u[32] < rates["no_question_mark"]:
+        text = text[:-1]  # questions typed without their mark
     text = tf.end_punctuation(text, row.sentiment, u[27])
     if u[28] < rates["emoji"]:
         pool = row.mix["emoji"]["ironic" if family == "sarcasm" else row.sentiment]
