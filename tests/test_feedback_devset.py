@@ -7,7 +7,7 @@ import re
 import pandas as pd
 import pytest
 
-from churnsense.feedback.corpus.devset import DEVSET, load_devset, readme_is_current
+from churnsense.feedback.devset import DEVSET, load_devset, readme_is_current
 
 HEADER = ["language", "sentiment", "topic", "domain", "phenomena", "text"]
 SCHEME = {
@@ -115,4 +115,4 @@ def test_loader_names_the_bad_line(tmp_path):
 
 
 def test_readme_counts_are_current():
-    assert readme_is_current(), "run: python -m churnsense.feedback.corpus.devset --write-readme"
+    assert readme_is_current(), "run: python -m churnsense.feedback.devset --write-readme"

@@ -61,7 +61,7 @@ def _feedback_cfg(tiny_encoder, tmp_path):
         return compose("train", overrides=[
             "task=feedback", "logger=none", f"paths.artifacts_dir={tmp_path}", f"paths.output_dir={tmp_path / 'out'}",
             f"model.encoder_path={tiny_encoder}", "model.max_length=32", "model.trainable_layers=1",
-            "corpus.n_synth=64", "corpus.drugreview_rows=0", "corpus.feedback_table=null",
+            "corpus.n_corpus=64", "corpus.holdout.n=0", "corpus.drugreview_rows=0", "corpus.feedback_table=null",
             f"export.release_dir={tmp_path / 'rel'}"])
 
 

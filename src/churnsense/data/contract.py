@@ -23,8 +23,12 @@ OPTIONAL = {
 DATE_COLUMNS = ("ts", "signup_date", "churn_date", "observed_until")
 # Label vocabularies of the feedback table (the feedback model's heads, the generator and validation share them).
 SENTIMENTS = ("negative", "neutral", "positive")
-TOPICS = ("billing", "network", "support", "app", "contract", "other")
+TOPICS = ("billing", "price", "outage", "support", "app", "contract", "delivery", "other")
 LANGUAGES = ("en", "ru", "uk", "he")
+# ... and of the labelled feedback sets (the generated training corpus, the hand-written dev set)
+DOMAINS = ("telecom", "banking", "saas", "streaming", "ecommerce", "utilities")
+PHENOMENA = ("plain", "sarcasm", "negation", "polite_complaint", "mixed_stance", "loaded_neutral", "code_switch",
+             "translit", "slang", "typos", "emoji", "caps", "long", "short")
 
 
 @dataclass(frozen=True)

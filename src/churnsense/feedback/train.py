@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,11 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from churnsense.core.drift import ProfileSettings
 from churnsense.core.lightning import is_rank_zero, make_trainer, run_dir
-from churnsense.core.release import staged_release, write_json, write_yaml
+from churnsense.core.release import read_json, staged_release, write_json, write_yaml
 from churnsense.core.tracking import TableInput, TrackedRun, git_commit, package_versions, run_name
 from churnsense.feedback import data as fdata
 from churnsense.feedback.card import model_card
-from churnsense.feedback.evaluate import evaluate_release, per_language_drop
+from churnsense.feedback.evaluate import evaluate_release, evaluate_with_breakdown, per_language_drop
 from churnsense.feedback.export import check_parity, export_onnx, quantize_int8
 from churnsense.feedback.labels import HEADS, encode_labels
 from churnsense.feedback.metrics import confusion
@@ -33,6 +34,7 @@ from churnsense.feedback.model import FeedbackNet, TextEncoder, load_bert
 from churnsense.feedback.plots import save_confusion_png
 from churnsense.feedback.pyfunc import FeedbackPyfunc
 from churnsense.feedback.release import load_release
+from churnsense.feedback.report import evaluation_note
 from churnsense.feedback.score import predict_texts, score_feedback_batch
 from churnsense.feedback.tokenize import TextTokenizer
 from churnsense.monitoring.feedback import feedback_reference_profile, reference_texts
@@ -43,14 +45,35 @@ SERVING_REQUIREMENTS = ("onnxruntime", "tokenizers", "numpy", "pandas", "pyarrow
 
 
 def training_frame(corpus: DictConfig, seed: int) -> pd.DataFrame:
-    """Generated multilingual messages + English drug reviews + the generated feedback table (if present)."""
-    parts = [fdata.synthetic_feedback(int(corpus.n_synth), seed, float(corpus.mixed_rate))]
+    """Generated corpus (training phrase banks) + English drug reviews + the generated feedback table (if present)."""
+    parts = [fdata.synthetic_feedback(int(corpus.n_corpus), seed, "train", float(corpus.holdout_share))]
     if corpus.drugreview_rows:
         parts.append(fdata.drug_reviews(int(corpus.drugreview_rows), seed))
     if corpus.feedback_table and corpus.feedback_table_rows:
         table = fdata.feedback_table(corpus.feedback_table)
         parts.append(table.sample(min(len(table), int(corpus.feedback_table_rows)), random_state=seed))
     return pd.concat([p for p in parts if len(p)], ignore_index=True)
+
+
+def holdout_frame(corpus: DictConfig) -> pd.DataFrame:
+    """Corpus check composed only from held-out phrase-bank items (another seed): generalisation, not memory."""
+    if not corpus.holdout.n:
+        return pd.DataFrame(columns=fdata.COLUMNS)
+    return fdata.synthetic_feedback(int(corpus.holdout.n), int(corpus.holdout.seed), "holdout",
+                                    float(corpus.holdout_share))
+
+
+def record_evaluation(folder: Path, sets: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """Breakdown metrics (per language, domain, phenomenon) of the served model on each non-empty labelled set
+    (keys `<set>/...`), written into the release folder as evaluation.md and into its metadata.json."""
+    release = load_release(folder)
+    sets = {name: frame for name, frame in sets.items() if len(frame)}
+    metrics: dict[str, float] = {}
+    for name, frame in sets.items():
+        metrics.update(evaluate_with_breakdown(release, frame, f"{name}/"))
+    (folder / "evaluation.md").write_text(evaluation_note(metrics, tuple(sets)), encoding="utf-8")
+    write_json(folder / "metadata.json", {**read_json(folder / "metadata.json"), "evaluation": metrics})
+    return metrics
 
 
 def build_net(model_cfg: DictConfig, bert: torch.nn.Module | None = None) -> FeedbackNet:
@@ -136,20 +159,26 @@ def train_feedback(cfg: DictConfig) -> dict[str, float]:
     run = start_run(cfg, frame, dev) if is_rank_zero() else None
     trainer, _ = make_trainer(cfg, out_dir, run.lightning_logger() if run is not None else None,
                               max_steps=int(cfg.model.max_steps), enable_checkpointing=False)
-    trainer.fit(module, train_set.loader(int(cfg.model.batch_size), True, int(cfg.seed)),
+    wall, cpu = time.perf_counter(), time.process_time()
+    trainer.fit(module, train_set.loader(int(cfg.model.batch_size), True, int(cfg.seed),
+                                         bucket=int(cfg.model.bucket_batches)),
                 dev_set.loader(int(cfg.model.eval_batch_size), False))
+    metrics = {"time/fit_seconds": time.perf_counter() - wall, "time/fit_cpu_seconds": time.process_time() - cpu}
     trainer.validate(module, dev_set.loader(int(cfg.model.eval_batch_size), False), verbose=False)
     if not trainer.is_global_zero:
         return {}
-    metrics = dict(module.last_metrics)
+    metrics.update(module.last_metrics)
     release = Path(cfg.export.release_dir)
     with staged_release(release) as staging:
         metrics.update(write_feedback_release(staging, module.net, cfg, dev, tokenizer, metrics))
+        metrics.update(record_evaluation(staging, {"dev": dev, "plain": fdata.dev_set(fdata.PLAIN_DEVSET),
+                                                   "holdout": holdout_frame(cfg.corpus)}))
         write_drift_reference(staging, cfg, frame)
     log.info("release published at %s", release)
     if run is not None:
         _track(cfg, run, metrics, release, dev, out_dir, int(trainer.global_step) + 1)
-    print(json.dumps({k: round(v, 4) for k, v in metrics.items() if "macro_f1" in k or "accuracy" in k}, indent=1))
+    print((release / "evaluation.md").read_text(encoding="utf-8"))
+    print(json.dumps({k: round(v, 1) for k, v in metrics.items() if k.startswith("time/")}))
     return metrics
 
 

@@ -128,14 +128,15 @@ def make_feedback_rows(rng: np.random.Generator, w: World, cfg: dict) -> pd.Data
     a, end = w.start_day, np.minimum(w.churn_day, w.horizon)
     idx, day = poisson_times(rng, np.full(w.n, float(cfg["feedback_rate"]) / w.horizon), a, end)
     sent = rng.choice(np.array(["negative", "neutral", "positive"], dtype=object), idx.size, p=[0.25, 0.45, 0.3])
-    topic = rng.choice(np.array(TOPICS, dtype=object), idx.size, p=[0.25, 0.2, 0.15, 0.15, 0.1, 0.15])
+    topic = rng.choice(np.array(TOPICS, dtype=object), idx.size,  # billing price outage support app contract
+                       p=[0.18, 0.12, 0.15, 0.15, 0.13, 0.1, 0.07, 0.1])    # delivery other
     parts = [pd.DataFrame({"idx": idx, "day": day, "sentiment": sent, "topic": topic})]
-    for m, p, span, topics, sents in (("outages", 0.5, 25, ["network"], ["negative"]),
-                                      ("price_increase", 0.5, 20, ["billing"], ["negative"]),
+    for m, p, span, topics, sents in (("outages", 0.5, 25, ["outage"], ["negative"]),
+                                      ("price_increase", 0.5, 20, ["price"], ["negative"]),
                                       ("unresolved_support", 0.6, 25, ["support"], ["negative"]),
                                       ("late_payments", 0.3, 40, ["billing"], ["negative", "neutral"]),
-                                      ("negative_feedback", 1.0, 14, ["app", "contract", "other", "support"],
-                                       ["negative"]),
+                                      ("negative_feedback", 1.0, 14, ["app", "contract", "delivery", "other",
+                                                                      "support"], ["negative"]),
                                       ("need_met", 0.5, 20, ["other"], ["positive", "neutral"])):
         who = np.flatnonzero(w.exposed[m] & (rng.random(w.n) < p))
         if m == "negative_feedback":

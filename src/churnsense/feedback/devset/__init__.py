@@ -1,7 +1,7 @@
 """The hand-written multilingual feedback dev set (evaluation and model selection only, never training).
 
 `load_devset` reads and validates `dev.tsv`; `describe_devset` renders its count tables as Markdown;
-`python -m churnsense.feedback.corpus.devset --write-readme` refreshes the tables in README.md
+`python -m churnsense.feedback.devset --write-readme` refreshes the tables in README.md
 (`--check-readme` exits non-zero when they are stale).
 """
 from __future__ import annotations
@@ -14,15 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from churnsense.data.contract import DOMAINS, LANGUAGES, PHENOMENA, SENTIMENTS, TOPICS
+
 DEVSET = Path(__file__).with_name("dev.tsv")
 README = Path(__file__).with_name("README.md")
 COLUMNS = ("language", "sentiment", "topic", "domain", "phenomena", "text")
-LANGUAGES = ("en", "ru", "uk", "he")
-SENTIMENTS = ("negative", "neutral", "positive")
-TOPICS = ("billing", "price", "outage", "support", "app", "contract", "delivery", "other")
-DOMAINS = ("telecom", "banking", "saas", "streaming", "ecommerce", "utilities")
-PHENOMENA = ("plain", "sarcasm", "negation", "polite_complaint", "mixed_stance", "loaded_neutral", "code_switch",
-             "translit", "slang", "typos", "emoji", "caps", "long", "short")
 DIRECTIONAL = ("sarcasm", "negation", "mixed_stance", "polite_complaint", "loaded_neutral")
 LABELS = {"language": LANGUAGES, "sentiment": SENTIMENTS, "topic": TOPICS, "domain": DOMAINS}
 BEGIN, END = "<!-- counts:begin -->", "<!-- counts:end -->"
