@@ -126,3 +126,22 @@ def test_report_files(tmp_path):
     hits = pd.read_csv(files["reason_hit_rates"]).set_index("mechanism")
     assert hits.loc["outages", "top1"] == 1.0 and hits.loc["all", "n"] == 3
     assert files["html"].is_file()
+
+
+def test_no_offer_log_switches_uplift_off(caplog):
+    from churnsense.insights.fit import fit_insights
+
+    cfg = default_insights_config()
+    ids = [f"C{i}" for i in range(40)]
+    customers = pd.DataFrame({"customer_id": ids, "monthly_charge": np.linspace(10, 80, 40),
+                              "signup_date": pd.Timestamp("2024-01-01")})
+    p = pd.Series(np.linspace(0.05, 0.9, 40), index=ids)
+    state = fit_insights(customers, None, None, None, pd.Timestamp("2025-01-01"), p, cfg)
+    assert not state.uplift and "uplift is off" in caplog.text
+    scored = pd.DataFrame({"customer_id": ids[-3:], "churn_probability": [0.6, 0.7, 0.9]})
+    reasons = pd.DataFrame({"customer_id": ids[-3:], "reason_codes": "outages", "top_reasons": "o",
+                            "top_reasons_local": "o", "reason_1": "outages", "reason_1_text": "o", "reason_2": "",
+                            "reason_2_text": "", "reason_3": "", "reason_3_text": ""})
+    out = add_insights(scored, customers.set_index("customer_id"), reasons, state, cfg)
+    assert (out["recommended_action"] == "call").all() and out["expected_saved_value"].isna().all()
+    assert out["why"].str.contains("no saving claimed").all()
