@@ -99,3 +99,22 @@ def test_qini_random_and_perfect():
     assert 0 < lo < perfect["qini"] < hi
     lo, hi = bootstrap_interval(np.zeros(n), treated, retained, reps=200)  # all tied: the random line itself
     assert lo < 0 < hi
+
+
+def test_dr_learner_agrees_with_causalml():
+    """Cross-check against a reference implementation (causalml's DR-learner; training-time reference only, not a
+    dependency of the package): both find the same customers helped."""
+    meta = pytest.importorskip("causalml.inference.meta")
+    from lightgbm import LGBMRegressor
+
+    facts, offers = planted_log(3000, seed=2)
+    rows = (offers["action"].isna() | (offers["action"] == "discount")).to_numpy()
+    x = facts[["price_hike", "complaint", "noise"]].to_numpy()[rows]
+    t, y = offers["treated"].to_numpy()[rows], offers["churned"].to_numpy(float)[rows]
+    ours = UpliftLearner("dr", {"num_leaves": 4, "min_data_in_leaf": 30, "verbose": -1}, rounds=40).fit(x, t, y)
+    ref = meta.BaseDRLearner(learner=LGBMRegressor(n_estimators=40, num_leaves=4, verbose=-1), control_name=0)
+    theirs = -ref.fit_predict(x, treatment=t.astype(int), y=y, p=np.full(len(t), t.mean())).ravel()  # churn reduction
+    helped = x[:, 0] == 1
+    for tau in (ours.predict(x), theirs):
+        assert tau[helped].mean() - tau[~helped].mean() > 0.2
+    assert np.corrcoef(ours.predict(x), theirs)[0, 1] > 0.7
