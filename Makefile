@@ -46,9 +46,11 @@ demo: data encoder
 	$(BIN)/python serve.py task=churn $(DEMO_INPUTS) output=outputs/demo_churn_scores.csv
 	# backtest: score as of 2025-10-01 (90 days of outcomes observed after it) and report against the true drivers
 	$(BIN)/python serve.py task=churn $(DEMO_INPUTS) cutoff=2025-10-01 output=outputs/demo_backtest_scores.csv
-	$(BIN)/python serve.py task=report $(DEMO_INPUTS) input.scores=outputs/demo_backtest_scores.csv input.ground_truth=data/demo/ground_truth.parquet output_dir=outputs/report
+	$(BIN)/python serve.py task=report $(DEMO_INPUTS) input.scores=outputs/demo_backtest_scores.csv input.ground_truth=data/demo/ground_truth.parquet input.uplift_truth=data/demo/uplift_truth.parquet output_dir=outputs/report
 	# the registered champion evaluated on the labelled backtest period (a point of its decay curve in MLflow)
 	$(BIN)/python serve.py task=evaluate model=models:/churnsense-churn@champion $(DEMO_INPUTS) cutoff=2025-10-01 output_dir=outputs/evaluation
+	# campaign impact: incremental retention per action and segment from the offer log's randomised control arm
+	$(BIN)/python serve.py task=impact input.offers=data/demo/offers.parquet input.customers=data/demo/customers.parquet output_dir=outputs/impact
 	@echo "Demo done. Scores: outputs/demo_churn_scores.csv  Report: outputs/report/report.html"
 	@echo "Browse runs with: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
 

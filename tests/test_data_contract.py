@@ -109,3 +109,43 @@ def test_serving_files_need_no_label_columns():
     assert len(good) == 3 and rejects.empty and "churn_date" not in good
     with pytest.raises(DataValidationError, match="missing column"):
         split_valid_rows(_customers().drop(columns="plan"), table, "customers", "score.csv")
+
+
+def _offers_spec(tmp_path: Path, offers: pd.DataFrame) -> DataSpec:
+    _customers().to_csv(tmp_path / "c.csv", index=False)
+    offers.to_csv(tmp_path / "o.csv", index=False)
+    return DataSpec.from_config({
+        "name": "t", "framing": {"label_mode": "churn_date"},
+        "customers": {"path": str(tmp_path / "c.csv"), "columns": {"customer_id": "id"}, "categorical": ["plan"]},
+        "offers": {"path": str(tmp_path / "o.csv"), "columns": {"customer_id": "id", "churned": "lost"}}})
+
+
+def _offers(**overrides) -> pd.DataFrame:
+    df = pd.DataFrame({"id": ["a", "b", "c"], "ts": ["2024-02-01", "2024-02-02", "2024-02-03"],
+                       "action": ["call", "", "discount"], "treated": ["true", "false", "1"],
+                       "propensity": [0.3, 0.4, 0.3], "accepted": ["yes", "no", "no"], "team": ["t1", "", "t2"],
+                       "lost": [0, 1, 0]})
+    for k, v in overrides.items():
+        df[k] = v
+    return df
+
+
+def test_offer_log_is_validated_like_the_other_tables(tmp_path):
+    offers = load_tables(_offers_spec(tmp_path, _offers())).offers
+    assert offers["treated"].tolist() == [True, False, True] and offers["churned"].tolist() == [False, True, False]
+    assert offers["action"].isna().tolist() == [False, True, False] and str(offers["ts"].dtype) == "datetime64[ns]"
+    for bad, column, rows, reason in ((_offers(propensity=[0.3, 1.7, 0]), "propensity", [2, 3], "probability"),
+                                      (_offers(treated=["true", "maybe", "0"]), "treated", [2], "true or false"),
+                                      (_offers(id=["a", "zz", "c"]), "id", [2], "unknown customer id")):
+        with pytest.raises(DataValidationError) as err:
+            load_tables(_offers_spec(tmp_path, bad))
+        assert err.value.file.endswith("o.csv") and err.value.column == column and err.value.rows == rows
+        assert reason in err.value.reason
+
+
+def test_offer_log_missing_file_or_bare_path(tmp_path, caplog):
+    spec = _offers_spec(tmp_path, _offers())
+    (tmp_path / "o.csv").unlink()
+    assert load_tables(spec).offers is None and "uplift is off" in caplog.text
+    with pytest.raises(ValueError, match="bare path"):
+        DataSpec.from_config({"name": "t", "customers": {"path": "c.csv"}, "offers": "o.parquet"})

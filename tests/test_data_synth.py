@@ -71,15 +71,31 @@ def test_churn_rate_and_mechanism_mix_match_config(base):
     assert abs(summary["churn_rate"] - expected) < 0.05  # censoring at the window end and offers lower it a bit
 
 
-def test_offers_and_uplift(base):
-    _, _, t = base
-    o, gt = t["offers"], t["ground_truth"]
-    assert set(o["action"]) == {"discount", "plan_upgrade", "call"} and o["propensity"].between(0, 1).all()
-    assert o["customer_id"].is_unique and 0.2 < o["accepted"].mean() < 0.8
-    at_risk = gt["exposed"] != ""
-    assert gt.loc[~at_risk, "customer_id"].isin(o["customer_id"]).sum() == 0
+def test_offer_log_has_a_randomised_control_arm(base):
+    cfg, _, t = base
+    o, truth = t["offers"], t["uplift_truth"]
+    control = ~o["treated"]
+    assert o["customer_id"].is_unique and abs(control.mean() - cfg["offers"]["control_share"]) < 0.03
+    assert o.loc[control, "action"].isna().all() and o.loc[control, "team"].isna().all()
+    assert set(o.loc[~control, "action"]) == {"discount", "plan_upgrade", "call"} and not o.loc[control, "accepted"].any()
+    assert (o.groupby(o["action"].fillna(""))["propensity"].nunique() == 1).all()  # known by design
+    assert 0.4 < o.loc[~control, "accepted"].mean() < 0.9
     for a in ("discount", "plan_upgrade", "call"):
-        assert (gt[f"uplift_{a}"] >= -1e-12).all() and gt.loc[at_risk, f"uplift_{a}"].mean() > 0
+        assert (truth[f"uplift_{a}"] >= -1e-12).all() and truth[f"uplift_{a}"].mean() > 0
+    # the campaign targets live risk: logged customers are far more likely to churn than the base
+    assert o["churned_within_90d"].mean() > 1.5 * truth["p_churn_no_offer"].mean()
+
+
+def test_true_uplift_matches_the_randomised_contrast(base):
+    """The simulator's truth at the offer month agrees with what the randomised arms show (all actions pooled)."""
+    _, _, t = base
+    o, truth = t["offers"], t["uplift_truth"]
+    o = o.assign(cutoff=o["ts"].dt.to_period("M").dt.to_timestamp())
+    m = o.merge(truth, on=["customer_id", "cutoff"], how="inner")
+    m = m[m["ts"] < m["cutoff"] + pd.Timedelta(days=20)]
+    true = np.mean([m.loc[m["action"] == a, f"uplift_{a}"].mean() for a in ("discount", "plan_upgrade", "call")])
+    observed = m.loc[~m["treated"], "churned_within_90d"].mean() - m.loc[m["treated"], "churned_within_90d"].mean()
+    assert true > 0.01 and abs(observed - true) < 0.04, (observed, true)
 
 
 def test_feedback_languages_sentiment_and_noise(base):

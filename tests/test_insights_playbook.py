@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 
 from churnsense.insights import playbook as pb
+from churnsense.insights.decisions import allocate
+from churnsense.insights.decisions import recommend_actions as decide
 from churnsense.insights.enrich import INSIGHT_COLUMNS, add_insights
 from churnsense.insights.state import InsightsState
 from helpers import default_insights_config
@@ -12,21 +14,48 @@ from churnsense.insights.value import cltv
 
 PLAYBOOK = {"price_increase": {"action": "discount", "talking_points": "discount"},
             "outages": {"action": "call", "talking_points": "apologise"}}
-ACTIONS = {"discount": {"cost": 10.0, "prior_uplift": 0.1}, "call": {"cost": 5.0, "prior_uplift": 0.0}}
+ACTIONS = {"discount": {"cost": 10.0}, "call": {"cost": 5.0}}
 
 
-def test_recommend_only_where_uplift_pays():
-    frame = pd.DataFrame({"reason_codes": ["price_increase", "outages;price_increase", "price_increase", ""],
-                          "cltv": [1000.0, 1000.0, 50.0, 1000.0]})
-    uplift = pd.DataFrame({"call": [0.0, 0.2, 0.0, 0.0]})
-    rec = pb.recommend_actions(frame, PLAYBOOK, ACTIONS, uplift)
-    assert rec["recommended_action"].tolist() == ["discount", "call", "none", "none"]
+def test_decisions_only_supported_actions_that_pay():
+    frame = pd.DataFrame({"reason_codes": ["price_increase", "outages;price_increase", "price_increase", "", "x"],
+                          "cltv": [1000.0, 1000.0, 50.0, 1000.0, 1000.0]})
+    uplift = pd.DataFrame({"call": [0.0, 0.2, 0.3, 0.0, 0.5], "discount": [0.1, 0.1, 0.3, 0.0, 0.9]})
+    rec = decide(frame, PLAYBOOK, ACTIONS, uplift, {"call": True, "discount": True},
+                 pd.Series([True, True, True, True, False]))
+    assert rec["recommended_action"].tolist() == ["discount", "call", "call", "none", "none"]
     assert rec.loc[1, "expected_saved_value"] == 0.2 * 1000 - 5  # call beats discount (0.1 * 1000 - 10)
-    assert rec.loc[0, "talking_points"] == "discount"
-    capped = pb.recommend_actions(frame.assign(churn_probability=[0.5, 0.05, 0.5, 0.5]), PLAYBOOK, ACTIONS, uplift)
+    assert rec.loc[1, "action_reason"] == "outages" and rec.loc[0, "talking_points"] == "discount"
+    assert rec.loc[4, "why"] == "not at risk" and rec.loc[3, "why"].startswith("none: the best supported")
+    assert "uplift 20.0% x CLTV 1,000 - cost 5 = 195" in rec.loc[1, "why"]
+    no_evidence = decide(frame, PLAYBOOK, ACTIONS, uplift, {"call": False, "discount": False})
+    assert (no_evidence["recommended_action"] == "none").all() and (no_evidence["expected_saved_value"] == 0).all()
+    assert no_evidence["why"].str.contains("no action has held-out evidence").all()
+    capped = decide(frame.assign(churn_probability=[0.5, 0.05, 0.5, 0.5, 0.5]), PLAYBOOK, ACTIONS, uplift,
+                    {"call": True, "discount": True})
     # p = 0.05: no action can prevent more churn than that; call 0.2 -> 0.05 (saves 45), discount 0.1 -> 0.05 (40)
     assert capped.loc[1, "expected_uplift"] == 0.05 and capped.loc[1, "recommended_action"] == "call"
-    assert capped.loc[1, "expected_saved_value"] == 0.05 * 1000 - 5
+
+
+def test_without_offer_history_no_saving_is_claimed():
+    frame = pd.DataFrame({"reason_codes": ["price_increase", "outages;price_increase", ""], "cltv": 1000.0})
+    rec = decide(frame, PLAYBOOK, ACTIONS, None)
+    assert rec["recommended_action"].tolist() == ["discount", "call", "none"]  # no reason, no `_default` entry
+    assert rec["expected_saved_value"][:2].isna().all() and rec["expected_uplift"][:2].isna().all()
+    assert rec["why"][:2].str.contains("no saving claimed").all()
+
+
+def test_allocation_under_budget_and_capacity():
+    calls = pd.DataFrame({"customer_id": ["a", "b", "c", "d", "e"], "expected_saved_value": [50.0, 40, 30, 20, 10],
+                          "value_at_risk": 1.0, "action_cost": [10.0, 10, 10, 10, 30],
+                          "team": ["t1", "t1", "t2", "t2", "t2"], "script_language": ["en", "he", "en", "en", "he"],
+                          "why": "x"})
+    kept, held = allocate(calls, {"budget": 35, "capacity": {"team": {"t1": 1}, "language": {"en": 2}}})
+    assert kept["customer_id"].tolist() == ["a", "c"]  # b: team t1 full; d: en full; e: over budget
+    assert held.set_index("customer_id")["why"].str.contains("team t1").loc["b"]
+    assert "language en" in held.set_index("customer_id").loc["d", "why"]
+    assert "over budget" in held.set_index("customer_id").loc["e", "why"]
+    assert len(allocate(calls, None)[0]) == 5
 
 
 def test_route_and_best_team():
@@ -36,7 +65,7 @@ def test_route_and_best_team():
     assert q.tolist() == ["he-critical", "en-high", ""]
     offers = pd.DataFrame({"customer_id": [f"C{i}" for i in range(200)], "action": "call",
                            "team": np.where(np.arange(200) % 2, "a", "b"),
-                           "churned_within_90d": np.where(np.arange(200) % 2, np.arange(200) % 10 == 1, True)})
+                           "churned": np.where(np.arange(200) % 2, np.arange(200) % 10 == 1, True)})
     seg = pd.Series(0, index=offers["customer_id"])
     scores = pb.team_scores(offers, seg)
     assert pb.best_team(pd.Series([0, 5]), pd.Series(["call", "call"]), scores).tolist() == ["a", "a"]
@@ -91,8 +120,28 @@ def test_report_files(tmp_path):
     assert "reason_hit_rates" not in at_end  # window not inside the data: nothing observed, nothing claimed
     files = write_report(out, tmp_path, InsightsState(), cfg, {"ground_truth": truth}, horizon_days=90)
     crm = pd.read_csv(files["crm"] / f"{CALL_LIST}.csv")
-    assert list(crm.columns) == columns(CALL_LIST) and crm["expected_saved_value"].is_monotonic_decreasing
+    assert list(crm.columns) == columns(CALL_LIST) and crm["value_at_risk"].is_monotonic_decreasing
+    assert crm["expected_saved_value"].isna().all()  # a release without an uplift model claims no saving
     assert crm["rank"].tolist() == list(range(1, len(crm) + 1)) and len(crm) >= 1
     hits = pd.read_csv(files["reason_hit_rates"]).set_index("mechanism")
     assert hits.loc["outages", "top1"] == 1.0 and hits.loc["all", "n"] == 3
     assert files["html"].is_file()
+
+
+def test_no_offer_log_switches_uplift_off(caplog):
+    from churnsense.insights.fit import fit_insights
+
+    cfg = default_insights_config()
+    ids = [f"C{i}" for i in range(40)]
+    customers = pd.DataFrame({"customer_id": ids, "monthly_charge": np.linspace(10, 80, 40),
+                              "signup_date": pd.Timestamp("2024-01-01")})
+    p = pd.Series(np.linspace(0.05, 0.9, 40), index=ids)
+    state = fit_insights(customers, None, None, None, pd.Timestamp("2025-01-01"), p, cfg)
+    assert not state.uplift and "uplift is off" in caplog.text
+    scored = pd.DataFrame({"customer_id": ids[-3:], "churn_probability": [0.6, 0.7, 0.9]})
+    reasons = pd.DataFrame({"customer_id": ids[-3:], "reason_codes": "outages", "top_reasons": "o",
+                            "top_reasons_local": "o", "reason_1": "outages", "reason_1_text": "o", "reason_2": "",
+                            "reason_2_text": "", "reason_3": "", "reason_3_text": ""})
+    out = add_insights(scored, customers.set_index("customer_id"), reasons, state, cfg)
+    assert (out["recommended_action"] == "call").all() and out["expected_saved_value"].isna().all()
+    assert out["why"].str.contains("no saving claimed").all()

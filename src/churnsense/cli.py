@@ -68,5 +68,9 @@ def _serve(cfg: DictConfig) -> None:
         from churnsense.insights.report import serve_report
 
         serve_report(cfg)
+    elif cfg.task_name == "impact":
+        from churnsense.insights.impact import serve_impact
+
+        serve_impact(cfg)
     else:
-        raise ValueError(f"unknown task {cfg.task_name!r}: expected churn, feedback, evaluate or report")
+        raise ValueError(f"unknown task {cfg.task_name!r}: expected churn, feedback, evaluate, report or impact")

@@ -73,19 +73,17 @@ def fit_release_insights(cfg: DictConfig, data: PreparedData, p_val: np.ndarray)
     if snap.empty:
         log.info("insights: skipped (no validation rows)")
         return None
-    offers_path = cfg.data.get("offers")
-    offers = read_table(offers_path, typed=True, text_columns=["customer_id"]) \
-        if offers_path and Path(offers_path).exists() else None
     cutoff = pd.Timestamp(snap["cutoff"].max())
-    if offers is not None:  # only offers made before the cutoff may inform the fitted state
-        offers = offers[pd.to_datetime(offers["ts"]) < cutoff]
+    offers = data.tables.offers  # the contract's offer log; fit_insights keeps what was known at the cutoff
     p_churn = pd.Series(p_val, index=snap["customer_id"].to_numpy()).groupby(level=0).last()
     tables = data.tables
     state = fit_insights(tables.customers, tables.events, tables.feedback, offers, cutoff, p_churn,
                          OmegaConf.to_container(cfg.insights, resolve=True), data.spec.framing.horizon_days,
                          model_inputs=data.arrays["train"])
     seg = state.metrics.get("segments", {})
-    log.info("insights: %d segments, uplift %s", seg.get("k", 0), "fitted" if state.uplift else "skipped")
+    supported = [a for a, ok in (state.uplift.get("supported") or {}).items() if ok]
+    log.info("insights: %d segments, uplift %s", seg.get("k", 0),
+             f"fitted (supported: {', '.join(supported) or 'none'})" if state.uplift else "off")
     return state
 
 
@@ -108,9 +106,10 @@ def insights_metrics(state: InsightsState | None) -> dict[str, float]:
     out = {"insights/segments_k": float(state.metrics.get("segments", {}).get("k", 0)),
            "insights/at_risk_threshold": float(state.at_risk_threshold)}
     for row in state.metrics.get("uplift", []):
-        for key in ("qini", "qini_random", "auuc", "auuc_random"):
+        for key in ("qini", "qini_low", "qini_high", "qini_random", "auuc", "auuc_random", "supported",
+                    "predicted_ate", "observed_ate", "n", "n_treated"):
             if row.get(key) is not None:
-                out[f"insights/{key}_{row.get('action', 'all')}"] = float(row[key])
+                out[f"insights/uplift_{key}_{row.get('action', 'all')}"] = float(row[key])
     return out
 
 

@@ -102,13 +102,14 @@ def load_feedback_release(cfg: DictConfig, inputs: dict[str, str], release: Chur
     return load_release(cfg.feedback_model, threads=int(cfg.num_threads), tracking_uri=cfg.tracking_uri)
 
 
-def crm_export_for(cfg: DictConfig, output: Path) -> contextlib.AbstractContextManager:
+def crm_export_for(cfg: DictConfig, output: Path, release=None) -> contextlib.AbstractContextManager:
     """The run's CRM export (published after the scores, discarded when the run fails); a null context when
     `crm_export.enabled` is off or insights are off (the export is built from the insight columns)."""
     if not cfg.crm_export.enabled or not cfg.insights:
         return contextlib.nullcontext()
     target = Path(cfg.crm_export.dir) if cfg.crm_export.dir else export_dir_for(output)
-    return CrmExport(target, list(cfg.crm_export.formats), list(cfg.crm_export.split_by))
+    limits = ((release.insights_config if release is not None else None) or {}).get("decisions")
+    return CrmExport(target, list(cfg.crm_export.formats), list(cfg.crm_export.split_by), limits)
 
 
 def serve_churn(cfg: DictConfig) -> RunSummary:
@@ -124,7 +125,7 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
     show = bool(cfg.progress)
     monitor = open_monitor(release.path, cfg.drift, cfg.tracking_uri)  # drift of this run vs the release's reference
     observe = churn_observer(monitor, release.pipeline.categorical, release.pipeline.numeric) if monitor else None
-    with crm_export_for(cfg, output) as crm, \
+    with crm_export_for(cfg, output, release) as crm, \
             tempfile.TemporaryDirectory(prefix="churnsense-parts-", dir=cfg.tmp_dir) as tmp, \
             io.AtomicTableWriter(output) as writer, RejectsWriter(rejects_path) as rejects:
         parts = partition_inputs(inputs, release, k, Path(tmp), int(cfg.chunk_size), rejects, show)
@@ -159,5 +160,6 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
     if monitor is not None:
         monitor.finish(output, "churn", {"cutoff": str(cutoff.date()), "release": str(release.path)})
     if crm is not None:
-        print(f"CRM export: {len(crm.calls):,} call-list rows -> {crm.target}")
+        held = len(crm.held) if crm.held is not None else 0
+        print(f"CRM export: {len(crm.calls):,} call-list rows ({held:,} held back by budget/capacity) -> {crm.target}")
     return summary

@@ -8,18 +8,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-KINDS = ("customers", "events", "feedback")
+KINDS = ("customers", "events", "feedback")  # the tables a churn model scores
+# The retention-offer log (training only: uplift of each action, team routing). One row per offer or held-out
+# customer: `action` (empty for the control arm), `treated` (false = held out), `propensity` (P(the assignment
+# the row got), when known), `accepted`, `team`, `churned` (the outcome after the offer, when logged; else derived
+# from customers.churn_date).
+OFFERS = "offers"
 # Canonical columns of each table (attributes of customers come on top, named by `categorical`/`numeric`).
 REQUIRED = {
     "customers": ("customer_id",),
     "events": ("customer_id", "ts", "event_type", "value"),
     "feedback": ("customer_id", "ts", "text"),
+    OFFERS: ("customer_id", "ts", "action"),
 }
 OPTIONAL = {
     "customers": ("signup_date", "churn_date", "observed_until", "label"),
     "events": (),
     "feedback": ("channel", "language", "sentiment", "topic"),
+    OFFERS: ("treated", "propensity", "accepted", "team", "churned"),
 }
+BOOLEAN_COLUMNS = ("treated", "accepted", "churned")
 DATE_COLUMNS = ("ts", "signup_date", "churn_date", "observed_until")
 # Label vocabularies of the feedback table (the feedback model's heads, the generator and validation share them).
 SENTIMENTS = ("negative", "neutral", "positive")
@@ -121,7 +129,8 @@ class FramingSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """A data set: up to three tables (any may be missing, events or customers must exist) and its framing."""
+    """A data set: up to three tables (any may be missing, events or customers must exist), the optional offer
+    log and its framing."""
 
     name: str
     customers: TableSpec | None
@@ -129,6 +138,7 @@ class DataSpec:
     feedback: TableSpec | None
     framing: FramingSpec
     features: Mapping[str, Any] = field(default_factory=dict)  # knobs of FeaturePipeline (cfg.data.features)
+    offers: TableSpec | None = None
 
     def table(self, kind: str) -> TableSpec | None:
         return getattr(self, kind)
@@ -143,5 +153,15 @@ class DataSpec:
             name=str(d.get("name", "data")),
             framing=FramingSpec.from_config(d.get("framing")),
             features=dict(d.get("features") or {}),
+            offers=_offers_spec(d.get(OFFERS)),
             **tables,
         )
+
+
+def _offers_spec(d: Any) -> TableSpec | None:
+    """The offer log's spec; a bare path (the layout before the log joined the contract) is rejected with how to
+    write it."""
+    if isinstance(d, str):
+        raise ValueError(f"data.offers: {d!r} is a bare path; write it as a table spec: "
+                         "offers: {path: ..., columns: {churned: <outcome column>, ...}}")
+    return TableSpec.from_config(d)

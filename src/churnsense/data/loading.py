@@ -1,7 +1,9 @@
 """Load the configured tables, validated, in canonical names and dtypes (training use)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -9,12 +11,15 @@ from churnsense.data.contract import DataSpec, TableSpec
 from churnsense.core.io import read_table
 from churnsense.data.validation import Kind, check_frame, duplicate_ids, raise_issues, raise_rule, unknown_ids
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Tables:
     customers: pd.DataFrame | None
     events: pd.DataFrame | None
     feedback: pd.DataFrame | None
+    offers: pd.DataFrame | None = None  # the retention-offer log (training only; None: no log configured)
 
 
 def read_validated(table: TableSpec, kind: Kind) -> pd.DataFrame:
@@ -47,9 +52,27 @@ def load_tables(spec: DataSpec) -> Tables:
         events = events.sort_values(["customer_id", "ts"], kind="stable", ignore_index=True)
     if feedback is not None:
         feedback = feedback.sort_values(["customer_id", "ts"], kind="stable", ignore_index=True)
+    offers = load_offers(spec, known)
     if customers is None:
         customers = customers_from_events(events)
-    return Tables(customers=customers, events=events, feedback=feedback)
+    return Tables(customers=customers, events=events, feedback=feedback, offers=offers)
+
+
+def load_offers(spec: DataSpec, known: pd.Index | None) -> pd.DataFrame | None:
+    """The validated offer log (values; rows of customers not in the customers table are an error), sorted by
+    time; None when the data set has none. A configured file that does not exist is a one-line notice, not an
+    error: the release is trained without uplift."""
+    table = spec.offers
+    if table is None:
+        return None
+    missing = [p for p in table.paths if not p.startswith("pkg://") and not Path(p).exists()]
+    if missing:
+        log.warning("offers: %s not found: uplift is off (no action will claim a saving)", missing[0])
+        return None
+    offers = read_validated(table, "offers")
+    if known is not None:
+        raise_rule(*unknown_ids(offers["customer_id"], known), " + ".join(table.paths), table.source("customer_id"))
+    return offers.sort_values(["ts", "customer_id"], kind="stable", ignore_index=True)
 
 
 def customers_from_events(events: pd.DataFrame) -> pd.DataFrame:

@@ -19,10 +19,11 @@ import pandera.pandas as pa
 
 from churnsense.core.partition import ROW
 from churnsense.core.rejects import REJECT_COLUMNS
-from churnsense.data.contract import DATE_COLUMNS, OPTIONAL, REQUIRED, SENTIMENTS, TableSpec
+from churnsense.data.contract import BOOLEAN_COLUMNS, DATE_COLUMNS, OPTIONAL, REQUIRED, SENTIMENTS, TableSpec
 
-Kind = Literal["customers", "events", "feedback"]
+Kind = Literal["customers", "events", "feedback", "offers"]
 NEGATIVE_LABELS = ("0", "no", "false", "stay", "stayed", "active")
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "y", "t", "treatment"), ("0", "false", "no", "n", "f", "control")
 
 
 class DataValidationError(ValueError):
@@ -119,6 +120,17 @@ def _coerce_one(canon: str, raw: pd.Series, table: TableSpec, kind: Kind) -> tup
         bad = present & ~key.isin(pos | set(NEGATIVE_LABELS)).fillna(False)
         bad.attrs["reason"] = f"label must be one of {sorted(pos | set(NEGATIVE_LABELS))}"
         return col, bad
+    if kind == "offers" and canon in BOOLEAN_COLUMNS:
+        key = _blank_to_na(raw.astype("string")).str.lower().str.replace(r"\.0$", "", regex=True)
+        col = key.map(lambda v: True if v in TRUE_WORDS else False if v in FALSE_WORDS else None, na_action="ignore")
+        bad = present & col.isna()
+        bad.attrs["reason"] = f"{canon} must be true or false ({'/'.join(TRUE_WORDS[:3])} or {'/'.join(FALSE_WORDS[:3])})"
+        return col.astype(object).where(present & ~bad, None), bad
+    if kind == "offers" and canon == "propensity":
+        col = pd.to_numeric(_blank_to_na(raw), errors="coerce").astype("float64")
+        bad = present & ~((col > 0) & (col <= 1)).fillna(False)
+        bad.attrs["reason"] = "propensity must be a probability in (0, 1]"
+        return col.where(~bad), bad
     if canon == "sentiment":
         key = _blank_to_na(raw.astype("string")).str.lower()
         bad = present & ~key.isin(SENTIMENTS).fillna(False)
@@ -130,7 +142,7 @@ def _coerce_one(canon: str, raw: pd.Series, table: TableSpec, kind: Kind) -> tup
 
 def _schema(kind: Kind) -> pa.DataFrameSchema:
     cols = {"customer_id": pa.Column(None, nullable=False)}
-    if kind in ("events", "feedback"):
+    if kind in ("events", "feedback", "offers"):
         cols["ts"] = pa.Column("datetime64[ns]", nullable=False)
     if kind == "events":
         cols["event_type"] = pa.Column(None, nullable=False)

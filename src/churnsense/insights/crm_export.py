@@ -3,7 +3,8 @@ versioned layout (CSV and JSON Lines) described by the JSON Schemas in `schemas/
 
 Folder layout (`manifest.json` lists every file with its row count):
 
-    call_list.v1.csv / .jsonl                      one row per customer with an action, ranked
+    call_list.v1.csv / .jsonl                      one row per customer with an action within the budget and
+                                                   capacity, ranked; `why` says why that action
     queues/<queue>__<team>.call_list.v1.csv / .jsonl the same rows, one file per queue and team
     segment_membership.v1.csv / .jsonl             one row per scored customer (segment, risk, tonality)
     call_list.v1.schema.json, segment_membership.v1.schema.json, manifest.json
@@ -25,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from churnsense.insights.decisions import allocate
 
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 VERSION = 1
@@ -87,7 +90,7 @@ class CrmExport:
     """Collects enriched score frames and publishes the CRM folder `target` in one step."""
 
     def __init__(self, target: str | Path, formats: Iterable[str] = FORMATS,
-                 split_by: Iterable[str] = ("queue", "team")):
+                 split_by: Iterable[str] = ("queue", "team"), limits: Mapping[str, Any] | None = None):
         self.target = Path(target)
         self.formats = [f for f in formats if f in FORMATS]
         if not self.formats:
@@ -98,6 +101,8 @@ class CrmExport:
         self._calls: list[pd.DataFrame] = []
         self._rows = {SEGMENTS: 0}
         self.calls: pd.DataFrame | None = None  # the published call list
+        self.limits = dict(limits or {})  # budget and capacity (`decisions.allocate`)
+        self.held: pd.DataFrame | None = None  # candidates held back by them
 
     def __enter__(self) -> CrmExport:
         return self
@@ -132,9 +137,10 @@ class CrmExport:
             self._rows[name] = self._rows.get(name, 0) + len(rows)
 
     def call_list(self) -> pd.DataFrame:
-        """The call list so far, ranked by expected saved value (rank 1 = call first), as layout rows."""
+        """The call list so far: the candidates that fit the budget and capacity (`decisions.allocate`), ranked
+        by expected saved value, then value at risk (rank 1 = call first), as layout rows."""
         frame = pd.concat(self._calls, ignore_index=True) if self._calls else pd.DataFrame(columns=columns(CALL_LIST))
-        frame = frame.sort_values(["expected_saved_value", "customer_id"], ascending=[False, True], kind="stable")
+        frame, self.held = allocate(frame, self.limits)
         return conform(frame.assign(rank=np.arange(1, len(frame) + 1)), CALL_LIST).reset_index(drop=True)
 
     def publish(self) -> Path:
@@ -155,7 +161,8 @@ class CrmExport:
         cutoff = calls["cutoff"].dropna()
         manifest = {"layout": "churnsense-crm", "version": VERSION, "files": files,
                     "schemas": {CALL_LIST: f"{CALL_LIST}.schema.json", SEGMENTS: f"{SEGMENTS}.schema.json"},
-                    "split_by": self.split_by, "cutoff": str(cutoff.iloc[0]) if len(cutoff) else None}
+                    "split_by": self.split_by, "cutoff": str(cutoff.iloc[0]) if len(cutoff) else None,
+                    "held_back": int(len(self.held)) if self.held is not None else 0, "limits": self.limits}
         (self._tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         old = None
         if self.target.exists():
@@ -179,9 +186,10 @@ def export_dir_for(output: str | Path) -> Path:
 
 
 def write_export(frames: Iterable[pd.DataFrame], target: str | Path, formats: Iterable[str] = FORMATS,
-                 split_by: Iterable[str] = ("queue", "team")) -> tuple[Path, pd.DataFrame]:
+                 split_by: Iterable[str] = ("queue", "team"),
+                 limits: Mapping[str, Any] | None = None) -> tuple[Path, pd.DataFrame]:
     """Export enriched score frames to `target`; returns the folder and the ranked call list."""
-    with CrmExport(target, formats, split_by) as export:
+    with CrmExport(target, formats, split_by, limits) as export:
         for frame in frames:
             export.add(frame)
     return export.target, export.calls

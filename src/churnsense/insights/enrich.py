@@ -2,7 +2,7 @@
 
 Added columns (documented in README): at_risk, reason_codes, top_reasons (primary language), top_reasons_local
 (the customer's language), reason_1..3(_text), segment, segment_name, cltv, value_at_risk, recommended_action,
-action_reason, talking_points, action_cost, expected_uplift, expected_saved_value, queue, team, script_language,
+action_reason, talking_points, action_cost, expected_uplift, expected_saved_value, why, queue, team, script_language,
 call_script, and the feedback tonality feedback_last_sentiment, feedback_last_topic, feedback_negative_90d.
 
 Every output row is a function of that customer's rows and the release only (never of the other customers in the
@@ -31,12 +31,13 @@ from churnsense.insights.reasons import customer_facts, reasons_frame
 from churnsense.insights.scripts import call_scripts
 from churnsense.insights.segments import assign_segments
 from churnsense.insights.state import InsightsState
-from churnsense.insights.uplift import TLearner
+from churnsense.insights.decisions import recommend_actions
+from churnsense.insights.uplift import UpliftModel
 
 INSIGHT_COLUMNS = ["at_risk", "reason_codes", "top_reasons", "top_reasons_local", "reason_1", "reason_1_text",
                    "reason_2", "reason_2_text", "reason_3", "reason_3_text", "segment", "segment_name", "cltv",
                    "value_at_risk", "recommended_action", "action_reason", "talking_points", "action_cost",
-                   "expected_uplift", "expected_saved_value", "queue", "team", "script_language", "call_script",
+                   "expected_uplift", "expected_saved_value", "why", "queue", "team", "script_language", "call_script",
                    "feedback_last_sentiment", "feedback_last_topic", "feedback_negative_90d"]
 INSIGHT_DTYPES = {"at_risk": "bool", "segment": "int64", "cltv": "float64", "value_at_risk": "float64",
                   "action_cost": "float64", "expected_uplift": "float64", "expected_saved_value": "float64",
@@ -145,8 +146,12 @@ def add_insights(scored: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFram
     out["cltv"] = val.cltv(revenue, float(retention), int(vcfg.get("horizon_months", 24)),
                            float(vcfg.get("discount_rate", 0.01))).to_numpy()
     out["value_at_risk"] = val.value_at_risk(out["cltv"], p).to_numpy()
-    uplift = TLearner.from_dict(state.uplift).predict_uplift(f).set_index(out.index) if state.uplift else None
-    rec = pb.recommend_actions(out, cfg.get("playbook") or {}, cfg.get("actions") or {}, uplift, out["at_risk"])
+    model = uplift_model(state)
+    uplift = model.predict_uplift(f).set_index(out.index) if model is not None else None
+    dcfg = cfg.get("decisions") or {}
+    rec = recommend_actions(out, cfg.get("playbook") or {}, cfg.get("actions") or {}, uplift,
+                            model.supported if model is not None else None, out["at_risk"],
+                            float(dcfg.get("min_uplift", 0.0)))
     out = pd.concat([out, rec], axis=1)
     rcfg = cfg.get("routing") or {}
     lang = service_languages(f, cfg).set_axis(out.index)
@@ -163,6 +168,17 @@ def add_insights(scored: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFram
     if "neg_feedback_n_90d" in f:  # a feedback table was given: no message in 90 days = 0 negative
         out["feedback_negative_90d"] = out["feedback_negative_90d"].fillna(0.0)
     return out
+
+
+def uplift_model(state: InsightsState) -> UpliftModel | None:
+    """The release's uplift model; None when it has none (no offer log: uplift off) or one from an older layout
+    (with a warning: retrain to get evidence-backed actions)."""
+    if not state.uplift:
+        return None
+    if state.uplift.get("kind") != "uplift_model":
+        _warn_once("insights: the release's uplift model predates held-out evidence: uplift is off; retrain")
+        return None
+    return UpliftModel.from_dict(state.uplift)
 
 
 def _customers_from_history(scored: pd.DataFrame, events: pd.DataFrame | None, cutoff) -> pd.DataFrame:

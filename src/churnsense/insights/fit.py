@@ -5,7 +5,8 @@ Hook for `train_churn` (`fit_release_insights`): after the model is trained and 
     state = fit_insights(tables.customers, tables.events, tables.feedback, offers, cutoff, p_churn, cfg_insights,
                          horizon_days=spec.framing.horizon_days, model_inputs=arrays["train"])
     state.save(release_dir)
-`offers` = the offer log (or None: no uplift / teams), `p_churn` = churn probabilities of the customers at `cutoff`
+`offers` = the contract's offer log (or None: uplift off, no teams; only offers whose outcome window ended
+before `cutoff` are used), `p_churn` = churn probabilities of the customers at `cutoff`
 (customer_id-indexed Series, e.g. the validation predictions), `model_inputs` = the training split's model inputs
 (a seeded sample of them is the attribution background). `customers` None (events-only data): no segments / uplift.
 """
@@ -24,34 +25,48 @@ from churnsense.insights.playbook import team_scores
 from churnsense.insights.reasons import customer_facts
 from churnsense.insights.segments import _select, assign_segments, fit_segments
 from churnsense.insights.state import InsightsState
-from churnsense.insights.uplift import TLearner, evaluate_uplift, offer_arms
+from churnsense.insights.uplift_fit import fit_uplift, observed_outcomes
 from churnsense.insights.value import monthly_retention
 
 log = logging.getLogger(__name__)
 
 
 def offer_facts(customers: pd.DataFrame, events: pd.DataFrame | None, feedback: pd.DataFrame | None,
-                offers: pd.DataFrame, languages: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Facts of each offered customer as of its (last) offer date; index customer_id."""
+                offers: pd.DataFrame, languages: Mapping[str, str] | None = None,
+                event_types: list[str] | None = None) -> pd.DataFrame:
+    """Facts of each logged customer as of its (last) offer date; index customer_id."""
     last = offers.sort_values("ts").groupby("customer_id")["ts"].last()
     cust = customers[customers["customer_id"].isin(last.index)]
     ev = events[events["customer_id"].isin(last.index)] if events is not None else None
     fb = feedback[feedback["customer_id"].isin(last.index)] if feedback is not None else None
-    return customer_facts(cust, ev, fb, last, languages)
+    return customer_facts(cust, ev, fb, last, languages, event_types)
 
 
-def fit_uplift(facts: pd.DataFrame, offers: pd.DataFrame, ucfg: Mapping[str, Any],
-               seed: int = 0) -> tuple[TLearner, pd.DataFrame]:
-    """T-learner on a customer split of the offer log; Qini / AUUC per action on the held-out customers."""
-    offers = offers.drop_duplicates("customer_id", keep="last").reset_index(drop=True)
-    arm, contrasts = offer_arms(offers, str(ucfg.get("mode", "accepted_vs_declined")), str(ucfg.get("control", "none")))
-    x = facts.reindex(offers["customer_id"].to_numpy()).reset_index(drop=True)
-    features = _select(x, list(ucfg.get("features") or []))
-    y = offers["churned_within_90d"].astype(float)
-    test = np.random.default_rng(seed).random(len(offers)) < float(ucfg.get("test_fraction", 0.3))
-    learner = TLearner(features, int(ucfg.get("num_rounds", 150)))
-    learner.fit(x[~test], arm[~test], y[~test], contrasts)
-    return learner, evaluate_uplift(learner, x[test], arm[test], y[test])
+def fit_offer_uplift(customers: pd.DataFrame, events: pd.DataFrame | None, feedback: pd.DataFrame | None,
+                     offers: pd.DataFrame, cutoff: pd.Timestamp, cfg: Mapping[str, Any], state: InsightsState,
+                     seed: int = 0) -> pd.DataFrame | None:
+    """Fit the uplift model on the offers whose outcome was known at `cutoff` into `state` (uplift, metrics);
+    returns those offers (None when there are none). No model (too few rows, or no log): a one-line notice."""
+    ucfg = cfg.get("uplift") or {}
+    known = observed_outcomes(offers, cutoff, int(ucfg["outcome_days"]), customers)
+    if known.empty:
+        log.warning("insights: no offer outcome known before %s: uplift is off (no action claims a saving)",
+                    cutoff.date())
+        return None
+    facts = offer_facts(customers, events, feedback, known, (cfg.get("reasons") or {}).get("languages"),
+                        state.event_types)
+    try:
+        model, rows, design = fit_uplift(facts, known, ucfg, seed)
+    except ValueError as err:
+        log.warning("insights: uplift is off (%s); no action claims a saving", err)
+        return known
+    state.uplift = model.to_dict()
+    state.metrics["uplift"] = rows
+    state.metrics["uplift_log"] = {"offers": int(len(known)), "design": design,
+                                   "control": int((~known["treated"].fillna(True).astype(bool)).sum())
+                                   if "treated" in known else 0,
+                                   "first": str(known["ts"].min().date()), "last": str(known["ts"].max().date())}
+    return known
 
 
 def sample_background(model_inputs: Mapping[str, np.ndarray], n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -91,16 +106,15 @@ def fit_insights(customers: pd.DataFrame | None, events: pd.DataFrame | None, fe
     else:
         state.segments = seg
         state.metrics["segments"] = {"k": seg["k"], "criterion": seg["criterion"], "silhouette": seg["silhouette"]}
-    if offers is not None and len(offers):
-        of = offer_facts(customers, events, feedback, offers, langs)
-        try:
-            learner, qini = fit_uplift(of, offers, cfg.get("uplift") or {}, seed)
-        except ValueError as err:  # too few offers in some arm: no uplift model, actions fall back to priors
-            log.warning("insights: uplift not fitted (%s)", err)
-        else:
-            state.uplift = learner.to_dict()
-            state.metrics["uplift"] = qini.to_dict("records")
+    if offers is None or not len(offers):
+        log.warning("insights: no offer log: uplift is off; actions follow the playbook and claim no saving")
+        return state
+    known = fit_offer_uplift(customers, events, feedback, offers, pd.Timestamp(cutoff), cfg, state, seed)
+    treated = known[known["action"].notna() & known.get("treated", pd.Series(True, index=known.index))
+                    .fillna(True).astype(bool)] if known is not None else None
+    if treated is not None and len(treated) and "team" in treated:
+        of = offer_facts(customers, events, feedback, treated, langs, state.event_types)
         segment_of = assign_segments(of, seg) if seg else None
         rcfg = cfg.get("routing") or {}
-        state.teams = team_scores(offers, segment_of, float(rcfg.get("prior_strength", 20))).to_dict("records")
+        state.teams = team_scores(treated, segment_of, float(rcfg.get("prior_strength", 20))).to_dict("records")
     return state

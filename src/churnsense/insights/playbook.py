@@ -1,9 +1,6 @@
-"""Retention playbook (reason -> action, talking points, cost) and routing (language/risk queue, best team).
+"""Retention playbook routing: language/risk queue, best team per (segment, action), the service language.
 
-Action choice: the candidate actions are the playbook actions of the customer's top reasons; each is scored
-expected saved value = uplift(a) x CLTV - cost(a), with uplift from the learned uplift model where the action was
-offered in the past, else the playbook's `prior_uplift`. The best candidate is recommended only if its uplift is
-positive and its saved value exceeds zero; otherwise the action is `none` (do not spend on this customer).
+The action choice itself (uplift x CLTV - cost, evidence, budget and capacity) is in `decisions`.
 """
 from __future__ import annotations
 
@@ -21,53 +18,11 @@ def _codes(text: object) -> list[str]:
     return [c for c in str(text).split(";") if c] if isinstance(text, str) else []
 
 
-def recommend_actions(frame: pd.DataFrame, playbook: Mapping[str, Mapping], actions: Mapping[str, Mapping],
-                      uplift: pd.DataFrame | None = None, at_risk: pd.Series | None = None) -> pd.DataFrame:
-    """Per row of `frame` (needs reason_codes, cltv): recommended_action, action_reason (the reason code it
-    answers; `_default` for a customer without reasons), talking_points, action_cost, expected_uplift,
-    expected_saved_value. `playbook`: reason code -> {action, talking_points};
-    `actions`: action -> {cost, prior_uplift}; `uplift`: per-row churn reduction per action (columns = actions).
-    An action cannot prevent more churn than there is: the uplift is capped at the customer's churn probability over
-    the offer horizon (`p_churn_90d` when the model has it, else `churn_probability`)."""
-    out = []
-    for i, (idx, row) in enumerate(frame.iterrows()):
-        cap = _churn_cap(row)
-        best: dict[str, Any] = {"recommended_action": NONE, "action_reason": "", "talking_points": "",
-                                "action_cost": 0.0, "expected_uplift": 0.0, "expected_saved_value": 0.0}
-        if at_risk is None or bool(at_risk.iloc[i]):
-            for code in _codes(row.get("reason_codes")) or ["_default"]:
-                entry = playbook.get(code) or playbook.get("_default") or {}
-                action = entry.get("action")
-                if not action or action == NONE:
-                    continue
-                cost = float((actions.get(action) or {}).get("cost", 0.0))
-                if uplift is not None and action in uplift.columns:
-                    u = float(uplift[action].iloc[i])
-                else:
-                    u = float((actions.get(action) or {}).get("prior_uplift", 0.0))
-                u = min(u, cap)
-                saved = u * float(row["cltv"]) - cost
-                if u > 0 and saved > 0 and saved > best["expected_saved_value"]:
-                    best = {"recommended_action": action, "action_reason": code,
-                            "talking_points": str(entry.get("talking_points", "")),
-                            "action_cost": cost, "expected_uplift": u, "expected_saved_value": saved}
-        out.append(best)
-    return pd.DataFrame(out, index=frame.index)
-
-
-def _churn_cap(row: pd.Series) -> float:
-    for col in ("p_churn_90d", "churn_probability"):
-        value = row.get(col)
-        if value is not None and pd.notna(value):
-            return float(value)
-    return 1.0
-
-
 def team_scores(offers: pd.DataFrame, segment_of: pd.Series | None = None, prior_strength: float = 20.0) -> pd.DataFrame:
     """Retention rate of each (segment, action, team) in the offer history, shrunk towards the action's overall rate
     (beta prior with `prior_strength` pseudo-offers). Segment -1 = all customers. Columns: segment, action, team,
     n, retained, retention, score."""
-    df = offers.assign(retained=1.0 - offers["churned_within_90d"].astype(float))
+    df = offers.assign(retained=1.0 - offers["churned"].astype(float))
     df["segment"] = df["customer_id"].map(segment_of).fillna(-1).astype(int) if segment_of is not None else -1
     both = pd.concat([df, df.assign(segment=-1)]) if segment_of is not None else df
     g = both.groupby(["segment", "action", "team"])["retained"].agg(n="size", retained="sum").reset_index()

@@ -3,7 +3,9 @@
 Reads the enriched scores of `serve.py task=churn` (+ optional raw tables for observed churn by period and the
 segment plot, the synthetic ground truth for reason hit rates) and the release's `insights.json` (segments, Qini).
 Files: summary.json, segments.csv, churn_by_segment_period.csv, top_reasons.csv, reason_hit_rates.csv,
-uplift.csv, segments.png, uplift_qini.png, report.html (`report_page`), and the CRM export in `crm/`
+uplift_evidence.csv (held-out Qini per action with its interval), policy_value.csv + uplift_vs_truth.csv (with the
+simulator's `uplift_truth`: churners prevented by our decisions vs churn-risk targeting, random and the oracle at
+the same number of contacts; Spearman of predicted vs true uplift), segments.png, uplift_qini.png, report.html (`report_page`), and the CRM export in `crm/`
 (`crm_export`: call list per queue and team, segment membership; CSV + JSON Lines, versioned layout).
 """
 from __future__ import annotations
@@ -23,6 +25,8 @@ from churnsense.data.contract import DataSpec
 from churnsense.data.validation import split_valid_rows
 from churnsense.core.tracking import TrackedRun, run_name
 from churnsense.insights.crm_export import CALL_LIST, write_export
+from churnsense.insights.enrich import uplift_model
+from churnsense.insights.policy_eval import policy_table, uplift_spearman
 from churnsense.insights.reasons import customer_facts, hit_rates
 from churnsense.insights.report_page import write_page
 from churnsense.insights.segments import plot_segments, profile_segments
@@ -147,13 +151,16 @@ def write_report(scores: pd.DataFrame, out_dir: str | Path, state: InsightsState
         frames["reason_hit_rates"] = reason_evaluation(scores, truth[truth["customer_id"].isin(churned_ids)],
                                                        (cfg.get("reasons") or {}).get("vocabulary") or {})
     if state.metrics.get("uplift"):
-        frames["uplift"] = pd.DataFrame(state.metrics["uplift"]).drop(columns=["curve_x", "curve_qini"], errors="ignore")
+        frames["uplift_evidence"] = uplift_evidence(state.metrics["uplift"])
         png = _plot_qini(state.metrics["uplift"], out / "uplift_qini.png")
         if png:
             files["uplift_png"] = png
     crm = dict(crm or {})
     files["crm"], calls = write_export([scores], out / "crm", crm.get("formats") or ("csv", "jsonl"),
-                                       crm.get("split_by") or ("queue", "team"))
+                                       crm.get("split_by") or ("queue", "team"), cfg.get("decisions"))
+    policy = truth_evaluation(scores, calls, state, cfg, tables)
+    if policy is not None:
+        frames["policy_value"], frames["uplift_vs_truth"] = policy
     for name, frame in frames.items():
         files[name] = out / f"{name}.csv"
         frame.to_csv(files[name], index=False)
@@ -162,6 +169,9 @@ def write_report(scores: pd.DataFrame, out_dir: str | Path, state: InsightsState
                "observed_churn_rate": float(scores[label].mean()) if label else None,
                "at_risk": int(scores["at_risk"].sum()), "value_at_risk": float(scores["value_at_risk"].sum()),
                "actions": int(len(calls)), "expected_saved_value": float(calls["expected_saved_value"].sum()),
+               "uplift": "on" if state.uplift else "off (no offer log: no saving claimed)",
+               "supported_actions": [r["action"] for r in state.metrics.get("uplift", []) if r.get("supported")],
+               **_policy_summary(frames.get("policy_value")),
                "segments": int(state.segments.get("k", 0)) if state.segments else 0,
                "segment_criterion": state.segments.get("criterion") if state.segments else None}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -170,6 +180,58 @@ def write_report(scores: pd.DataFrame, out_dir: str | Path, state: InsightsState
     files["html"] = write_page(out / "report.html", summary, scores, calls, frames, images, page or {},
                                f"crm/{CALL_LIST}.csv")
     return files
+
+
+def uplift_evidence(rows: list[dict]) -> pd.DataFrame:
+    """The held-out evidence per action: learner, Qini with its interval, the random line, AUUC, sizes."""
+    keep = ["action", "design", "learner", "n", "n_treated", "qini", "qini_low", "qini_high", "qini_random",
+            "auuc", "auuc_random", "predicted_ate", "observed_ate", "supported"]
+    frame = pd.DataFrame(rows)
+    return frame[[c for c in keep if c in frame]]
+
+
+def truth_evaluation(scores: pd.DataFrame, calls: pd.DataFrame, state: InsightsState, cfg: Mapping[str, Any],
+                     tables: Mapping[str, pd.DataFrame | None]) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Policy value and predicted-vs-true uplift against the simulator's truth at the scores' cutoff (None when
+    there is no truth for that date, no uplift model or no customers to compute facts from)."""
+    truth, cust = tables.get("uplift_truth"), tables.get("customers")
+    model = uplift_model(state)
+    if truth is None or model is None or cust is None or "cutoff" not in scores or scores.empty:
+        return None
+    cutoff = pd.Timestamp(scores["cutoff"].iloc[0])
+    truth = truth[pd.to_datetime(truth["cutoff"]) == cutoff]
+    if truth.empty:
+        log.warning("report: the uplift truth has no rows for cutoff %s: no policy evaluation", cutoff.date())
+        return None
+    ids = scores["customer_id"]
+    facts = customer_facts(cust[cust["customer_id"].isin(ids)], tables.get("events"), tables.get("feedback"), cutoff,
+                           None, state.event_types)
+    predicted = model.predict_uplift(facts.reindex(ids.to_numpy()))
+    costs = {a: float(v.get("cost", 0.0)) for a, v in (cfg.get("actions") or {}).items()}
+    table = policy_table(scores, predicted, truth, calls, cfg.get("playbook") or {}, costs)
+    rho = uplift_spearman(predicted, truth)
+    mean_true = truth.set_index("customer_id").reindex(predicted.index)
+    vs = pd.DataFrame({"action": list(rho), "spearman": list(rho.values()),
+                       "mean_predicted": [float(predicted[a].mean()) for a in rho],
+                       "mean_true": [float(mean_true[f"uplift_{a}"].mean()) for a in rho],
+                       "supported": [model.supported.get(a, False) for a in rho]})
+    return table, vs
+
+
+def _policy_summary(table: pd.DataFrame | None) -> dict[str, float]:
+    if table is None or table.empty:
+        return {}
+    row = table.set_index("policy")
+    ours, ranked = row.iloc[0], row.loc["ranked by predicted uplift"]
+    out = {"policy_budget_customers": float(ranked["customers"]),
+           "policy_uplift_vs_risk": float(ranked["vs_churn_risk"]),
+           "policy_uplift_share_of_oracle": float(ranked["share_of_oracle"]),
+           "policy_decisions_vs_risk": float(ours["vs_churn_risk"]),
+           "policy_decisions_share_of_oracle": float(ours["share_of_oracle"])}
+    if ours["true_churners_prevented"] > 0:
+        out["saved_churners_predicted_over_true"] = float(ours["predicted_churners_prevented"]
+                                                          / ours["true_churners_prevented"])
+    return out
 
 
 def _read(path: str | None) -> pd.DataFrame | None:
@@ -197,6 +259,7 @@ def _read_inputs(cfg, release_dir: Path) -> dict[str, pd.DataFrame | None]:
             log.warning("report: %d invalid %s rows left out", len(rejects), kind)
         out[kind] = valid
     out["ground_truth"] = _read(cfg.input.get("ground_truth"))
+    out["uplift_truth"] = _read(cfg.input.get("uplift_truth"))
     return out
 
 
@@ -219,7 +282,7 @@ def serve_report(cfg) -> dict[str, Path]:
         run.log_artifacts({"report": Path(str(cfg.output_dir))})
         summary = json.loads(files["summary"].read_text())
         run.log_metrics({f"report/{k}": float(v) for k, v in summary.items()
-                         if isinstance(v, (int, float)) and not isinstance(v, bool)})
+                         if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)})
         run.end()
     print(f"report: {len(scores):,} customers -> {cfg.output_dir} ({', '.join(sorted(p.name for p in files.values()))})")
     return files

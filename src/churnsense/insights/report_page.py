@@ -124,7 +124,8 @@ def _kpis(summary: Mapping[str, Any]) -> str:
              ("at risk", f"{_num(summary.get('at_risk'))}"),
              ("value at risk", _num(summary.get("value_at_risk"))),
              ("recommended calls", _num(summary.get("actions"))),
-             ("expected saved value", _num(summary.get("expected_saved_value")))]
+             ("expected saved value", _num(summary.get("expected_saved_value"))
+              if str(summary.get("uplift", "on")).startswith("on") else "none claimed (no offer log)")]
     if summary.get("observed_churn_rate") is not None:
         items.append(("observed churn (backtest)", f"{summary['observed_churn_rate']:.1%}"))
     cards = "".join(f"<div class='kpi'><b>{v}</b><span>{_e(k)}</span></div>" for k, v in items)

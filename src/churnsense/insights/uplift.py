@@ -1,10 +1,20 @@
-"""Uplift of retention actions from past offers: a multi-arm T-learner + Qini / AUUC against random targeting.
+"""Uplift learners on LightGBM: how much one retention action lowers a customer's churn probability.
 
-T-learner: one outcome model P(churn | x, arm) per arm (LightGBM, saved with its native `model_to_string`),
-uplift(x, a) = P(churn | x, control) - P(churn | x, a): the drop in churn probability the action buys (> 0 = helps).
-Logged offers are targeted, so an offered-vs-control contrast needs the control arm's propensities (`ipw_weights`);
-the accepted-vs-declined contrast assumes acceptance is as good as random given the features (true in the
-synthetic demo; in production logs use a randomised hold-out as the control arm).
+One learner per action, fitted on the rows of that action's contrast: treated (`t` = 1) against untreated
+(`t` = 0; the randomised control arm, or declined offers in logs without one). Outcome `y` = churned (1/0); every
+learner returns the churn reduction tau(x) = P(churn | x, untreated) - P(churn | x, treated) (> 0 = helps).
+
+- `t`: T-learner, one outcome model per arm, tau = mu0 - mu1.
+- `x`: X-learner (Kunzel et al. 2019): effects imputed with the other arm's model, one effect model per arm,
+  combined with the propensity e(x): tau = e * tau0 + (1 - e) * tau1.
+- `dr`: DR-learner (Kennedy 2020): cross-fitted mu0, mu1, e give the doubly robust pseudo-outcome
+  mu0 - mu1 + (1 - t)(y - mu0) / (1 - e) - t (y - mu1) / e, regressed on x.
+- `ct`: class transformation (Jaskowski & Jaroszewicz 2012): z = 1 when a treated customer stays or an untreated
+  one churns; with rows weighted to balance the arms, tau = 2 P(z | x) - 1.
+
+Propensity e(x) = P(t = 1 | x) within the contrast: the design's share when the assignment was randomised
+(`propensity="design"`), else a cross-fitted LightGBM classifier, clipped to [clip, 1 - clip].
+State is plain JSON (boosters as LightGBM model strings), no pickle.
 """
 from __future__ import annotations
 
@@ -15,155 +25,174 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-PARAMS = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 8, "min_data_in_leaf": 40,
-          "feature_fraction": 0.9, "lambda_l2": 1.0, "verbose": -1, "num_threads": 1, "seed": 0}
+KINDS = ("t", "x", "dr", "ct")
+PARAMS = {"learning_rate": 0.05, "num_leaves": 8, "min_data_in_leaf": 40, "feature_fraction": 0.9,
+          "lambda_l2": 1.0, "verbose": -1, "num_threads": 1, "seed": 0, "deterministic": True}
 
 
-class TLearner:
-    """Per-arm churn models over numeric features, and per-action contrasts between arms.
+class Features:
+    """Numeric facts as they are and categorical facts one-hot (levels seen at fit time), as one float matrix."""
 
-    `contrasts`: action -> (treated arm, control arm, scale); uplift(a) = scale * (P(churn|control) - P(churn|treated)).
-    Offered-vs-control logs: arms = actions + "none", contrast (a, "none", 1). Logs without a control group but with
-    random acceptance (the synthetic demo): arms "<a>:accepted" / "<a>:declined", scale = acceptance rate of a, so the
-    uplift is that of *making* the offer (intent to treat).
-    """
+    def __init__(self, numeric: Sequence[str], levels: Mapping[str, Sequence[str]]) -> None:
+        self.numeric, self.levels = list(numeric), {k: list(v) for k, v in levels.items()}
 
-    def __init__(self, features: Sequence[str], num_rounds: int = 150, params: Mapping[str, Any] | None = None) -> None:
-        self.features, self.num_rounds = list(features), int(num_rounds)
-        self.params = {**PARAMS, **dict(params or {})}
+    @classmethod
+    def fit(cls, facts: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str],
+            min_count: int = 20) -> Features:
+        levels = {}
+        for c in categorical:
+            if c in facts:
+                counts = facts[c].astype("string").value_counts()
+                levels[c] = sorted(str(v) for v in counts[counts >= min_count].index)
+        return cls(numeric, levels)
+
+    @property
+    def names(self) -> list[str]:
+        return self.numeric + [f"{c}={v}" for c, vs in self.levels.items() for v in vs]
+
+    def matrix(self, facts: pd.DataFrame) -> np.ndarray:
+        parts = [facts.reindex(columns=self.numeric).to_numpy(dtype=np.float64)]
+        for c, vs in self.levels.items():
+            col = facts[c].astype("string").to_numpy() if c in facts else np.full(len(facts), None)
+            parts.append(np.stack([col == v for v in vs], axis=1).astype(np.float64) if vs
+                         else np.zeros((len(facts), 0)))
+        return np.concatenate(parts, axis=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"numeric": self.numeric, "levels": self.levels}
+
+
+def _train(x: np.ndarray, y: np.ndarray, objective: str, params: Mapping[str, Any], rounds: int,
+           weight: np.ndarray | None = None) -> lgb.Booster:
+    data = lgb.Dataset(x, y, weight=weight, feature_name=[f"f{i}" for i in range(x.shape[1])], free_raw_data=True)
+    return lgb.train({**params, "objective": objective}, data, num_boost_round=rounds)
+
+
+def _folds(n: int, k: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).permutation(n) % k
+
+
+class UpliftLearner:
+    """One action's effect model of kind `kind` (see module doc)."""
+
+    def __init__(self, kind: str, params: Mapping[str, Any] | None = None, rounds: int = 150, folds: int = 3,
+                 clip: float = 0.05, seed: int = 0) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"uplift learner {kind!r}: expected one of {list(KINDS)}")
+        self.kind, self.rounds, self.folds, self.clip, self.seed = kind, int(rounds), int(folds), float(clip), seed
+        self.params = {**PARAMS, **dict(params or {}), "seed": seed}
         self.models: dict[str, lgb.Booster] = {}
-        self.base_rates: dict[str, float] = {}
-        self.contrasts: dict[str, tuple[str, str, float]] = {}
+        self.share: float | None = None  # design propensity; None: the `e` model
+
+    def _propensity_oof(self, x, t, design: bool) -> np.ndarray:
+        if design:
+            return np.full(len(t), t.mean())
+        e = np.empty(len(t))
+        fold = _folds(len(t), self.folds, self.seed)
+        for k in range(self.folds):
+            m = _train(x[fold != k], t[fold != k].astype(float), "binary", self.params, self.rounds)
+            e[fold == k] = m.predict(x[fold == k])
+        return np.clip(e, self.clip, 1 - self.clip)
+
+    def fit(self, x: np.ndarray, t: np.ndarray, y: np.ndarray, design_propensity: bool = True) -> UpliftLearner:
+        """Fit on rows `x` with treatment flags `t` and churn outcomes `y`; `design_propensity`: the assignment
+        was randomised (the propensity is the treated share), else it is estimated."""
+        t, y = np.asarray(t, bool), np.asarray(y, np.float64)
+        if t.all() or not t.any():
+            raise ValueError("uplift: a contrast needs treated and untreated rows")
+        self.share = float(t.mean()) if design_propensity else None
+        if not design_propensity and self.kind == "x":
+            self.models["e"] = _train(x, t.astype(float), "binary", self.params, self.rounds)
+        getattr(self, f"_fit_{self.kind}")(x, t, y, design_propensity)
+        return self
+
+    def _fit_t(self, x, t, y, design) -> None:
+        self.models["mu0"] = _train(x[~t], y[~t], "binary", self.params, self.rounds)
+        self.models["mu1"] = _train(x[t], y[t], "binary", self.params, self.rounds)
+
+    def _fit_x(self, x, t, y, design) -> None:
+        self._fit_t(x, t, y, design)
+        d1 = self.models["mu0"].predict(x[t]) - y[t]  # treated: churn they would have had - churn they had
+        d0 = y[~t] - self.models["mu1"].predict(x[~t])
+        self.models["tau1"] = _train(x[t], d1, "regression", self.params, self.rounds)
+        self.models["tau0"] = _train(x[~t], d0, "regression", self.params, self.rounds)
+
+    def _fit_dr(self, x, t, y, design) -> None:
+        mu0, mu1 = np.empty(len(t)), np.empty(len(t))
+        fold = _folds(len(t), self.folds, self.seed)
+        for k in range(self.folds):
+            fit, out = fold != k, fold == k
+            mu0[out] = _train(x[fit & ~t], y[fit & ~t], "binary", self.params, self.rounds).predict(x[out])
+            mu1[out] = _train(x[fit & t], y[fit & t], "binary", self.params, self.rounds).predict(x[out])
+        e = self._propensity_oof(x, t, design)
+        psi = mu0 - mu1 + (~t) * (y - mu0) / (1 - e) - t * (y - mu1) / e
+        self.models["tau"] = _train(x, psi, "regression", self.params, self.rounds)
+
+    def _fit_ct(self, x, t, y, design) -> None:
+        e = self._propensity_oof(x, t, design)
+        z = (t & (y == 0)) | (~t & (y == 1))
+        w = np.where(t, 1 / e, 1 / (1 - e))
+        self.models["z"] = _train(x, z.astype(float), "binary", self.params, self.rounds, w / w.mean())
+
+    def propensity(self, x: np.ndarray) -> np.ndarray:
+        if self.share is not None or "e" not in self.models:
+            return np.full(len(x), self.share if self.share is not None else 0.5)
+        return np.clip(self.models["e"].predict(x), self.clip, 1 - self.clip)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Churn reduction tau(x) per row."""
+        m = self.models
+        if self.kind == "t":
+            return m["mu0"].predict(x) - m["mu1"].predict(x)
+        if self.kind == "x":
+            e = self.propensity(x)
+            return e * m["tau0"].predict(x) + (1 - e) * m["tau1"].predict(x)
+        if self.kind == "dr":
+            return m["tau"].predict(x)
+        return 2.0 * m["z"].predict(x) - 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "rounds": self.rounds, "folds": self.folds, "clip": self.clip, "seed": self.seed,
+                "params": self.params, "share": self.share,
+                "models": {k: b.model_to_string() for k, b in self.models.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> UpliftLearner:
+        out = cls(d["kind"], d["params"], d["rounds"], d["folds"], d["clip"], d["seed"])
+        out.share = d.get("share")
+        out.models = {k: lgb.Booster(model_str=s) for k, s in d["models"].items()}
+        return out
+
+
+class UpliftModel:
+    """The fitted learners of every supported action over shared features; `scale[a]` turns a learner's effect
+    into the effect of making the offer (1, or the acceptance rate when the contrast is accepted vs declined)."""
+
+    def __init__(self, features: Features, learners: Mapping[str, UpliftLearner],
+                 scale: Mapping[str, float] | None = None, design: str = "randomised",
+                 supported: Mapping[str, bool] | None = None) -> None:
+        self.features, self.learners = features, dict(learners)
+        self.scale = {a: float((scale or {}).get(a, 1.0)) for a in self.learners}
+        self.design = design
+        self.supported = {a: bool((supported or {}).get(a, False)) for a in self.learners}  # held-out evidence
 
     @property
     def actions(self) -> list[str]:
-        return list(self.contrasts)
+        return list(self.learners)
 
-    def _x(self, x: pd.DataFrame) -> np.ndarray:
-        return x.reindex(columns=self.features).to_numpy(dtype=np.float64)
-
-    def _names(self) -> list[str]:
-        return [f"f{i}" for i in range(len(self.features))]  # LightGBM-safe names; real names kept in state
-
-    def fit(self, x: pd.DataFrame, arm: pd.Series, churned: pd.Series, contrasts: Mapping[str, tuple],
-            weight: pd.Series | None = None, min_rows: int = 30) -> TLearner:
-        """One model per arm with at least `min_rows` rows; keeps the contrasts whose two arms were fitted."""
-        arm = arm.astype(str).to_numpy()
-        y = churned.to_numpy(dtype=np.float64)
-        w = np.ones(len(y)) if weight is None else weight.to_numpy(dtype=np.float64)
-        xs = self._x(x)
-        for a in sorted(set(arm)):
-            m = arm == a
-            if m.sum() < min_rows:
-                continue
-            data = lgb.Dataset(xs[m], y[m], weight=w[m], feature_name=self._names(), free_raw_data=True)
-            self.models[a] = lgb.train(self.params, data, num_boost_round=self.num_rounds)
-            self.base_rates[a] = float(np.average(y[m], weights=w[m]))
-        self.contrasts = {a: (str(t), str(c), float(k)) for a, (t, c, k) in contrasts.items()
-                          if t in self.models and c in self.models}
-        if not self.contrasts:
-            raise ValueError(f"uplift: no action with enough rows in both arms (arms: {sorted(set(arm))})")
-        return self
-
-    def predict_churn(self, x: pd.DataFrame) -> pd.DataFrame:
-        """P(churn) under each arm: columns = arms."""
-        xs = self._x(x)
-        return pd.DataFrame({a: m.predict(xs) for a, m in self.models.items()}, index=x.index)
-
-    def predict_uplift(self, x: pd.DataFrame) -> pd.DataFrame:
-        """Churn reduction per action (columns = actions)."""
-        p = self.predict_churn(x)
-        return pd.DataFrame({a: k * (p[c] - p[t]) for a, (t, c, k) in self.contrasts.items()}, index=x.index)
+    def predict_uplift(self, facts: pd.DataFrame) -> pd.DataFrame:
+        """Churn reduction per action (columns = actions), index = facts' index."""
+        x = self.features.matrix(facts)
+        return pd.DataFrame({a: self.scale[a] * lr.predict(x) for a, lr in self.learners.items()},
+                            index=facts.index)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "t_learner", "features": self.features, "num_rounds": self.num_rounds, "params": self.params,
-                "base_rates": self.base_rates, "contrasts": {a: list(v) for a, v in self.contrasts.items()},
-                "models": {a: m.model_to_string() for a, m in self.models.items()}}
+        return {"kind": "uplift_model", "design": self.design, "features": self.features.to_dict(),
+                "scale": self.scale, "supported": self.supported, "learners": {a: lr.to_dict() for a, lr in self.learners.items()}}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TLearner:
-        t = cls(d["features"], d["num_rounds"], d["params"])
-        t.base_rates = dict(d.get("base_rates") or {})
-        t.contrasts = {a: (v[0], v[1], float(v[2])) for a, v in d["contrasts"].items()}
-        t.models = {a: lgb.Booster(model_str=s) for a, s in d["models"].items()}
-        return t
-
-
-def offer_arms(offers: pd.DataFrame, mode: str = "accepted_vs_declined",
-               control: str = "none") -> tuple[pd.Series, dict[str, tuple[str, str, float]]]:
-    """Arm label per offer row and the contrasts (see `TLearner`). mode: accepted_vs_declined | offered_vs_control."""
-    action = offers["action"].fillna(control).astype(str)
-    if mode == "offered_vs_control":
-        return action, {a: (a, control, 1.0) for a in sorted(set(action) - {control})}
-    if mode != "accepted_vs_declined":
-        raise ValueError(f"uplift mode {mode!r}: expected accepted_vs_declined or offered_vs_control")
-    acc = offers["accepted"].astype(bool)
-    arm = action + np.where(acc, ":accepted", ":declined")
-    rate = acc.groupby(action).mean()
-    return arm, {a: (f"{a}:accepted", f"{a}:declined", float(rate[a])) for a in sorted(set(action) - {control})}
-
-
-def ipw_weights(propensity: pd.Series | None, n: int, clip: float = 0.05) -> pd.Series:
-    """1 / propensity of the arm received (clipped to [clip, 1]); ones when there is no propensity."""
-    if propensity is None:
-        return pd.Series(np.ones(n))
-    return 1.0 / propensity.astype(float).fillna(1.0).clip(lower=clip, upper=1.0)
-
-
-def qini_curve(score: np.ndarray, treated: np.ndarray, retained: np.ndarray,
-               weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Qini curve: targeting the top fraction x by `score`, gain(x) = R_t - R_c * N_t / N_c (weighted counts of
-    retained customers in treatment / control among the targeted), as a fraction of the population."""
-    w = np.ones(len(score)) if weight is None else np.asarray(weight, dtype=np.float64)
-    order = np.argsort(-np.asarray(score), kind="stable")
-    t, r, w = np.asarray(treated, bool)[order], np.asarray(retained, np.float64)[order], w[order]
-    n_t, n_c = np.cumsum(w * t), np.cumsum(w * ~t)
-    r_t, r_c = np.cumsum(w * t * r), np.cumsum(w * ~t * r)
-    gain = r_t - r_c * np.divide(n_t, n_c, out=np.zeros_like(n_t), where=n_c > 0)
-    x = np.concatenate([[0.0], np.arange(1, len(score) + 1) / len(score)])
-    return x, np.concatenate([[0.0], gain / w.sum()])
-
-
-def uplift_curve(score: np.ndarray, treated: np.ndarray, retained: np.ndarray,
-                 weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Uplift curve: (retention rate treated - control among the targeted) x share targeted."""
-    w = np.ones(len(score)) if weight is None else np.asarray(weight, dtype=np.float64)
-    order = np.argsort(-np.asarray(score), kind="stable")
-    t, r, w = np.asarray(treated, bool)[order], np.asarray(retained, np.float64)[order], w[order]
-    n_t, n_c = np.cumsum(w * t), np.cumsum(w * ~t)
-    rate_t = np.divide(np.cumsum(w * t * r), n_t, out=np.zeros_like(n_t), where=n_t > 0)
-    rate_c = np.divide(np.cumsum(w * ~t * r), n_c, out=np.zeros_like(n_c), where=n_c > 0)
-    x = np.concatenate([[0.0], np.arange(1, len(score) + 1) / len(score)])
-    return x, np.concatenate([[0.0], (rate_t - rate_c) * (n_t + n_c) / w.sum()])
-
-
-def _area(x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2.0)
-
-
-def uplift_metrics(score: np.ndarray, treated: np.ndarray, retained: np.ndarray,
-                   weight: np.ndarray | None = None) -> dict[str, float]:
-    """Qini and AUUC of a ranking vs random targeting (the straight line to the same end point).
-    `qini` = area between the Qini curve and random; `auuc` / `auuc_random` = areas under the uplift curves."""
-    xq, q = qini_curve(score, treated, retained, weight)
-    xu, u = uplift_curve(score, treated, retained, weight)
-    return {"qini_area": _area(xq, q), "qini_random": q[-1] / 2.0, "qini": _area(xq, q) - q[-1] / 2.0,
-            "auuc": _area(xu, u), "auuc_random": u[-1] / 2.0, "ate_retention": float(u[-1]), "n": int(len(score))}
-
-
-def evaluate_uplift(learner: TLearner, x: pd.DataFrame, arm: pd.Series, churned: pd.Series,
-                    weight: pd.Series | None = None, points: int = 51) -> pd.DataFrame:
-    """Held-out Qini / AUUC per action, on the rows of that action's two arms (treated vs control), with the Qini
-    curve at `points` points (`curve_x`, `curve_qini`) for plots."""
-    up = learner.predict_uplift(x)
-    arm = arm.astype(str).to_numpy()
-    rows = []
-    for a, (t, c, _) in learner.contrasts.items():
-        m = (arm == t) | (arm == c)
-        w = None if weight is None else weight.to_numpy()[m]
-        args = (up[a].to_numpy()[m], arm[m] == t, 1.0 - churned.to_numpy(dtype=float)[m], w)
-        x, q = qini_curve(*args)
-        pick = np.linspace(0, len(x) - 1, min(points, len(x))).astype(int)
-        rows.append({"action": a, **uplift_metrics(*args), "curve_x": x[pick].round(4).tolist(),
-                     "curve_qini": q[pick].round(5).tolist()})
-    return pd.DataFrame(rows)
+    def from_dict(cls, d: Mapping[str, Any]) -> UpliftModel:
+        f = d["features"]
+        return cls(Features(f["numeric"], f["levels"]),
+                   {a: UpliftLearner.from_dict(v) for a, v in d["learners"].items()}, d.get("scale"),
+                   str(d.get("design", "randomised")), d.get("supported"))

@@ -1,7 +1,8 @@
 """Synthetic telecom/subscription customer base: `python -m churnsense.synth [n_customers=... seed=...]`.
 
-Writes customers / events / feedback / offers / ground_truth Parquet files to `out_dir`, chunk by chunk (memory
-is bounded by `chunk_size`, not by `n_customers`). Mechanisms and offers: see `churnsense.synth.world`.
+Writes customers / events / feedback / offers / ground_truth / uplift_truth Parquet files to `out_dir`, chunk by
+chunk (memory is bounded by `chunk_size`, not by `n_customers`). Mechanisms and offers: see `churnsense.synth.world`;
+`uplift_truth` holds the true uplift of an offer made on each month start (`churnsense.synth.truth`).
 """
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ import pyarrow.parquet as pq
 from churnsense.config import conf_dir
 from churnsense.synth.text import make_feedback_texts
 from churnsense.synth.events import EVENT_TYPES, make_events, make_feedback_rows
+from churnsense.synth.truth import truth_table
 from churnsense.synth.world import MECHANISMS, World, make_world
 
 DAY_NS = 86_400 * 10**9
-TABLES = ("customers", "events", "feedback", "offers", "ground_truth")
+TABLES = ("customers", "events", "feedback", "offers", "ground_truth", "uplift_truth")
 
 
 def _ts(start: pd.Timestamp, day: np.ndarray) -> np.ndarray:
@@ -66,14 +68,17 @@ def _feedback(rng, w: World, ids: np.ndarray, start: pd.Timestamp, cfg) -> pd.Da
                          "sentiment": label, "topic": fb["topic"].to_numpy(), "true_sentiment": sent})
 
 
-def _offers(w: World, ids: np.ndarray, start: pd.Timestamp) -> pd.DataFrame:
+def _offers(w: World, ids: np.ndarray, start: pd.Timestamp, outcome_days: float) -> pd.DataFrame:
+    """The offer log: control rows have no action and no team; `churned_within_<outcome_days>d` = the outcome."""
     o = w.offer
+    day = o["day"].to_numpy()
     churn = w.churn_day[o["idx"].to_numpy()]
-    within = (churn > o["day"].to_numpy()) & (churn <= o["day"].to_numpy() + 90)
-    return pd.DataFrame({"customer_id": ids[o["idx"].to_numpy()], "ts": _ts(start, o["day"].to_numpy()),
-                         "action": o["action"].to_numpy(), "team": o["team"].to_numpy(),
+    within = (churn > day) & (churn <= day + outcome_days)
+    blank = lambda col: o[col].where(o[col] != "", None).to_numpy()  # noqa: E731
+    return pd.DataFrame({"customer_id": ids[o["idx"].to_numpy()], "ts": _ts(start, day), "action": blank("action"),
+                         "treated": o["treated"].to_numpy(), "team": blank("team"),
                          "propensity": o["propensity"].to_numpy(), "accepted": o["accepted"].to_numpy(),
-                         "churned_within_90d": within})
+                         f"churned_within_{int(outcome_days)}d": within})
 
 
 def _ground_truth(w: World, ids: np.ndarray, start: pd.Timestamp) -> pd.DataFrame:
@@ -132,6 +137,9 @@ def generate(cfg: dict[str, Any]) -> dict[str, Any]:
     horizon = (end - start) / pd.Timedelta(days=1)
     n_total, chunk = int(cfg["n_customers"]), int(cfg["chunk_size"])
     writers, stats = _Writers(out), {"customers": 0, "events": 0, "feedback": 0, "offers": 0, "churned": 0}
+    ocfg = cfg["offers"]
+    window = float(ocfg["outcome_days"])
+    cutoffs = list(pd.date_range(start + pd.DateOffset(months=1), end - pd.DateOffset(months=1), freq="MS"))
     drivers: dict[str, int] = {}
     for k, offset in enumerate(range(0, n_total, chunk)):
         rng = np.random.default_rng([int(cfg["seed"]), k])
@@ -140,12 +148,15 @@ def generate(cfg: dict[str, Any]) -> dict[str, Any]:
         ids = _ids(offset, n)
         ev = _events(rng, w, pa.array(ids, pa.string()), start, cfg, start.day_of_year)
         for name, table in (("customers", _customers(w, ids, start, end)), ("events", ev),
-                            ("feedback", _feedback(rng, w, ids, start, cfg)), ("offers", _offers(w, ids, start)),
-                            ("ground_truth", _ground_truth(w, ids, start))):
+                            ("feedback", _feedback(rng, w, ids, start, cfg)),
+                            ("offers", _offers(w, ids, start, window)), ("ground_truth", _ground_truth(w, ids, start)),
+                            ("uplift_truth", truth_table(w, ids, start, cutoffs, window, float(cfg["background_churn"]),
+                                                         ocfg))):
             writers.write(name, table)
             stats[name] = stats.get(name, 0) + table.num_rows if isinstance(table, pa.Table) \
                 else stats.get(name, 0) + len(table)
         stats["churned"] += int(np.isfinite(w.churn_day).sum())
+        stats["offers_control"] = stats.get("offers_control", 0) + int((~w.offer["treated"]).sum())
         for codes in w.drivers[w.drivers != ""]:
             for m in codes.split(";"):
                 drivers[m] = drivers.get(m, 0) + 1

@@ -11,8 +11,14 @@ Mechanisms (code: how it shows, where the signal lives):
 - need_met: a burst of heavy usage, then silence; churn 3-6 weeks after going quiet (sequence: recency).
 - other: background churn without a driver.
 An exposed customer shows the mechanism's events whether or not it fires; it fires with `churn_prob`
-(reduced by an accepted retention offer that suits it). Churn date = earliest firing; drivers = the fired
-mechanisms that started before it.
+(reduced by an accepted retention offer that suits it, when the offer comes before the churn it would cause).
+Churn date = earliest firing; drivers = the fired mechanisms that started before it.
+
+Offers (`campaign_offers`): a retention campaign each month contacts a share of the active customers, weighted
+towards those with a live mechanism (the business targets risk); of the customers it picks, a random
+`control_share` is held out (the randomised control arm) and the others get one action drawn at random, so within
+the log the assignment is randomised with known probabilities (`propensity`). Each customer is picked at most once.
+The true uplift of an offer depends on when it is made: `truth.uplift_at` gives it for any date and window.
 """
 from __future__ import annotations
 
@@ -29,10 +35,6 @@ TEAMS = ("retention_a", "retention_b", "care")
 DELAY = {"usage_decline": (45, 90), "outages": (24, 50), "unresolved_support": (25, 50),
          "price_increase": (14, 60), "late_payments": (65, 90), "short_contract": (0, 1),
          "negative_feedback": (17, 45), "need_met": (20, 45)}
-# share of a mechanism's churn probability removed by an accepted offer of each action (true uplift source)
-EFFECT = {"discount": {"price_increase": 0.6, "late_payments": 0.3, "short_contract": 0.4, "usage_decline": 0.1},
-          "plan_upgrade": {"usage_decline": 0.4, "outages": 0.2, "short_contract": 0.3, "price_increase": 0.2},
-          "call": {"unresolved_support": 0.6, "negative_feedback": 0.5, "outages": 0.3, "late_payments": 0.2}}
 ATTRS = {
     "plan": (("basic", "standard", "premium", "unlimited"), (0.3, 0.35, 0.2, 0.15)),
     "contract": (("month_to_month", "one_year", "two_year"), (0.55, 0.22, 0.23)),
@@ -59,9 +61,13 @@ class World:
     fired: dict[str, np.ndarray]
     churn_day: np.ndarray  # inf if no churn inside the window
     drivers: np.ndarray  # object: ";"-joined codes
-    offer: pd.DataFrame  # rows of customers given an offer: idx, day, action, team, propensity, accepted
+    offer: pd.DataFrame  # logged customers: idx, day, action ("" = control), treated, team, propensity, accepted
     uplift: dict[str, np.ndarray]
     p_churn: np.ndarray
+    latent_day: dict[str, np.ndarray]  # day a mechanism would cause churn if it fired (drawn for everyone)
+    fire_prob: dict[str, np.ndarray]  # P(mechanism fires) after the logged offer's effect (0 if not exposed)
+    base_fire_prob: dict[str, np.ndarray]  # the same without any offer
+    offer_day: np.ndarray  # day of the logged offer (nan: none)
 
 
 def _choice(rng: np.random.Generator, name: str, n: int) -> np.ndarray:
@@ -93,7 +99,7 @@ def _onsets(rng, name: str, a: np.ndarray, horizon: float) -> np.ndarray:
 def make_world(rng: np.random.Generator, n: int, horizon: float, cfg: dict) -> World:
     cust, a = make_customers(rng, n, horizon)
     mech = cfg["mechanisms"]
-    exposed, onset = {}, {}
+    exposed, onset, latent = {}, {}, {}
     for m in MECHANISMS:
         onset[m] = _onsets(rng, m, a, horizon)
         if m == "short_contract":
@@ -101,16 +107,19 @@ def make_world(rng: np.random.Generator, n: int, horizon: float, cfg: dict) -> W
             exposed[m] = (cust["contract"].to_numpy() == "month_to_month") & (tenure_at_onset < 365)
         else:
             exposed[m] = rng.random(n) < float(mech[m]["exposure"])
-    offer, reduce = _offers(rng, n, exposed, onset, cfg["offers"], mech)
-    fired, first, p_keep = {}, np.full(n, np.inf), np.ones(n)
-    for m in MECHANISMS:
-        p = float(mech[m]["churn_prob"]) * exposed[m] * (1 - reduce[m])
-        fired[m] = rng.random(n) < p
-        day = onset[m] + rng.uniform(*DELAY[m], n)
-        first = np.where(fired[m], np.minimum(first, day), first)
-        p_keep *= 1 - p
+        latent[m] = onset[m] + rng.uniform(*DELAY[m], n)
     bg = rng.random(n) < float(cfg["background_churn"])
-    first = np.where(bg, np.minimum(first, rng.uniform(a + 10, np.maximum(a + 11, horizon))), first)
+    bg_day = np.where(bg, rng.uniform(a + 10, np.maximum(a + 11, horizon)), np.inf)
+    fire_draw = {m: rng.random(n) for m in MECHANISMS}
+    base_first = _first_churn({m: fire_draw[m] < float(mech[m]["churn_prob"]) * exposed[m] for m in MECHANISMS},
+                              latent, bg_day)
+    offer, reduce = campaign_offers(rng, a, base_first, exposed, onset, latent, cfg["offers"], mech, horizon)
+    offer_day = np.full(n, np.nan)
+    offer_day[offer["idx"].to_numpy()] = offer["day"].to_numpy()
+    base_prob = {m: float(mech[m]["churn_prob"]) * exposed[m] for m in MECHANISMS}
+    fire_prob = {m: base_prob[m] * (1 - reduce[m]) for m in MECHANISMS}
+    fired = {m: fire_draw[m] < fire_prob[m] for m in MECHANISMS}
+    first = _first_churn(fired, latent, bg_day)
     churn_day = np.where(first < horizon, first, np.inf)
     codes = np.full(n, "", dtype=object)
     for m in MECHANISMS:
@@ -119,29 +128,57 @@ def make_world(rng: np.random.Generator, n: int, horizon: float, cfg: dict) -> W
     codes = np.where(np.isfinite(churn_day) & (codes == ""), "other", codes)
     uplift, p_churn = _true_uplift(exposed, mech, float(cfg["background_churn"]), cfg["offers"])
     return World(n, horizon, cust, a, rng.lognormal(0, 1.0, n), rng.lognormal(0, 0.4, n), exposed, onset,
-                 fired, churn_day, codes, offer, uplift, p_churn)
+                 fired, churn_day, codes, offer, uplift, p_churn, latent, fire_prob, base_prob, offer_day)
 
 
-def _offers(rng, n, exposed, onset, ocfg, mech) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Retention offers to at-risk customers, partly at random; returns offers and per-mechanism reductions."""
-    risk = sum(exposed[m] * float(mech[m]["churn_prob"]) for m in MECHANISMS)
-    at_risk = risk > 0
-    risk_n = np.clip(risk / 0.8, 0, 1)
-    share = float(ocfg["random_share"])
-    propensity = np.where(at_risk, float(ocfg["rate"]) * (share + (1 - share) * risk_n), 0.0)
-    treated = rng.random(n) < propensity
+def _first_churn(fired: dict[str, np.ndarray], latent: dict[str, np.ndarray], bg_day: np.ndarray) -> np.ndarray:
+    first = bg_day.copy()
+    for m, f in fired.items():
+        first = np.where(f, np.minimum(first, latent[m]), first)
+    return first
+
+
+def live_risk(day: float, exposed, onset, latent, mech) -> np.ndarray:
+    """The business's view of risk on `day`: summed churn probability of the mechanisms under way (started, and
+    their churn window not over yet)."""
+    return sum(exposed[m] * float(mech[m]["churn_prob"]) * ((onset[m] <= day) & (day < onset[m] + DELAY[m][1]))
+               for m in MECHANISMS)
+
+
+def campaign_offers(rng, a, base_first, exposed, onset, latent, ocfg, mech,
+                    horizon: float) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Monthly campaigns (see module doc); returns the offer log and per-mechanism churn reductions (an accepted
+    offer removes `offers.effect[action][mechanism]` of a mechanism's churn probability when it comes before that mechanism's churn day)."""
+    n = len(a)
+    share, floor = float(ocfg["campaign_share"]), float(ocfg["random_share"])
+    logged = np.zeros(n, bool)
+    day = np.full(n, np.nan)
+    for start in np.arange(30.44, horizon - 7, 30.44):  # one campaign a month, from the second month on
+        t = start + rng.uniform(0, 7, n)  # contact day within the campaign week
+        free = (a <= start) & (base_first > t) & ~logged
+        weight = np.where(free, floor + (1 - floor) * np.clip(live_risk(start, exposed, onset, latent, mech)
+                                                              / 0.5, 0, 1), 0.0)
+        k = min(int(round(share * free.sum())), int((weight > 0).sum()))
+        if k == 0:
+            continue
+        pick = rng.choice(n, size=k, replace=False, p=weight / weight.sum())
+        logged[pick], day[pick] = True, t[pick]
+    control_share = float(ocfg["control_share"])
+    control = logged & (rng.random(n) < control_share)
+    treated = logged & ~control
     action = rng.integers(0, len(ACTIONS), n)
-    accept_p = np.array([float(ocfg["accept"][a]) for a in ACTIONS])[action]
+    accept_p = np.array([float(ocfg["accept"][x]) for x in ACTIONS])[action]
     accepted = treated & (rng.random(n) < accept_p)
-    first_onset = np.min([np.where(exposed[m], onset[m], np.inf) for m in MECHANISMS], axis=0)
-    day = first_onset + rng.uniform(3, 14, n)
-    reduce = {m: np.where(accepted, np.array([EFFECT[a].get(m, 0.0) for a in ACTIONS])[action], 0.0)
-              for m in MECHANISMS}
-    idx = np.flatnonzero(treated)
-    offer = pd.DataFrame({"idx": idx, "day": day[idx], "action": np.asarray(ACTIONS, dtype=object)[action[idx]],
-                          "team": np.asarray(TEAMS, dtype=object)[rng.integers(0, len(TEAMS), idx.size)],
+    effect = {m: np.array([float(ocfg["effect"][x].get(m, 0.0)) for x in ACTIONS])[action] for m in MECHANISMS}
+    reduce = {m: np.where(accepted & (latent[m] > day), effect[m], 0.0) for m in MECHANISMS}
+    idx = np.flatnonzero(logged)
+    names = np.where(treated, np.asarray(ACTIONS, dtype=object)[action], "")
+    propensity = np.where(control, control_share, (1 - control_share) / len(ACTIONS))
+    offer = pd.DataFrame({"idx": idx, "day": day[idx], "action": names[idx], "treated": treated[idx],
+                          "team": np.where(treated[idx], np.asarray(TEAMS, dtype=object)[
+                              rng.integers(0, len(TEAMS), idx.size)], ""),
                           "propensity": propensity[idx], "accepted": accepted[idx]})
-    return offer, reduce
+    return offer.sort_values("day", kind="stable", ignore_index=True), reduce
 
 
 def _true_uplift(exposed, mech, bg: float, ocfg) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -153,4 +190,4 @@ def _true_uplift(exposed, mech, bg: float, ocfg) -> tuple[dict[str, np.ndarray],
             keep *= acc * (1 - p * (1 - eff.get(m, 0.0))) + (1 - acc) * (1 - p)
         return 1 - keep
     base = p_churn({}, 0.0)
-    return {a: base - p_churn(EFFECT[a], float(ocfg["accept"][a])) for a in ACTIONS}, base
+    return {a: base - p_churn(ocfg["effect"][a], float(ocfg["accept"][a])) for a in ACTIONS}, base

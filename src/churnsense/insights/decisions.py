@@ -1,0 +1,137 @@
+"""Retention decisions: one action per customer (or none), and the call list under a budget and agent capacity.
+
+Per customer (`recommend_actions`, a function of that customer's row and the release only): with an uplift model,
+every action whose effect has held-out evidence (`UpliftModel.supported`) is scored
+expected saved value = uplift(a) x CLTV - cost(a), uplift capped at the customer's churn probability over the offer
+horizon; the best one with a positive saving and an uplift above `min_uplift` is recommended, else `none`. Without
+an uplift model (no offer log) the action follows the playbook for the customer's top reason and claims no saving
+(expected uplift and saving left empty). The `why` column says which case applied, with the numbers.
+
+Across customers (`allocate`, on the whole call list): the candidates in order of expected saved value (then value
+at risk) are taken while the budget (sum of action costs) and the capacity of their team and of their language
+allow; the others are held back, with the reason.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+NONE = "none"
+DEFAULT = "_default"
+DECISION_COLUMNS = ["recommended_action", "action_reason", "talking_points", "action_cost", "expected_uplift",
+                    "expected_saved_value", "why"]
+
+
+def _codes(text: object) -> list[str]:
+    return [c for c in str(text).split(";") if c] if isinstance(text, str) else []
+
+
+def churn_cap(frame: pd.DataFrame) -> np.ndarray:
+    """The most churn an action can prevent: `p_churn_90d` when the model has it, else `churn_probability`."""
+    cap = pd.Series(1.0, index=frame.index)
+    for col in ("churn_probability", "p_churn_90d"):
+        if col in frame:
+            cap = pd.to_numeric(frame[col], errors="coerce").fillna(cap)
+    return cap.to_numpy(dtype=float)
+
+
+def answering_reason(codes: list[str], action: str, playbook: Mapping[str, Mapping]) -> str:
+    """The first of the customer's reason codes whose playbook action is `action` (else `_default`)."""
+    return next((c for c in codes if (playbook.get(c) or {}).get("action") == action), DEFAULT)
+
+
+def _talking_points(code: str, action: str, playbook: Mapping[str, Mapping]) -> str:
+    entry = playbook.get(code) or {}
+    if entry.get("action") != action:
+        entry = next((e for e in playbook.values() if (e or {}).get("action") == action), {})
+    return str(entry.get("talking_points", ""))
+
+
+def _playbook_choice(codes: list[str], playbook: Mapping[str, Mapping]) -> tuple[str, str]:
+    for code in codes or [DEFAULT]:
+        action = (playbook.get(code) or playbook.get(DEFAULT) or {}).get("action")
+        if action and action != NONE:
+            return action, code
+    return NONE, ""
+
+
+def recommend_actions(frame: pd.DataFrame, playbook: Mapping[str, Mapping], actions: Mapping[str, Mapping],
+                      uplift: pd.DataFrame | None = None, supported: Mapping[str, bool] | None = None,
+                      at_risk: pd.Series | None = None, min_uplift: float = 0.0) -> pd.DataFrame:
+    """`DECISION_COLUMNS` per row of `frame` (needs reason_codes, cltv; see module doc). `uplift`: predicted churn
+    reduction per action (columns); `supported`: action -> held-out evidence of an effect."""
+    n = len(frame)
+    risky = np.ones(n, bool) if at_risk is None else at_risk.to_numpy(dtype=bool)
+    codes = [_codes(c) for c in (frame["reason_codes"] if "reason_codes" in frame else [""] * n)]
+    out = pd.DataFrame({"recommended_action": NONE, "action_reason": "", "talking_points": "", "action_cost": 0.0,
+                        "expected_uplift": 0.0, "expected_saved_value": 0.0, "why": "not at risk"}, index=frame.index)
+    if uplift is None:
+        return _playbook_decisions(out, codes, risky, playbook, actions)
+    cltv, cap = frame["cltv"].to_numpy(dtype=float), churn_cap(frame)
+    names = [a for a in uplift.columns if a in actions]
+    ok_actions = [a for a in names if (supported or {}).get(a)]
+    cost = np.array([float(actions[a].get("cost", 0.0)) for a in names])
+    u = np.minimum(uplift[names].to_numpy(dtype=float), cap[:, None]) if names else np.zeros((n, 0))
+    saved = u * cltv[:, None] - cost[None, :]
+    allowed = np.array([a in ok_actions for a in names])[None, :] & (u > min_uplift) & (saved > 0)
+    masked = np.where(allowed, saved, -np.inf)
+    for i in np.flatnonzero(risky):
+        if not ok_actions:
+            out.iloc[i, 6] = "none: no action has held-out evidence of an effect (Qini interval not above random)"
+            continue
+        j = int(np.argmax(masked[i])) if names else 0
+        if not np.isfinite(masked[i, j]):
+            k = int(np.argmax(np.where([a in ok_actions for a in names], saved[i], -np.inf)))
+            out.iloc[i, 6] = (f"none: the best supported action ({names[k]}) saves {saved[i, k]:,.0f} "
+                              f"(uplift {u[i, k]:.1%} x CLTV {cltv[i]:,.0f} - cost {cost[k]:,.0f})")
+            continue
+        a = names[j]
+        reason = answering_reason(codes[i], a, playbook)
+        out.iloc[i] = [a, reason, _talking_points(reason, a, playbook), cost[j], u[i, j], saved[i, j],
+                       f"{a}: uplift {u[i, j]:.1%} x CLTV {cltv[i]:,.0f} - cost {cost[j]:,.0f} = {saved[i, j]:,.0f} "
+                       f"(held-out evidence; best of {len(ok_actions)} supported)"]
+    return out
+
+
+def _playbook_decisions(out: pd.DataFrame, codes, risky, playbook, actions) -> pd.DataFrame:
+    for i in np.flatnonzero(risky):
+        a, code = _playbook_choice(codes[i], playbook)
+        if a == NONE:
+            out.iloc[i, 6] = "none: the playbook has no action for this customer's reasons"
+            continue
+        out.iloc[i] = [a, code, _talking_points(code, a, playbook), float((actions.get(a) or {}).get("cost", 0.0)),
+                       np.nan, np.nan, f"{a}: playbook action for {code}; no offer history, so no saving claimed"]
+    return out
+
+
+def allocate(calls: pd.DataFrame, limits: Mapping[str, Any] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(calls kept, calls held back with `why`) under `limits`: budget (sum of action_cost), capacity.team /
+    capacity.language (calls per team / per script_language); null = unlimited. Order: expected saved value, then
+    value at risk, then customer id."""
+    limits = dict(limits or {})
+    order = calls.sort_values(["expected_saved_value", "value_at_risk", "customer_id"], ascending=[False, False, True],
+                              na_position="last", kind="stable")
+    budget = limits.get("budget")
+    left = float(budget) if budget is not None else np.inf
+    caps = {k: {str(x): int(v) for x, v in ((limits.get("capacity") or {}).get(k) or {}).items()}
+            for k in ("team", "language")}
+    used = {"team": {}, "language": {}}
+    keep, why = np.zeros(len(order), bool), np.full(len(order), "", dtype=object)
+    for i, (cost, team, lang) in enumerate(zip(order["action_cost"].astype(float), order["team"].astype(str),
+                                               order["script_language"].astype(str))):
+        if cost > left:
+            why[i] = f"held back: over budget ({cost:,.0f} > {left:,.0f} left)"
+            continue
+        full = [f"{k} {v}" for k, v in (("team", team), ("language", lang))
+                if v in caps[k] and used[k].get(v, 0) >= caps[k][v]]
+        if full:
+            why[i] = f"held back: capacity of {' and '.join(full)} reached"
+            continue
+        keep[i], left = True, left - cost
+        used["team"][team] = used["team"].get(team, 0) + 1
+        used["language"][lang] = used["language"].get(lang, 0) + 1
+    held = order[~keep].assign(why=order["why"].astype(str)[~keep] + "; " + why[~keep])
+    return order[keep], held
