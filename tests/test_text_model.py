@@ -1,54 +1,27 @@
 """Feedback model on a tiny random BERT: tokenizer round trip, training step, ONNX parity, serving with bad rows."""
 from __future__ import annotations
 
-import json
-import shutil
-
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 from omegaconf import OmegaConf
 
-from churnsense.text.build_encoder import build_tokenizer
 from churnsense.text.labels import HEADS
 from churnsense.text.tokenize import TextTokenizer
 
-TEXTS = ["The app crashes every time 😡", "Интернет пропадает каждый вечер", "Застосунок не працює, ґанок і їжак є",
-         "האינטרנט נופל כל ערב", "query: hello world 👍", "ok"]
 
-
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory):
-    """A randomly initialised 2-layer BERT + a character-level Unigram tokenizer covering TEXTS."""
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    out = tmp_path_factory.mktemp("tiny_encoder")
-    chars = sorted({c for t in TEXTS + ["query: "] for c in t.replace(" ", "")})
-    pieces = ["<s>", "<pad>", "</s>", "<unk>", "▁"] + chars + ["▁" + c for c in chars] + ["▁query", "▁ok"]
-    scores = np.array([0, 0, 0, 0, -2] + [-5] * (2 * len(chars)) + [-3, -3], dtype=np.float32)
-    tok = build_tokenizer(pieces, scores, {"bos": 0, "pad": 1, "eos": 2, "unk": 3}, {0x9: (0x20,), 0x1: ()})
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                            unk_token="<unk>").save_pretrained(out)
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(pieces), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128, pad_token_id=1)
-    BertModel(cfg, add_pooling_layer=False).save_pretrained(out)
-    return out
-
-
-def test_tokenizer_round_trip_cyrillic_hebrew_emoji(tiny_encoder):
+def test_tokenizer_round_trip_cyrillic_hebrew_emoji(tiny_encoder, tiny_texts):
     tok = TextTokenizer.from_file(tiny_encoder / "tokenizer.json", max_length=64, prefix="")
-    for text in TEXTS:
+    for text in tiny_texts:
         ids = tok.encode([text]).ids[0]
         assert ids[0] == 0 and ids[-1] == 2 and 3 not in ids
         assert tok.tokenizer.decode(ids, skip_special_tokens=True) == text
     assert tok.tokenizer.normalizer.normalize_str("a\tb\x01c   d") == "a bc d"
 
 
-def test_truncation_is_counted(tiny_encoder):
+def test_truncation_is_counted(tiny_encoder, tiny_texts):
     tok = TextTokenizer.from_file(tiny_encoder / "tokenizer.json", max_length=8)
-    enc = tok.encode(["ok", TEXTS[1]])
+    enc = tok.encode(["ok", tiny_texts[1]])
     assert enc.truncated.tolist() == [False, True] and len(enc.ids[1]) == 8 and enc.ids[1][-1] == 2
 
 

@@ -1,4 +1,6 @@
-"""ONNX export of the feedback model (encoder + heads + softmax), parity check, optional int8 quantisation."""
+"""ONNX export of the feedback model (encoder + heads + softmax) and the torch vs onnxruntime parity check.
+
+Smaller / faster serving graphs built from this export: `churnsense.text.quantize`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +9,7 @@ import numpy as np
 import torch
 
 from churnsense.text.model import FeedbackNet, ProbabilityGraph
+from churnsense.text.ort_session import session
 
 INPUTS = ("input_ids", "attention_mask")
 
@@ -31,17 +34,6 @@ def export_onnx(net: FeedbackNet, path: str | Path, opset: int = 18) -> Path:
     return path
 
 
-def session(path: str | Path, threads: int = 0):
-    """An onnxruntime CPU session (`threads` 0 = library default)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = int(threads)
-        opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def check_parity(net: FeedbackNet, path: str | Path, batches: list[dict[str, np.ndarray]],
                  atol: float = 1e-4) -> float:
     """Max |p_torch - p_onnx| over `batches` (e.g. batch 1 and N); raise ExportParityError beyond `atol`."""
@@ -57,11 +49,3 @@ def check_parity(net: FeedbackNet, path: str | Path, batches: list[dict[str, np.
     if worst > atol:
         raise ExportParityError(f"ONNX parity failed: max abs diff {worst:.2e} > {atol:.0e}")
     return worst
-
-
-def quantize_int8(src: str | Path, dst: str | Path) -> Path:
-    """Dynamic int8 quantisation of the MatMul weights (onnxruntime.quantization)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
-    return Path(dst)

@@ -1,5 +1,5 @@
-"""Feedback release directory (model.onnx, tokenizer.json, labels.json, config.yaml, metadata.json) and the pure
-batch scorer `score_feedback_batch` — onnxruntime + tokenizers + pandas only (no torch, no Lightning)."""
+"""Feedback release directory (the serving model named by metadata.json's `serve_model`, tokenizer.json, labels.json,
+config.yaml, metadata.json) and the pure batch scorer `score_feedback_batch` — onnxruntime + tokenizers + pandas only (no torch, no Lightning)."""
 from __future__ import annotations
 
 import json
@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from churnsense.text.ort_session import session
 from churnsense.text.tokenize import TextTokenizer, length_buckets
 
-FILES = ("model.onnx", "tokenizer.json", "labels.json", "config.yaml", "metadata.json")
+FILES = ("tokenizer.json", "labels.json", "config.yaml", "metadata.json")
 _KNOWN_SCRIPT = re.compile(r"[A-Za-z\u00C0-\u024F\u0400-\u052F\u0590-\u05FF]")
 
 
@@ -30,9 +31,8 @@ class FeedbackRelease:
 
 def load_release(path: str | Path, model_file: str | None = None, threads: int = 0,
                  batch_size: int = 64) -> FeedbackRelease:
-    """Load `path` (FileNotFoundError naming any missing file); `model_file` defaults to metadata's serve_model."""
-    from churnsense.text.export import session
-
+    """Load `path` (FileNotFoundError naming any missing file); `model_file` defaults to metadata's serve_model.
+    The onnxruntime options recorded in metadata's `session` apply to every model of the release."""
     path = Path(path)
     missing = [n for n in FILES if not (path / n).is_file()]
     if missing:
@@ -41,7 +41,12 @@ def load_release(path: str | Path, model_file: str | None = None, threads: int =
     meta = json.loads((path / "metadata.json").read_text(encoding="utf-8"))
     tok = TextTokenizer.from_file(path / "tokenizer.json", labels["max_length"], labels.get("prefix", "query: "))
     model_file = model_file or meta.get("serve_model", "model.onnx")
-    return FeedbackRelease(path, session(path / model_file, threads), tok, labels["heads"], meta, batch_size)
+    if not (path / model_file).is_file():
+        raise FileNotFoundError(f"{path}: model file {model_file!r} missing (metadata.json serve_model="
+                                f"{meta.get('serve_model')!r})")
+    opts = meta.get("session", {})  # releases written before session options were recorded have none
+    sess = session(path / model_file, threads, opts.get("disabled_optimizers", ()), opts.get("allow_spinning", True))
+    return FeedbackRelease(path, sess, tok, labels["heads"], meta, batch_size)
 
 
 def text_problems(values: pd.Series) -> tuple[pd.Series, pd.Series]:

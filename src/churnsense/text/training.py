@@ -13,13 +13,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from churnsense.text import data as fdata
-from churnsense.text.evaluate import evaluate_release, per_language_drop
-from churnsense.text.export import check_parity, export_onnx, quantize_int8
+from churnsense.text.export import check_parity, export_onnx
 from churnsense.text.labels import HEADS, encode_labels
 from churnsense.text.lit_module import FeedbackLitModule
 from churnsense.text.metrics import confusion
 from churnsense.text.model import FeedbackNet, TextEncoder, load_bert
 from churnsense.text.release import load_release, predict_texts
+from churnsense.text.serving_candidates import EXPORT_FILE, candidates, select_serving_model
 from churnsense.text.tokenize import TextTokenizer
 from churnsense.text.tracking import log_feedback_run, package_versions
 
@@ -45,34 +45,39 @@ def build_net(fc: DictConfig, bert: torch.nn.Module | None = None) -> FeedbackNe
 
 def write_release(net: FeedbackNet, fc: DictConfig, cfg: DictConfig, out: Path, dev: pd.DataFrame,
                   tokenizer: TextTokenizer, metrics: dict) -> dict[str, float]:
-    """Export ONNX (+ parity), labels/tokenizer/config/metadata; int8 kept only if no language drops > limit."""
+    """Export ONNX (+ parity), labels/tokenizer/config/metadata, then serve the first smaller/faster candidate that
+    loses no more than `export.int8_max_f1_drop` dev macro-F1 in any language (see serving_candidates)."""
     out.mkdir(parents=True, exist_ok=True)
     net = net.cpu().float().eval()
-    export_onnx(net, out / "model.onnx", int(fc.export.opset))
+    export_onnx(net, out / EXPORT_FILE, int(fc.export.opset))
     enc = tokenizer.encode(dev["text"].tolist()[:16])
-    parity = check_parity(net, out / "model.onnx", [tokenizer.pad(enc.ids[:1]), tokenizer.pad(enc.ids)])
+    parity = check_parity(net, out / EXPORT_FILE, [tokenizer.pad(enc.ids[:1]), tokenizer.pad(enc.ids)])
     shutil.copy(Path(fc.encoder_path) / "tokenizer.json", out / "tokenizer.json")
     labels = {"heads": {h: list(n) for h, n in HEADS.items()}, "max_length": int(fc.max_length),
               "prefix": tokenizer.prefix}
     (out / "labels.json").write_text(json.dumps(labels, indent=2, ensure_ascii=False), encoding="utf-8")
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     meta = {"task": "feedback", "metrics": metrics, "onnx_parity_max_abs": parity, "versions": package_versions(),
-            "serve_model": "model.onnx", "encoder": str(fc.encoder_path)}
-    (out / "metadata.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            "serve_model": EXPORT_FILE, "encoder": str(fc.encoder_path),
+            "session": OmegaConf.to_container(fc.export.session, resolve=True)}
+    _write_meta(out, meta)
     result = {"export/onnx_parity_max_abs": parity}
-    if fc.export.int8:
-        quantize_int8(out / "model.onnx", out / "model.int8.onnx")
-        base = evaluate_release(load_release(out), dev)
-        q8 = evaluate_release(load_release(out, "model.int8.onnx"), dev)
-        drop = per_language_drop(base, q8)
-        accepted = drop <= float(fc.export.int8_max_f1_drop)
-        meta.update(int8_max_f1_drop=drop, int8_accepted=accepted, int8_metrics=q8)
-        meta["serve_model"] = "model.int8.onnx" if accepted else "model.onnx"
-        if not accepted:
-            (out / "model.int8.onnx").unlink()
-        (out / "metadata.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        result.update({"export/int8_max_f1_drop": drop, "export/int8_accepted": float(accepted)})
+    if candidates(fc.export):
+        served, report = select_serving_model(out, fc.export, dev, int(net.encoder.bert.config.num_attention_heads))
+        meta.update(serve_model=served, serving_candidates=report["candidates"])
+        if served != EXPORT_FILE and not fc.export.keep_fp32:
+            (out / EXPORT_FILE).unlink()
+        _write_meta(out, meta)
+        for cand in report["candidates"]:
+            kind = "int8" if cand["int8"] else "fp32"
+            result.update({f"export/{kind}_max_f1_drop": cand["max_f1_drop"],
+                           f"export/{kind}_accepted": float(cand["accepted"])})
+    result["export/serve_model_mb"] = (out / meta["serve_model"]).stat().st_size / 1e6
     return result
+
+
+def _write_meta(out: Path, meta: dict) -> None:
+    (out / "metadata.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
 def train_feedback(cfg: DictConfig) -> dict[str, float]:
