@@ -12,8 +12,14 @@ from omegaconf import OmegaConf
 from churnsense.text.export import export_onnx
 from churnsense.text.fusion import fuse_attention, fuse_gelu
 from churnsense.text.ort_session import session
-from churnsense.text.quantize import Int8Recipe, ServingGraphError, build_serving_model, calibration_feeds, \
-    check_graph_parity, compact_embeddings
+from churnsense.text.quantize import (
+    Int8Recipe,
+    ServingGraphError,
+    build_serving_model,
+    calibration_feeds,
+    check_graph_parity,
+    compact_embeddings,
+)
 from churnsense.text.tokenize import TextTokenizer
 
 RECIPE = Int8Recipe(fuse_attention=True, fuse_gelu=True, per_channel=True, smooth_alpha=0.75,
@@ -134,7 +140,8 @@ def test_release_gate_serves_first_passing_candidate(tiny_encoder, tmp_path, lim
     assert meta["serve_model"] == served and models == [served]  # rejected candidates and the export removed
     tried = [c["file"] for c in meta["serving_candidates"]]
     assert tried == (["model.int8.onnx"] if limit > 0 else ["model.int8.onnx", "model.fp32.onnx"])
-    assert all(c["accepted"] == (limit > 0) for c in meta["serving_candidates"])
+    assert all(c["accepted"] == (limit > 0) and set(c["drop_by_batch_size"]) == {"1", "64"}
+               for c in meta["serving_candidates"])
     assert result["export/int8_accepted"] == float(limit > 0) and result["export/serve_model_mb"] > 0
     assert meta["session"]["disabled_optimizers"] == ["SkipLayerNormFusion"]
     scored, _ = score_feedback_batch(dev[["text"]], load_release(tmp_path / "rel"))
