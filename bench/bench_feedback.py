@@ -43,11 +43,12 @@ def _texts(kind: str, n: int) -> list[str]:
 
 def _window(fn, texts: list[str], batch: int, seconds: float) -> float:
     """texts/s of `fn` over batches of `texts` during about `seconds`."""
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for i in range(0, len(texts), batch):
-            fn(texts[i:i + batch])
-            done += len(texts[i:i + batch])
+    done, start, i = 0, time.perf_counter(), 0
+    while done == 0 or time.perf_counter() - start < seconds:
+        chunk = texts[i:i + batch]
+        fn(chunk)
+        done += len(chunk)
+        i = (i + batch) % len(texts)
     return done / (time.perf_counter() - start)
 
 
