@@ -7,62 +7,28 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from churnsense.feedback.build_encoder import build_tokenizer
 from churnsense.feedback.labels import HEADS
 from churnsense.feedback.tokenize import TextTokenizer
-
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
-TEXTS = ["The app crashes every time 😡", "Интернет пропадает каждый вечер", "Застосунок не працює, ґанок і їжак є",
-         "האינטרנט נופל כל ערב", "query: hello world 👍", "ok"]
+from helpers import CONF, feedback_config
 
 
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory):
-    """A randomly initialised 2-layer BERT + a character-level Unigram tokenizer covering TEXTS."""
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    out = tmp_path_factory.mktemp("tiny_encoder")
-    chars = sorted({c for t in TEXTS + ["query: "] for c in t.replace(" ", "")})
-    pieces = ["<s>", "<pad>", "</s>", "<unk>", "▁"] + chars + ["▁" + c for c in chars] + ["▁query", "▁ok"]
-    scores = np.array([0, 0, 0, 0, -2] + [-5] * (2 * len(chars)) + [-3, -3], dtype=np.float32)
-    tok = build_tokenizer(pieces, scores, {"bos": 0, "pad": 1, "eos": 2, "unk": 3}, {0x9: (0x20,), 0x1: ()})
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                            unk_token="<unk>").save_pretrained(out)
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(pieces), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128, pad_token_id=1)
-    BertModel(cfg, add_pooling_layer=False).save_pretrained(out)
-    return out
-
-
-def test_tokenizer_round_trip_cyrillic_hebrew_emoji(tiny_encoder):
+def test_tokenizer_round_trip_cyrillic_hebrew_emoji(tiny_encoder, tiny_texts):
     tok = TextTokenizer.from_file(tiny_encoder / "tokenizer.json", max_length=64, prefix="")
-    for text in TEXTS:
+    for text in tiny_texts:
         ids = tok.encode([text]).ids[0]
         assert ids[0] == 0 and ids[-1] == 2 and 3 not in ids
         assert tok.tokenizer.decode(ids, skip_special_tokens=True) == text
     assert tok.tokenizer.normalizer.normalize_str("a\tb\x01c   d") == "a bc d"
 
 
-def test_truncation_is_counted(tiny_encoder):
+def test_truncation_is_counted(tiny_encoder, tiny_texts):
     tok = TextTokenizer.from_file(tiny_encoder / "tokenizer.json", max_length=8)
-    enc = tok.encode(["ok", TEXTS[1]])
+    enc = tok.encode(["ok", tiny_texts[1]])
     assert enc.truncated.tolist() == [False, True] and len(enc.ids[1]) == 8 and enc.ids[1][-1] == 2
-
-
-def _feedback_cfg(tiny_encoder, tmp_path):
-    """The real `task=feedback` config, shrunk: the tiny encoder, tiny data, no tracking, releases under tmp_path."""
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose("train", overrides=[
-            "task=feedback", "logger=none", f"paths.artifacts_dir={tmp_path}", f"paths.output_dir={tmp_path / 'out'}",
-            f"model.encoder_path={tiny_encoder}", "model.max_length=32", "model.trainable_layers=1",
-            "corpus.n_corpus=64", "corpus.holdout.n=0", "corpus.drugreview_rows=0", "corpus.feedback_table=null",
-            f"export.release_dir={tmp_path / 'rel'}"])
 
 
 def test_training_step_export_parity_and_scoring(tiny_encoder, tmp_path):
@@ -74,7 +40,7 @@ def test_training_step_export_parity_and_scoring(tiny_encoder, tmp_path):
     from churnsense.feedback.score import score_feedback_batch
     from churnsense.feedback.train import build_net, training_frame, write_feedback_release
 
-    cfg = _feedback_cfg(tiny_encoder, tmp_path)
+    cfg = feedback_config(tiny_encoder, tmp_path)
     tok = TextTokenizer.from_file(tiny_encoder / "tokenizer.json", 32)
     train = fdata.FeedbackDataset(training_frame(cfg.corpus, 0), tok)
     net = build_net(cfg.model)
@@ -109,7 +75,7 @@ def test_serve_feedback_with_bad_rows(tiny_encoder, tmp_path):
     from churnsense.feedback.data import dev_set
     from churnsense.feedback.train import build_net, write_feedback_release
 
-    cfg = _feedback_cfg(tiny_encoder, tmp_path)
+    cfg = feedback_config(tiny_encoder, tmp_path)
     cfg.export.int8 = False
     (tmp_path / "rel").mkdir()
     write_feedback_release(tmp_path / "rel", build_net(cfg.model).eval(), cfg, dev_set().head(4),
@@ -136,7 +102,7 @@ def test_feedback_drift_reference_and_serving_report(tiny_encoder, tmp_path, cap
     from churnsense.feedback.serve import serve_feedback
     from churnsense.feedback.train import build_net, write_drift_reference, write_feedback_release
 
-    cfg = _feedback_cfg(tiny_encoder, tmp_path)
+    cfg = feedback_config(tiny_encoder, tmp_path)
     cfg.export.int8, cfg.seed = False, 0
     torch.manual_seed(0)  # the untrained heads: their predictions are part of the profile
     (tmp_path / "rel").mkdir()

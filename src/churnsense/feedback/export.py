@@ -1,4 +1,6 @@
-"""ONNX export of the feedback model (encoder + heads + softmax) with the parity gate, and int8 quantisation."""
+"""ONNX export of the feedback model (encoder + heads + softmax) with the parity gate.
+
+Smaller / faster serving graphs built from this export: `churnsense.feedback.quantize`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,10 +30,3 @@ def check_parity(net: FeedbackNet, path: str | Path, batches: list[dict[str, np.
     feeds = [(f"batch{i}", {k: np.asarray(b[k], dtype=np.int64) for k in INPUTS}) for i, b in enumerate(batches)]
     return max(onnx_export.check_parity(graph, path, feeds, graph.output_names, atol).values())
 
-
-def quantize_int8(src: str | Path, dst: str | Path) -> Path:
-    """Dynamic int8 quantisation of the MatMul weights (onnxruntime.quantization)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
-    return Path(dst)

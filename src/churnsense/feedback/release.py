@@ -1,5 +1,6 @@
-"""A feedback release loaded for scoring (model.onnx, tokenizer.json, labels.json, config.yaml, metadata.json), from a
-folder or an MLflow URI — onnxruntime + tokenizers only (no torch, no Lightning)."""
+"""A feedback release loaded for scoring (the ONNX model named by metadata.json's `serve_model`, tokenizer.json,
+labels.json, config.yaml, metadata.json), from a folder or an MLflow URI — onnxruntime + tokenizers only (no torch,
+no Lightning)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from churnsense.core.release import fetch_release, read_json
 from churnsense.core.runtime import onnx_session
 from churnsense.feedback.tokenize import TextTokenizer
 
-FILES = ("model.onnx", "tokenizer.json", "labels.json", "config.yaml", "metadata.json")
+FILES = ("tokenizer.json", "labels.json", "config.yaml", "metadata.json")  # + the model named by `serve_model`
 
 
 @dataclass
@@ -28,12 +29,17 @@ class FeedbackRelease:
 
 def load_release(path_or_uri: str | Path, model_file: str | None = None, threads: int = 0,
                  batch_size: int = 64, tracking_uri: str | None = None) -> FeedbackRelease:
-    """Load a release folder or MLflow URI; `model_file` defaults to the metadata's `serve_model`."""
+    """Load a release folder or MLflow URI; `model_file` defaults to the metadata's `serve_model`. The onnxruntime
+    options recorded in the metadata's `session` apply to every model of the release."""
     path = fetch_release(path_or_uri, FILES, "feedback", tracking_uri)
     labels = read_json(path / "labels.json")
     meta = read_json(path / "metadata.json")
     tok = TextTokenizer.from_file(path / "tokenizer.json", labels["max_length"], labels.get("prefix", "query: "))
     model_file = model_file or meta.get("serve_model", "model.onnx")
-    return FeedbackRelease(path, onnx_session(path / model_file, threads), tok, labels["heads"], meta, batch_size)
-
-
+    if not (path / model_file).is_file():
+        raise FileNotFoundError(f"{path}: model file {model_file!r} missing (metadata.json serve_model="
+                                f"{meta.get('serve_model')!r})")
+    opts = meta.get("session", {})  # releases written before session options were recorded have none
+    session = onnx_session(path / model_file, threads, opts.get("disabled_optimizers", ()),
+                           opts.get("allow_spinning", True))
+    return FeedbackRelease(path, session, tok, labels["heads"], meta, batch_size)

@@ -26,8 +26,8 @@ from churnsense.core.release import read_json, staged_release, write_json, write
 from churnsense.core.tracking import TableInput, TrackedRun, git_commit, package_versions, run_name
 from churnsense.feedback import data as fdata
 from churnsense.feedback.card import model_card
-from churnsense.feedback.evaluate import evaluate_release, evaluate_with_breakdown, per_language_drop
-from churnsense.feedback.export import check_parity, export_onnx, quantize_int8
+from churnsense.feedback.evaluate import evaluate_with_breakdown
+from churnsense.feedback.export import check_parity, export_onnx
 from churnsense.feedback.labels import HEADS, encode_labels
 from churnsense.feedback.metrics import confusion
 from churnsense.feedback.model import FeedbackNet, TextEncoder, load_bert
@@ -36,6 +36,7 @@ from churnsense.feedback.pyfunc import FeedbackPyfunc
 from churnsense.feedback.release import load_release
 from churnsense.feedback.report import evaluation_note
 from churnsense.feedback.score import predict_texts, score_feedback_batch
+from churnsense.feedback.serving_candidates import EXPORT_FILE, candidates, select_serving_model
 from churnsense.feedback.tokenize import TextTokenizer
 from churnsense.monitoring.feedback import feedback_reference_profile, reference_texts
 from churnsense.monitoring.run import REFERENCE_FILE
@@ -87,33 +88,34 @@ def build_net(model_cfg: DictConfig, bert: torch.nn.Module | None = None) -> Fee
 def write_feedback_release(folder: Path, net: FeedbackNet, cfg: DictConfig, dev: pd.DataFrame,
                            tokenizer: TextTokenizer, metrics: dict) -> dict[str, float]:
     """Write every file of a feedback release into `folder` (a staging folder): ONNX (+ parity), tokenizer, labels,
-    config, metadata, model card; int8 kept only if no language loses more than `export.int8_max_f1_drop`."""
+    config, metadata, model card; then serve the first faster candidate (int8, fused fp32) that loses no more than
+    `export.int8_max_f1_drop` dev macro-F1 in any language (`serving_candidates`)."""
     net = net.cpu().float().eval()
-    export_onnx(net, folder / "model.onnx", int(cfg.export.opset))
+    export_onnx(net, folder / EXPORT_FILE, int(cfg.export.opset))
     enc = tokenizer.encode(dev["text"].tolist()[:16])
-    parity = check_parity(net, folder / "model.onnx", [tokenizer.pad(enc.ids[:1]), tokenizer.pad(enc.ids)],
+    parity = check_parity(net, folder / EXPORT_FILE, [tokenizer.pad(enc.ids[:1]), tokenizer.pad(enc.ids)],
                           atol=float(cfg.export.atol))
     shutil.copy(Path(cfg.model.encoder_path) / "tokenizer.json", folder / "tokenizer.json")
     write_json(folder / "labels.json", {"heads": {h: list(n) for h, n in HEADS.items()},
                                         "max_length": int(cfg.model.max_length), "prefix": tokenizer.prefix})
     write_yaml(folder / "config.yaml", OmegaConf.to_container(cfg, resolve=True))
     meta = {"task": "feedback", "created": datetime.now(timezone.utc).isoformat(), "metrics": metrics,
-            "onnx_parity_max_abs": parity, "versions": package_versions(), "serve_model": "model.onnx",
-            "encoder": str(cfg.model.encoder_path)}
+            "onnx_parity_max_abs": parity, "versions": package_versions(), "serve_model": EXPORT_FILE,
+            "encoder": str(cfg.model.encoder_path),
+            "session": OmegaConf.to_container(cfg.export.session, resolve=True)}
     write_json(folder / "metadata.json", meta)
     result = {"export/onnx_parity_max_abs": parity}
-    if cfg.export.int8:
-        quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
-        base = evaluate_release(load_release(folder), dev)
-        q8 = evaluate_release(load_release(folder, "model.int8.onnx"), dev)
-        drop = per_language_drop(base, q8)
-        accepted = drop <= float(cfg.export.int8_max_f1_drop)
-        meta.update(int8_max_f1_drop=drop, int8_accepted=accepted, int8_metrics=q8,
-                    serve_model="model.int8.onnx" if accepted else "model.onnx")
-        if not accepted:
-            (folder / "model.int8.onnx").unlink()
+    if candidates(cfg.export):
+        served, report = select_serving_model(folder, cfg.export, dev, int(net.encoder.bert.config.num_attention_heads))
+        meta.update(serve_model=served, serving_candidates=report["candidates"])
+        if served != EXPORT_FILE and not cfg.export.keep_fp32:
+            (folder / EXPORT_FILE).unlink()
         write_json(folder / "metadata.json", meta)
-        result.update({"export/int8_max_f1_drop": drop, "export/int8_accepted": float(accepted)})
+        for cand in report["candidates"]:
+            kind = "int8" if cand["int8"] else "fp32"
+            result.update({f"export/{kind}_max_f1_drop": cand["max_f1_drop"],
+                           f"export/{kind}_accepted": float(cand["accepted"])})
+    result["export/serve_model_mb"] = (folder / meta["serve_model"]).stat().st_size / 1e6
     (folder / "MODEL_CARD.md").write_text(model_card(cfg, {**metrics, **result}, dev), encoding="utf-8")
     return result
 
