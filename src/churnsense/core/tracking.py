@@ -166,13 +166,14 @@ class TrackedRun:
         `tags` such as the date range and cutoffs), shown in the runs table's Dataset column; returns them."""
         import mlflow
         import mlflow.data
+        from mlflow.data.sources import LocalArtifactDatasetSource
 
         mlflow.set_tracking_uri(self.tracking_uri)
         datasets = []
         with mlflow.start_run(run_id=self.run_id):
             for table in tables:
-                dataset = mlflow.data.from_pandas(table.frame, source=str(resolve_path(table.source)),
-                                                  name=table.name)
+                source = LocalArtifactDatasetSource(str(resolve_path(table.source)))  # a plain path is ambiguous
+                dataset = mlflow.data.from_pandas(table.frame, source=source, name=table.name)
                 mlflow.log_input(dataset, context=table.context, tags={k: str(v) for k, v in table.tags.items()})
                 datasets.append(dataset)
         return datasets
