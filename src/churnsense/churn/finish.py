@@ -28,6 +28,7 @@ from churnsense.core.drift import Profile, ProfileSettings
 from churnsense.insights.enrich import risk_threshold
 from churnsense.insights.fit import fit_insights
 from churnsense.insights.state import InsightsState
+from churnsense.insights.value import revenue_notice
 from churnsense.monitoring.churn import churn_reference_profile
 from churnsense.monitoring.run import REFERENCE_FILE
 
@@ -73,6 +74,11 @@ def fit_release_insights(cfg: DictConfig, data: PreparedData, p_val: np.ndarray)
     if snap.empty:
         log.info("insights: skipped (no validation rows)")
         return None
+    attributes = data.spec.customers.attributes if data.spec.customers is not None else []
+    notice = revenue_notice(OmegaConf.to_container(cfg.insights, resolve=True), attributes,
+                            data.pipeline.event_type_names)
+    if notice:
+        print(f"notice: {notice}")
     offers_path = cfg.data.get("offers")
     offers = read_table(offers_path, typed=True, text_columns=["customer_id"]) \
         if offers_path and Path(offers_path).exists() else None
