@@ -114,8 +114,8 @@ def build_release(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def release_dir(tmp_path_factory) -> Path:
-    return build_release(tmp_path_factory.mktemp("release"))
+def release_dir(tiny_churn_release) -> Path:
+    return tiny_churn_release  # built once per session (conftest.py)
 
 
 def write_inputs(tmp_path: Path) -> dict[str, Path]:

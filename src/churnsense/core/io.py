@@ -58,7 +58,7 @@ def _existing(path: str | os.PathLike) -> Path:
     if local.is_dir():
         raise IsADirectoryError(f"{path}: is a directory, expected a CSV or Parquet file")
     if not local.exists():
-        raise FileNotFoundError(f"input file not found: {path}")
+        raise FileNotFoundError(f"{path}: input file not found")
     table_format(path)
     if not local.is_file():
         raise ValueError(f"{path}: not a regular file, expected a CSV or Parquet file")

@@ -79,7 +79,8 @@ def canonical_columns(table: TableSpec, kind: Kind, present: Iterable[str],
     Optional columns are required when mapped in the config, unless `optional_if_present` (serving: a scoring
     file need not carry churn_date / observed_until / label / sentiment)."""
     present = set(present)
-    wanted = [c for c in REQUIRED[kind] if c not in table.constants]
+    from_row = {"customer_id"} if table.id_from_row and kind == "customers" else set()
+    wanted = [c for c in REQUIRED[kind] if c not in table.constants and c not in from_row]
     wanted += [c for c in OPTIONAL[kind] if table.source(c) in present
                or (c in table.columns and not optional_if_present)]
     wanted += [c for c in table.attributes if c not in wanted]
