@@ -59,7 +59,7 @@ def test_a_far_future_event_does_not_move_the_scoring_date(tiny_churn_release, t
     code, out_base, _ = serve(tiny_churn_release, base, tmp_path / "base.csv", capsys=capsys)
     code_f, out_future, _ = serve(tiny_churn_release, future, tmp_path / "future.csv", capsys=capsys)
     assert code == code_f == 0
-    cutoff = [line for line in out_base.splitlines() if line.startswith("cutoff")][0].split(" ")[1]
+    cutoff = next(line for line in out_base.splitlines() if line.startswith("cutoff")).split(" ")[1]
     assert f"cutoff {cutoff} (day after the history's end)" in out_future and cutoff == "2023-12-30"
     a, b = io.read_table(tmp_path / "base.csv"), io.read_table(tmp_path / "future.csv")
     pd.testing.assert_frame_equal(a, b)  # the same scores for every customer
@@ -241,3 +241,16 @@ def test_scratch_files_of_killed_runs_are_removed(tiny_churn_release, tmp_path, 
     assert sorted(p.name for p in parts.iterdir()) == [f"churnsense-parts-{os.getpid()}-live"]
     assert sorted(p.name for p in out.iterdir()) == ["scores.csv", "scores.rejects.csv"]
     assert clean_stale(parts, "churnsense-parts-") == []
+
+
+def test_timestamps_with_and_without_offsets_mix_in_one_column():
+    from churnsense.data.contract import TableSpec
+    from churnsense.data.validation import validate_chunk
+
+    table = TableSpec(path=None, columns={"ts": "when"})
+    raw = pd.DataFrame({"customer_id": ["a", "b", "c", "d"], "event_type": "login", "value": "1",
+                        "when": ["2023-11-02", "2023-11-02T10:00:00+05:00", "2023-11-03 08:00", "never"]})
+    valid, rejects = validate_chunk(raw, table, "events", "e.csv")
+    assert valid["ts"].tolist() == [pd.Timestamp("2023-11-02"), pd.Timestamp("2023-11-02 05:00"),
+                                    pd.Timestamp("2023-11-03 08:00")]  # an offset is converted to UTC
+    assert rejects["row"].tolist() == [4]

@@ -56,14 +56,14 @@ def _to_datetime(s: pd.Series, fmt: str | None) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         out = s.dt.tz_convert(None) if getattr(s.dt, "tz", None) is not None else s
     else:
+        # utc=True: a value with an offset is converted to UTC, a naive one is kept as written; both end naive
         raw = _blank_to_na(s.astype("string") if fmt else s)
-        out = pd.to_datetime(raw, errors="coerce", format=fmt)
+        out = pd.to_datetime(raw, errors="coerce", format=fmt, utc=True).dt.tz_convert(None)
         retry = out.isna() & raw.notna()
         if fmt is None and retry.any():  # inferred from the first value: parse the others one by one
             out = out.astype("datetime64[ns]")
-            out[retry] = pd.to_datetime(raw[retry], errors="coerce", format="mixed").astype("datetime64[ns]")
-        if getattr(out.dt, "tz", None) is not None:
-            out = out.dt.tz_convert(None)
+            out[retry] = (pd.to_datetime(raw[retry], errors="coerce", format="mixed", utc=True)
+                          .dt.tz_convert(None).astype("datetime64[ns]"))
     return out.astype("datetime64[ns]")
 
 
