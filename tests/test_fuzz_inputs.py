@@ -29,6 +29,7 @@ from hypothesis import strategies as st  # noqa: E402
 from churnsense.core import io  # noqa: E402
 from test_serving_bad_inputs import serve  # noqa: E402
 from test_serving_churn import tiny_inputs  # noqa: E402
+from test_text_model import _feedback_cfg, tiny_encoder  # noqa: E402, F401  (the tiny BERT fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD_BYTES = "\udce9"  # a lone surrogate: written as the raw byte 0xE9 (Latin-1 é), undecodable as UTF-8
@@ -194,3 +195,99 @@ def test_entry_point_reports_a_broken_file_in_one_line(tiny_churn_release, tmp_p
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.startswith(f"churnsense: error: {tmp_path / 'events.csv'}: ") and run.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+# The feedback task (`serve.py task=feedback`) on its own input file: customer_id = the row number, so every row
+# can be found in exactly one output.
+TEXT_DAMAGE = [("valid", "The app crashes every time"), ("valid", "Интернет пропадает каждый вечер"),
+               ("valid", "האינטרנט נופל כל ערב 😡"), ("empty", ""), ("blank", "   "),
+               ("undecodable", "caf" + BAD_BYTES + " slow"), ("multiline", 'one\n"two", three'),
+               ("long", "slow support " * 400), ("control", "a\x01b\tc"), ("extra_fields", None),
+               ("few_fields", None)]
+TEXT_MUST_REJECT = {"empty", "blank", "undecodable", "extra_fields", "few_fields"}
+TEXT_FILE_DAMAGE = ["none", "none", "bom", "crlf", "header_only", "zero_bytes", "no_text_column", "duplicate_header"]
+TEXT_FATAL = {"zero_bytes", "no_text_column", "duplicate_header"}
+
+
+@pytest.fixture(scope="module")
+def tiny_feedback_release(tiny_encoder, tmp_path_factory):  # noqa: F811  (the imported fixture)
+    """A feedback release on the tiny random BERT of `test_text_model` (untrained heads: only the contract counts)."""
+    from churnsense.feedback.data import dev_set
+    from churnsense.feedback.tokenize import TextTokenizer
+    from churnsense.feedback.train import build_net, write_feedback_release
+
+    encoder = tiny_encoder
+    root = tmp_path_factory.mktemp("feedback-release")
+    cfg = _feedback_cfg(encoder, root)
+    cfg.export.int8 = False
+    (root / "rel").mkdir()
+    write_feedback_release(root / "rel", build_net(cfg.model).eval(), cfg, dev_set().head(4),
+                           TextTokenizer.from_file(encoder / "tokenizer.json", 32), {})
+    return root / "rel"
+
+
+def render_feedback(damage: list[int], whole: str) -> tuple[bytes, list[str]]:
+    """The bytes of a feedback file (`customer_id,text,channel`) and the damage done to each row."""
+    header = {"no_text_column": ["customer_id", "comment", "channel"],
+              "duplicate_header": ["customer_id", "text", "text"]}.get(whole, ["customer_id", "text", "channel"])
+    rows, kinds = [], []
+    for i, d in enumerate(damage):
+        name, text = TEXT_DAMAGE[d]
+        record = [str(i + 1), text, "app"]
+        if name == "extra_fields":
+            record = [str(i + 1), "fine", "app", "x", "SECRET"]
+        elif name == "few_fields":
+            record = [str(i + 1)]
+        rows.append(record)
+        kinds.append(name)
+    if whole == "header_only":
+        rows, kinds = [], []
+    buffer = text_io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n" if whole == "crlf" else "\n").writerows([header, *rows])
+    data = buffer.getvalue().encode("utf-8", errors="surrogateescape")
+    data = b"\xef\xbb\xbf" + data if whole == "bom" else b"" if whole == "zero_bytes" else data
+    return data, kinds
+
+
+@settings(max_examples=15, derandomize=True, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(damage=st.lists(st.integers(0, len(TEXT_DAMAGE) - 1), min_size=1, max_size=12),
+       whole=st.sampled_from(TEXT_FILE_DAMAGE))
+def test_any_feedback_file_is_scored_and_balanced_or_one_error(tiny_feedback_release, capsys, monkeypatch,
+                                                               damage, whole):
+    from hydra import compose, initialize_config_dir
+
+    from churnsense.cli import run_serving
+
+    monkeypatch.delenv("CHURNSENSE_DEBUG", raising=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        source, outputs = Path(tmp) / "feedback.csv", Path(tmp) / "out"
+        data, kinds = render_feedback(damage, whole)
+        source.write_bytes(data)
+        outputs.mkdir()
+        with initialize_config_dir(config_dir=str(ROOT / "conf" / "serve"), version_base="1.3"):
+            cfg = compose("serve", overrides=["task=feedback", f"model={tiny_feedback_release}", f"input={source}",
+                                              f"output={outputs / 'scores.csv'}", "progress=false",
+                                              "drift.enabled=false", "chunk_size=5"])
+        capsys.readouterr()
+        try:
+            run_serving(cfg)
+            code = 0
+        except SystemExit as stop:
+            code = stop.code
+        out, err = capsys.readouterr()
+        assert "Traceback" not in out + err
+        event(f"feedback exit {code}")
+        if code == 2:
+            assert whole in TEXT_FATAL and err.count("\n") == 1, (whole, err)
+            assert err.startswith(f"churnsense: error: {source}") and not any(outputs.iterdir())
+            return
+        assert code == 0 and whole not in TEXT_FATAL, (whole, code, err)
+        scores, rejects = io.read_table(outputs / "scores.csv"), io.read_table(outputs / "scores.rejects.csv")
+        rejected = sorted(rejects["row"].astype(int)) if len(rejects) else []
+        assert f"rows in {len(kinds)} = scored {len(scores)} + rejected {len(rejected)}" in out
+        assert sorted([*scores["customer_id"].astype(int), *rejected]) == list(range(1, len(kinds) + 1))
+        assert all(kinds[r - 1] not in TEXT_MUST_REJECT for r in scores["customer_id"].astype(int))
+        probabilities = scores[["p_negative", "p_neutral", "p_positive"]].astype(float).to_numpy()
+        assert np.isfinite(probabilities).all() and np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+        assert "SECRET" not in out + err + (outputs / "scores.rejects.csv").read_text()
