@@ -148,7 +148,7 @@ def _coerce_one(canon: str, raw: pd.Series, table: TableSpec,
                             index=col.index)
         problems = [(present & col.isna(), "not a number"),
                     (present & col.notna() & ~pd.Series(finite, index=col.index), "not a finite number"),
-                    (too_big, f"implausible magnitude (beyond +-{table.max_abs_value:g}; data.max_abs_value)")]
+                    (too_big, f"implausible magnitude (beyond +-{table.max_abs_value:g}: the table's max_abs_value)")]
         return col.where(pd.Series(finite, index=col.index) & ~too_big), problems
     if canon == "label":
         key = _blank_to_na(raw.astype("string")).str.lower()
