@@ -80,8 +80,11 @@ def expect_exit_2(job, cfg, capsys) -> str:
 def test_config_dir_outside_the_repo_names_its_own_release_and_model(tmp_path):
     conf = config_dir(tmp_path, telco_like(50))
     out = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config-dir", str(conf), "data=mine",
-                          "--cfg", "job"], capture_output=True, text=True, cwd=tmp_path, check=True)
-    assert yaml.safe_load(out.stdout)["data"]["customers"]["id_from_row"] is True  # found through --config-dir
+                          "--cfg", "job", "--resolve"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    shown = yaml.safe_load(out.stdout)  # the resolved config: churnsense's resolvers and list defaults included
+    assert shown["data"]["customers"]["id_from_row"] is True  # found through --config-dir
+    assert shown["export"]["release_dir"] == "artifacts/churn-mine"
     cfg = OmegaConf.to_container(train_cfg(conf, tmp_path, "paths.artifacts_dir=artifacts", "logger=mlflow"),
                                  resolve=True)
     assert cfg["export"]["release_dir"] == "artifacts/churn-mine"  # the demo's artifacts/churn stays untouched
