@@ -4,6 +4,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+import churnsense  # noqa: F401  (registers the ${churnsense.*} resolvers of conf/, also for --cfg job --resolve)
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:

@@ -41,3 +41,12 @@ def tiny_encoder(tmp_path_factory):
 def tiny_texts() -> list[str]:
     """Texts the tiny encoder's tokenizer covers without <unk>: Latin, Cyrillic, Hebrew, emoji."""
     return list(TEXTS)
+
+
+@pytest.fixture(scope="session")
+def tiny_churn_release(tmp_path_factory):
+    """One tiny churn release (untrained net, fitted pipeline and insights; `test_serving_churn.build_release`)
+    shared by the serving tests of the whole session: read-only, built once."""
+    from test_serving_churn import build_release
+
+    return build_release(tmp_path_factory.mktemp("tiny-release"))

@@ -71,7 +71,7 @@ def test_split_valid_rows_rejects_without_raising():
     good, rejects = split_valid_rows(df, table, "events", "in.csv", first_row=101)
     assert good["customer_id"].tolist() == ["a"]
     assert rejects[["row", "customer_id", "column"]].values.tolist() == [[102, "b", "time"], [103, "c", "value"]]
-    assert list(rejects.columns) == ["source", "row", "customer_id", "column", "reason"]
+    assert list(rejects.columns) == ["source", "row", "customer_id", "column", "reason", "rows"]
 
 
 def _public(name: str) -> DataSpec:

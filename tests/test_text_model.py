@@ -55,7 +55,6 @@ def test_training_step_export_parity_and_scoring(tiny_encoder, tmp_path):
     assert torch.equal(before["encoder.bert.encoder.layer.0.output.dense.weight"],
                        after["encoder.bert.encoder.layer.0.output.dense.weight"])  # frozen bottom layer
     dev = fdata.dev_set().groupby("language").head(3).reset_index(drop=True)
-    cfg.export.int8 = False
     (tmp_path / "rel").mkdir()
     result = write_feedback_release(tmp_path / "rel", net, cfg, dev, tok, {"val/macro_f1": 0.5})
     assert result["export/onnx_parity_max_abs"] < 1e-4
@@ -76,7 +75,6 @@ def test_serve_feedback_with_bad_rows(tiny_encoder, tmp_path):
     from churnsense.feedback.train import build_net, write_feedback_release
 
     cfg = feedback_config(tiny_encoder, tmp_path)
-    cfg.export.int8 = False
     (tmp_path / "rel").mkdir()
     write_feedback_release(tmp_path / "rel", build_net(cfg.model).eval(), cfg, dev_set().head(4),
                            TextTokenizer.from_file(tiny_encoder / "tokenizer.json", 32), {})
@@ -103,7 +101,7 @@ def test_feedback_drift_reference_and_serving_report(tiny_encoder, tmp_path, cap
     from churnsense.feedback.train import build_net, write_drift_reference, write_feedback_release
 
     cfg = feedback_config(tiny_encoder, tmp_path)
-    cfg.export.int8, cfg.seed = False, 0
+    cfg.seed = 0
     torch.manual_seed(0)  # the untrained heads: their predictions are part of the profile
     (tmp_path / "rel").mkdir()
     write_feedback_release(tmp_path / "rel", build_net(cfg.model).eval(), cfg, dev_set().head(4),

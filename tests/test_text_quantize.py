@@ -116,7 +116,7 @@ def test_compact_embeddings_sizes_and_values(exported, tiny_texts):
 
 
 def _release_cfg(tiny_encoder, tmp_path, **export):
-    cfg = feedback_config(tiny_encoder, tmp_path)
+    cfg = feedback_config(tiny_encoder, tmp_path, "export.int8=true", "export.fused_fp32=true")
     cfg.export.quantize = OmegaConf.create(RECIPE.__dict__)
     cfg.export.update(export)
     return cfg

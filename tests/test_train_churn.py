@@ -24,11 +24,12 @@ def tiny_overrides(root: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
-    """300 synthetic customers (the data layer's generator), generated once for this module."""
+    """300 synthetic customers (the data layer's generator), generated once for this module; background churn
+    raised so every split holds churners (training refuses a split it could not measure)."""
     synth = pytest.importorskip("churnsense.synth.generate")
     root = tmp_path_factory.mktemp("churn")
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("synth", overrides=["n_customers=300", f"out_dir={root / 'data' / 'demo'}"])
+        cfg = compose("synth", overrides=["n_customers=300", "background_churn=0.3", f"out_dir={root / 'data' / 'demo'}"])
     synth.generate(OmegaConf.to_container(cfg, resolve=True))
     return root
 

@@ -12,20 +12,32 @@ from typing import Any
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
-# Problems with what the user gave us (files, columns, values, config): reported as one clear line, exit code 2.
-# ValueError covers DataValidationError (file, column, rows, reason) and pyarrow's ArrowInvalid.
-USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, UnicodeError, MissingMandatoryValue)
+# Problems with what the user gave us (files, columns, values, config, where outputs go): reported as one clear
+# line, exit code 2. ValueError covers DataValidationError (file, column, rows, reason) and pyarrow's ArrowInvalid.
+USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, UnicodeError,
+               MissingMandatoryValue)
+DEBUG_ENV = "CHURNSENSE_DEBUG"
+
+
+def debug_enabled() -> bool:
+    """`CHURNSENSE_DEBUG` set to 1 / true / yes / on (any case): show tracebacks instead of one-line errors."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def error_line(err: BaseException) -> str:
+    """The error as one line (`churnsense: error: …`): whitespace runs, newlines included, become one space."""
+    return "churnsense: error: " + " ".join(str(err).split())
 
 
 def report_user_errors(job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """Run `job(cfg)`; a user-input error becomes `churnsense: error: …` on stderr and exit code 2 instead of a
-    traceback (set CHURNSENSE_DEBUG=1 to see the traceback)."""
+    """Run `job(cfg)`; a user-input error becomes `churnsense: error: …` (one line) on stderr and exit code 2
+    instead of a traceback (set CHURNSENSE_DEBUG=1 to see the traceback)."""
     try:
         return job(cfg)
     except USER_ERRORS as err:
-        if os.environ.get("CHURNSENSE_DEBUG"):
+        if debug_enabled():
             raise
-        print(f"churnsense: error: {err}", file=sys.stderr)
+        print(error_line(err), file=sys.stderr)
         raise SystemExit(2) from None
 
 

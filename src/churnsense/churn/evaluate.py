@@ -42,7 +42,7 @@ def evaluate_period(release: ChurnRelease, spec: DataSpec, tables: Tables, cutof
     """(metrics, probabilities, labels, cutoff) of the release on the labelled period in `tables` (validated with
     `spec`). `cutoff` None: the latest cutoff whose whole label window is observed in the data."""
     horizon = pd.Timedelta(days=spec.framing.horizon_days)
-    cutoff = pd.Timestamp(cutoff) if cutoff is not None else (end_of_observation(tables) - horizon).normalize()
+    cutoff = pd.Timestamp(cutoff) if cutoff is not None else (end_of_observation(tables, spec) - horizon).normalize()
     snapshot = make_snapshot(tables, spec, [cutoff], with_labels=True)
     labels = snapshot.static["label"].to_numpy(dtype=np.float32)
     if len(labels) == 0 or labels.min() == labels.max():

@@ -28,6 +28,7 @@ from churnsense.core.drift import Profile, ProfileSettings
 from churnsense.insights.enrich import risk_threshold
 from churnsense.insights.fit import fit_insights
 from churnsense.insights.state import InsightsState
+from churnsense.insights.value import revenue_notice
 from churnsense.monitoring.churn import churn_reference_profile
 from churnsense.monitoring.run import REFERENCE_FILE
 
@@ -73,6 +74,11 @@ def fit_release_insights(cfg: DictConfig, data: PreparedData, p_val: np.ndarray)
     if snap.empty:
         log.info("insights: skipped (no validation rows)")
         return None
+    attributes = data.spec.customers.attributes if data.spec.customers is not None else []
+    notice = revenue_notice(OmegaConf.to_container(cfg.insights, resolve=True), attributes,
+                            data.pipeline.event_type_names)
+    if notice:
+        print(f"notice: {notice}")
     cutoff = pd.Timestamp(snap["cutoff"].max())
     offers = data.tables.offers  # the contract's offer log; fit_insights keeps what was known at the cutoff
     p_churn = pd.Series(p_val, index=snap["customer_id"].to_numpy()).groupby(level=0).last()

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 
 from churnsense.data.contract import KINDS, DataSpec
-from churnsense.data.framing import make_scoring_snapshot
+from churnsense.data.framing import history_days, make_scoring_snapshot, scoring_cutoff
 from churnsense.data.loading import Tables
-from churnsense.data.validation import (duplicate_ids, inactive_customers, reject_rule, unknown_ids,
+from churnsense.data.validation import (dated_from, duplicate_ids, inactive_customers, reject_rule, unknown_ids,
                                         validate_chunk)
-from churnsense.core.rejects import REJECT_COLUMNS
+from churnsense.core.rejects import REJECT_COLUMNS, summarize_by_customer, with_counts
 from churnsense.core.partition import ROW
 from churnsense.feedback.score import score_feedback_batch
 from churnsense.churn.release import ChurnRelease
@@ -74,16 +74,20 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
                       sources: Mapping[str, str] | None = None, rejected_ids: set | None = None,
                       risk_bands: Mapping[str, float] | None = None, batch_size: int = 1024,
                       feedback_release=None, text_column: str = "text",
-                      insights: bool = False, monitor: Callable | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      insights: bool = False, monitor: Callable | None = None,
+                      rejects_detail: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score one batch of customers: (scored, rejects).
 
     scored: customer_id, churn_probability, risk_band, p_churn_<h>d per hazard horizon (if the model has them),
-    cutoff — one row per scored customer. rejects: source, row, key, column, reason — every input row that was
-    not used, so len(customers) == len(scored) + customer rejects. Row numbers come from a `_row` column when the
-    frames carry one, else 1-based positions. `rejected_ids` are customer ids rejected elsewhere (other chunks).
-    `cutoff` None: the release's rule (day after the latest timestamp in this batch); pass one for a whole file.
+    cutoff — one row per scored customer. rejects: `core.rejects` lines — every input row that was not used, so
+    len(customers) == len(scored) + customer rejects. Row numbers come from a `_row` column when the frames carry
+    one, else 1-based positions. `rejected_ids` are customer ids rejected elsewhere (other chunks).
+    `cutoff` None: the release's rule (`scoring_cutoff` over this batch's history); pass one for a whole file.
+    Event and feedback rows dated on or after the cutoff are rejects (not history at that date).
     `insights`: add reasons, segment, action, routing and value columns (`churnsense.insights.enrich`).
     `monitor`: called as `monitor(snapshot, scored)` on a non-empty batch (drift monitoring counts it).
+    `rejects_detail`: list every event / feedback row dropped because of its customer or its date, instead of one
+    line per customer and reason with the count (`core.rejects.summarize_by_customer`).
     """
     spec, sources = release.spec, {**{k: k for k in KINDS}, **(sources or {})}
     frames = dict(zip(KINDS, (_ensure_rows(customers), _ensure_rows(events), _ensure_rows(feedback))))
@@ -100,19 +104,31 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
                 rejects.append(rej)
                 if kind == "customers":
                     rejected_ids = set(rejected_ids or ()) | set(rej["customer_id"].dropna())
-    customers, events, feedback = frames["customers"], frames["events"], frames["feedback"]
-    if customers is not None:
-        customers, rejs, rejected_ids = reject_customers(customers, cutoff, set(rejected_ids or ()),
-                                                         sources["customers"], spec)
+    if cutoff is None:
+        cutoff = scoring_cutoff(spec.framing, None, history_days(frames["events"], frames["feedback"]))
+    cutoff = pd.Timestamp(cutoff)
+    dropped: list[pd.DataFrame] = []  # rows dropped because of their customer or date: summarised per customer
+    if frames["customers"] is not None:
+        frames["customers"], rejs, rejected_ids = reject_customers(frames["customers"], cutoff,
+                                                                   set(rejected_ids or ()), sources["customers"], spec)
         rejects.extend(rejs)
-        known = pd.Index(customers["customer_id"])
+        known = pd.Index(frames["customers"]["customer_id"])
         for kind in ("events", "feedback"):
             if frames[kind] is not None:
                 frames[kind], rej = reject_rule(frames[kind], *unknown_ids(frames[kind]["customer_id"], known,
                                                                           rejected_ids),
                                                 sources[kind], spec.table(kind).source("customer_id"))
-                rejects.append(rej)
-        events, feedback = frames["events"], frames["feedback"]
+                dropped.append(rej)
+    for kind in ("events", "feedback"):
+        if frames[kind] is not None:
+            frames[kind], rej = reject_rule(frames[kind], *dated_from(frames[kind]["ts"], cutoff), sources[kind],
+                                            spec.table(kind).source("ts"))
+            dropped.append(rej)
+    customers, events, feedback = frames["customers"], frames["events"], frames["feedback"]
+    dropped = [r for r in dropped if len(r)]
+    if dropped:
+        lines = pd.concat(dropped, ignore_index=True)
+        rejects.append(lines if rejects_detail else summarize_by_customer(lines))
     if feedback is not None and feedback_release is not None and "sentiment" not in feedback:
         feedback, rej = fill_sentiment(feedback, feedback_release, sources["feedback"], text_column)
         rejects.append(rej)
@@ -123,7 +139,7 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
     if insights:  # an empty batch gets the (typed, empty) insight columns too: every partition has one schema
         scored = enrich(scored, _canonical(customers), _canonical(events), _canonical(feedback), release, cutoff,
                         snapshot=snapshot, batch=features)
-    rejects = [r for r in rejects if len(r)]
+    rejects = [with_counts(r) for r in rejects if len(r)]
     out_rejects = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=REJECT_COLUMNS)
     return scored, out_rejects
 

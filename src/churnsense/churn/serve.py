@@ -8,9 +8,7 @@ appended to the output, which is published atomically together with the rejects 
 from __future__ import annotations
 
 import contextlib
-import contextlib
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,23 +24,26 @@ from churnsense.core.release import MLFLOW_SCHEMES
 from churnsense.feedback.release import FeedbackRelease, load_release
 from churnsense.churn.score import score_churn_batch
 from churnsense.data.contract import KINDS
-from churnsense.data.framing import scoring_cutoff
+from churnsense.core.scratch import scratch_dir
+from churnsense.data.framing import history_days, history_end, scoring_cutoff
 from churnsense.data.validation import read_columns, validate_chunk
 from churnsense.insights.crm_export import CrmExport, export_dir_for
+from churnsense.insights.value import revenue_notice
 from churnsense.monitoring.churn import churn_observer
 from churnsense.monitoring.run import open_monitor
 
 log = logging.getLogger(__name__)
+PARTS_PREFIX = "churnsense-parts-"
 
 
 @dataclass
 class PassResult:
-    """What the partitioning pass learned: rows per input, rejected customer ids, latest timestamp."""
+    """What the partitioning pass learned: rows per input, rejected customer ids, history rows per day."""
 
     writers: dict[str, PartitionWriter] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     rejected_ids: set = field(default_factory=set)
-    max_ts: pd.Timestamp | None = None
+    days: pd.Series | None = None
 
 
 def resolve_inputs(cfg: DictConfig, release: ChurnRelease) -> dict[str, str]:
@@ -52,6 +53,8 @@ def resolve_inputs(cfg: DictConfig, release: ChurnRelease) -> dict[str, str]:
         if release.spec.table(kind) is None:
             log.warning("input.%s ignored: release %s was trained without a %s table", kind, release.path, kind)
             given.pop(kind)
+        else:  # a missing file, a folder, a 0-byte file or a broken header: one clear error before any work
+            io.table_columns(given[kind], release.spec.table(kind).read_options)
     if release.spec.customers is not None and "customers" not in given:
         raise ValueError(f"input.customers is required: release {release.path} scores customer attributes")
     if "customers" not in given and "events" not in given:
@@ -80,8 +83,8 @@ def partition_inputs(inputs: dict[str, str], release: ChurnRelease, k: int, tmp:
             if kind == "customers":
                 result.rejected_ids.update(rej["customer_id"].dropna())
             if "ts" in valid and len(valid):
-                latest = valid["ts"].max()
-                result.max_ts = latest if result.max_ts is None else max(result.max_ts, latest)
+                days = history_days(valid)
+                result.days = days if result.days is None else result.days.add(days, fill_value=0).astype("int64")
             result.rows[kind] += len(chunk)
             bar.update(len(chunk))
         writer.close()
@@ -112,24 +115,49 @@ def crm_export_for(cfg: DictConfig, output: Path, release=None) -> contextlib.Ab
     return CrmExport(target, list(cfg.crm_export.formats), list(cfg.crm_export.split_by), limits)
 
 
+def cutoff_rule(cfg: DictConfig, release: ChurnRelease, days: pd.Series | None) -> str:
+    """How the scoring date was chosen, for the run's last lines (empty for an explicit cutoff)."""
+    if cfg.cutoff:
+        return ""
+    framing = release.spec.framing
+    if framing.label_mode == "label" and framing.reference_date:
+        return " (the release's reference date)"
+    return " (day after the history's end)" if days is not None and len(days) else " (today: no history given)"
+
+
+def outputs_of(cfg: DictConfig) -> dict[str, Path]:
+    """The files and folders a churn run writes (config key -> path)."""
+    output = Path(cfg.output)
+    outputs = {"output": output, "rejects": Path(cfg.rejects) if cfg.rejects else rejects_path_for(output)}
+    if cfg.crm_export.enabled and cfg.insights:
+        outputs["crm_export.dir"] = Path(cfg.crm_export.dir) if cfg.crm_export.dir else export_dir_for(output)
+    return outputs
+
+
 def serve_churn(cfg: DictConfig) -> RunSummary:
     """Composition root of churn batch scoring; prints and returns the run summary."""
     release = ChurnRelease.load(str(cfg.model), num_threads=int(cfg.num_threads), tracking_uri=cfg.tracking_uri)
     inputs = resolve_inputs(cfg, release)
+    outputs = outputs_of(cfg)
+    io.check_outputs_apart(outputs, {f"input.{kind}": path for kind, path in inputs.items()})
     feedback_release = load_feedback_release(cfg, inputs, release)
-    output = Path(cfg.output)
-    rejects_path = Path(cfg.rejects) if cfg.rejects else rejects_path_for(output)
+    output, rejects_path = outputs["output"], outputs["rejects"]
     k = choose_partitions(list(inputs.values()), int(cfg.partitions))
     primary = "customers" if "customers" in inputs else "events"
     summary = RunSummary(task="churn")
     show = bool(cfg.progress)
+    if cfg.insights:
+        attributes = release.spec.customers.attributes if release.spec.customers is not None else []
+        notice = revenue_notice(release.insights_config, attributes, release.pipeline.event_type_names)
+        if notice:
+            print(f"notice: {notice}")
     monitor = open_monitor(release.path, cfg.drift, cfg.tracking_uri)  # drift of this run vs the release's reference
     observe = churn_observer(monitor, release.pipeline.categorical, release.pipeline.numeric) if monitor else None
-    with crm_export_for(cfg, output, release) as crm, \
-            tempfile.TemporaryDirectory(prefix="churnsense-parts-", dir=cfg.tmp_dir) as tmp, \
-            io.AtomicTableWriter(output) as writer, RejectsWriter(rejects_path) as rejects:
-        parts = partition_inputs(inputs, release, k, Path(tmp), int(cfg.chunk_size), rejects, show)
-        cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, parts.max_ts)
+    scores_writer, rejects_writer = io.AtomicTableWriter(output), RejectsWriter(rejects_path)
+    with crm_export_for(cfg, output, release) as crm, scratch_dir(cfg.tmp_dir, PARTS_PREFIX) as tmp, \
+            io.publish_together(scores_writer, rejects_writer) as (writer, rejects):
+        parts = partition_inputs(inputs, release, k, tmp, int(cfg.chunk_size), rejects, show)
+        cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, parts.days)
         scored_customers = 0
         bar = progress(parts.rows[primary], "score", show)
         for part in range(k):
@@ -138,7 +166,8 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
                 frames["customers"], frames["events"], frames["feedback"], release, cutoff, validated=True,
                 sources=inputs, rejected_ids=parts.rejected_ids, risk_bands=dict(cfg.risk_bands),
                 batch_size=int(cfg.batch_size), feedback_release=feedback_release,
-                text_column=str(cfg.text_column), insights=bool(cfg.insights), monitor=observe)
+                text_column=str(cfg.text_column), insights=bool(cfg.insights), monitor=observe,
+                rejects_detail=bool(cfg.rejects_detail))
             writer.write(scored)
             rejects.write(rej)
             if crm is not None:
@@ -156,7 +185,11 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
     summary.finish()
     unit = "" if primary == "customers" else f" ({scored_customers:,} customers from events)"
     print(summary.line() + unit)
-    print(f"cutoff {cutoff.date()} | {k} partition(s) | scores -> {output} | rejects -> {rejects_path}")
+    rule = cutoff_rule(cfg, release, parts.days)
+    print(f"cutoff {cutoff.date()}{rule} | {k} partition(s) | scores -> {output} | rejects -> {rejects_path}")
+    outliers = history_end(parts.days, release.spec.framing) if not cfg.cutoff and parts.days is not None else None
+    if outliers is not None and outliers.outliers:
+        print(f"notice: {outliers.describe()}")
     if monitor is not None:
         monitor.finish(output, "churn", {"cutoff": str(cutoff.date()), "release": str(release.path)})
     if crm is not None:

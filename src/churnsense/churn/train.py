@@ -25,7 +25,7 @@ from churnsense.churn.tabular import quantile_bins
 from churnsense.core.lightning import is_rank_zero, make_trainer, run_dir
 from churnsense.core.tracking import TableInput, TrackedRun, git_commit, run_name
 from churnsense.data.contract import KINDS, DataSpec
-from churnsense.data.framing import Snapshot, make_splits
+from churnsense.data.framing import Snapshot, check_framing, check_splits, make_splits
 from churnsense.data.loading import Tables, load_tables
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,14 @@ class PreparedData:
 
 
 def prepare_data(cfg: DictConfig) -> PreparedData:
-    """Load tables, frame train/val/test snapshots, fit the feature pipeline on train, transform all splits."""
+    """Load tables, check the label mode against their columns, frame train/val/test snapshots, check every split
+    can be learned and measured (both raise one clear ValueError before anything is trained or published), fit
+    the feature pipeline on train, transform all splits."""
     spec = DataSpec.from_config(OmegaConf.to_container(cfg.data, resolve=True))
     tables = load_tables(spec)
+    check_framing(spec, tables)
     snapshots = make_splits(tables, spec)
+    check_splits(snapshots, spec)
     pipeline = FeaturePipeline.from_spec(spec).fit(snapshots["train"])
     arrays = {name: pipeline.transform(snap) for name, snap in snapshots.items()}
     for name, arr in arrays.items():

@@ -54,12 +54,14 @@ class PartitionWriter:
         return self.directory / f"{self.name}-{part:04d}.parquet"
 
     def write(self, frame: pd.DataFrame) -> None:
-        if frame.empty:
-            return
+        """Append `frame`'s rows to their partitions; the first frame (even an empty one) fixes the columns, so a
+        table without valid rows still reads back with them."""
         table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
         if self.schema is None:
             self.schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
                                      for f in table.schema])
+        if frame.empty:
+            return
         table = table.select(self.schema.names).cast(self.schema)
         parts = partition_of(frame["customer_id"], self.k)
         order = np.argsort(parts, kind="stable")

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from churnsense.core.scratch import make_temp_dir, publish_mode
+
 MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 STAGING, PREVIOUS = "staging", "previous"
 
@@ -61,6 +63,7 @@ def staged_release(release_dir: str | os.PathLike) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{release_dir.name}.{STAGING}-", dir=release_dir.parent))
     try:
         yield staging
+        publish_mode(staging)  # mkdtemp makes it private: give the release the modes the umask gives
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -103,21 +106,39 @@ def find_release_dir(root: Path, required: Sequence[str], what: str) -> Path:
     raise FileNotFoundError(f"{root}: not a {what} release (no folder with {list(required)})")
 
 
+DOWNLOAD_PREFIX = "churnsense-release-"
+
+
+def _missing_sqlite_store(tracking_uri: str) -> Path | None:
+    """The database file of a `sqlite:///` store that does not exist (MLflow would create an empty one)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = Path(tracking_uri[len("sqlite:///"):])
+    return None if path.is_file() else path
+
+
 def _download(uri: str, tracking_uri: str | None) -> Path:
-    """Download an MLflow artifact URI into a folder removed when the process exits."""
+    """Download an MLflow artifact URI into a private folder removed when the process exits (and by the next run
+    if this one is killed: `core.scratch`)."""
     import mlflow
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
-    dst = tempfile.mkdtemp(prefix="churnsense-release-")
+    store = tracking_uri or mlflow.get_tracking_uri()
+    missing = _missing_sqlite_store(str(store))
+    if missing is not None:
+        raise FileNotFoundError(f"model {uri!r}: the MLflow store {store} does not exist (no file {missing}); set "
+                                "tracking_uri= (or MLFLOW_TRACKING_URI) to the store that holds the model")
+    dst = make_temp_dir(None, DOWNLOAD_PREFIX)
     atexit.register(shutil.rmtree, dst, True)
     try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst))
-    except MlflowException as err:
-        store = tracking_uri or mlflow.get_tracking_uri()
-        raise FileNotFoundError(f"model {uri!r}: not found in the MLflow store {store} ({err.message}); set "
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+    except (MlflowException, OSError) as err:
+        shutil.rmtree(dst, ignore_errors=True)
+        reason = getattr(err, "message", None) or str(err)
+        raise FileNotFoundError(f"model {uri!r}: not found in the MLflow store {store} ({reason}); set "
                                 "tracking_uri= (or MLFLOW_TRACKING_URI) to the store that holds it") from None
 
 

@@ -57,6 +57,8 @@ class TableSpec:
     timestamp_format: str | None = None  # strptime format of date columns; None = inferred
     constants: Mapping[str, Any] = field(default_factory=dict)  # canonical column -> constant (e.g. event_type)
     positive_labels: tuple[Any, ...] = ("1", "yes", "true", "churn", "churned")  # static label -> 1 (case-folded)
+    id_from_row: bool = False  # no id column: customer_id = the data row number (customers-only data sets)
+    max_abs_value: float = 1e12  # numbers beyond +-this (and inf / nan spelled out) are rejected as implausible
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -86,6 +88,8 @@ class TableSpec:
             timestamp_format=d.get("timestamp_format"),
             constants=dict(d.get("constants") or {}),
             positive_labels=tuple(d.get("positive_labels") or cls.positive_labels),
+            id_from_row=bool(d.get("id_from_row") or False),
+            max_abs_value=float(d.get("max_abs_value") or cls.max_abs_value),
         )
 
 
@@ -113,6 +117,14 @@ class FramingSpec:
     seed: int = 0
     reference_date: str | None = None  # cutoff of label mode "label" data without timestamps
     min_history_events: int = 0  # inactivity mode: customers need this many events before the cutoff
+    # The default scoring date is the day after the history's end. Timestamps after a gap of more than
+    # `max_history_gap_days` with no history, holding at most `max_outlier_share` of the rows, are outliers
+    # (a mistyped year), not the end of the history: they are not used and do not move the scoring date.
+    max_history_gap_days: int = 90
+    max_outlier_share: float = 0.01
+    # Training needs every split (train / val / test) to hold at least this many rows and churners and non-churners.
+    min_split_rows: int = 20
+    min_split_per_class: int = 2
 
     @classmethod
     def from_config(cls, d: Mapping[str, Any] | None) -> FramingSpec:
@@ -149,6 +161,7 @@ class DataSpec:
         tables = {k: TableSpec.from_config(d.get(k)) for k in KINDS}
         if tables["customers"] is None and tables["events"] is None:
             raise ValueError(f"data {d.get('name')!r}: need a customers or an events table (both paths empty)")
+        _check_ids(str(d.get("name")), tables)
         return cls(
             name=str(d.get("name", "data")),
             framing=FramingSpec.from_config(d.get("framing")),
@@ -165,3 +178,24 @@ def _offers_spec(d: Any) -> TableSpec | None:
         raise ValueError(f"data.offers: {d!r} is a bare path; write it as a table spec: "
                          "offers: {path: ..., columns: {churned: <outcome column>, ...}}")
     return TableSpec.from_config(d)
+
+
+def _check_ids(name: str, tables: Mapping[str, TableSpec | None]) -> None:
+    """Customer ids must come from a column or, for a customers-only table without one, from the row number."""
+    for kind, table in tables.items():
+        if table is not None and "customer_id" in table.constants:
+            raise ValueError(f"data {name!r}: {kind}.constants sets customer_id to one value for every row (every "
+                             "row would be the same customer); for a table without an id column set "
+                             "customers.id_from_row: true")
+        if table is not None and table.id_from_row and kind != "customers":
+            raise ValueError(f"data {name!r}: id_from_row is an option of the customers table only")
+    customers = tables.get("customers")
+    if customers is not None and customers.id_from_row:
+        if "customer_id" in customers.columns:
+            raise ValueError(f"data {name!r}: customers map customer_id to {customers.columns['customer_id']!r} and "
+                             "set id_from_row: true; choose one")
+        joined = [kind for kind in ("events", "feedback") if tables.get(kind) is not None]
+        if joined:
+            raise ValueError(f"data {name!r}: customers.id_from_row: true numbers the customers by row, so "
+                             f"{' and '.join(joined)} rows cannot name their customer; set those tables to null "
+                             "or map a real customer id")

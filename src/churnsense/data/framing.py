@@ -7,7 +7,10 @@ split's cutoff (train cutoff + H <= val cutoff, val cutoff + H <= test cutoff).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+import logging
 
 import numpy as np
 import pandas as pd
@@ -19,6 +22,7 @@ SENTIMENT_SCORE = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
 HISTORY_COLUMNS = ["customer_id", "cutoff", "ts", "event_type", "value"]
 LABEL_COLUMNS = ["label", "ttc_days", "followup_days"]
 DAY = pd.Timedelta(days=1)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,24 +49,28 @@ def static_categorical(spec: DataSpec) -> list[str]:
     return list(spec.customers.categorical) if spec.customers else []
 
 
-def end_of_observation(tables: Tables) -> pd.Timestamp:
-    """End of observation: customers.observed_until if known, else the day after the last event/feedback."""
+def end_of_observation(tables: Tables, spec: DataSpec | None = None) -> pd.Timestamp:
+    """End of observation: customers.observed_until if known, else the day after the history's end
+    (`history_end`: an outlier tail after a long gap does not count), else today."""
     if tables.customers is not None and "observed_until" in tables.customers:
         seen = tables.customers["observed_until"].max()
         if pd.notna(seen):
             return seen
-    latest = latest_timestamp(tables)
-    return latest.normalize() + DAY if latest is not None else pd.Timestamp.today().normalize()
+    framing = spec.framing if spec is not None else FramingSpec()
+    end = history_end(history_days(tables.events, tables.feedback), framing)
+    if end.outliers:
+        log.warning("history: %s", end.describe())
+    return end.last_day + DAY if end.last_day is not None else pd.Timestamp.today().normalize()
 
 
 def split_cutoffs(tables: Tables, spec: DataSpec) -> dict[str, list[pd.Timestamp]]:
     """Cutoffs per split, explicit from config or derived backwards from the data's last date."""
     f = spec.framing
     if f.label_mode == "label":
-        ref = pd.Timestamp(f.reference_date) if f.reference_date else end_of_observation(tables)
+        ref = pd.Timestamp(f.reference_date) if f.reference_date else end_of_observation(tables, spec)
         return {"train": [ref], "val": [ref], "test": [ref]}
     h = pd.Timedelta(days=f.horizon_days)
-    test = pd.Timestamp(f.test_cutoff) if f.test_cutoff else end_of_observation(tables) - h
+    test = pd.Timestamp(f.test_cutoff) if f.test_cutoff else end_of_observation(tables, spec) - h
     val = pd.Timestamp(f.val_cutoff) if f.val_cutoff else test - h
     step = pd.Timedelta(days=f.cutoff_step_days or f.horizon_days)
     train = [pd.Timestamp(c) for c in f.train_cutoffs] or [val - h - k * step for k in range(f.n_train_cutoffs)]
@@ -101,30 +109,140 @@ def make_splits(tables: Tables, spec: DataSpec) -> dict[str, Snapshot]:
     return out
 
 
-def latest_timestamp(tables: Tables) -> pd.Timestamp | None:
-    """The latest event / feedback timestamp of the tables (None without any)."""
-    dates = [t["ts"].max() for t in (tables.events, tables.feedback) if t is not None and len(t)]
-    dates = [d for d in dates if pd.notna(d)]
-    return max(dates) if dates else None
+def check_framing(spec: DataSpec, tables: Tables) -> None:
+    """The label mode must fit the loaded columns; otherwise one ValueError saying exactly what to set."""
+    f = spec.framing
+    customers = tables.customers if spec.customers is not None else None
+    has = (lambda column: customers is not None and column in customers)  # noqa: E731
+    where = "data.framing.label_mode"
+    if f.label_mode == "churn_date" and not has("churn_date"):
+        problem = f"{where} is 'churn_date', but the customers table has no churn date column"
+        if spec.customers is None:
+            fix = ("events-only data has no churn dates: set data.framing.label_mode: inactivity (churn = no "
+                   "event within horizon_days after the cutoff)")
+        elif has("label"):
+            fix = (f"it has a static label ({spec.customers.source('label')!r}): set {where}: label and "
+                   "data.framing.reference_date: <the date the labels describe, YYYY-MM-DD>")
+        else:
+            fix = ("map it as data.customers.columns.churn_date: <column> (empty = not churned), or map a static "
+                   f"0/1 label as data.customers.columns.label: <column> with {where}: label")
+        raise ValueError(f"{problem}; {fix}")
+    if f.label_mode == "label" and not has("label"):
+        fix = "map it as data.customers.columns.label: <column> (data.customers.positive_labels: its churn values)"
+        if has("churn_date"):
+            fix += f", or set {where}: churn_date (the table has churn dates)"
+        raise ValueError(f"{where} is 'label', but the customers table has no label column; {fix}")
+    if f.label_mode == "inactivity" and tables.events is None:
+        raise ValueError(f"{where} is 'inactivity' (churn = no event within the horizon), but the data set has no "
+                         "events table: configure data.events, or use label_mode: churn_date / label")
+
+
+def _label_hint(spec: DataSpec) -> str:
+    f = spec.framing
+    if f.label_mode == "label" and spec.customers is not None:
+        return (f"check data.customers.positive_labels ({list(spec.customers.positive_labels)}) against the values "
+                f"of column {spec.customers.source('label')!r}")
+    if f.label_mode == "churn_date":
+        return (f"check the churn dates (column {spec.customers.source('churn_date')!r}) and horizon_days "
+                f"({f.horizon_days}): a churner is a customer whose churn date falls within the horizon after a "
+                "cutoff") if spec.customers is not None else "check the churn dates"
+    return f"check horizon_days ({f.horizon_days}) and the cutoffs against the events' dates"
+
+
+def check_splits(snapshots: Mapping[str, Snapshot], spec: DataSpec) -> None:
+    """Training needs two classes, and every split at least `framing.min_split_rows` rows with
+    `framing.min_split_per_class` churners and non-churners; otherwise one ValueError before anything is trained
+    or published (a metric over one class or a handful of rows means nothing)."""
+    f = spec.framing
+    counts = {}
+    for name, snap in snapshots.items():
+        labels = snap.static["label"].to_numpy(dtype=float) if "label" in snap.static else np.zeros(0)
+        churners = int(np.sum(labels == 1))
+        counts[name] = (len(labels), churners, len(labels) - churners)
+    rows = sum(c[0] for c in counts.values())
+    churners = sum(c[1] for c in counts.values())
+    if rows and churners in (0, rows):
+        kind = "churners" if churners else "non-churners"
+        raise ValueError(f"training data: all {rows:,} labelled rows are {kind} (one class: nothing to learn); "
+                         f"{_label_hint(spec)}")
+    for name, (n, pos, neg) in counts.items():
+        if n < f.min_split_rows or pos < f.min_split_per_class or neg < f.min_split_per_class:
+            shown = ", ".join(f"{k} {v[0]:,} ({v[1]:,} churners)" for k, v in counts.items())
+            raise ValueError(
+                f"training data: the {name} split has {n:,} rows ({pos:,} churners, {neg:,} non-churners); every "
+                f"split needs at least {f.min_split_rows} rows and {f.min_split_per_class} of each class "
+                f"(splits: {shown}): give more customers, change data.framing.val_fraction / test_fraction or "
+                "the cutoffs, or lower data.framing.min_split_rows / min_split_per_class")
+
+
+def history_days(*frames: pd.DataFrame | None) -> pd.Series:
+    """Rows per day (normalised `ts`, sorted) over the history frames given (events, feedback); empty without."""
+    parts = [f["ts"].dropna().dt.normalize().value_counts() for f in frames if f is not None and len(f)]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.Series(dtype="int64", index=pd.DatetimeIndex([]))
+    return pd.concat(parts).groupby(level=0).sum().sort_index().astype("int64")
+
+
+@dataclass(frozen=True)
+class HistoryEnd:
+    """The last day of the history and the outlier tail left out of it (`history_end`)."""
+
+    last_day: pd.Timestamp | None
+    outliers: int = 0
+    outlier_days: tuple[pd.Timestamp, pd.Timestamp] | None = None
+    gap_days: int = 0
+
+    def describe(self) -> str:
+        """One line on the outliers (empty without)."""
+        if not self.outliers or self.outlier_days is None:
+            return ""
+        first, last = (d.date() for d in self.outlier_days)
+        span = f"{first}" if first == last else f"{first} .. {last}"
+        return (f"{self.outliers:,} row(s) dated {span}, {self.gap_days} days after the rest of the history (which "
+                f"ends {self.last_day.date()}), are taken as mistyped dates: not used, and the default scoring date "
+                "stays after the history's end; set cutoff= to choose another")
+
+
+def history_end(days: pd.Series, framing: FramingSpec) -> HistoryEnd:
+    """The history's last day, read from rows per day (`history_days`): the latest day, unless the latest rows come
+    after a gap of more than `framing.max_history_gap_days` days without any row and hold at most
+    `framing.max_outlier_share` of all rows; then they are an outlier tail (a mistyped year, a clock error) and the
+    history ends before the gap (the earliest such gap, so the whole tail is left out)."""
+    if days is None or days.empty:
+        return HistoryEnd(None)
+    days = days.groupby(level=0).sum().sort_index()
+    when = pd.DatetimeIndex(days.index)
+    counts = days.to_numpy(dtype=np.int64)
+    tail = np.cumsum(counts[::-1])[::-1]  # rows on or after each day
+    gaps = np.diff(when.asi8) / DAY.value if len(when) > 1 else np.zeros(0)
+    split = (gaps > framing.max_history_gap_days) & (tail[1:] <= framing.max_outlier_share * tail[0])
+    if not split.any():
+        return HistoryEnd(when[-1])
+    i = int(np.flatnonzero(split)[0])
+    return HistoryEnd(when[i], int(tail[i + 1]), (when[i + 1], when[-1]), int(gaps[i]))
 
 
 def scoring_cutoff(framing: FramingSpec, explicit: str | pd.Timestamp | None = None,
-                   latest: pd.Timestamp | None = None) -> pd.Timestamp:
+                   days: pd.Series | None = None) -> pd.Timestamp:
     """The one rule for the scoring date: an explicit cutoff; else a static-label release's reference date; else
-    the day after the latest timestamp of the inputs (so the latest events count); else today."""
+    the day after the history's end (`history_end` of the inputs' rows per day: the latest events count, an outlier
+    tail dated long after the rest does not); else today. History timestamps after the run date never count
+    (validation rejects them)."""
     if explicit is not None and str(explicit):
         return pd.Timestamp(explicit)
     if framing.label_mode == "label" and framing.reference_date:
         return pd.Timestamp(framing.reference_date)
-    if latest is not None and pd.notna(latest):
-        return pd.Timestamp(latest).normalize() + DAY
+    end = history_end(days, framing) if days is not None else HistoryEnd(None)
+    if end.last_day is not None:
+        return end.last_day + DAY
     return pd.Timestamp.today().normalize()
 
 
 def make_scoring_snapshot(tables: Tables, spec: DataSpec, cutoff: pd.Timestamp | None = None) -> Snapshot:
     """Serving: one row per customer of `tables.customers` (derived from events if absent), no labels; the
     cutoff by `scoring_cutoff` when not given."""
-    cutoff = scoring_cutoff(spec.framing, cutoff, latest_timestamp(tables))
+    cutoff = scoring_cutoff(spec.framing, cutoff, history_days(tables.events, tables.feedback))
     return make_snapshot(tables, spec, [cutoff], with_labels=False)
 
 

@@ -23,12 +23,15 @@ class Tables:
 
 
 def read_validated(table: TableSpec, kind: Kind) -> pd.DataFrame:
-    """Read every file of a table and check its values (rows numbered per file), then concatenate."""
-    parts = []
+    """Read every file of a table and check its values (rows numbered per file; `id_from_row` ids count on over
+    the files in order), then concatenate."""
+    parts, offset = [], 0
     for path in table.paths:
-        canon, issues = check_frame(read_table(path, read_options=table.read_options), table, kind, path)
+        raw = read_table(path, read_options=table.read_options)
+        canon, issues = check_frame(raw, table, kind, path, first_row=offset + 1)
         raise_issues(issues, path)
         parts.append(canon)
+        offset += len(raw)
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 

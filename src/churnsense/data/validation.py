@@ -1,8 +1,11 @@
 """The one validator of the data contract, with two modes: raise (training) and reject (scoring).
 
-Per value: map source columns to canonical ones, coerce types, check with pandera (`check_frame`). Per table: the
-contract's rules over rows — duplicate customer ids, events/feedback of unknown customers, customers not active at
-the scoring date (`duplicate_ids`, `unknown_ids`, `inactive_customers`). Training (`load_tables`) turns any problem
+Per value: map source columns to canonical ones, coerce types, check with pandera (`check_frame`). A value is bad
+when it does not parse, is missing where required, holds bytes that were not valid UTF-8 (ids, categories, texts),
+is a number that is not finite or beyond the table's `max_abs_value`, or is a history timestamp in the future; a
+malformed CSV record is bad as a whole. Per table: the contract's rules over rows — duplicate customer ids,
+events/feedback of unknown customers, customers not active at the scoring date, history dated on or after it
+(`duplicate_ids`, `unknown_ids`, `inactive_customers`, `dated_from`). Training (`load_tables`) turns any problem
 into one `DataValidationError` naming file, column, rows and reason (`raise_issues`, `raise_rule`); scoring keeps
 the good rows and returns the bad ones as rejects with a reason each (`split_valid_rows`, `validate_chunk`,
 `reject_rule`).
@@ -17,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from churnsense.core.io import MALFORMED
 from churnsense.core.partition import ROW
 from churnsense.core.rejects import REJECT_COLUMNS
 from churnsense.data.contract import BOOLEAN_COLUMNS, DATE_COLUMNS, OPTIONAL, REQUIRED, SENTIMENTS, TableSpec
@@ -24,6 +28,11 @@ from churnsense.data.contract import BOOLEAN_COLUMNS, DATE_COLUMNS, OPTIONAL, RE
 Kind = Literal["customers", "events", "feedback", "offers"]
 NEGATIVE_LABELS = ("0", "no", "false", "stay", "stayed", "active")
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "y", "t", "treatment"), ("0", "false", "no", "n", "f", "control")
+DAY = pd.Timedelta(days=1)
+REPLACEMENT = "\ufffd"
+FUTURE_SLACK = 2 * DAY  # a timestamp is "in the future" from the day after tomorrow (UTC) on
+UNDECODABLE = ("undecodable text (bytes that are not valid UTF-8; for another encoding set the table's "
+               "read_options: {encoding: ...})")
 
 
 class DataValidationError(ValueError):
@@ -48,14 +57,14 @@ def _to_datetime(s: pd.Series, fmt: str | None) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         out = s.dt.tz_convert(None) if getattr(s.dt, "tz", None) is not None else s
     else:
+        # utc=True: a value with an offset is converted to UTC, a naive one is kept as written; both end naive
         raw = _blank_to_na(s.astype("string") if fmt else s)
-        out = pd.to_datetime(raw, errors="coerce", format=fmt)
+        out = pd.to_datetime(raw, errors="coerce", format=fmt, utc=True).dt.tz_convert(None)
         retry = out.isna() & raw.notna()
         if fmt is None and retry.any():  # inferred from the first value: parse the others one by one
             out = out.astype("datetime64[ns]")
-            out[retry] = pd.to_datetime(raw[retry], errors="coerce", format="mixed").astype("datetime64[ns]")
-        if getattr(out.dt, "tz", None) is not None:
-            out = out.dt.tz_convert(None)
+            out[retry] = (pd.to_datetime(raw[retry], errors="coerce", format="mixed", utc=True)
+                          .dt.tz_convert(None).astype("datetime64[ns]"))
     return out.astype("datetime64[ns]")
 
 
@@ -71,25 +80,34 @@ def canonical_columns(table: TableSpec, kind: Kind, present: Iterable[str],
     Optional columns are required when mapped in the config, unless `optional_if_present` (serving: a scoring
     file need not carry churn_date / observed_until / label / sentiment)."""
     present = set(present)
-    wanted = [c for c in REQUIRED[kind] if c not in table.constants]
+    from_row = {"customer_id"} if table.id_from_row and kind == "customers" else set()
+    wanted = [c for c in REQUIRED[kind] if c not in table.constants and c not in from_row]
     wanted += [c for c in OPTIONAL[kind] if table.source(c) in present
                or (c in table.columns and not optional_if_present)]
     wanted += [c for c in table.attributes if c not in wanted]
     return {c: table.source(c) for c in wanted if c not in table.constants}
 
 
-def _coerce(df: pd.DataFrame, table: TableSpec, kind: Kind,
-            optional_if_present: bool = False) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
-    """Rename to canonical names and coerce types; values that fail to parse become issues."""
+def _coerce(df: pd.DataFrame, table: TableSpec, kind: Kind, optional_if_present: bool = False,
+            first_row: int = 1) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Rename to canonical names and coerce types; values that fail a value rule become issues. `first_row`: the
+    data row number of the first row (customer ids of an `id_from_row` table are row numbers)."""
     mapping = canonical_columns(table, kind, df.columns, optional_if_present)
     out = pd.DataFrame(index=pd.RangeIndex(len(df)))
     issues: list[pd.DataFrame] = []
+    if MALFORMED in df:
+        bad = df[MALFORMED].reset_index(drop=True)
+        for reason, rows in bad[bad.notna()].groupby(bad[bad.notna()], sort=False):
+            issues.append(_issue(rows.index, "", str(reason)))
+    if table.id_from_row and kind == "customers":
+        out["customer_id"] = (np.arange(len(df), dtype=np.int64) + first_row).astype(str).astype(object)
     for canon, src in mapping.items():
         raw = df[src].reset_index(drop=True)
-        col, bad = _coerce_one(canon, raw, table, kind)
+        col, problems = _coerce_one(canon, raw, table, kind)
         out[canon] = col
-        if bad is not None and bad.any():
-            issues.append(_issue(np.flatnonzero(bad), src, bad.attrs.get("reason", "bad value")))
+        for bad, reason in problems:
+            if bad.any():
+                issues.append(_issue(np.flatnonzero(bad.to_numpy()), src, reason))
     for canon, value in table.constants.items():
         out[canon] = value
     if "event_type" in out:
@@ -97,47 +115,64 @@ def _coerce(df: pd.DataFrame, table: TableSpec, kind: Kind,
     return out, issues
 
 
-def _coerce_one(canon: str, raw: pd.Series, table: TableSpec, kind: Kind) -> tuple[pd.Series, pd.Series | None]:
+def undecodable(values: pd.Series) -> pd.Series:
+    """Text values holding U+FFFD: bytes that were not valid in the file's encoding (the readers put it there)."""
+    text = values.astype("string")
+    return text.str.contains(REPLACEMENT, regex=False).fillna(False).astype(bool)
+
+
+def latest_allowed_timestamp() -> pd.Timestamp:
+    """History cannot be dated after the run: the end of tomorrow (UTC; one day of slack for time zones)."""
+    return pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() + FUTURE_SLACK
+
+
+def _coerce_one(canon: str, raw: pd.Series, table: TableSpec,
+                kind: Kind) -> tuple[pd.Series, list[tuple[pd.Series, str]]]:
+    """(canonical column, [(rows breaking a rule, reason), ...]) of one source column."""
     present = _blank_to_na(raw).notna()
     if canon == "customer_id":
         col = _blank_to_na(raw.astype("string")).astype(object)
-        return col.where(present, None), None
+        return col.where(present, None), [(present & undecodable(raw), UNDECODABLE)]
     if canon in DATE_COLUMNS:
         col = _to_datetime(raw, table.timestamp_format)
-        bad = present & col.isna()
-        bad.attrs["reason"] = "unparseable timestamp" + (f" (format {table.timestamp_format})"
-                                                         if table.timestamp_format else "")
-        return col, bad
+        problems = [(present & col.isna(), "unparseable timestamp" + (f" (format {table.timestamp_format})"
+                                                                     if table.timestamp_format else ""))]
+        if canon == "ts":  # history is what happened before the run
+            limit = latest_allowed_timestamp()
+            problems.append((col.notna() & (col >= limit).fillna(False),
+                             f"timestamp in the future (after {(limit - DAY).date()})"))
+        return col, problems
     if canon in table.numeric or canon == "value":
         col = pd.to_numeric(_blank_to_na(raw), errors="coerce").astype("float64")
-        bad = present & col.isna()
-        bad.attrs["reason"] = "not a number"
-        return col, bad
+        finite = np.isfinite(col.to_numpy())
+        too_big = pd.Series(finite & (np.abs(np.where(finite, col.to_numpy(), 0.0)) > table.max_abs_value),
+                            index=col.index)
+        problems = [(present & col.isna(), "not a number"),
+                    (present & col.notna() & ~pd.Series(finite, index=col.index), "not a finite number"),
+                    (too_big, f"implausible magnitude (beyond +-{table.max_abs_value:g}: the table's max_abs_value)")]
+        return col.where(pd.Series(finite, index=col.index) & ~too_big), problems
     if canon == "label":
         key = _blank_to_na(raw.astype("string")).str.lower()
         pos = {str(v).lower() for v in table.positive_labels}
         col = pd.Series(np.where(key.isin(pos).fillna(False), 1.0, 0.0), index=raw.index)
         bad = present & ~key.isin(pos | set(NEGATIVE_LABELS)).fillna(False)
-        bad.attrs["reason"] = f"label must be one of {sorted(pos | set(NEGATIVE_LABELS))}"
-        return col, bad
+        return col, [(bad, f"label must be one of {sorted(pos | set(NEGATIVE_LABELS))}")]
     if kind == "offers" and canon in BOOLEAN_COLUMNS:
         key = _blank_to_na(raw.astype("string")).str.lower().str.replace(r"\.0$", "", regex=True)
         col = key.map(lambda v: True if v in TRUE_WORDS else False if v in FALSE_WORDS else None, na_action="ignore")
         bad = present & col.isna()
-        bad.attrs["reason"] = f"{canon} must be true or false ({'/'.join(TRUE_WORDS[:3])} or {'/'.join(FALSE_WORDS[:3])})"
-        return col.astype(object).where(present & ~bad, None), bad
+        reason = f"{canon} must be true or false ({'/'.join(TRUE_WORDS[:3])} or {'/'.join(FALSE_WORDS[:3])})"
+        return col.astype(object).where(present & ~bad, None), [(bad, reason)]
     if kind == "offers" and canon == "propensity":
         col = pd.to_numeric(_blank_to_na(raw), errors="coerce").astype("float64")
         bad = present & ~((col > 0) & (col <= 1)).fillna(False)
-        bad.attrs["reason"] = "propensity must be a probability in (0, 1]"
-        return col.where(~bad), bad
+        return col.where(~bad), [(bad, "propensity must be a probability in (0, 1]")]
     if canon == "sentiment":
         key = _blank_to_na(raw.astype("string")).str.lower()
         bad = present & ~key.isin(SENTIMENTS).fillna(False)
-        bad.attrs["reason"] = f"sentiment must be one of {list(SENTIMENTS)}"
-        return key.astype(object).where(present & ~bad, None), bad
+        return key.astype(object).where(present & ~bad, None), [(bad, f"sentiment must be one of {list(SENTIMENTS)}")]
     col = _blank_to_na(raw.astype("string")).astype(object)  # categorical attributes and free text
-    return col.where(present, None), None
+    return col.where(present, None), [(present & undecodable(raw), UNDECODABLE)]
 
 
 def _schema(kind: Kind) -> pa.DataFrameSchema:
@@ -165,19 +200,40 @@ def _schema_issues(canon: pd.DataFrame, table: TableSpec, kind: Kind) -> list:
 
 
 def check_frame(df: pd.DataFrame, table: TableSpec, kind: Kind, source: str,
-                optional_if_present: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+                optional_if_present: bool = False, first_row: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Canonical frame + per-value issues [pos (0-based), column (source name), reason]. Missing columns raise at
-    once."""
+    once (`optional_if_present`: the scoring side, whose columns are fixed by the release). `first_row`: the data
+    row number of the frame's first row."""
     needed = canonical_columns(table, kind, df.columns, optional_if_present)
     missing = [src for src in needed.values() if src not in df.columns]
     if missing:
-        raise DataValidationError(source, missing[0], [],
-                                  f"missing column(s) {missing} (have {list(df.columns)[:30]}); "
-                                  f"map them in the data config `{kind}.columns`")
-    canon, issues = _coerce(df, table, kind, optional_if_present)
+        raise DataValidationError(source, missing[0], [], missing_columns_reason(
+            missing, [c for c in df.columns if c != MALFORMED], table, kind, scoring=optional_if_present))
+    canon, issues = _coerce(df, table, kind, optional_if_present, first_row)
     issues += _schema_issues(canon, table, kind)
     issues_df = pd.concat(issues, ignore_index=True) if issues else _issue([], "", "")
     return canon, issues_df.drop_duplicates(["pos", "column"]).reset_index(drop=True)
+
+
+def missing_columns_reason(missing: list[str], have: list[str], table: TableSpec, kind: Kind,
+                           scoring: bool) -> str:
+    """What to do about missing columns: training maps them in the data config; a scoring file must carry the
+    columns the release was trained with (its mapping is part of the release)."""
+    text = f"missing column(s) {missing} (have {have[:30]})"
+    id_missing = table.source("customer_id") in missing and kind == "customers"
+    if not scoring:
+        hint = f"map them in the data config `{kind}.columns`"
+        if id_missing:
+            hint += " (a customers table without an id column: set `customers.id_from_row: true`)"
+        return f"{text}; {hint}"
+    mapping = {c: table.source(c) for c in REQUIRED[kind] if table.source(c) in missing}
+    mapping.update({c: c for c in table.attributes if c in missing})
+    hint = ("the release reads these columns under the names it was trained with "
+            f"({', '.join(f'{k} <- {v!r}' for k, v in mapping.items()) or missing}); rename the file's columns to "
+            "match")
+    if id_missing:
+        hint += " (a table without an id column needs a release trained with `customers.id_from_row: true`)"
+    return f"{text}; {hint}"
 
 
 def raise_issues(issues: pd.DataFrame, source: str, first_row: int = 1) -> None:
@@ -199,14 +255,14 @@ def split_valid_rows(df: pd.DataFrame, table: TableSpec, kind: Kind, source: str
     Bad rows never raise; a missing column (nothing can be scored) does. Optional columns (churn_date,
     observed_until, label, sentiment, …) may be absent.
     """
-    canon, issues = check_frame(df, table, kind, source, optional_if_present=True)
+    canon, issues = check_frame(df, table, kind, source, optional_if_present=True, first_row=first_row)
     if issues.empty:
         return canon, pd.DataFrame(columns=REJECT_COLUMNS)
     issues = issues.drop_duplicates("pos").sort_values("pos")
     pos = issues["pos"].to_numpy()
     ids = canon["customer_id"].to_numpy()[pos] if len(canon) else np.array([], dtype=object)
     rejects = pd.DataFrame({"source": source, "row": pos + first_row, "customer_id": ids,
-                            "column": issues["column"].to_numpy(), "reason": issues["reason"].to_numpy()})
+                            "column": issues["column"].to_numpy(), "reason": issues["reason"].to_numpy(), "rows": 1})
     keep = np.ones(len(canon), dtype=bool)
     keep[pos] = False
     return canon[keep].reset_index(drop=True), rejects.reset_index(drop=True)
@@ -265,8 +321,16 @@ def reject_rule(frame: pd.DataFrame, mask: np.ndarray, reason: np.ndarray, sourc
     rejects = pd.DataFrame({"source": source, "row": frame.loc[mask, ROW].to_numpy(np.int64),
                             "customer_id": frame.loc[mask, "customer_id"].astype("string").to_numpy(),
                             "column": column[mask] if isinstance(column, np.ndarray) else column,
-                            "reason": reason[mask]}, columns=REJECT_COLUMNS)
+                            "reason": reason[mask], "rows": 1}, columns=REJECT_COLUMNS)
     return frame[~mask], rejects
+
+
+def dated_from(ts: pd.Series, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+    """History rows dated on or after the scoring date: not history at that date (events and feedback)."""
+    mask = (ts >= cutoff).fillna(False).to_numpy(dtype=bool)
+    reason = np.full(len(ts), f"dated on or after the scoring date {pd.Timestamp(cutoff).date()} (not history "
+                              "at that date)", dtype=object)
+    return mask, reason
 
 
 # ---------------------------------------------------------------- scoring inputs
@@ -291,7 +355,8 @@ def validate_chunk(raw: pd.DataFrame, table: TableSpec, kind: Kind, source: str,
     """Reject mode over consecutive rows starting at data row `first_row`: (canonical valid rows with their row
     number in column `_row`, rejects in `REJECT_COLUMNS`)."""
     table = scoring_table(table)
-    raw = raw[read_columns(table, kind, list(raw.columns)) or list(raw.columns)]
+    columns = read_columns(table, kind, list(raw.columns)) or [c for c in raw.columns if c != MALFORMED]
+    raw = raw[columns + ([MALFORMED] if MALFORMED in raw else [])]
     valid, rejects = split_valid_rows(raw, table, kind, source, first_row)
     rows = np.arange(first_row, first_row + len(raw), dtype=np.int64)
     valid[ROW] = rows[~np.isin(rows, rejects["row"].to_numpy(dtype=np.int64))]

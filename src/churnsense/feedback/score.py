@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from churnsense.core.io import MALFORMED
 from churnsense.core.rejects import make_rejects
 from churnsense.core.runtime import output_names
 from churnsense.feedback.release import FeedbackRelease
@@ -58,6 +59,9 @@ def score_feedback_batch(df: pd.DataFrame, release: FeedbackRelease, text_column
     if text_column not in df.columns:
         raise ValueError(f"text column {text_column!r} not in input columns {list(df.columns)}; set text_column=")
     texts, reasons = text_problems(df[text_column])
+    if MALFORMED in df:  # a malformed CSV record: its own reason, and the column never reaches the output
+        reasons = df[MALFORMED].where(df[MALFORMED].notna(), reasons).astype(object)
+        df = df.drop(columns=[MALFORMED])
     bad = reasons.notna().to_numpy()
     keys = df["customer_id"].astype("string")[bad].tolist() if "customer_id" in df else [None] * int(bad.sum())
     rows = (np.flatnonzero(bad) + first_row).tolist()

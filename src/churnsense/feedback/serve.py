@@ -1,7 +1,8 @@
 """`python serve.py task=feedback input=FILE output=FILE [text_column=text]`: batch scoring of feedback texts.
 
-Reads CSV/Parquet in chunks (churnsense.core.io), scores with the release's ONNX model, writes the scored rows
-and a rejects file atomically, prints rows in = scored + rejected, truncated texts and throughput.
+Reads CSV/Parquet in chunks (churnsense.core.io), scores with the release's ONNX model, publishes the scored rows
+and the rejects file together (both or neither; never over the input), prints rows in = scored + rejected,
+truncated texts and throughput.
 """
 from __future__ import annotations
 
@@ -24,11 +25,15 @@ def serve_feedback(cfg: DictConfig) -> RunSummary:
                            tracking_uri=cfg.tracking_uri)
     output = Path(cfg.output)
     rejects_path = Path(cfg.rejects) if cfg.rejects else rejects_path_for(output)
+    io.check_outputs_apart({"output": output, "rejects": rejects_path}, {"input": cfg.input})
+    columns = io.table_columns(cfg.input)
+    if cfg.text_column not in columns:
+        raise ValueError(f"{cfg.input}: no text column {cfg.text_column!r} (have {columns[:30]}); set text_column=")
     summary, truncated = RunSummary(task="feedback"), 0
     bar = progress(io.count_rows(cfg.input), "feedback", bool(cfg.progress))
-    source = Path(cfg.input).name
+    source = str(cfg.input)
     monitor = open_monitor(release.path, cfg.drift, cfg.tracking_uri)  # drift of this run vs the release's reference
-    with io.AtomicTableWriter(output) as writer, RejectsWriter(rejects_path) as rejects_writer:
+    with io.publish_together(io.AtomicTableWriter(output), RejectsWriter(rejects_path)) as (writer, rejects_writer):
         for first_row, chunk in io.iter_chunks(cfg.input, int(cfg.chunk_size)):
             scored, rejects = score_feedback_batch(chunk, release, cfg.text_column, first_row=first_row,
                                                    source=source)

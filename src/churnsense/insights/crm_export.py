@@ -19,7 +19,6 @@ import functools
 import json
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from churnsense.insights.decisions import allocate
+from churnsense.core.scratch import make_temp_dir, publish_mode
 
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 VERSION = 1
@@ -97,7 +97,7 @@ class CrmExport:
             raise ValueError(f"crm export formats {list(formats)!r}: expected some of {list(FORMATS)}")
         self.split_by = list(split_by)
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
+        self._tmp = make_temp_dir(self.target.parent, f".{self.target.name}.tmp-")  # cleans those of killed runs
         self._calls: list[pd.DataFrame] = []
         self._rows = {SEGMENTS: 0}
         self.calls: pd.DataFrame | None = None  # the published call list
@@ -164,6 +164,7 @@ class CrmExport:
                     "split_by": self.split_by, "cutoff": str(cutoff.iloc[0]) if len(cutoff) else None,
                     "held_back": int(len(self.held)) if self.held is not None else 0, "limits": self.limits}
         (self._tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        publish_mode(self._tmp)
         old = None
         if self.target.exists():
             old = self.target.with_name(f".{self.target.name}.old-{self._tmp.name[-8:]}")

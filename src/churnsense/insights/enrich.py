@@ -14,7 +14,7 @@ warning.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from churnsense.insights.attribution import (INPUT_KEYS, BatchLayout, attribute_
                                              groups_from_config, logit_from_probability)
 from churnsense.insights.reason_texts import typical_facts
 from churnsense.insights.reasons import customer_facts, reasons_frame
+from churnsense.insights.risk_direction import cached_directions, static_group_eligibility
 from churnsense.insights.scripts import call_scripts
 from churnsense.insights.segments import assign_segments
 from churnsense.insights.state import InsightsState
@@ -84,11 +85,14 @@ def at_risk_threshold(state: InsightsState, p: np.ndarray, cfg: Mapping[str, Any
 def explain(batch: dict[str, np.ndarray], ids: np.ndarray, rows: np.ndarray, prob_fn, layout: BatchLayout,
             facts: pd.DataFrame, rcfg: Mapping[str, Any], seed: int = 0,
             background: Mapping[str, np.ndarray] | None = None, language_of: Mapping | None = None,
-            typical: Mapping[str, float] | None = None, texts_dir: str | None = None) -> pd.DataFrame:
+            typical: Mapping[str, float] | None = None, texts_dir: str | None = None,
+            cat_cardinalities: Sequence[int] = ()) -> pd.DataFrame:
     """Reasons for the batch rows `rows`, explained `reasons.max_rows` at a time. Reference population:
     `background` (the release's sample of training customers); None: the whole batch (older releases). Each
     customer's reference draws and permutations are seeded by `seed` and its id. `language_of`: customer id ->
-    the language of `top_reasons_local`; `typical`: `reason_texts.typical_facts` of the release."""
+    the language of `top_reasons_local`; `typical`: `reason_texts.typical_facts` of the release. Static
+    attributes are reasons only on their risk-raising side (`risk_direction`; `cat_cardinalities` of the
+    pipeline)."""
     index = build_group_index(layout, groups_from_config(rcfg.get("groups") or {}),
                               auto=bool(rcfg.get("auto_groups", True)))
     ref = dict(background) if background else {k: v for k, v in batch.items() if k in INPUT_KEYS}
@@ -102,10 +106,14 @@ def explain(batch: dict[str, np.ndarray], ids: np.ndarray, rows: np.ndarray, pro
                                       n_samples=int(rcfg.get("n_samples", 6)),
                                       n_background=int(rcfg.get("n_background", 3)), seed=seed, keys=ids[chunk]))
     attr = np.concatenate(parts)
+    directions = cached_directions(prob_fn, ref, cat_cardinalities, fixed=bool(background))
+    own = {k: v[rows] for k, v in batch.items() if k in ("cat", "num")}
+    eligible = static_group_eligibility(own, index.cat, index.num, index.event_type, len(index.names), directions,
+                                        float(rcfg.get("min_deviation", 0.5)), layout.num_names)
     return reasons_frame(list(ids[rows]), attr, index.names, facts, int(rcfg.get("top_k", 3)),
                          float(rcfg.get("min_logit", 0.0)), rcfg.get("not_reasons") or (),
                          float(rcfg.get("min_share", 0.0)), language_of, typical, str(rcfg.get("language", "en")),
-                         texts_dir)
+                         texts_dir, eligible)
 
 
 def service_languages(facts: pd.DataFrame, cfg: Mapping[str, Any]) -> pd.Series:
@@ -230,5 +238,5 @@ def enrich(scored: pd.DataFrame, customers: pd.DataFrame | None, events: pd.Data
         reasons = explain(batch, ids, rows, prob_fn, release.pipeline.batch_layout(), facts, rcfg,
                           int(cfg.get("seed", 0)), state.background or None,
                           service_languages(facts, cfg).to_dict(), typical,
-                          (cfg.get("scripts") or {}).get("texts_dir"))
+                          (cfg.get("scripts") or {}).get("texts_dir"), list(release.pipeline.cat_cardinalities))
     return add_insights(scored, facts, reasons, state, cfg, threshold, typical)

@@ -114,14 +114,19 @@ def customer_facts(customers: pd.DataFrame, events: pd.DataFrame | None, feedbac
 
 
 def rank_reasons(attributions: np.ndarray, groups: Sequence[str], top_k: int | None = 3, min_logit: float = 0.0,
-                 exclude: Sequence[str] = (), min_share: float = 0.0) -> list[list[str]]:
+                 exclude: Sequence[str] = (), min_share: float = 0.0,
+                 eligible: np.ndarray | None = None) -> list[list[str]]:
     """Per row, the groups that raise the risk, best first, at most `top_k` (None: all): a contribution above
     `min_logit` and at least `min_share` of the row's total positive attribution (over every group, shown or
-    not), so noise next to a strong driver is never a reason; groups in `exclude` (e.g. `other`) never are."""
+    not), so noise next to a strong driver is never a reason; groups in `exclude` (e.g. `other`) never are, nor
+    groups `eligible` [rows, groups] rules out for a row (static attributes whose value is typical or favourable
+    for the customer: `risk_direction.static_group_eligibility`)."""
     attributions = np.asarray(attributions, dtype=float)
     shown = np.array([g not in set(exclude) for g in groups], dtype=bool)
     total = np.clip(attributions, 0, None).sum(axis=1, keepdims=True)
     ok = shown & (attributions > min_logit) & (attributions >= min_share * total)
+    if eligible is not None:
+        ok &= np.asarray(eligible, dtype=bool)
     order = np.argsort(-np.where(ok, attributions, -np.inf), axis=1, kind="stable")
     order = order[:, :top_k] if top_k is not None else order
     return [[groups[j] for j in idx if row_ok[j]] for row_ok, idx in zip(ok, order)]
@@ -130,15 +135,16 @@ def rank_reasons(attributions: np.ndarray, groups: Sequence[str], top_k: int | N
 def reasons_frame(customer_ids: Sequence, attributions: np.ndarray, groups: Sequence[str], facts: pd.DataFrame,
                   top_k: int = 3, min_logit: float = 0.0, exclude: Sequence[str] = (), min_share: float = 0.0,
                   language_of: Mapping | None = None, typical: Mapping[str, float] | None = None,
-                  primary: str = "en", texts_dir: str | None = None) -> pd.DataFrame:
+                  primary: str = "en", texts_dir: str | None = None,
+                  eligible: np.ndarray | None = None) -> pd.DataFrame:
     """`customer_id`, `reason_codes` (";"-joined, best first), `top_reasons` (texts in the `primary` language,
     "; "-joined), `top_reasons_local` (the same reasons in the customer's language, `language_of[id]`),
     `reason_1..k` + `reason_1..k_text`, and `attr_<group>` (logit contributions).
 
-    Candidates are the risk-raising groups (`rank_reasons` with `min_logit`, `min_share`); the first `top_k` that
-    the language files word truthfully for the customer become its reasons (`reason_texts.reason_texts`, each fact
-    stated once). `typical`: constant facts added to every customer (`reason_texts.typical_facts`)."""
-    ranked = rank_reasons(attributions, groups, None, min_logit, exclude, min_share)
+    Candidates are the risk-raising groups (`rank_reasons` with `min_logit`, `min_share`, `eligible`); the first
+    `top_k` that the language files word truthfully for the customer become its reasons
+    (`reason_texts.reason_texts`, each fact stated once). `typical`: constant facts added to every customer (`reason_texts.typical_facts`)."""
+    ranked = rank_reasons(attributions, groups, None, min_logit, exclude, min_share, eligible)
     fact_rows = facts.reindex(pd.Index(customer_ids)).to_dict("index") if len(facts.columns) else {}
     first = load_language(primary, texts_dir)
     rows = []

@@ -7,7 +7,8 @@ rate. Value at risk_i = CLTV_i * p_i. Expected saved value of action a = uplift_
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,3 +43,20 @@ def cltv(revenue: pd.Series, retention: float, horizon_months: int = 24, discoun
 
 def value_at_risk(cltv_values: pd.Series, p_churn: pd.Series) -> pd.Series:
     return (cltv_values.astype(float) * p_churn.astype(float)).rename("value_at_risk")
+
+
+def revenue_notice(insights_cfg: Mapping[str, Any] | None, attributes: Sequence[str],
+                   event_types: Sequence[str]) -> str | None:
+    """None when customers have a monthly revenue (`value.revenue_column` is a customer attribute, or one of
+    `value.revenue_events` occurs in the data); else one line saying what follows and what to set."""
+    if not insights_cfg:
+        return None
+    vcfg = insights_cfg.get("value") or {}
+    column, events = vcfg.get("revenue_column"), list(vcfg.get("revenue_events") or ())
+    if (column and column in attributes) or any(t in set(event_types) for t in events):
+        return None
+    said = f"revenue_column {column!r} is not a customer attribute" if column else "no revenue_column is set"
+    said += f" and no revenue event ({', '.join(events)}) occurs" if events else ""
+    return (f"no revenue per customer ({said}): CLTV, value at risk and saved value count months of revenue "
+            "(1 per month), so actions costing more than that are not recommended; set `revenue_column: <numeric "
+            "attribute with the monthly revenue>` (or `revenue_events`) in the data config and retrain")
