@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from churnsense.churn.features import FeaturePipeline
 from churnsense.churn.finish import finish_run
-from churnsense.core.lightning import is_rank_zero, make_trainer, run_dir
+from churnsense.core.lightning import end_distributed, is_rank_zero, make_trainer, run_dir
 from churnsense.core.tracking import TrackedRun, git_commit, run_name
 from churnsense.data.contract import DataSpec
 from churnsense.data.framing import Snapshot, make_splits
@@ -101,7 +101,7 @@ def train_churn(cfg: DictConfig) -> dict[str, float]:
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     fit_seconds = time.perf_counter() - started
-    if not trainer.is_global_zero:
+    if not end_distributed(trainer):
         return {}
     checkpoint = callbacks.get("checkpoint")
     best = checkpoint.best_model_path if checkpoint is not None else ""

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from churnsense.core.drift import ProfileSettings
-from churnsense.core.lightning import is_rank_zero, make_trainer, run_dir
+from churnsense.core.lightning import end_distributed, is_rank_zero, make_trainer, run_dir
 from churnsense.core.release import staged_release, write_json, write_yaml
 from churnsense.core.tracking import TrackedRun, git_commit, package_versions, run_name
 from churnsense.feedback import data as fdata
@@ -139,7 +139,7 @@ def train_feedback(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(module, train_set.loader(int(cfg.model.batch_size), True, int(cfg.seed)),
                 dev_set.loader(int(cfg.model.eval_batch_size), False))
     trainer.validate(module, dev_set.loader(int(cfg.model.eval_batch_size), False), verbose=False)
-    if not trainer.is_global_zero:
+    if not end_distributed(trainer):
         return {}
     metrics = dict(module.last_metrics)
     release = Path(cfg.export.release_dir)
