@@ -251,29 +251,3 @@ def test_pyfunc_and_mlflow_uri(release_dir, tmp_path):
     release = ChurnRelease.load(f"runs:/{run.info.run_id}/release")
     mlflow.set_tracking_uri(None)
     assert release.input_names and (release.path / "pipeline.json").is_file()
-
-
-def test_rows_dropped_with_their_customer_are_counted_not_listed(release_dir, tmp_path):
-    from churnsense.churn.serve import serve_churn
-    from churnsense.core.rejects import CUSTOMER_REJECTED
-
-    paths = write_inputs(tmp_path)
-    runs = {}
-    for detail in (True, False):
-        output = tmp_path / f"detail-{detail}" / "scores.csv"
-        summary = serve_churn(serve_cfg(release_dir, paths, output, "partitions=2", f"rejects_detail={detail}"))
-        runs[detail] = (summary, io.read_table(output.with_name("scores.rejects.csv"), typed=True))
-    (full, every), (short, lines) = runs[True], runs[False]
-    assert (short.rows_in, short.scored, short.rejected, short.other_rejected) == \
-        (full.rows_in, full.scored, full.rejected, full.other_rejected)
-    events = str(paths["events"])
-    dropped = every[(every["source"] == events) & (every["reason"] == CUSTOMER_REJECTED)]
-    counted = lines[(lines["source"] == events) & (lines["reason"] == CUSTOMER_REJECTED)]
-    assert (every["rows"] == 1).all() and len(dropped) > dropped["customer_id"].nunique()  # several rows each
-    assert len(counted) == dropped["customer_id"].nunique() and counted["customer_id"].is_unique
-    assert int(counted["rows"].sum()) == len(dropped)
-    first = dropped.groupby("customer_id")["row"].min()
-    assert counted.set_index("customer_id")["row"].astype(int).equals(first.astype(int).reindex(counted["customer_id"]))
-    other = lambda f: f[f["reason"] != CUSTOMER_REJECTED].drop(columns="rows").astype(str)  # noqa: E731
-    assert len(other(lines)) == len(other(every))  # bad rows of their own stay listed one by one
-    assert lines.groupby("source")["rows"].sum().to_dict() == every.groupby("source").size().to_dict()

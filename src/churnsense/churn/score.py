@@ -18,7 +18,7 @@ from churnsense.data.framing import make_scoring_snapshot
 from churnsense.data.loading import Tables
 from churnsense.data.validation import (duplicate_ids, inactive_customers, reject_rule, unknown_ids,
                                         validate_chunk)
-from churnsense.core.rejects import REJECT_COLUMNS, collapse_dropped_with_customer, with_counts
+from churnsense.core.rejects import REJECT_COLUMNS
 from churnsense.core.partition import ROW
 from churnsense.feedback.score import score_feedback_batch
 from churnsense.churn.release import ChurnRelease
@@ -74,8 +74,7 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
                       sources: Mapping[str, str] | None = None, rejected_ids: set | None = None,
                       risk_bands: Mapping[str, float] | None = None, batch_size: int = 1024,
                       feedback_release=None, text_column: str = "text",
-                      insights: bool = False, monitor: Callable | None = None,
-                      rejects_detail: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      insights: bool = False, monitor: Callable | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score one batch of customers: (scored, rejects).
 
     scored: customer_id, churn_probability, risk_band, p_churn_<h>d per hazard horizon (if the model has them),
@@ -85,8 +84,6 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
     `cutoff` None: the release's rule (day after the latest timestamp in this batch); pass one for a whole file.
     `insights`: add reasons, segment, action, routing and value columns (`churnsense.insights.enrich`).
     `monitor`: called as `monitor(snapshot, scored)` on a non-empty batch (drift monitoring counts it).
-    `rejects_detail` False: the rows dropped only because their customer was rejected become one line per customer
-    and file with their count in `rows` (`core.rejects.collapse_dropped_with_customer`).
     """
     spec, sources = release.spec, {**{k: k for k in KINDS}, **(sources or {})}
     frames = dict(zip(KINDS, (_ensure_rows(customers), _ensure_rows(events), _ensure_rows(feedback))))
@@ -127,8 +124,8 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
         scored = enrich(scored, _canonical(customers), _canonical(events), _canonical(feedback), release, cutoff,
                         snapshot=snapshot, batch=features)
     rejects = [r for r in rejects if len(r)]
-    out_rejects = with_counts(pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=REJECT_COLUMNS))
-    return scored, (out_rejects if rejects_detail else collapse_dropped_with_customer(out_rejects))
+    out_rejects = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=REJECT_COLUMNS)
+    return scored, out_rejects
 
 
 def _canonical(frame: pd.DataFrame | None) -> pd.DataFrame | None:

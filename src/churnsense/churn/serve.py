@@ -137,8 +137,7 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
                 frames["customers"], frames["events"], frames["feedback"], release, cutoff, validated=True,
                 sources=inputs, rejected_ids=parts.rejected_ids, risk_bands=dict(cfg.risk_bands),
                 batch_size=int(cfg.batch_size), feedback_release=feedback_release,
-                text_column=str(cfg.text_column), insights=bool(cfg.insights), monitor=observe,
-                rejects_detail=bool(cfg.rejects_detail))
+                text_column=str(cfg.text_column), insights=bool(cfg.insights), monitor=observe)
             writer.write(scored)
             rejects.write(rej)
             if crm is not None:

@@ -60,7 +60,6 @@ class ChurnPartitions:
     min_rows: int
     text_column: str
     insights: bool
-    rejects_detail: bool
     schema: T.StructType
 
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -84,7 +83,7 @@ class ChurnPartitions:
         scored, rejects = score_churn_batch(
             t["customers"], t["events"], t["feedback"], release, self.cutoff, sources=self.inputs,
             risk_bands=self.risk_bands, batch_size=self.batch_size, feedback_release=feedback,
-            text_column=self.text_column, insights=self.insights, rejects_detail=self.rejects_detail)
+            text_column=self.text_column, insights=self.insights)
         rejects = rejects.rename(columns=REJECT).assign(**{PART: "rejects"})
         return conform(pd.concat([scored.assign(**{PART: "scores"}), rejects], ignore_index=True), self.schema)
 
@@ -146,7 +145,7 @@ def output_schema(release: ChurnRelease, inputs: Mapping[str, str], columns: Map
     scored, _ = score_churn_batch(empty["customers"], empty["events"], empty["feedback"], release,
                                   pd.Timestamp("2000-01-01"), sources=dict(inputs), feedback_release=feedback_release,
                                   text_column=str(cfg.text_column), insights=bool(cfg.insights))
-    extra = {name: (T.LongType() if c in ("row", "rows") else T.StringType()) for c, name in REJECT.items()}
+    extra = {name: (T.LongType() if c == "row" else T.StringType()) for c, name in REJECT.items()}
     return spark_schema(scored, {**extra, PART: T.StringType()})
 
 
@@ -170,7 +169,7 @@ def serve_churn_spark(cfg: DictConfig) -> RunSummary:
     job = ChurnPartitions(ship(spark, release.path), ship(spark, feedback_release.path if feedback_release else None),
                           int(cfg.spark.onnx_threads), dict(inputs), columns, nanos, cutoff, dict(cfg.risk_bands),
                           int(cfg.batch_size), int(cfg.spark.rows_per_batch), str(cfg.text_column),
-                          bool(cfg.insights), bool(cfg.rejects_detail), schema)
+                          bool(cfg.insights), schema)
     n = int(cfg.spark.partitions) or spark.sparkContext.defaultParallelism
     result = wide.repartition(n, KEY).sortWithinPartitions(KEY, KIND, ROW).mapInPandas(job, schema).persist()
     publisher = DatasetPublisher()
@@ -180,7 +179,7 @@ def serve_churn_spark(cfg: DictConfig) -> RunSummary:
             *[F.col(REJECT.get(c, c)).alias(c) for c in REJECT_COLUMNS])
         publisher.write(scored, output)
         publisher.write(rejects, rejects_path)
-        by_source = {r[0]: r[1] for r in rejects.groupBy("source").agg(F.sum("rows")).collect()}
+        by_source = dict(rejects.groupBy("source").count().collect())
         primary = "customers" if "customers" in inputs else "events"
         summary.rows_in = frames[primary].count()
         summary.rejected = int(by_source.get(inputs[primary], 0))

@@ -1,10 +1,8 @@
 """The one rejects schema of every batch job: which input row was not used, and why.
 
 Columns: `source` (input file), `row` (1-based data row, header excluded), `customer_id` (the row's customer, when
-it has one), `column` (source column name at fault), `reason`, `rows` (input rows the line stands for: 1, or, for
-the event / feedback rows dropped only because their customer was rejected, one line per customer and file with
-their count and first row, unless the job keeps the detail). Every input row of a batch job is either scored or
-counted here.
+it has one), `column` (source column name at fault), `reason`. Every input row of a batch job is either scored or
+listed here.
 """
 from __future__ import annotations
 
@@ -16,10 +14,9 @@ import pyarrow as pa
 
 from churnsense.core.io import AtomicTableWriter
 
-REJECT_COLUMNS = ["source", "row", "customer_id", "column", "reason", "rows"]
+REJECT_COLUMNS = ["source", "row", "customer_id", "column", "reason"]
 SCHEMA = pa.schema([("source", pa.string()), ("row", pa.int64()), ("customer_id", pa.string()),
-                    ("column", pa.string()), ("reason", pa.string()), ("rows", pa.int64())])
-CUSTOMER_REJECTED = "customer row rejected (see the customers rejects)"  # a row dropped with its customer
+                    ("column", pa.string()), ("reason", pa.string())])
 
 
 def rejects_path_for(output: str | os.PathLike) -> Path:
@@ -32,31 +29,10 @@ def make_rejects(source: str, rows: list[int], keys: list, column: str | list[st
                  reason: str | list[str]) -> pd.DataFrame:
     """Build a rejects frame (columns `REJECT_COLUMNS`); scalars broadcast to every row."""
     frame = pd.DataFrame({"source": source, "row": pd.array(rows, dtype="Int64"), "customer_id": keys,
-                          "column": column, "reason": reason, "rows": 1}, columns=REJECT_COLUMNS)
+                          "column": column, "reason": reason}, columns=REJECT_COLUMNS)
     if not len(frame):
         return frame
     return frame.astype({"source": str, "customer_id": "string", "column": "string", "reason": str})
-
-
-def with_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` in `REJECT_COLUMNS`, each line standing for one input row unless it says otherwise."""
-    frame = frame.reindex(columns=REJECT_COLUMNS)
-    frame["rows"] = pd.to_numeric(frame["rows"], errors="coerce").fillna(1).astype("int64")
-    return frame
-
-
-def collapse_dropped_with_customer(frame: pd.DataFrame) -> pd.DataFrame:
-    """One line per (file, customer) for the rows dropped only because their customer was rejected: the first
-    row, the count in `rows`; every other reject line unchanged. Needs all rows of each customer in `frame`."""
-    frame = with_counts(frame)
-    dropped = frame["reason"].eq(CUSTOMER_REJECTED).to_numpy() & frame["customer_id"].notna().to_numpy()
-    if not dropped.any():
-        return frame
-    part = frame[dropped].sort_values(["source", "customer_id", "row"], kind="stable")
-    grouped = part.groupby(["source", "customer_id"], sort=False, observed=True)
-    lines = grouped.head(1).reset_index(drop=True)
-    lines["rows"] = grouped["rows"].sum().to_numpy()
-    return pd.concat([frame[~dropped], lines], ignore_index=True)
 
 
 def empty_rejects() -> pd.DataFrame:
@@ -77,7 +53,7 @@ class RejectsWriter(AtomicTableWriter):
         """Append reject rows (any frame with the `REJECT_COLUMNS`; extra columns are ignored)."""
         if frame is None or not len(frame):
             return
-        frame = with_counts(frame).astype({"customer_id": "string", "column": "string"})
-        for source, count in frame.groupby("source")["rows"].sum().items():
+        frame = frame.reindex(columns=REJECT_COLUMNS).astype({"customer_id": "string", "column": "string"})
+        for source, count in frame["source"].value_counts().items():
             self.by_source[str(source)] = self.by_source.get(str(source), 0) + int(count)
         super().write(frame)

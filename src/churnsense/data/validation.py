@@ -18,7 +18,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from churnsense.core.partition import ROW
-from churnsense.core.rejects import CUSTOMER_REJECTED, REJECT_COLUMNS
+from churnsense.core.rejects import REJECT_COLUMNS
 from churnsense.data.contract import DATE_COLUMNS, OPTIONAL, REQUIRED, SENTIMENTS, TableSpec
 
 Kind = Literal["customers", "events", "feedback"]
@@ -214,7 +214,7 @@ def unknown_ids(ids: pd.Series, known: pd.Index, rejected: Collection = ()) -> t
     """Event/feedback rows whose customer is not in the customers table, or whose customer row was rejected."""
     bad = ~ids.isin(known).to_numpy()
     was_rejected = ids.isin(list(rejected)).to_numpy() if rejected else np.zeros(len(ids), bool)
-    reason = np.where(was_rejected, CUSTOMER_REJECTED,
+    reason = np.where(was_rejected, "customer row rejected (see the customers rejects)",
                       "unknown customer id (not in the customers table)")
     return bad, reason
 
