@@ -23,6 +23,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 test-all: setup
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[spark]"
 	$(BIN)/python -m pytest -q -m ""
 
 lint: setup

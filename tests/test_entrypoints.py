@@ -26,3 +26,19 @@ def test_bugs_and_debug_mode_keep_the_traceback(monkeypatch):
     monkeypatch.setenv("CHURNSENSE_DEBUG", "1")
     with pytest.raises(FileNotFoundError):
         report_user_errors(lambda _cfg: open("/nonexistent/file.csv"), None)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["task=feedback", "engine=spark"], "engine=spark scores task=churn"),
+    (["task=churn", "engine=dask"], "unknown engine 'dask'"),
+])
+def test_serve_engine_choice_is_checked_before_any_work(overrides, message):
+    from hydra import compose, initialize_config_dir
+
+    from churnsense.cli import _serve
+    from helpers import CONF
+
+    with initialize_config_dir(config_dir=str(CONF / "serve"), version_base="1.3"):
+        cfg = compose("serve", overrides=overrides)
+    with pytest.raises(ValueError, match=message):
+        _serve(cfg)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from churnsense.insights.impact import difference_interval, incremental_retention
+from churnsense.insights.impact import incremental_retention
+from churnsense.insights.uplift_metrics import difference_interval
 
 
 def campaign(rng: np.random.Generator, n: int, effect: float, base: float = 0.7) -> pd.DataFrame:

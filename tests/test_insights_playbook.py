@@ -37,6 +37,22 @@ def test_decisions_only_supported_actions_that_pay():
     assert capped.loc[1, "expected_uplift"] == 0.05 and capped.loc[1, "recommended_action"] == "call"
 
 
+def test_action_supported_on_average_answers_the_customers_reasons():
+    """No held-out evidence that the effect varies by customer, but a randomised average effect above zero: the
+    action is offered where the playbook answers the customer's reasons with it, valued at that average."""
+    frame = pd.DataFrame({"reason_codes": ["price_increase", "outages", "", "price_increase"],
+                          "cltv": [1000.0, 1000.0, 1000.0, 100.0]})
+    uplift = pd.DataFrame({"call": [0.3] * 4, "discount": [0.0] * 4})
+    rec = decide(frame, PLAYBOOK, ACTIONS, uplift, {"call": False, "discount": False}, average={"discount": 0.05})
+    assert rec["recommended_action"].tolist() == ["discount", "none", "none", "none"]
+    assert rec.loc[0, "expected_uplift"] == 0.05 and rec.loc[0, "expected_saved_value"] == 0.05 * 1000 - 10
+    assert "average effect in the randomised offer log" in rec.loc[0, "why"]
+    assert "(call) has no evidence" in rec.loc[1, "why"]  # a personal prediction without evidence is not used
+    assert rec.loc[3, "why"].startswith("none: the best supported action (discount) saves -5")
+    personal = decide(frame, PLAYBOOK, ACTIONS, uplift, {"call": True, "discount": False}, average={"discount": 0.05})
+    assert personal.loc[0, "recommended_action"] == "call"  # 0.3 x 1000 - 5 beats the average discount
+
+
 def test_without_offer_history_no_saving_is_claimed():
     frame = pd.DataFrame({"reason_codes": ["price_increase", "outages;price_increase", ""], "cltv": 1000.0})
     rec = decide(frame, PLAYBOOK, ACTIONS, None)

@@ -64,7 +64,18 @@ def _train(cfg: DictConfig) -> float | None:
 
 
 def _serve(cfg: DictConfig) -> None:
-    if cfg.task_name == "churn":
+    engine = str(cfg.get("engine") or "local")
+    if engine not in ("local", "spark"):
+        raise ValueError(f"unknown engine {engine!r}: expected 'local' or 'spark'")
+    if engine == "spark" and cfg.task_name != "churn":
+        raise ValueError(f"engine=spark scores task=churn; run task={cfg.task_name} with engine=local")
+    if engine == "spark":
+        _require_spark()
+    if cfg.task_name == "churn" and engine == "spark":
+        from churnsense.churn.spark_serve import serve_churn_spark
+
+        serve_churn_spark(cfg)
+    elif cfg.task_name == "churn":
         from churnsense.churn.serve import serve_churn
 
         serve_churn(cfg)
@@ -86,3 +97,11 @@ def _serve(cfg: DictConfig) -> None:
         serve_impact(cfg)
     else:
         raise ValueError(f"unknown task {cfg.task_name!r}: expected churn, feedback, evaluate, report or impact")
+
+
+def _require_spark() -> None:
+    """A clear error when the optional Spark extra is missing."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise ValueError("engine=spark needs PySpark: pip install 'churnsense[spark]' (and Java 17+)") from None

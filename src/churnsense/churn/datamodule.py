@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
 SEQ_KEYS = ("seq_type", "seq_value", "seq_dt", "seq_mask")
 
@@ -36,6 +36,14 @@ class ArrayBatches(Dataset):
         return batch
 
 
+class EpochBatches(BatchSampler):
+    """BatchSampler that passes `set_epoch` on to its sampler (a DistributedSampler reshuffles per epoch)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+
 class ChurnDataModule(pl.LightningDataModule):
     """Train/val/test loaders over transformed splits; `num_workers` from config, seeded shuffling."""
 
@@ -51,17 +59,30 @@ class ChurnDataModule(pl.LightningDataModule):
         if not self.datasets:
             self.datasets = {name: ArrayBatches(arrays) for name, arrays in self.splits.items()}
 
-    def _loader(self, name: str, train: bool) -> DataLoader:
+    def world(self) -> tuple[int, int]:
+        """(rank, processes) of the distributed fit this module feeds; (0, 1) outside one."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.world_size <= 1:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
+    def _loader(self, name: str, train: bool, sharded: bool = True) -> DataLoader:
+        """Batches of split `name`; in a distributed fit (`sharded`) each process gets its own shard (train:
+        reshuffled per epoch from `seed`; evaluation: padded to equal shards, metrics synced by the module)."""
         self.setup()
         ds = self.datasets[name]
-        if train:
+        rank, world = self.world() if sharded else (0, 1)
+        if world > 1:
+            sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=train, seed=self.seed)
+        elif train:
             sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(self.seed))
         else:
             sampler = SequentialSampler(ds)
         size = self.batch_size if train else self.eval_batch_size
+        rows = len(sampler) if world > 1 else len(ds)
         return DataLoader(
             ds,
-            sampler=BatchSampler(sampler, size, drop_last=train and len(ds) > size),
+            sampler=EpochBatches(sampler, size, drop_last=train and rows > size),
             batch_size=None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -75,3 +96,7 @@ class ChurnDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
+
+    def predict_loader(self, name: str) -> DataLoader:
+        """All rows of split `name` in order, never sharded (calibration and evaluation on rank zero)."""
+        return self._loader(name, train=False, sharded=False)

@@ -137,8 +137,8 @@ def finish_run(cfg: DictConfig, data: PreparedData, module: Any, datamodule: Any
     """Calibrate, evaluate, plot, export, publish the release and track it; returns the final metrics."""
     net, offset = module.net, float(module.logit_offset)
     horizons = list(net.hazard.horizons) if net.hazard is not None else []
-    val = predict(net, datamodule.val_dataloader())
-    test = predict(net, datamodule.test_dataloader())
+    val = predict(net, datamodule.predict_loader("val"))
+    test = predict(net, datamodule.predict_loader("test"))
     temperature = fit_temperature(val["logit"], val["label"], offset)
     top = float(cfg.model.top_fraction)
     metrics = {**evaluate_split(val, "val", temperature, offset, top, horizons),

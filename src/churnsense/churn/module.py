@@ -50,11 +50,12 @@ class ChurnLitModule(pl.LightningModule):
         if "hazard_logits" in out:
             h_loss = hazard_loss(out.get("member_hazard_logits", out["hazard_logits"]), self.net.hazard.edges,
                                  batch["ttc_days"], batch["followup_days"])
-            self.log(f"{stage}/hazard_loss", h_loss, on_step=False, on_epoch=True, batch_size=n)
+            self.log(f"{stage}/hazard_loss", h_loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
             loss = loss + self.hparams.hazard_weight * h_loss
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(torch.sigmoid(logit.detach() - self.logit_offset), label.long())
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=n)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=n,
+                 sync_dist=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=False, batch_size=n)
         return loss
 

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from churnsense.churn.features import FeaturePipeline
 from churnsense.churn.finish import finish_run
 from churnsense.churn.tabular import quantile_bins
-from churnsense.core.lightning import is_rank_zero, make_trainer, run_dir
+from churnsense.core.lightning import end_distributed, is_rank_zero, make_trainer, run_dir
 from churnsense.core.tracking import TableInput, TrackedRun, git_commit, run_name
 from churnsense.data.contract import KINDS, DataSpec
 from churnsense.data.framing import Snapshot, check_framing, check_splits, make_splits
@@ -140,7 +140,7 @@ def train_churn(cfg: DictConfig, data: PreparedData | None = None) -> dict[str, 
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     fit_seconds = time.perf_counter() - started
-    if not trainer.is_global_zero:
+    if not end_distributed(trainer):
         return {}
     checkpoint = callbacks.get("checkpoint")
     best = checkpoint.best_model_path if checkpoint is not None else ""

@@ -50,3 +50,12 @@ def make_trainer(cfg: DictConfig, out_dir: Path, logger: Any, **overrides: Any) 
     trainer = instantiate(cfg.trainer, precision=precision, callbacks=list(callbacks.values()),
                           logger=logger if logger is not None else False, default_root_dir=str(out_dir), **overrides)
     return trainer, callbacks
+
+
+def end_distributed(trainer: pl.Trainer) -> bool:
+    """After a distributed fit: wait for every process, close the process group (so rank zero's evaluation and
+    export run alone, without collectives) and return True in rank zero only; a single-process fit returns True."""
+    if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        trainer.strategy.barrier("fit done")
+        torch.distributed.destroy_process_group()
+    return bool(trainer.is_global_zero)

@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from churnsense.core.drift import ProfileSettings
-from churnsense.core.lightning import is_rank_zero, make_trainer, run_dir
+from churnsense.core.lightning import end_distributed, is_rank_zero, make_trainer, run_dir
 from churnsense.core.release import read_json, staged_release, write_json, write_yaml
 from churnsense.core.tracking import TableInput, TrackedRun, git_commit, package_versions, run_name
 from churnsense.feedback import data as fdata
@@ -167,7 +167,7 @@ def train_feedback(cfg: DictConfig) -> dict[str, float]:
                 dev_set.loader(int(cfg.model.eval_batch_size), False))
     metrics = {"time/fit_seconds": time.perf_counter() - wall, "time/fit_cpu_seconds": time.process_time() - cpu}
     trainer.validate(module, dev_set.loader(int(cfg.model.eval_batch_size), False), verbose=False)
-    if not trainer.is_global_zero:
+    if not end_distributed(trainer):
         return {}
     metrics.update(module.last_metrics)
     release = Path(cfg.export.release_dir)

@@ -30,6 +30,8 @@ Batch = dict[str, np.ndarray]
 LogitFn = Callable[[Batch], np.ndarray]
 SEQ_KEYS = ("seq_type", "seq_value", "seq_dt", "seq_mask")
 INPUT_KEYS = ("cat", "num", *SEQ_KEYS)  # the model inputs an attribution perturbs
+SAMPLED = ("shapley", "antithetic")  # permutation-sampling estimators
+METHODS = (*SAMPLED, "ablation")
 
 
 @dataclass(frozen=True)
@@ -204,17 +206,71 @@ def _pad_sequences(batch: Batch, n: int) -> Batch:
     return {k: np.pad(v, ((0, 0), (0, n - m))) if k in SEQ_KEYS else v for k, v in batch.items()}
 
 
+def active_groups(own: Batch, ref: Batch, index: GroupIndex) -> np.ndarray:
+    """[B, G]: the groups whose gate changes a row's model input: a tabular column that differs from the
+    reference's, or an event of the group on either side. The others are null players (no coalition's input
+    depends on their gate), so their Shapley value is 0 and leaving them out changes no other group's value."""
+    g = len(index.names)
+    active = np.zeros((len(own["seq_type"] if "seq_type" in own else own["cat"]), g), dtype=bool)
+    for key, gidx in (("cat", index.cat), ("num", index.num)):
+        if key in own and own[key].shape[1]:
+            differs = own[key] != ref[key]
+            for group in np.unique(gidx[gidx >= 0]):
+                active[:, group] |= differs[:, gidx == group].any(axis=1)
+    if "seq_type" in own:
+        for side in (own, ref):
+            groups = np.where(side["seq_mask"], index.event_type[side["seq_type"]], -1)
+            present = groups[..., None] == np.arange(g)[None, None, :]
+            active |= present.any(axis=1)
+    return active
+
+
+def _active_first(perms: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """Each permutation [B, S, G] with the row's active groups first (in their sampled order), null players last:
+    the same Shapley sample (null players add nothing wherever they stand)."""
+    g = perms.shape[-1]
+    act = np.take_along_axis(np.broadcast_to(active[:, None, :], perms.shape), perms, axis=2)
+    key = np.where(act, 0, g) + np.arange(g)
+    return np.take_along_axis(perms, np.argsort(key, axis=2, kind="stable"), axis=2)
+
+
+def _reversed_active(order: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The antithetic partner of each permutation: its first k (active) groups in reverse order."""
+    j = np.arange(order.shape[-1])[None, None, :]
+    kk = k[:, None, None]
+    return np.take_along_axis(order, np.broadcast_to(np.where(j < kk, kk - 1 - j, j), order.shape), axis=2)
+
+
+def _needed(k: np.ndarray, s: int, g: int) -> np.ndarray:
+    """[B, S, G+1]: the prefixes worth evaluating: 1..k-1 of every permutation, and the empty (0) and full (k)
+    coalitions once per row (all permutations of a reference share them); longer prefixes only add null players."""
+    j = np.arange(g + 1)[None, None, :]
+    need = np.broadcast_to((j >= 1) & (j < k[:, None, None]), (len(k), s, g + 1)).copy()
+    need[:, 0, 0] = True
+    need[np.arange(len(k)), 0, k] = True
+    return need
+
+
+def _fill(values: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Prefix values [B, S, G+1] evaluated where `_needed`: every permutation gets the shared empty coalition
+    value at 0 and the full value from k on."""
+    full = values[np.arange(len(k)), 0, k]
+    values[:, :, 0] = values[:, :1, 0]
+    j = np.arange(values.shape[2])[None, None, :]
+    return np.where(j >= k[:, None, None], full[:, None, None], values)
+
+
 def _coalitions(perms: np.ndarray, method: str) -> np.ndarray:
     """Gate states to evaluate per row, [B, M, G]: Shapley = for each permutation the G+1 prefixes (all swapped,
     then groups switched back on in permutation order); ablation = all own, then each group swapped alone."""
     b, s, g = perms.shape
-    if method == "shapley":
+    if method in SAMPLED:
         rank = np.argsort(perms, axis=-1)  # position of each group in its permutation
         on = rank[:, :, None, :] < np.arange(g + 1)[None, None, :, None]
         return on.reshape(b, s * (g + 1), g)
     if method == "ablation":
         return np.concatenate([np.ones((1, g), bool), ~np.eye(g, dtype=bool)])[None].repeat(b, axis=0)
-    raise ValueError(f"attribution method {method!r}: expected 'shapley' or 'ablation'")
+    raise ValueError(f"attribution method {method!r}: expected one of {', '.join(METHODS)}")
 
 
 def _contributions(values: np.ndarray, perms: np.ndarray, method: str) -> np.ndarray:
@@ -226,6 +282,48 @@ def _contributions(values: np.ndarray, perms: np.ndarray, method: str) -> np.nda
     rank = np.argsort(perms, axis=-1)
     gain = np.take_along_axis(v, rank + 1, axis=2) - np.take_along_axis(v, rank, axis=2)
     return gain.mean(axis=1)
+
+
+def _estimate(logit_fn: LogitFn, own: Batch, ref: Batch, perms: np.ndarray, index: GroupIndex,
+              method: str) -> np.ndarray:
+    """Group attributions [B, G] of `own` rows against one reference row each, from sampled permutations
+    [B, S, G]. Sampled methods evaluate only the coalitions that matter: the prefixes over the row's active groups
+    (`active_groups`), with the empty and full coalitions evaluated once for all its permutations; `antithetic`
+    adds the reverse of each permutation (same endpoints, G-1 more evaluations)."""
+    b, g = len(perms), perms.shape[-1]
+    if method == "ablation":
+        gates = _coalitions(perms, method)
+        m = gates.shape[1]
+        tiled = np.repeat(np.arange(b), m)
+        out = gated_batch(gates.reshape(-1, g), _take(own, tiled), _take(ref, tiled), index)
+        return _contributions(np.asarray(logit_fn(out), dtype=np.float64).reshape(b, m), perms, method)
+    active = active_groups(own, ref, index)
+    k = active.sum(axis=1)
+    order = _active_first(perms, active)
+    if method == "antithetic":
+        order = np.concatenate([order, _reversed_active(order, k)], axis=1)
+    s = order.shape[1]
+    need = _needed(k, s, g)
+    which = np.nonzero(need)[0]
+    gates = _coalitions(order, "shapley").reshape(b, s, g + 1, g)[need]
+    values = np.full((b, s, g + 1), np.nan)
+    values[need] = np.asarray(logit_fn(gated_batch(gates, _take(own, which), _take(ref, which), index)),
+                              dtype=np.float64).reshape(-1)
+    return _contributions(_fill(values, k).reshape(b, -1), order, "shapley")
+
+
+def evaluations_per_row(method: str, n_samples: int, n_groups: int) -> int:
+    """Model rows one row's estimate against one reference can need at most (sizes the model calls)."""
+    if method == "ablation":
+        return n_groups + 1
+    return _n_permutations(method, n_samples) * (2 if method == "antithetic" else 1) * (n_groups + 1)
+
+
+def _n_permutations(method: str, n_samples: int) -> int:
+    """Permutations drawn per reference: `n_samples`; antithetic draws half of them and adds their reverses."""
+    if method == "antithetic":
+        return max(1, (int(n_samples) + 1) // 2)
+    return max(1, int(n_samples)) if method == "shapley" else 1
 
 
 def attribute_groups(
@@ -242,11 +340,15 @@ def attribute_groups(
 ) -> np.ndarray:
     """Group attributions [B, G] in logit units (mean over `n_background` reference draws).
 
+    `method`: `shapley` (`n_samples` random permutations per reference), `antithetic` (`n_samples` permutations
+    per reference in antithetic pairs: a random one and its reverse) or `ablation` (each group swapped alone).
     `reference`: the background population (default: the batch itself). Each row draws its reference rows and
     permutations from its own generator, seeded by `seed` and its entry in `keys` (default: the row position), so
     with a fixed `reference` a row's attribution does not depend on the other rows of the batch or their order.
     The model sees at most `max_eval_rows` rows per call.
     """
+    if method not in METHODS:
+        raise ValueError(f"attribution method {method!r}: expected one of {', '.join(METHODS)}")
     reference = batch if reference is None else reference
     b, g = len(next(iter(batch.values()))), len(index.names)
     if b == 0 or g == 0:
@@ -255,18 +357,14 @@ def attribute_groups(
     batch, reference = _pad_sequences(batch, n_seq), _pad_sequences(reference, n_seq)
     n_ref = len(next(iter(reference.values())))
     seeds = row_seeds(range(b) if keys is None else keys)
-    refs, perms = _draws(seeds, seed, n_ref, n_background, n_samples if method == "shapley" else 1, g)
+    refs, perms = _draws(seeds, seed, n_ref, n_background, _n_permutations(method, n_samples), g)
+    step = max(1, max_eval_rows // evaluations_per_row(method, n_samples, g))
     total = np.zeros((b, g))
     for d in range(n_background):
-        gates = _coalitions(perms[:, d], method)
-        m = gates.shape[1]
-        step = max(1, max_eval_rows // m)
         for lo in range(0, b, step):
             rows = np.arange(lo, min(b, lo + step))
-            tiled = np.repeat(rows, m)
-            out = gated_batch(gates[rows].reshape(-1, g), _take(batch, tiled), _take(reference, refs[tiled, d]), index)
-            values = np.asarray(logit_fn(out), dtype=np.float64).reshape(len(rows), m)
-            total[rows] += _contributions(values, perms[rows, d], method)
+            total[rows] += _estimate(logit_fn, _take(batch, rows), _take(reference, refs[rows, d]), perms[rows, d],
+                                     index, method)
     return total / n_background
 
 

@@ -1,9 +1,12 @@
 """Retention decisions: one action per customer (or none), and the call list under a budget and agent capacity.
 
 Per customer (`recommend_actions`, a function of that customer's row and the release only): with an uplift model,
-every action whose effect has held-out evidence (`UpliftModel.supported`) is scored
+every action whose predicted effect has held-out evidence (`UpliftModel.supported`) is scored
 expected saved value = uplift(a) x CLTV - cost(a), uplift capped at the customer's churn probability over the offer
-horizon; the best one with a positive saving and an uplift above `min_uplift` is recommended, else `none`. Without
+horizon; an action supported on average only (`UpliftModel.average`: its average effect in a randomised offer log
+is above zero, but who it helps most is not known) competes with its average effect where it is the playbook's
+answer to the customer's reasons; the best one with a positive saving and an uplift above `min_uplift` is
+recommended, else `none`. Without
 an uplift model (no offer log) the action follows the playbook for the customer's top reason and claims no saving
 (expected uplift and saving left empty). The `why` column says which case applied, with the numbers.
 
@@ -60,9 +63,12 @@ def _playbook_choice(codes: list[str], playbook: Mapping[str, Mapping]) -> tuple
 
 def recommend_actions(frame: pd.DataFrame, playbook: Mapping[str, Mapping], actions: Mapping[str, Mapping],
                       uplift: pd.DataFrame | None = None, supported: Mapping[str, bool] | None = None,
-                      at_risk: pd.Series | None = None, min_uplift: float = 0.0) -> pd.DataFrame:
+                      at_risk: pd.Series | None = None, min_uplift: float = 0.0,
+                      average: Mapping[str, float] | None = None) -> pd.DataFrame:
     """`DECISION_COLUMNS` per row of `frame` (needs reason_codes, cltv; see module doc). `uplift`: predicted churn
-    reduction per action (columns); `supported`: action -> held-out evidence of an effect."""
+    reduction per action (columns); `supported`: action -> held-out evidence that its effect varies by customer as
+    predicted; `average`: action -> average effect, for actions supported on average only (offered as the
+    playbook's answer to a customer's reasons, valued at that average)."""
     n = len(frame)
     risky = np.ones(n, bool) if at_risk is None else at_risk.to_numpy(dtype=bool)
     codes = [_codes(c) for c in (frame["reason_codes"] if "reason_codes" in frame else [""] * n)]
@@ -72,27 +78,40 @@ def recommend_actions(frame: pd.DataFrame, playbook: Mapping[str, Mapping], acti
         return _playbook_decisions(out, codes, risky, playbook, actions)
     cltv, cap = frame["cltv"].to_numpy(dtype=float), churn_cap(frame)
     names = [a for a in uplift.columns if a in actions]
-    ok_actions = [a for a in names if (supported or {}).get(a)]
+    personal = np.array([bool((supported or {}).get(a)) for a in names], dtype=bool)
+    mean_effect = np.array([float((average or {}).get(a, np.nan)) for a in names])
+    on_average = ~personal & np.isfinite(mean_effect)
+    answer = [_playbook_choice(c, playbook)[0] for c in codes]  # the playbook's action for the customer's reasons
+    answers = np.array([[a == ans for a in names] for ans in answer], dtype=bool).reshape(n, len(names))
+    eligible = personal[None, :] | (on_average[None, :] & answers)
     cost = np.array([float(actions[a].get("cost", 0.0)) for a in names])
-    u = np.minimum(uplift[names].to_numpy(dtype=float), cap[:, None]) if names else np.zeros((n, 0))
+    predicted = uplift[names].to_numpy(dtype=float) if names else np.zeros((n, 0))
+    effect = np.where(personal[None, :], predicted, np.nan_to_num(mean_effect)[None, :])
+    u = np.minimum(effect, cap[:, None])
     saved = u * cltv[:, None] - cost[None, :]
-    allowed = np.array([a in ok_actions for a in names])[None, :] & (u > min_uplift) & (saved > 0)
-    masked = np.where(allowed, saved, -np.inf)
+    masked = np.where(eligible & (u > min_uplift) & (saved > 0), saved, -np.inf)
     for i in np.flatnonzero(risky):
-        if not ok_actions:
-            out.iloc[i, 6] = "none: no action has held-out evidence of an effect (Qini interval not above random)"
+        if not (personal.any() or on_average.any()):
+            out.iloc[i, 6] = ("none: no action has held-out evidence of an effect (Qini interval not above random) "
+                              "nor an average effect above zero")
+            continue
+        if not eligible[i].any():
+            out.iloc[i, 6] = (f"none: the playbook's answer to this customer's reasons ({answer[i]}) has no "
+                              "evidence of an effect")
             continue
         j = int(np.argmax(masked[i])) if names else 0
         if not np.isfinite(masked[i, j]):
-            k = int(np.argmax(np.where([a in ok_actions for a in names], saved[i], -np.inf)))
+            k = int(np.argmax(np.where(eligible[i], saved[i], -np.inf)))
             out.iloc[i, 6] = (f"none: the best supported action ({names[k]}) saves {saved[i, k]:,.0f} "
                               f"(uplift {u[i, k]:.1%} x CLTV {cltv[i]:,.0f} - cost {cost[k]:,.0f})")
             continue
         a = names[j]
         reason = answering_reason(codes[i], a, playbook)
+        evidence = (f"held-out evidence; best of {int(eligible[i].sum())} supported" if personal[j] else
+                    f"average effect in the randomised offer log; the playbook's answer to {reason}")
         out.iloc[i] = [a, reason, _talking_points(reason, a, playbook), cost[j], u[i, j], saved[i, j],
                        f"{a}: uplift {u[i, j]:.1%} x CLTV {cltv[i]:,.0f} - cost {cost[j]:,.0f} = {saved[i, j]:,.0f} "
-                       f"(held-out evidence; best of {len(ok_actions)} supported)"]
+                       f"({evidence})"]
     return out
 
 

@@ -159,7 +159,8 @@ def add_insights(scored: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFram
     dcfg = cfg.get("decisions") or {}
     rec = recommend_actions(out, cfg.get("playbook") or {}, cfg.get("actions") or {}, uplift,
                             model.supported if model is not None else None, out["at_risk"],
-                            float(dcfg.get("min_uplift", 0.0)))
+                            float(dcfg.get("min_uplift", 0.0)),
+                            model.average if model is not None and dcfg.get("average_effect", True) else None)
     out = pd.concat([out, rec], axis=1)
     rcfg = cfg.get("routing") or {}
     lang = service_languages(f, cfg).set_axis(out.index)

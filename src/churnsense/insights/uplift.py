@@ -166,15 +166,18 @@ class UpliftLearner:
 
 class UpliftModel:
     """The fitted learners of every supported action over shared features; `scale[a]` turns a learner's effect
-    into the effect of making the offer (1, or the acceptance rate when the contrast is accepted vs declined)."""
+    into the effect of making the offer (1, or the acceptance rate when the contrast is accepted vs declined);
+    `supported[a]`: held-out evidence that the predicted effect varies by customer; `average[a]`: the average effect
+    of offering `a`, for actions whose average effect in a randomised log is above zero."""
 
     def __init__(self, features: Features, learners: Mapping[str, UpliftLearner],
                  scale: Mapping[str, float] | None = None, design: str = "randomised",
-                 supported: Mapping[str, bool] | None = None) -> None:
+                 supported: Mapping[str, bool] | None = None, average: Mapping[str, float] | None = None) -> None:
         self.features, self.learners = features, dict(learners)
         self.scale = {a: float((scale or {}).get(a, 1.0)) for a in self.learners}
         self.design = design
         self.supported = {a: bool((supported or {}).get(a, False)) for a in self.learners}  # held-out evidence
+        self.average = {a: float(v) for a, v in (average or {}).items() if a in self.learners}
 
     @property
     def actions(self) -> list[str]:
@@ -188,11 +191,12 @@ class UpliftModel:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "uplift_model", "design": self.design, "features": self.features.to_dict(),
-                "scale": self.scale, "supported": self.supported, "learners": {a: lr.to_dict() for a, lr in self.learners.items()}}
+                "scale": self.scale, "supported": self.supported, "average": self.average,
+                "learners": {a: lr.to_dict() for a, lr in self.learners.items()}}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> UpliftModel:
         f = d["features"]
         return cls(Features(f["numeric"], f["levels"]),
                    {a: UpliftLearner.from_dict(v) for a, v in d["learners"].items()}, d.get("scale"),
-                   str(d.get("design", "randomised")), d.get("supported"))
+                   str(d.get("design", "randomised")), d.get("supported"), d.get("average"))

@@ -6,7 +6,9 @@ Designs (`design_of`): `randomised` (a control arm held out at random: the prope
 `observational` (a control arm that was not randomised: propensities estimated and rows weighted by their inverse),
 `accepted_vs_declined` (no control arm at all: offers accepted vs declined, propensity-weighted, effect scaled by
 the acceptance rate; it assumes acceptance depends on the features only). An action is *supported* when the lower
-end of its held-out Qini interval is above the random line.
+end of its held-out Qini interval is above the random line (its effect varies by customer as predicted); it is
+*supported on average* when, in a randomised log, the interval of its average effect (treated minus control
+retention, Newcombe) is above zero: offering it helps on average even if who it helps most is not known.
 """
 from __future__ import annotations
 
@@ -19,7 +21,13 @@ import pandas as pd
 
 from churnsense.insights.segments import _select
 from churnsense.insights.uplift import KINDS, Features, UpliftLearner, UpliftModel, _folds, _train
-from churnsense.insights.uplift_metrics import bootstrap_interval, curve_points, qini_above_random, uplift_metrics
+from churnsense.insights.uplift_metrics import (
+    bootstrap_interval,
+    curve_points,
+    difference_interval,
+    qini_above_random,
+    uplift_metrics,
+)
 
 log = logging.getLogger(__name__)
 NOTICES = {
@@ -138,10 +146,16 @@ def fit_action(x, t, y, cfg: Mapping[str, Any], randomised: bool,
     lo, hi = bootstrap_interval(*args, reps=int(cfg["bootstrap"]), level=float(cfg["level"]), seed=seed)
     ww = np.ones(len(t)) if w is None else w
     observed = float(np.average(y[~t], weights=ww[~t]) - np.average(y[t], weights=ww[t]))
+    if randomised:  # treated minus control retention with its interval: the average effect of the offer
+        _, ate_low, ate_high = difference_interval((1 - y[t]).sum(), t.sum(), (1 - y[~t]).sum(), (~t).sum(),
+                                                   float(cfg["level"]))
+    else:  # a weighted difference has no simple interval here: no claim on average
+        ate_low, ate_high = float("nan"), float("nan")
     best, cv = select_kind(x, t, y, cfg, randomised, int(cfg["cv_folds"]), seed)
     row = {"learner": best, "fold_learners": ",".join(picks), **{f"cv_qini_{k}": v for k, v in cv.items()},
            **uplift_metrics(*args), "qini_low": lo, "qini_high": hi, "supported": bool(lo > 0),
-           "predicted_ate": float(pred.mean()), "observed_ate": observed, **curve_points(*args)}
+           "predicted_ate": float(pred.mean()), "observed_ate": observed, "ate_low": ate_low, "ate_high": ate_high,
+           "supported_on_average": bool(ate_low > 0), **curve_points(*args)}
     return _learner(best, cfg, seed).fit(x, t, y, randomised), row
 
 
@@ -169,4 +183,5 @@ def fit_uplift(facts: pd.DataFrame, offers: pd.DataFrame, cfg: Mapping[str, Any]
     if not learners:
         raise ValueError(f"uplift: no action with {cfg['min_rows']} rows in both arms ({len(offers)} offers)")
     supported = {r["action"]: r["supported"] for r in rows}
-    return UpliftModel(features, learners, scale, design, supported), rows, design
+    average = {r["action"]: scale[r["action"]] * r["observed_ate"] for r in rows if r["supported_on_average"]}
+    return UpliftModel(features, learners, scale, design, supported, average), rows, design

@@ -7,6 +7,7 @@ Rows may carry weights (inverse propensity of the arm received, for logs whose a
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import norm
 
 
 def _sorted(score, treated, retained, weight):
@@ -82,3 +83,22 @@ def curve_points(score, treated, retained, weight=None, points: int = 51) -> dic
     x, q = qini_curve(score, treated, retained, weight)
     pick = np.linspace(0, len(x) - 1, min(points, len(x))).astype(int)
     return {"curve_x": x[pick].round(4).tolist(), "curve_qini": q[pick].round(5).tolist()}
+
+
+def wilson(successes: float, n: float, z: float) -> tuple[float, float]:
+    """Wilson score interval of a proportion."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(centre - half), float(centre + half)
+
+
+def difference_interval(s1: float, n1: float, s2: float, n2: float, level: float = 0.95) -> tuple[float, float, float]:
+    """p1 - p2 with Newcombe's hybrid score interval (method 10 of Newcombe 1998)."""
+    z = float(norm.ppf(0.5 + level / 2))
+    p1, p2 = s1 / n1, s2 / n2
+    (l1, u1), (l2, u2) = wilson(s1, n1, z), wilson(s2, n2, z)
+    d = p1 - p2
+    return d, d - float(np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)), d + float(np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2))
