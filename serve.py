@@ -1,4 +1,5 @@
 """Batch-score files with ONNX Runtime: `python serve.py task=churn|feedback|report input...=FILE output=FILE`."""
+
 from __future__ import annotations
 
 import hydra

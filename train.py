@@ -1,4 +1,5 @@
 """Train a churnsense model: `python train.py [task=churn|feedback] [overrides...]` (Hydra, multirun with -m)."""
+
 from __future__ import annotations
 
 import hydra

@@ -15,6 +15,7 @@ on), training seconds, and the paired per-seed difference of each net to the bes
 data config outside the repo is benchmarked by name. `--out FILE` appends one JSON line per (data, seed, model).
 Published single-split IBM Telco ROC-AUC for reference: LightGBM 0.834, CatBoost 0.847, TabPFN 0.850.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,9 +46,18 @@ THREADS = int(os.environ.get("OMP_NUM_THREADS", "2"))  # GBDT threads: oversubsc
 
 def make_cfg(data: str, seed: int, out: str, config_dir: str | None, quick: bool, extra: list[str]):
     """The train config for one (data, seed) run: no logger, no export, CPU, splits seeded by `seed`."""
-    overrides = [f"data={data}", "logger=none", "trainer=cpu", f"seed={seed}", "export.enabled=false",
-                 "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-                 f"paths.output_dir={out}", f"data.framing.seed={seed}", *extra]
+    overrides = [
+        f"data={data}",
+        "logger=none",
+        "trainer=cpu",
+        f"seed={seed}",
+        "export.enabled=false",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        f"paths.output_dir={out}",
+        f"data.framing.seed={seed}",
+        *extra,
+    ]
     if config_dir:
         overrides.append(f"hydra.searchpath=[file://{Path(config_dir).resolve()}]")
     if quick:
@@ -72,8 +82,10 @@ def gbdt_frames(data: PreparedData) -> dict[str, tuple[pd.DataFrame, np.ndarray]
     out = {}
     for name, snap in data.snapshots.items():
         st = snap.static
-        x = pd.concat([st[cats].astype("string").astype("category"), st[nums].astype("float64"),
-                       history_aggregates(snap, types)], axis=1)
+        x = pd.concat(
+            [st[cats].astype("string").astype("category"), st[nums].astype("float64"), history_aggregates(snap, types)],
+            axis=1,
+        )
         out[name] = (x, st["label"].to_numpy(dtype="float32"))
     categories = {c: out["train"][0][c].cat.categories for c in cats}  # one category coding for every split
     for x, _ in out.values():
@@ -89,17 +101,34 @@ def fit_gbdt(kind: str, frames, seed: int, quick: bool):
     if kind == "LightGBM":
         import lightgbm as lgb
 
-        model = lgb.LGBMClassifier(n_estimators=rounds, learning_rate=0.03, num_leaves=31, subsample=0.8,
-                                   subsample_freq=1, colsample_bytree=0.8, random_state=seed, verbose=-1,
-                                   n_jobs=THREADS)
+        model = lgb.LGBMClassifier(
+            n_estimators=rounds,
+            learning_rate=0.03,
+            num_leaves=31,
+            subsample=0.8,
+            subsample_freq=1,
+            colsample_bytree=0.8,
+            random_state=seed,
+            verbose=-1,
+            n_jobs=THREADS,
+        )
         model.fit(xtr, ytr, eval_set=[(xva, yva)], callbacks=[lgb.early_stopping(100, verbose=False)])
         return model
     from catboost import CatBoostClassifier
 
     cats = [c for c in xtr.columns if isinstance(xtr[c].dtype, pd.CategoricalDtype)]
-    model = CatBoostClassifier(iterations=rounds, learning_rate=0.05, depth=6, random_seed=seed, verbose=0,
-                               thread_count=THREADS, od_type="Iter", od_wait=100, cat_features=cats,
-                               allow_writing_files=False)
+    model = CatBoostClassifier(
+        iterations=rounds,
+        learning_rate=0.05,
+        depth=6,
+        random_seed=seed,
+        verbose=0,
+        thread_count=THREADS,
+        od_type="Iter",
+        od_wait=100,
+        cat_features=cats,
+        allow_writing_files=False,
+    )
     model.fit(_catboost_frame(xtr, cats), ytr, eval_set=(_catboost_frame(xva, cats), yva), use_best_model=True)
     return model
 
@@ -158,20 +187,28 @@ def table(data_name: str, runs: dict[str, list[dict[str, float]]], nets: list[st
     """Markdown: per model mean ± std over seeds; then each net minus the best GBDT, paired by seed."""
     n = len(next(iter(runs.values())))
     cols = [*METRICS, "val ROC-AUC", "seconds"]
-    lines = [f"\n## {data_name} (test split unless marked, mean ± std over {n} seeds)",
-             "| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    lines = [
+        f"\n## {data_name} (test split unless marked, mean ± std over {n} seeds)",
+        "| model | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
     for model, rows in runs.items():
-        lines.append(f"| {model} | " + " | ".join(
-            _cell([r[c] for r in rows], 0 if c == "seconds" else 3) for c in cols) + " |")
+        lines.append(
+            f"| {model} | " + " | ".join(_cell([r[c] for r in rows], 0 if c == "seconds" else 3) for c in cols) + " |"
+        )
     if gbdts:
         best = max(gbdts, key=lambda g: np.mean([r["ROC-AUC"] for r in runs[g]]))
-        lines += [f"\npaired difference to the best GBDT ({best}), mean ± std over seeds:",
-                  "| net | Δ ROC-AUC | Δ PR-AUC | Δ val ROC-AUC | seeds net ≥ GBDT |", "|---|---|---|---|---|"]
+        lines += [
+            f"\npaired difference to the best GBDT ({best}), mean ± std over seeds:",
+            "| net | Δ ROC-AUC | Δ PR-AUC | Δ val ROC-AUC | seeds net ≥ GBDT |",
+            "|---|---|---|---|---|",
+        ]
         for net in nets:
             d = {c: [a[c] - b[c] for a, b in zip(runs[net], runs[best])] for c in ("ROC-AUC", "PR-AUC", "val ROC-AUC")}
             wins = sum(x >= 0 for x in d["ROC-AUC"])
-            lines.append(f"| {net} | {_cell(d['ROC-AUC'])} | {_cell(d['PR-AUC'])} | {_cell(d['val ROC-AUC'])} | "
-                         f"{wins}/{n} |")
+            lines.append(
+                f"| {net} | {_cell(d['ROC-AUC'])} | {_cell(d['PR-AUC'])} | {_cell(d['val ROC-AUC'])} | {wins}/{n} |"
+            )
     return "\n".join(lines)
 
 
@@ -204,8 +241,11 @@ def main() -> None:
     parser.add_argument("--data", default="synth,telco,cdnow", help="comma-separated data configs (conf/data/*)")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (splits and initialisation)")
     parser.add_argument("--config-dir", default=None, help="extra Hydra config dir holding data/<name>.yaml")
-    parser.add_argument("--nn", action="append", help='a net to run: "name=override ..." (repeatable); '
-                                                       'default: the default configuration as "ChurnNet"')
+    parser.add_argument(
+        "--nn",
+        action="append",
+        help='a net to run: "name=override ..." (repeatable); default: the default configuration as "ChurnNet"',
+    )
     parser.add_argument("--gbdt", default=",".join(GBDTS), help="GBDT baselines to run (comma-separated, or '')")
     parser.add_argument("--quick", action="store_true", help="2 epochs, 200 boosting rounds: a smoke run")
     parser.add_argument("--out", default=None, help="append one JSON line per (data, seed, model) here")

@@ -12,6 +12,7 @@ the share of tokenisation in a short batch of 64, model / release size in MB, an
 language with the gate verdict. Needs a release that still holds its export `model.onnx` (the baseline demo
 release does; new ones keep it with export.keep_fp32=true) and the encoder it was trained from.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,14 +40,14 @@ KINDS = (("short", 32), ("long", 256))
 
 def _texts(kind: str, n: int) -> list[str]:
     base = synthetic_feedback(n * 12, seed=7)["text"].tolist()
-    return base[:n] if kind == "short" else [" ".join(base[i * 12:(i + 1) * 12]) for i in range(n)]
+    return base[:n] if kind == "short" else [" ".join(base[i * 12 : (i + 1) * 12]) for i in range(n)]
 
 
 def _window(fn, texts: list[str], batch: int, seconds: float) -> float:
     """texts/s of `fn` over batches of `texts` during about `seconds`."""
     done, start, i = 0, time.perf_counter(), 0
     while done == 0 or time.perf_counter() - start < seconds:
-        chunk = texts[i:i + batch]
+        chunk = texts[i : i + batch]
         fn(chunk)
         done += len(chunk)
         i = (i + batch) % len(texts)
@@ -89,8 +90,15 @@ def build_engines(rel: Path, work: Path, export, variants: list[str], encoder: P
         if not path.exists():
             if feeds is None:
                 feeds = calibration_feeds(engines["onnx-fp32"][0].tokenizer, calibration_texts(recipe), 64)
-            build_serving_model(tuned / EXPORT_FILE, path, num_heads=heads, int8=compute == "int8",
-                                embeddings=embeddings, recipe=recipe, feeds=feeds)
+            build_serving_model(
+                tuned / EXPORT_FILE,
+                path,
+                num_heads=heads,
+                int8=compute == "int8",
+                embeddings=embeddings,
+                recipe=recipe,
+                feeds=feeds,
+            )
         engines[f"onnx-{compute}/emb-{embeddings}"] = (load_release(tuned, path.name, threads), path)
     return engines
 
@@ -105,8 +113,9 @@ def speed_rows(engines: dict, net, args) -> list[tuple]:
             fns = {name: _scorer(eng, max_len, batch) for name, (eng, _) in engines.items()}
             if net is not None:
                 fns["torch-eager"] = _eager(net, tok, max_len)
-            rows += [(name, kind, batch, r) for name, r in _rates(fns, texts, batch, args.seconds,
-                                                                   args.repeats).items()]
+            rows += [
+                (name, kind, batch, r) for name, r in _rates(fns, texts, batch, args.seconds, args.repeats).items()
+            ]
     return rows
 
 
@@ -114,6 +123,7 @@ def _scorer(eng, max_len: int, batch: int):
     def score(texts: list[str]) -> None:
         eng.tokenizer.max_length, eng.batch_size = max_len, batch
         predict_texts(eng, texts)
+
     return score
 
 
@@ -123,6 +133,7 @@ def _eager(net, tok, max_len: int):
         feed = tok.pad(tok.encode(texts).ids)
         with torch.no_grad():
             net(torch.from_numpy(feed["input_ids"]), torch.from_numpy(feed["attention_mask"]))
+
     return score
 
 
@@ -142,8 +153,10 @@ def print_tables(engines: dict, rows: list[tuple], share: dict, rel: Path) -> No
     size = {name: path.resolve().stat().st_size / 1e6 for name, (_, path) in engines.items()}
     rate = {(n, k, b): r for n, k, b, r in rows}
     names = list(dict.fromkeys(n for n, *_ in rows))
-    print(f"\n{'engine':<24} {'short b1':>9} {'short b64':>9} {'long b1':>8} {'long b64':>8} {'x fp32 s64':>10} "
-          f"{'model MB':>9} {'release MB':>10} {'tokenise':>8}")
+    print(
+        f"\n{'engine':<24} {'short b1':>9} {'short b64':>9} {'long b1':>8} {'long b64':>8} {'x fp32 s64':>10} "
+        f"{'model MB':>9} {'release MB':>10} {'tokenise':>8}"
+    )
     for n in names:
         cells = " ".join(f"{rate[(n, k, b)]:>{9 if k == 'short' else 8}.1f}" for k, _ in KINDS for b in (1, 64))
         gain = rate[(n, "short", 64)] / rate[("onnx-fp32", "short", 64)]
@@ -156,8 +169,10 @@ def print_quality(engines: dict, rel: Path, limit: float, sizes: list[int]) -> N
     """Dev sentiment macro-F1 per language at the last gate batch size; the gate's worst drop over all of them."""
     labels = json.loads((rel / "labels.json").read_text())
     dev, base = dev_set(), {}
-    print(f"\ndev sentiment macro-F1 (max_length {labels['max_length']}, batch {sizes[-1]}); gate: worst drop over "
-          f"batch sizes {sizes} <= {limit}")
+    print(
+        f"\ndev sentiment macro-F1 (max_length {labels['max_length']}, batch {sizes[-1]}); gate: worst drop over "
+        f"batch sizes {sizes} <= {limit}"
+    )
     for name, (eng, _) in engines.items():
         eng.tokenizer.max_length = labels["max_length"]
         drops, m = [], {}
@@ -167,8 +182,10 @@ def print_quality(engines: dict, rel: Path, limit: float, sizes: list[int]) -> N
             base.setdefault(b, m)
             drops.append(per_language_drop(base[b], m))
         f1 = " ".join(f"{k.split('/')[-1]}={m[k]:.3f}" for k in sorted(m) if k.startswith("macro_f1/"))
-        print(f"{name:<24} all={m['macro_f1']:.3f} {f1}  worst drop={max(drops):+.3f} "
-              f"{'pass' if max(drops) <= limit else 'FAIL'}")
+        print(
+            f"{name:<24} all={m['macro_f1']:.3f} {f1}  worst drop={max(drops):+.3f} "
+            f"{'pass' if max(drops) <= limit else 'FAIL'}"
+        )
 
 
 def main() -> None:

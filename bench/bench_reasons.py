@@ -6,10 +6,10 @@
 
 Scores the base once at `--cutoff` (a backtest: the churn of the next `--horizon` days is known from the ground
 truth), then explains every at-risk customer with each variant (`insights.reasons` overrides, `key=value` pairs)
-and prints milliseconds per explained customer (wall and CPU: the cores may be shared) and the top-1 / top-3 hit rates of the served reasons against the true
-drivers of the customers who churned, at each `min_share`: over the churners with reasons (`serve.py task=report`)
-and over every explained churner (one without a reason counts as a miss).
-"""
+and prints milliseconds per explained customer (wall and CPU: the cores may be shared) and the top-1 / top-3 hit rates
+of the served reasons against the true drivers of the customers who churned, at each `min_share`: over the churners with
+reasons (`serve.py task=report`) and over every explained churner (one without a reason counts as a miss). """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +41,7 @@ def load_inputs(release: ChurnRelease, data: Path) -> dict[str, pd.DataFrame | N
         if table is None or not path.is_file():
             frames[kind] = None
             continue
-        frames[kind], _ = validate_chunk(read_table(str(path), read_options=table.read_options), table, kind,
-                                         str(path))
+        frames[kind], _ = validate_chunk(read_table(str(path), read_options=table.read_options), table, kind, str(path))
     return frames
 
 
@@ -68,22 +67,39 @@ class Explained:
     typical: dict
 
 
-def explain_at_risk(release: ChurnRelease, scored: pd.DataFrame, frames: dict, snapshot, features: dict,
-                    cfg: dict) -> Explained:
+def explain_at_risk(
+    release: ChurnRelease, scored: pd.DataFrame, frames: dict, snapshot, features: dict, cfg: dict
+) -> Explained:
     """The reasons `enrich` serves for every at-risk customer, timed (wall and CPU seconds)."""
     state, rcfg = release.insights_state, cfg["reasons"]
     cutoff = pd.Timestamp(scored["cutoff"].iloc[0])
-    facts = customer_facts(_canonical(frames["customers"]), _canonical(frames["events"]),
-                           _canonical(frames["feedback"]), cutoff, rcfg.get("languages"), state.event_types)
+    facts = customer_facts(
+        _canonical(frames["customers"]),
+        _canonical(frames["events"]),
+        _canonical(frames["feedback"]),
+        cutoff,
+        rcfg.get("languages"),
+        state.event_types,
+    )
     ids = snapshot.static["customer_id"].to_numpy()
     p = pd.Series(ids).map(scored.set_index("customer_id")["churn_probability"]).to_numpy(dtype=float)
     rows = np.flatnonzero(p >= enrich_module.at_risk_threshold(state, p, cfg))
     typical = typical_facts(release.pipeline.num_stats, float(rcfg.get("min_deviation", 0.5)))
     languages = enrich_module.service_languages(facts, cfg).to_dict()
     wall, cpu = time.perf_counter(), time.process_time()
-    reasons = enrich_module.explain(features, ids, rows, lambda b: release.run(b)["churn_probability"],
-                                    enrich_module.layout_of(release.pipeline), facts, rcfg, int(cfg.get("seed", 0)),
-                                    state.background or None, languages, typical)
+    reasons = enrich_module.explain(
+        features,
+        ids,
+        rows,
+        lambda b: release.run(b)["churn_probability"],
+        enrich_module.layout_of(release.pipeline),
+        facts,
+        rcfg,
+        int(cfg.get("seed", 0)),
+        state.background or None,
+        languages,
+        typical,
+    )
     return Explained(reasons, time.perf_counter() - wall, time.process_time() - cpu, facts, languages, typical)
 
 
@@ -91,10 +107,19 @@ def reselect(done: Explained, rcfg: dict) -> pd.DataFrame:
     """The reasons of the same attributions under other selection settings (`min_share`, `min_logit`, ...)."""
     groups = [c.removeprefix("attr_") for c in done.reasons.columns if c.startswith("attr_")]
     attr = done.reasons[[f"attr_{g}" for g in groups]].to_numpy()
-    return reasons_frame(list(done.reasons["customer_id"]), attr, groups, done.facts, int(rcfg.get("top_k", 3)),
-                         float(rcfg.get("min_logit", 0.0)), rcfg.get("not_reasons") or (),
-                         float(rcfg.get("min_share", 0.0)), done.languages, done.typical,
-                         str(rcfg.get("language", "en")))
+    return reasons_frame(
+        list(done.reasons["customer_id"]),
+        attr,
+        groups,
+        done.facts,
+        int(rcfg.get("top_k", 3)),
+        float(rcfg.get("min_logit", 0.0)),
+        rcfg.get("not_reasons") or (),
+        float(rcfg.get("min_share", 0.0)),
+        done.languages,
+        done.typical,
+        str(rcfg.get("language", "en")),
+    )
 
 
 def all_explained(reasons: pd.DataFrame, truth: pd.DataFrame, vocabulary: dict) -> pd.Series:
@@ -121,8 +146,15 @@ def main() -> None:
     frames = load_inputs(release, Path(args.data))
     cutoff = pd.Timestamp(args.cutoff)
     captured = {}
-    scored, _ = score_churn_batch(frames["customers"], frames["events"], frames["feedback"], release, cutoff,
-                                  validated=True, monitor=lambda snap, _: captured.update(snapshot=snap))
+    scored, _ = score_churn_batch(
+        frames["customers"],
+        frames["events"],
+        frames["feedback"],
+        release,
+        cutoff,
+        validated=True,
+        monitor=lambda snap, _: captured.update(snapshot=snap),
+    )
     snapshot = captured["snapshot"]
     features = release.pipeline.transform(snapshot)
     truth = read_table(str(Path(args.data) / "ground_truth.parquet"), typed=True, text_columns=["customer_id"])
@@ -131,11 +163,14 @@ def main() -> None:
     truth = truth[truth["customer_id"].isin(churned_ids)]
     base = release.insights_config
     variants = [parse_variant(v) for v in (args.variant or ["current:"])]
-    print(f"{len(scored):,} customers scored at {cutoff.date()}, {len(churned_ids):,} churned within "
-          f"{args.horizon} days")
-    print("| variant | reasons settings | explained | ms / customer (wall) | ms / customer (CPU) | min_share | "
-          "churners with reasons | top-1 | top-3 | explained churners | top-1 | top-3 |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"{len(scored):,} customers scored at {cutoff.date()}, {len(churned_ids):,} churned within {args.horizon} days"
+    )
+    print(
+        "| variant | reasons settings | explained | ms / customer (wall) | ms / customer (CPU) | min_share | "
+        "churners with reasons | top-1 | top-3 | explained churners | top-1 | top-3 |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
     for name, overrides in variants:
         done = None
         for share in [float(x) for x in args.min_share.split(",")]:
@@ -151,10 +186,13 @@ def main() -> None:
             every = all_explained(reasons, truth, vocabulary)
             settings = ",".join(f"{k}={v}" for k, v in overrides.items()) or "release config"
             n = len(done.reasons)
-            print(f"| {name} | {settings} | {n:,} | {1000 * done.wall / max(n, 1):.2f} | "
-                  f"{1000 * done.cpu / max(n, 1):.2f} | {share:g} | {int(rates['n'])} | {rates['top1']:.3f} | "
-                  f"{rates['top3']:.3f} | {int(every['n'])} | {every['top1']:.3f} | {every['top3']:.3f} |",
-                  flush=True)
+            print(
+                f"| {name} | {settings} | {n:,} | {1000 * done.wall / max(n, 1):.2f} | "
+                f"{1000 * done.cpu / max(n, 1):.2f} | {share:g} | {int(rates['n'])} | {rates['top1']:.3f} | "
+                f"{rates['top3']:.3f} | {int(every['n'])} | {every['top1']:.3f} | {every['top3']:.3f} |",
+                flush=True,
+            )
+
 
 if __name__ == "__main__":
     np.set_printoptions(precision=3)

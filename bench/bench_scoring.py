@@ -8,6 +8,7 @@ size (`churnsense.synth.generate`, `--months` of history): read + validate + par
 Without `--model` (or if it does not exist) an untrained release of the configured architecture is built on a small
 synthetic base (weights do not change the cost); with it, eager timing uses an untrained net of its architecture.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def synth_base(out_dir: Path, n: int, months: int, seed: int = 7) -> Path:
     if not (out_dir / "customers.parquet").is_file():
         summary = generate(synth_config(n_customers=n, months=months, seed=seed, out_dir=str(out_dir)))
-        print(f"synthetic base {n:,} customers, {summary['events']:,} events, {summary['feedback']:,} feedback "
-              f"({summary['seconds']:.0f} s) -> {out_dir}", flush=True)
+        print(
+            f"synthetic base {n:,} customers, {summary['events']:,} events, {summary['feedback']:,} feedback "
+            f"({summary['seconds']:.0f} s) -> {out_dir}",
+            flush=True,
+        )
     return out_dir
 
 
@@ -62,8 +66,13 @@ def build(work: Path, months: int, release: Path | None):
         onnx = export_onnx(graph, example, work / "export" / "model.onnx")
         release = work / "release"
         with staged_release(release) as staging:
-            write_churn_release(staging, onnx, data.pipeline, OmegaConf.to_container(cfg, resolve=True),
-                                {"hazard_horizons": list(net.hazard.horizons) if net.hazard else []})
+            write_churn_release(
+                staging,
+                onnx,
+                data.pipeline,
+                OmegaConf.to_container(cfg, resolve=True),
+                {"hazard_horizons": list(net.hazard.horizons) if net.hazard else []},
+            )
     return graph, arrays, release
 
 
@@ -92,24 +101,38 @@ def micro(graph, arrays: dict[str, np.ndarray], release: Path, threads: int, sec
         idx = np.arange(batch) % n
         feed = {k: arrays[k][idx] for k in names}
         tensors = model_inputs({k: arrays[k][idx] for k in MODEL_INPUTS})
-        onnx = rows_per_second(lambda: session.run(None, feed), batch, seconds)
+        onnx = rows_per_second(lambda feed=feed: session.run(None, feed), batch, seconds)
         with torch.inference_mode():
-            eager = rows_per_second(lambda: graph(*tensors), batch, seconds)
+            eager = rows_per_second(lambda tensors=tensors: graph(*tensors), batch, seconds)
         print(f"| {batch} | {onnx:,.0f} | {eager:,.0f} | {onnx / eager:.1f}x |", flush=True)
 
 
-def end_to_end(release: Path, work: Path, sizes: list[int], months: int, threads: int,
-               insights_modes: list[str]) -> None:
+def end_to_end(
+    release: Path, work: Path, sizes: list[int], months: int, threads: int, insights_modes: list[str]
+) -> None:
     print(f"\n## End to end `serve.py task=churn` ({threads} ONNX thread(s), {months} months of history)")
-    print("| customers | insights | events | seconds | rows/s | peak RSS MiB | partitions |\n"
-          "|---|---|---|---|---|---|---|")
+    print(
+        "| customers | insights | events | seconds | rows/s | peak RSS MiB | partitions |\n"
+        "|---|---|---|---|---|---|---|"
+    )
     for n, mode in [(n, m) for n in sizes for m in insights_modes]:
         base = synth_base(work / f"base{n}", n, months)
         out = work / f"scores{n}.parquet"
-        cmd = [sys.executable, str(ROOT / "serve.py"), "task=churn", f"model={release}",
-               f"input.customers={base / 'customers.parquet'}", f"input.events={base / 'events.parquet'}",
-               f"input.feedback={base / 'feedback.parquet'}", f"output={out}", "progress=false",
-               f"num_threads={threads}", "feedback_model=null", f"tmp_dir={work}", f"insights={mode == 'on'}"]
+        cmd = [
+            sys.executable,
+            str(ROOT / "serve.py"),
+            "task=churn",
+            f"model={release}",
+            f"input.customers={base / 'customers.parquet'}",
+            f"input.events={base / 'events.parquet'}",
+            f"input.feedback={base / 'feedback.parquet'}",
+            f"output={out}",
+            "progress=false",
+            f"num_threads={threads}",
+            "feedback_model=null",
+            f"tmp_dir={work}",
+            f"insights={mode == 'on'}",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("[churn] rows in")), None)
         if proc.returncode or line is None:
@@ -129,8 +152,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000", help="customers per end-to-end run ('' to skip)")
     parser.add_argument("--months", type=int, default=3, help="months of synthetic history")
     parser.add_argument("--work", default=None, help="scratch directory (default: a temp dir)")
-    parser.add_argument("--insights", default="off,on",
-                        help="serve with insights off (scores only) and/or on (reasons, segments, actions)")
+    parser.add_argument(
+        "--insights",
+        default="off,on",
+        help="serve with insights off (scores only) and/or on (reasons, segments, actions)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-scoring-") as tmp:
         work = Path(args.work or tmp)

@@ -1,4 +1,5 @@
 """Shared pytest setup: CPU only, quiet, deterministic; a tiny random text encoder for the feedback tests."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
-TEXTS = ["The app crashes every time 😡", "Интернет пропадает каждый вечер", "Застосунок не працює, ґанок і їжак є",
-         "האינטרנט נופל כל ערב", "query: hello world 👍", "ok"]
+TEXTS = [
+    "The app crashes every time 😡",
+    "Интернет пропадает каждый вечер",
+    "Застосунок не працює, ґанок і їжак є",
+    "האינטרנט נופל כל ערב",
+    "query: hello world 👍",
+    "ok",
+]
 
 
 @pytest.fixture(scope="session")
@@ -28,11 +35,19 @@ def tiny_encoder(tmp_path_factory):
     pieces = ["<s>", "<pad>", "</s>", "<unk>", "▁"] + chars + ["▁" + c for c in chars] + ["▁query", "▁ok"]
     scores = np.array([0, 0, 0, 0, -2] + [-5] * (2 * len(chars)) + [-3, -3], dtype=np.float32)
     tok = build_tokenizer(pieces, scores, {"bos": 0, "pad": 1, "eos": 2, "unk": 3}, {0x9: (0x20,), 0x1: ()})
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                            unk_token="<unk>").save_pretrained(out)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    ).save_pretrained(out)
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(pieces), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128, pad_token_id=1)
+    cfg = BertConfig(
+        vocab_size=len(pieces),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=1,
+    )
     BertModel(cfg, add_pooling_layer=False).save_pretrained(out)
     return out
 

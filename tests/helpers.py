@@ -1,4 +1,5 @@
 """Shared test helpers: the real configs, composed as training composes them."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +26,19 @@ def feedback_config(encoder: Path, tmp_path: Path, *overrides: str):
     """The real `task=feedback` config, shrunk: a tiny encoder, tiny data, no tracking, releases under `tmp_path`,
     the plain export served (no int8 / fused candidates to gate)."""
     return train_config(
-        "task=feedback", "logger=none", f"paths.artifacts_dir={tmp_path}", f"paths.output_dir={tmp_path / 'out'}",
-        f"model.encoder_path={encoder}", "model.max_length=32", "model.trainable_layers=1", "corpus.n_corpus=64",
-        "corpus.holdout.n=0", "corpus.drugreview_rows=0", "corpus.feedback_table=null",
-        f"export.release_dir={tmp_path / 'rel'}", "export.int8=false", "export.fused_fp32=false", *overrides)
+        "task=feedback",
+        "logger=none",
+        f"paths.artifacts_dir={tmp_path}",
+        f"paths.output_dir={tmp_path / 'out'}",
+        f"model.encoder_path={encoder}",
+        "model.max_length=32",
+        "model.trainable_layers=1",
+        "corpus.n_corpus=64",
+        "corpus.holdout.n=0",
+        "corpus.drugreview_rows=0",
+        "corpus.feedback_table=null",
+        f"export.release_dir={tmp_path / 'rel'}",
+        "export.int8=false",
+        "export.fused_fp32=false",
+        *overrides,
+    )

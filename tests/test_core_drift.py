@@ -1,5 +1,6 @@
 """Drift core on seeded synthetic frames: planted shifts flag exactly the shifted features, another seed of the same
 distribution flags none; streaming and merging give the one-shot counts; plain-JSON profiles; the report files."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,17 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from churnsense.core.drift import (CATEGORICAL, NUMERIC, DriftThresholds, Profile, ProfileAccumulator,
-                                   ProfileSettings, compare, psi, reference_profile)
+from churnsense.core.drift import (
+    CATEGORICAL,
+    NUMERIC,
+    DriftThresholds,
+    Profile,
+    ProfileAccumulator,
+    ProfileSettings,
+    compare,
+    psi,
+    reference_profile,
+)
 from churnsense.core.drift_report import alert_line, drift_paths, write_drift_html, write_drift_json
 from churnsense.monitoring.churn import prediction_values
 
@@ -26,18 +36,31 @@ def thresholds(**overrides) -> DriftThresholds:
     return DriftThresholds.from_config({**cfg, **overrides})
 
 
-def customers(n: int, seed: int, *, new_plan: float = 0.0, price: float = 1.0,
-              lang_p=(0.55, 0.2, 0.15, 0.1), missing_tenure: float = 0.0) -> pd.DataFrame:
+def customers(
+    n: int,
+    seed: int,
+    *,
+    new_plan: float = 0.0,
+    price: float = 1.0,
+    lang_p=(0.55, 0.2, 0.15, 0.1),
+    missing_tenure: float = 0.0,
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     plan = np.asarray(PLANS, dtype=object)[rng.choice(4, n, p=[0.3, 0.35, 0.2, 0.15])]
     plan[rng.random(n) < new_plan] = "family"
     charge = pd.Series(plan).map({"basic": 25, "standard": 45, "premium": 70, "unlimited": 95, "family": 60})
     tenure = rng.exponential(400, n)
     tenure[rng.random(n) < missing_tenure] = np.nan
-    return pd.DataFrame({"plan": plan, "language": np.asarray(LANGS, dtype=object)[rng.choice(4, n, p=lang_p)],
-                         "region": rng.choice(["north", "south", "east"], n),
-                         "monthly_charge": charge.to_numpy(float) * rng.uniform(0.9, 1.1, n) * price,
-                         "n_lines": rng.integers(1, 5, n).astype(float), "tenure_days": tenure})
+    return pd.DataFrame(
+        {
+            "plan": plan,
+            "language": np.asarray(LANGS, dtype=object)[rng.choice(4, n, p=lang_p)],
+            "region": rng.choice(["north", "south", "east"], n),
+            "monthly_charge": charge.to_numpy(float) * rng.uniform(0.9, 1.1, n) * price,
+            "n_lines": rng.integers(1, 5, n).astype(float),
+            "tenure_days": tenure,
+        }
+    )
 
 
 def profile_of(frame: pd.DataFrame) -> Profile:
@@ -120,7 +143,7 @@ def test_profile_is_plain_json_and_checked_on_load(reference, tmp_path):
     assert len(doc["features"]["monthly_charge"]["counts"]) == len(doc["features"]["monthly_charge"]["edges"]) + 1
     assert Profile.load(path).to_dict() == reference.to_dict()
     (tmp_path / "bad.json").write_text(json.dumps({"format": "something-else", "version": 1}))
-    with pytest.raises(ValueError, match="bad.json: not a churnsense-drift-profile"):
+    with pytest.raises(ValueError, match=r"bad\.json: not a churnsense-drift-profile"):
         Profile.load(tmp_path / "bad.json")
 
 
@@ -184,7 +207,7 @@ def test_json_html_and_alert_line(reference, tmp_path):
     assert doc["summary"]["drifted_features"] == report.drifted and doc["task"] == "churn"
     assert Profile.from_dict(doc["current_profile"]).to_dict() == current.to_dict()
     page = html_path.read_text()
-    assert page.count("<tr class=\"drift\">") == 2 and page.count("<svg") == 2 and "family (1" in page
+    assert page.count('<tr class="drift">') == 2 and page.count("<svg") == 2 and "family (1" in page
     assert page.index(">plan<") < page.index(">region<")  # drifted features first
     line = alert_line(report, "churn", html_path)
     assert line.startswith("DRIFT churn: 2/6 features drifted [FAIL]") and "plan new [family]" in line

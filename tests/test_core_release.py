@@ -1,4 +1,5 @@
 """One release protocol for every model: staged, published whole or not at all, previous release kept on a kill."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """MLflow in one style: model-training experiments, readable runs, dataset lineage, the champion rule."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -8,15 +9,20 @@ from churnsense.core.tracking import TableInput, TrackedRun, flatten, registered
 
 
 def _cfg(tmp_path) -> dict:
-    return {"enabled": True, "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment_name": "exp",
-            "artifact_location": (tmp_path / "mlartifacts").as_uri()}
+    return {
+        "enabled": True,
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "experiment_name": "exp",
+        "artifact_location": (tmp_path / "mlartifacts").as_uri(),
+    }
 
 
 def _version(tmp_path, auroc: float) -> dict:
     run = TrackedRun.start(_cfg(tmp_path), run_name("churn", "synth", "gru", "s1"), {"data": "synth"})
     run.log_metrics({"val/auroc": auroc})
-    return run.register(f"runs:/{run.run_id}/model", "churnsense-churn-x", f"card {auroc}", {"data": "synth"},
-                        promote_on="val/auroc")
+    return run.register(
+        f"runs:/{run.run_id}/model", "churnsense-churn-x", f"card {auroc}", {"data": "synth"}, promote_on="val/auroc"
+    )
 
 
 def test_champion_moves_only_when_the_validation_metric_improves(tmp_path):
@@ -36,8 +42,13 @@ def test_champion_moves_only_when_the_validation_metric_improves(tmp_path):
 def test_experiment_kind_run_name_and_dataset_lineage(tmp_path):
     run = TrackedRun.start(_cfg(tmp_path), "churn-synth-gru-s42", {"task": "churn"})
     frame = pd.DataFrame({"customer_id": ["a", "b"], "ts": pd.to_datetime(["2024-01-01", "2024-02-01"])})
-    (dataset,) = run.log_tables([TableInput("synth.events", frame, str(tmp_path / "events.parquet"), "training",
-                                            {"rows": 2, "first": "2024-01-01"})])
+    (dataset,) = run.log_tables(
+        [
+            TableInput(
+                "synth.events", frame, str(tmp_path / "events.parquet"), "training", {"rows": 2, "first": "2024-01-01"}
+            )
+        ]
+    )
     run.log_metrics({"test/auroc": 0.9, "bad": float("nan")}, dataset=dataset)
     client = MlflowClient(tracking_uri=_cfg(tmp_path)["tracking_uri"])
     experiment = client.get_experiment_by_name("exp")

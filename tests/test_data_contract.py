@@ -1,4 +1,5 @@
 """Contract validation: specific errors (file, column, rows, reason); serving rejects; public data via config."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,9 +8,9 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from churnsense.core.locate import resolve_path
 from churnsense.data.contract import DataSpec, TableSpec
 from churnsense.data.loading import load_tables
-from churnsense.core.locate import resolve_path
 from churnsense.data.validation import DataValidationError, split_valid_rows
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
@@ -17,9 +18,16 @@ CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 
 def _spec(tmp_path: Path, customers: pd.DataFrame, events: pd.DataFrame | None = None) -> DataSpec:
     customers.to_csv(tmp_path / "c.csv", index=False)
-    d = {"name": "t", "customers": {"path": str(tmp_path / "c.csv"), "columns": {"customer_id": "id"},
-                                    "categorical": ["plan"], "numeric": ["charge"]},
-         "framing": {"label_mode": "churn_date"}}
+    d = {
+        "name": "t",
+        "customers": {
+            "path": str(tmp_path / "c.csv"),
+            "columns": {"customer_id": "id"},
+            "categorical": ["plan"],
+            "numeric": ["charge"],
+        },
+        "framing": {"label_mode": "churn_date"},
+    }
     if events is not None:
         events.to_csv(tmp_path / "e.csv", index=False)
         d["events"] = {"path": str(tmp_path / "e.csv"), "columns": {"customer_id": "id", "ts": "time"}}
@@ -34,21 +42,36 @@ def _customers(**overrides) -> pd.DataFrame:
 
 
 def _events(**overrides) -> pd.DataFrame:
-    df = pd.DataFrame({"id": ["a", "b", "c"], "time": ["2024-01-01", "2024-01-02 10:00", "2024-01-03"],
-                       "event_type": ["usage"] * 3, "value": [1.0, 2.0, 3.0]})
+    df = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "time": ["2024-01-01", "2024-01-02 10:00", "2024-01-03"],
+            "event_type": ["usage"] * 3,
+            "value": [1.0, 2.0, 3.0],
+        }
+    )
     for k, v in overrides.items():
         df[k] = v
     return df
 
 
-@pytest.mark.parametrize(("customers", "events", "file", "column", "rows", "reason"), [
-    (_customers().drop(columns="plan"), None, "c.csv", "plan", [], "missing column"),
-    (_customers(charge=["1", "lots", "3"]), None, "c.csv", "charge", [2], "not a number"),
-    (_customers(id=["a", "b", "a"]), None, "c.csv", "id", [1, 3], "duplicate customer id"),
-    (_customers(), _events(time=["2024-01-01", "yesterday", "2024-13-45"]), "e.csv", "time", [2, 3],
-     "unparseable timestamp"),
-    (_customers(), _events(id=["a", "zz", "c"]), "e.csv", "id", [2], "unknown customer id"),
-])
+@pytest.mark.parametrize(
+    ("customers", "events", "file", "column", "rows", "reason"),
+    [
+        (_customers().drop(columns="plan"), None, "c.csv", "plan", [], "missing column"),
+        (_customers(charge=["1", "lots", "3"]), None, "c.csv", "charge", [2], "not a number"),
+        (_customers(id=["a", "b", "a"]), None, "c.csv", "id", [1, 3], "duplicate customer id"),
+        (
+            _customers(),
+            _events(time=["2024-01-01", "yesterday", "2024-13-45"]),
+            "e.csv",
+            "time",
+            [2, 3],
+            "unparseable timestamp",
+        ),
+        (_customers(), _events(id=["a", "zz", "c"]), "e.csv", "id", [2], "unknown customer id"),
+    ],
+)
 def test_validation_errors_are_specific(tmp_path, customers, events, file, column, rows, reason):
     spec = _spec(tmp_path, customers, events)
     with pytest.raises(DataValidationError) as err:
@@ -114,17 +137,29 @@ def test_serving_files_need_no_label_columns():
 def _offers_spec(tmp_path: Path, offers: pd.DataFrame) -> DataSpec:
     _customers().to_csv(tmp_path / "c.csv", index=False)
     offers.to_csv(tmp_path / "o.csv", index=False)
-    return DataSpec.from_config({
-        "name": "t", "framing": {"label_mode": "churn_date"},
-        "customers": {"path": str(tmp_path / "c.csv"), "columns": {"customer_id": "id"}, "categorical": ["plan"]},
-        "offers": {"path": str(tmp_path / "o.csv"), "columns": {"customer_id": "id", "churned": "lost"}}})
+    return DataSpec.from_config(
+        {
+            "name": "t",
+            "framing": {"label_mode": "churn_date"},
+            "customers": {"path": str(tmp_path / "c.csv"), "columns": {"customer_id": "id"}, "categorical": ["plan"]},
+            "offers": {"path": str(tmp_path / "o.csv"), "columns": {"customer_id": "id", "churned": "lost"}},
+        }
+    )
 
 
 def _offers(**overrides) -> pd.DataFrame:
-    df = pd.DataFrame({"id": ["a", "b", "c"], "ts": ["2024-02-01", "2024-02-02", "2024-02-03"],
-                       "action": ["call", "", "discount"], "treated": ["true", "false", "1"],
-                       "propensity": [0.3, 0.4, 0.3], "accepted": ["yes", "no", "no"], "team": ["t1", "", "t2"],
-                       "lost": [0, 1, 0]})
+    df = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "ts": ["2024-02-01", "2024-02-02", "2024-02-03"],
+            "action": ["call", "", "discount"],
+            "treated": ["true", "false", "1"],
+            "propensity": [0.3, 0.4, 0.3],
+            "accepted": ["yes", "no", "no"],
+            "team": ["t1", "", "t2"],
+            "lost": [0, 1, 0],
+        }
+    )
     for k, v in overrides.items():
         df[k] = v
     return df
@@ -134,9 +169,11 @@ def test_offer_log_is_validated_like_the_other_tables(tmp_path):
     offers = load_tables(_offers_spec(tmp_path, _offers())).offers
     assert offers["treated"].tolist() == [True, False, True] and offers["churned"].tolist() == [False, True, False]
     assert offers["action"].isna().tolist() == [False, True, False] and str(offers["ts"].dtype) == "datetime64[ns]"
-    for bad, column, rows, reason in ((_offers(propensity=[0.3, 1.7, 0]), "propensity", [2, 3], "probability"),
-                                      (_offers(treated=["true", "maybe", "0"]), "treated", [2], "true or false"),
-                                      (_offers(id=["a", "zz", "c"]), "id", [2], "unknown customer id")):
+    for bad, column, rows, reason in (
+        (_offers(propensity=[0.3, 1.7, 0]), "propensity", [2, 3], "probability"),
+        (_offers(treated=["true", "maybe", "0"]), "treated", [2], "true or false"),
+        (_offers(id=["a", "zz", "c"]), "id", [2], "unknown customer id"),
+    ):
         with pytest.raises(DataValidationError) as err:
             load_tables(_offers_spec(tmp_path, bad))
         assert err.value.file.endswith("o.csv") and err.value.column == column and err.value.rows == rows

@@ -1,4 +1,5 @@
 """Feedback enters the event history with its topic (when known) as the event type and its sentiment as the value."""
+
 from __future__ import annotations
 
 import pandas as pd

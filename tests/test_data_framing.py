@@ -1,31 +1,41 @@
 """Leakage-free framing: time + customer splits; nothing after a cutoff reaches the features."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from churnsense.churn.aggregates import history_aggregates
+from churnsense.churn.features import FeaturePipeline
 from churnsense.data.contract import DataSpec
 from churnsense.data.framing import make_scoring_snapshot, make_splits, split_cutoffs
 from churnsense.data.loading import Tables, load_tables
 from churnsense.synth.generate import generate, synth_config
-from churnsense.churn.aggregates import history_aggregates
-from churnsense.churn.features import FeaturePipeline
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> tuple[DataSpec, Tables]:
     out = tmp_path_factory.mktemp("synth")
     generate(synth_config(n_customers=800, out_dir=str(out), seed=3))
-    spec = DataSpec.from_config({
-        "name": "t",
-        "customers": {"path": str(out / "customers.parquet"), "categorical": ["plan", "contract", "language"],
-                      "numeric": ["monthly_charge"], "columns": {"signup_date": "signup_date",
-                                                                 "churn_date": "churn_date",
-                                                                 "observed_until": "observed_until"}},
-        "events": {"path": str(out / "events.parquet")},
-        "feedback": {"path": str(out / "feedback.parquet"), "columns": {"sentiment": "sentiment"}},
-        "framing": {"horizon_days": 30, "max_events": 16, "lookback_days": 120, "n_train_cutoffs": 2}})
+    spec = DataSpec.from_config(
+        {
+            "name": "t",
+            "customers": {
+                "path": str(out / "customers.parquet"),
+                "categorical": ["plan", "contract", "language"],
+                "numeric": ["monthly_charge"],
+                "columns": {
+                    "signup_date": "signup_date",
+                    "churn_date": "churn_date",
+                    "observed_until": "observed_until",
+                },
+            },
+            "events": {"path": str(out / "events.parquet")},
+            "feedback": {"path": str(out / "feedback.parquet"), "columns": {"sentiment": "sentiment"}},
+            "framing": {"horizon_days": 30, "max_events": 16, "lookback_days": 120, "n_train_cutoffs": 2},
+        }
+    )
     return spec, load_tables(spec)
 
 
@@ -47,12 +57,17 @@ def _plant_future(tables: Tables, cutoff: pd.Timestamp) -> Tables:
     """Add wild events and feedback at and after the cutoff for every customer."""
     ids = tables.customers["customer_id"]
     ts = [cutoff, cutoff + pd.Timedelta(hours=5), cutoff + pd.Timedelta(days=20)]
-    ev = pd.DataFrame({"customer_id": np.repeat(ids.to_numpy(), 3), "ts": np.tile(ts, len(ids)),
-                       "event_type": "outage", "value": 1e6})
-    fb = tables.feedback.sample(len(ids), replace=True, random_state=0).assign(customer_id=ids.to_numpy(), ts=cutoff + pd.Timedelta(days=1),
-                                               sentiment="negative")
-    return Tables(tables.customers, pd.concat([tables.events, ev], ignore_index=True),
-                  pd.concat([tables.feedback, fb], ignore_index=True))
+    ev = pd.DataFrame(
+        {"customer_id": np.repeat(ids.to_numpy(), 3), "ts": np.tile(ts, len(ids)), "event_type": "outage", "value": 1e6}
+    )
+    fb = tables.feedback.sample(len(ids), replace=True, random_state=0).assign(
+        customer_id=ids.to_numpy(), ts=cutoff + pd.Timedelta(days=1), sentiment="negative"
+    )
+    return Tables(
+        tables.customers,
+        pd.concat([tables.events, ev], ignore_index=True),
+        pd.concat([tables.feedback, fb], ignore_index=True),
+    )
 
 
 def test_outcomes_after_the_next_split_cutoff_stay_unseen(synth):
@@ -67,8 +82,9 @@ def test_outcomes_after_the_next_split_cutoff_stay_unseen(synth):
         assert (ttc[np.isfinite(ttc)] <= limit[np.isfinite(ttc)] + 1e-6).all()
     # moving every later churn further into the future changes no train/val target
     late = tables.customers["churn_date"] > splits["test"].static["cutoff"].min()
-    moved = tables.customers.assign(churn_date=tables.customers["churn_date"].where(
-        ~late, tables.customers["churn_date"] + pd.Timedelta(days=365)))
+    moved = tables.customers.assign(
+        churn_date=tables.customers["churn_date"].where(~late, tables.customers["churn_date"] + pd.Timedelta(days=365))
+    )
     again = make_splits(Tables(moved, tables.events, tables.feedback), spec)
     for name in ("train", "val"):
         cols = ["customer_id", "cutoff", "label", "ttc_days", "followup_days"]

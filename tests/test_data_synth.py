@@ -1,4 +1,5 @@
 """Synthetic base: deterministic per seed; churn base rate and mechanism mix follow the config; offers, feedback."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +40,7 @@ def test_deterministic_for_a_seed(tmp_path):
 
 
 def test_tables_are_consistent(base):
-    cfg, summary, t = base
+    _cfg, summary, t = base
     c, e, gt = t["customers"], t["events"], t["ground_truth"]
     assert c["customer_id"].is_unique and len(c) == N and set(e["customer_id"]) <= set(c["customer_id"])
     assert 60 <= summary["events_per_customer"] <= 100
@@ -61,12 +62,14 @@ def test_churn_rate_and_mechanism_mix_match_config(base):
         if m != "short_contract":
             assert abs(exposed.mean() - cfg["mechanisms"][m]["exposure"]) < 0.02, m
         # customers whose whole delay fits in the window, without an accepted offer
-        observable = exposed & untreated & (gt[f"onset_{m}"] + pd.Timedelta(days=DELAY[m][1]) <
-                                            pd.Timestamp(summary["end"]))
+        observable = (
+            exposed & untreated & (gt[f"onset_{m}"] + pd.Timedelta(days=DELAY[m][1]) < pd.Timestamp(summary["end"]))
+        )
         rate = gt.loc[observable, "drivers"].str.contains(m).mean()
         assert abs(rate - cfg["mechanisms"][m]["churn_prob"]) < 0.1, (m, rate)
     expected = 1 - (1 - cfg["background_churn"]) * np.prod(
-        [1 - cfg["mechanisms"][m]["churn_prob"] * gt["exposed"].str.contains(m).mean() for m in MECHANISMS])
+        [1 - cfg["mechanisms"][m]["churn_prob"] * gt["exposed"].str.contains(m).mean() for m in MECHANISMS]
+    )
     assert abs(gt["p_churn_no_offer"].mean() - expected) < 0.02
     assert abs(summary["churn_rate"] - expected) < 0.05  # censoring at the window end and offers lower it a bit
 
@@ -77,7 +80,9 @@ def test_offer_log_has_a_randomised_control_arm(base):
     control = ~o["treated"]
     assert o["customer_id"].is_unique and abs(control.mean() - cfg["offers"]["control_share"]) < 0.03
     assert o.loc[control, "action"].isna().all() and o.loc[control, "team"].isna().all()
-    assert set(o.loc[~control, "action"]) == {"discount", "plan_upgrade", "call"} and not o.loc[control, "accepted"].any()
+    assert (
+        set(o.loc[~control, "action"]) == {"discount", "plan_upgrade", "call"} and not o.loc[control, "accepted"].any()
+    )
     assert (o.groupby(o["action"].fillna(""))["propensity"].nunique() == 1).all()  # known by design
     assert 0.4 < o.loc[~control, "accepted"].mean() < 0.9
     for a in ("discount", "plan_upgrade", "call"):

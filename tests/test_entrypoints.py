@@ -1,10 +1,11 @@
 """Bad input ends with one clear line and exit code 2, not a traceback; real bugs still raise."""
+
 from __future__ import annotations
 
 import pytest
 
-from churnsense.data.validation import DataValidationError
 from churnsense.cli import report_user_errors
+from churnsense.data.validation import DataValidationError
 
 
 def test_user_error_is_one_line_and_exit_code_2(capsys, monkeypatch):
@@ -25,13 +26,16 @@ def test_bugs_and_debug_mode_keep_the_traceback(monkeypatch):
         report_user_errors(lambda _cfg: {}["missing"], None)
     monkeypatch.setenv("CHURNSENSE_DEBUG", "1")
     with pytest.raises(FileNotFoundError):
-        report_user_errors(lambda _cfg: open("/nonexistent/file.csv"), None)
+        report_user_errors(lambda _cfg: open("/nonexistent/file.csv"), None)  # noqa: SIM115  (it must fail)
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["task=feedback", "engine=spark"], "engine=spark scores task=churn"),
-    (["task=churn", "engine=dask"], "unknown engine 'dask'"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["task=feedback", "engine=spark"], "engine=spark scores task=churn"),
+        (["task=churn", "engine=dask"], "unknown engine 'dask'"),
+    ],
+)
 def test_serve_engine_choice_is_checked_before_any_work(overrides, message):
     from hydra import compose, initialize_config_dir
 

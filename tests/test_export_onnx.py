@@ -1,4 +1,5 @@
 """ONNX export of the scoring graph: dynamic batch/sequence axes, torch vs onnxruntime parity, loud failure."""
+
 from __future__ import annotations
 
 import warnings
@@ -9,12 +10,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from churnsense.churn.export import ScoringGraph, check_parity, export_onnx, model_inputs
-from churnsense.core.onnx_export import ExportParityError
 from churnsense.churn.examples import random_arrays
+from churnsense.churn.export import ScoringGraph, check_parity, export_onnx, model_inputs
 from churnsense.churn.net import MODEL_INPUTS, ChurnNet
 from churnsense.churn.sequence import SequenceEncoder
 from churnsense.churn.tabular import TabularEncoder
+from churnsense.core.onnx_export import ExportParityError
 
 warnings.filterwarnings("ignore")
 
@@ -28,8 +29,12 @@ def _batch(**kw):
 @pytest.mark.parametrize("kind", ["gru", "transformer"])
 def test_parity_dynamic_axes(kind, tmp_path):
     torch.manual_seed(0)
-    net = ChurnNet(TabularEncoder([3, 5], 4, d_token=4, hidden_dim=8),
-                   SequenceEncoder(6, kind, d_model=8, n_heads=2), hidden_dim=8, hazard_horizons=[30, 60, 90])
+    net = ChurnNet(
+        TabularEncoder([3, 5], 4, d_token=4, hidden_dim=8),
+        SequenceEncoder(6, kind, d_model=8, n_heads=2),
+        hidden_dim=8,
+        hazard_horizons=[30, 60, 90],
+    )
     graph = ScoringGraph(net, temperature=1.7, logit_offset=0.4)
     example = _batch(n=4, max_events=3)
     path = export_onnx(graph, example, tmp_path / "model.onnx")
@@ -49,8 +54,7 @@ def test_parity_ensemble_and_piecewise_embedding(tmp_path):
     held_out = _batch(n=40, max_events=12)
     bins = quantile_bins(held_out["num"].numpy(), n_bins=6)
     tab = TabularEncoder([3, 5], 4, d_token=4, hidden_dim=8, numeric_embedding="piecewise", bins=bins)
-    net = ChurnNet(tab, SequenceEncoder(6, "gru", d_model=8), hidden_dim=8, hazard_horizons=[30, 60],
-                   ensemble_size=4)
+    net = ChurnNet(tab, SequenceEncoder(6, "gru", d_model=8), hidden_dim=8, hazard_horizons=[30, 60], ensemble_size=4)
     graph = ScoringGraph(net, temperature=1.3, logit_offset=0.2)
     path = export_onnx(graph, _batch(n=4, max_events=3), tmp_path / "model.onnx")
     assert len(onnx.load(str(path)).graph.input) == len(MODEL_INPUTS)

@@ -1,4 +1,5 @@
 """FeaturePipeline: batch contract, unknown/missing handling, JSON round trip with identical features."""
+
 from __future__ import annotations
 
 import json
@@ -6,9 +7,9 @@ import json
 import numpy as np
 import pandas as pd
 
-from churnsense.data.framing import Snapshot
 from churnsense.churn.aggregates import history_aggregates
 from churnsense.churn.features import FeaturePipeline
+from churnsense.data.framing import Snapshot
 
 T0 = pd.Timestamp("2024-06-01")
 
@@ -16,16 +17,28 @@ T0 = pd.Timestamp("2024-06-01")
 def _snap(n: int = 40, seed: int = 0) -> Snapshot:
     rng = np.random.default_rng(seed)
     ids = [f"c{i}" for i in range(n)]
-    static = pd.DataFrame({"customer_id": ids, "cutoff": T0,
-                           "plan": rng.choice(["a", "b", None], n), "charge": rng.lognormal(3, 1, n),
-                           "label": (rng.random(n) < 0.3).astype("float32"), "ttc_days": np.nan,
-                           "followup_days": 30.0})
+    static = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "cutoff": T0,
+            "plan": rng.choice(["a", "b", None], n),
+            "charge": rng.lognormal(3, 1, n),
+            "label": (rng.random(n) < 0.3).astype("float32"),
+            "ttc_days": np.nan,
+            "followup_days": 30.0,
+        }
+    )
     static.loc[0, "charge"] = np.nan
     k = rng.integers(0, 30, n)
-    hist = pd.DataFrame({"customer_id": np.repeat(ids, k), "cutoff": T0,
-                         "ts": T0 - pd.to_timedelta(rng.uniform(0.01, 200, k.sum()), unit="D"),
-                         "event_type": rng.choice(["usage", "outage", "feedback"], k.sum()),
-                         "value": rng.pareto(1.5, k.sum()) * 10})
+    hist = pd.DataFrame(
+        {
+            "customer_id": np.repeat(ids, k),
+            "cutoff": T0,
+            "ts": T0 - pd.to_timedelta(rng.uniform(0.01, 200, k.sum()), unit="D"),
+            "event_type": rng.choice(["usage", "outage", "feedback"], k.sum()),
+            "value": rng.pareto(1.5, k.sum()) * 10,
+        }
+    )
     hist = hist.sort_values(["customer_id", "ts"], ignore_index=True)
     return Snapshot(static=static, history=hist)
 
@@ -39,9 +52,17 @@ def test_batch_contract_dtypes_and_shapes():
     pipe, snap = _fit()
     x = pipe.transform(snap)
     b, n = len(snap.static), 8
-    want = {"cat": (np.int64, (b, 1)), "num": (np.float32, (b, pipe.n_numeric)), "seq_type": (np.int64, (b, n)),
-            "seq_value": (np.float32, (b, n)), "seq_dt": (np.float32, (b, n)), "seq_mask": (np.bool_, (b, n)),
-            "label": (np.float32, (b,)), "ttc_days": (np.float32, (b,)), "followup_days": (np.float32, (b,))}
+    want = {
+        "cat": (np.int64, (b, 1)),
+        "num": (np.float32, (b, pipe.n_numeric)),
+        "seq_type": (np.int64, (b, n)),
+        "seq_value": (np.float32, (b, n)),
+        "seq_dt": (np.float32, (b, n)),
+        "seq_mask": (np.bool_, (b, n)),
+        "label": (np.float32, (b,)),
+        "ttc_days": (np.float32, (b,)),
+        "followup_days": (np.float32, (b,)),
+    }
     assert set(x) == set(want)
     for key, (dtype, shape) in want.items():
         assert x[key].dtype == dtype and x[key].shape == shape, key
@@ -73,8 +94,10 @@ def test_wide_part_is_the_gbdt_aggregates():
 
 def test_unknown_and_missing_map_to_zero_bucket():
     pipe, snap = _fit()
-    new = Snapshot(static=snap.static.assign(plan=["zzz"] * len(snap.static)).drop(columns=["label"]),
-                   history=snap.history.assign(event_type="never_seen"))
+    new = Snapshot(
+        static=snap.static.assign(plan=["zzz"] * len(snap.static)).drop(columns=["label"]),
+        history=snap.history.assign(event_type="never_seen"),
+    )
     x = pipe.transform(new)
     assert (x["cat"] == 0).all() and "label" not in x
     assert (x["seq_type"][x["seq_mask"]] == 1).all()
@@ -82,7 +105,7 @@ def test_unknown_and_missing_map_to_zero_bucket():
 
 
 def test_json_round_trip_gives_identical_features(tmp_path):
-    pipe, snap = _fit()
+    pipe, _ = _fit()
     path = tmp_path / "pipeline.json"
     pipe.save(path)
     json.loads(path.read_text())  # plain JSON

@@ -8,6 +8,7 @@ and feedback files, and random file-level damage. Whatever comes in, a run ends 
 Never a traceback, never a partial output. The scorer runs in-process (`run_serving`, catching SystemExit); one
 case runs `serve.py` as a subprocess to check the entry point's error style end to end. Examples are bounded and
 derandomized (the same inputs on every run)."""
+
 from __future__ import annotations
 
 import csv
@@ -27,45 +28,77 @@ from hypothesis import HealthCheck, Phase, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from churnsense.core import io  # noqa: E402
+from helpers import feedback_config  # noqa: E402
 from test_serving_bad_inputs import serve  # noqa: E402
 from test_serving_churn import tiny_inputs  # noqa: E402
-from helpers import feedback_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD_BYTES = "\udce9"  # a lone surrogate: written as the raw byte 0xE9 (Latin-1 é), undecodable as UTF-8
-HEADERS = {"customers": ["id", "plan", "charge", "signup"], "events": ["id", "kind", "amount", "when"],
-           "feedback": ["id", "when", "comment", "sentiment"]}
+HEADERS = {
+    "customers": ["id", "plan", "charge", "signup"],
+    "events": ["id", "kind", "amount", "when"],
+    "feedback": ["id", "when", "comment", "sentiment"],
+}
 SIZES = {"customers": 8, "events": 20, "feedback": 6}
 
 # Row-level damage: (name, column or None for the whole record, replacement). A row marked "must reject" can never
 # be scored; the others may be used or rejected, but must be accounted for.
 ROW_DAMAGE = {
     "customers": [
-        ("valid", None, None), ("valid", None, None),
-        ("no_id", "id", ""), ("latin1_id", "id", "c" + BAD_BYTES + "x"), ("unicode_id", "id", "ĉüś-Ω"),
-        ("dup_id", "id", "c000"), ("inf", "charge", "inf"), ("overflow", "charge", "1e309"),
-        ("huge", "charge", "1e300"), ("neg_inf", "charge", "-Infinity"),
+        ("valid", None, None),
+        ("valid", None, None),
+        ("no_id", "id", ""),
+        ("latin1_id", "id", "c" + BAD_BYTES + "x"),
+        ("unicode_id", "id", "ĉüś-Ω"),
+        ("dup_id", "id", "c000"),
+        ("inf", "charge", "inf"),
+        ("overflow", "charge", "1e309"),
+        ("huge", "charge", "1e300"),
+        ("neg_inf", "charge", "-Infinity"),
         ("text_number", "charge", "twelve"),
-        ("blank_number", "charge", ""), ("nan", "charge", "NaN"), ("bad_date", "signup", "31/31/2023"),
-        ("future_signup", "signup", "2031-01-01"), ("new_plan", "plan", "платина"), ("quoted", "plan", 'a,"b"\nc'),
-        ("extra_fields", "+", "x,SECRET"), ("few_fields", "-", None),
+        ("blank_number", "charge", ""),
+        ("nan", "charge", "NaN"),
+        ("bad_date", "signup", "31/31/2023"),
+        ("future_signup", "signup", "2031-01-01"),
+        ("new_plan", "plan", "платина"),
+        ("quoted", "plan", 'a,"b"\nc'),
+        ("extra_fields", "+", "x,SECRET"),
+        ("few_fields", "-", None),
     ],
     "events": [
-        ("valid", None, None), ("valid", None, None), ("valid", None, None),
-        ("unknown_id", "id", "nobody"), ("latin1_id", "id", "c00" + BAD_BYTES), ("no_id", "id", ""),
-        ("inf", "amount", "inf"), ("overflow", "amount", "-1e400"), ("huge", "amount", "1e200"),
-        ("text_number", "amount", "n/a"), ("bad_ts", "when", "yesterday"), ("no_ts", "when", ""),
+        ("valid", None, None),
+        ("valid", None, None),
+        ("valid", None, None),
+        ("unknown_id", "id", "nobody"),
+        ("latin1_id", "id", "c00" + BAD_BYTES),
+        ("no_id", "id", ""),
+        ("inf", "amount", "inf"),
+        ("overflow", "amount", "-1e400"),
+        ("huge", "amount", "1e200"),
+        ("text_number", "amount", "n/a"),
+        ("bad_ts", "when", "yesterday"),
+        ("no_ts", "when", ""),
         ("far_future", "when", "2030-06-01"),
         ("tz_ts", "when", "2023-11-02T10:00:00+05:00"),
-        ("new_kind", "kind", "refund"), ("no_kind", "kind", ""), ("extra_fields", "+", "1,2,3"),
+        ("new_kind", "kind", "refund"),
+        ("no_kind", "kind", ""),
+        ("extra_fields", "+", "1,2,3"),
         ("few_fields", "-", None),
     ],
     "feedback": [
-        ("valid", None, None), ("valid", None, None),
-        ("unknown_id", "id", "nobody"), ("bad_ts", "when", "2023-13-45"), ("far_future", "when", "2099-01-01"),
-        ("rtl_text", "comment", "השירות איטי מאוד 😡"), ("multiline", "comment", 'line one\n"two", three'),
-        ("empty_text", "comment", ""), ("bad_sentiment", "sentiment", "furious"), ("no_sentiment", "sentiment", ""),
-        ("latin1_text", "comment", "caf" + BAD_BYTES), ("extra_fields", "+", "x"), ("few_fields", "-", None),
+        ("valid", None, None),
+        ("valid", None, None),
+        ("unknown_id", "id", "nobody"),
+        ("bad_ts", "when", "2023-13-45"),
+        ("far_future", "when", "2099-01-01"),
+        ("rtl_text", "comment", "השירות איטי מאוד 😡"),
+        ("multiline", "comment", 'line one\n"two", three'),
+        ("empty_text", "comment", ""),
+        ("bad_sentiment", "sentiment", "furious"),
+        ("no_sentiment", "sentiment", ""),
+        ("latin1_text", "comment", "caf" + BAD_BYTES),
+        ("extra_fields", "+", "x"),
+        ("few_fields", "-", None),
     ],
 }
 MUST_REJECT = {"no_id", "latin1_id", "inf", "overflow", "neg_inf", "extra_fields", "few_fields"}
@@ -151,11 +184,18 @@ def check_balanced(out: str, folder: Path, written: dict) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["scores.csv", "scores.rejects.csv"]  # no temp files
 
 
-@settings(max_examples=25, derandomize=True, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=25,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(customers=file_case("customers"), events=file_case("events"), feedback=file_case("feedback"))
-def test_any_mix_of_rows_and_files_is_scored_and_balanced_or_one_error(tiny_churn_release, capsys, monkeypatch,
-                                                                        customers, events, feedback):
+def test_any_mix_of_rows_and_files_is_scored_and_balanced_or_one_error(
+    tiny_churn_release, capsys, monkeypatch, customers, events, feedback
+):
     monkeypatch.delenv("CHURNSENSE_DEBUG", raising=False)
     cases = {"customers": customers, "events": events, "feedback": feedback}
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,14 +206,20 @@ def test_any_mix_of_rows_and_files_is_scored_and_balanced_or_one_error(tiny_chur
             data, written[kind] = render(kind, damage, whole)
             paths[kind] = folder / f"{kind}.csv"
             paths[kind].write_bytes(data)
-        code, out, err = serve(tiny_churn_release, paths, outputs / "scores.csv", "rejects_detail=true",
-                               "drift.enabled=false", capsys=capsys)
+        code, out, err = serve(
+            tiny_churn_release,
+            paths,
+            outputs / "scores.csv",
+            "rejects_detail=true",
+            "drift.enabled=false",
+            capsys=capsys,
+        )
         assert "Traceback" not in out + err
         event(f"exit {code}")
         fatal = [paths[kind] for kind, (_, whole) in cases.items() if whole in FATAL]
         if code == 2:
             assert err.count("\n") == 1 and err.startswith("churnsense: error: "), err
-            named = err[len("churnsense: error: "):].split(": ")[0]
+            named = err[len("churnsense: error: ") :].split(": ")[0]
             assert named in {str(p) for p in fatal}, (err, cases)  # only a file broken as a whole stops the run
             assert not any(outputs.iterdir())  # no partial output
         else:
@@ -187,11 +233,25 @@ def test_entry_point_reports_a_broken_file_in_one_line(tiny_churn_release, tmp_p
     raw = tiny_inputs()
     raw["customers"].to_csv(tmp_path / "customers.csv", index=False)
     (tmp_path / "events.csv").write_text("id,id,kind,amount,when\nc001,c001,login,1,2023-12-01\n")
-    run = subprocess.run([sys.executable, str(ROOT / "serve.py"), "task=churn", f"model={release}",
-                          f"input.customers={tmp_path / 'customers.csv'}", f"input.events={tmp_path / 'events.csv'}",
-                          f"output={tmp_path / 'out' / 'scores.csv'}", "feedback_model=null", "progress=false",
-                          "insights=false", "drift.enabled=false"],
-                         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "CHURNSENSE_DEBUG": "0"})
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "serve.py"),
+            "task=churn",
+            f"model={release}",
+            f"input.customers={tmp_path / 'customers.csv'}",
+            f"input.events={tmp_path / 'events.csv'}",
+            f"output={tmp_path / 'out' / 'scores.csv'}",
+            "feedback_model=null",
+            "progress=false",
+            "insights=false",
+            "drift.enabled=false",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "CHURNSENSE_DEBUG": "0"},
+    )
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.startswith(f"churnsense: error: {tmp_path / 'events.csv'}: ") and run.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -199,11 +259,19 @@ def test_entry_point_reports_a_broken_file_in_one_line(tiny_churn_release, tmp_p
 
 # The feedback task (`serve.py task=feedback`) on its own input file: customer_id = the row number, so every row
 # can be found in exactly one output.
-TEXT_DAMAGE = [("valid", "The app crashes every time"), ("valid", "Интернет пропадает каждый вечер"),
-               ("valid", "האינטרנט נופל כל ערב 😡"), ("empty", ""), ("blank", "   "),
-               ("undecodable", "caf" + BAD_BYTES + " slow"), ("multiline", 'one\n"two", three'),
-               ("long", "slow support " * 400), ("control", "a\x01b\tc"), ("extra_fields", None),
-               ("few_fields", None)]
+TEXT_DAMAGE = [
+    ("valid", "The app crashes every time"),
+    ("valid", "Интернет пропадает каждый вечер"),
+    ("valid", "האינטרנט נופל כל ערב 😡"),
+    ("empty", ""),
+    ("blank", "   "),
+    ("undecodable", "caf" + BAD_BYTES + " slow"),
+    ("multiline", 'one\n"two", three'),
+    ("long", "slow support " * 400),
+    ("control", "a\x01b\tc"),
+    ("extra_fields", None),
+    ("few_fields", None),
+]
 TEXT_MUST_REJECT = {"empty", "blank", "undecodable", "extra_fields", "few_fields"}
 TEXT_FILE_DAMAGE = ["none", "none", "bom", "crlf", "header_only", "zero_bytes", "no_text_column", "duplicate_header"]
 TEXT_FATAL = {"zero_bytes", "no_text_column", "duplicate_header"}
@@ -220,15 +288,23 @@ def tiny_feedback_release(tiny_encoder, tmp_path_factory):
     root = tmp_path_factory.mktemp("feedback-release")
     cfg = feedback_config(encoder, root)
     (root / "rel").mkdir()
-    write_feedback_release(root / "rel", build_net(cfg.model).eval(), cfg, dev_set().head(4),
-                           TextTokenizer.from_file(encoder / "tokenizer.json", 32), {})
+    write_feedback_release(
+        root / "rel",
+        build_net(cfg.model).eval(),
+        cfg,
+        dev_set().head(4),
+        TextTokenizer.from_file(encoder / "tokenizer.json", 32),
+        {},
+    )
     return root / "rel"
 
 
 def render_feedback(damage: list[int], whole: str) -> tuple[bytes, list[str]]:
     """The bytes of a feedback file (`customer_id,text,channel`) and the damage done to each row."""
-    header = {"no_text_column": ["customer_id", "comment", "channel"],
-              "duplicate_header": ["customer_id", "text", "text"]}.get(whole, ["customer_id", "text", "channel"])
+    header = {
+        "no_text_column": ["customer_id", "comment", "channel"],
+        "duplicate_header": ["customer_id", "text", "text"],
+    }.get(whole, ["customer_id", "text", "channel"])
     rows, kinds = [], []
     for i, d in enumerate(damage):
         name, text = TEXT_DAMAGE[d]
@@ -248,12 +324,21 @@ def render_feedback(damage: list[int], whole: str) -> tuple[bytes, list[str]]:
     return data, kinds
 
 
-@settings(max_examples=15, derandomize=True, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(damage=st.lists(st.integers(0, len(TEXT_DAMAGE) - 1), min_size=1, max_size=12),
-       whole=st.sampled_from(TEXT_FILE_DAMAGE))
-def test_any_feedback_file_is_scored_and_balanced_or_one_error(tiny_feedback_release, capsys, monkeypatch,
-                                                               damage, whole):
+@settings(
+    max_examples=15,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    damage=st.lists(st.integers(0, len(TEXT_DAMAGE) - 1), min_size=1, max_size=12),
+    whole=st.sampled_from(TEXT_FILE_DAMAGE),
+)
+def test_any_feedback_file_is_scored_and_balanced_or_one_error(
+    tiny_feedback_release, capsys, monkeypatch, damage, whole
+):
     from hydra import compose, initialize_config_dir
 
     from churnsense.cli import run_serving
@@ -265,9 +350,18 @@ def test_any_feedback_file_is_scored_and_balanced_or_one_error(tiny_feedback_rel
         source.write_bytes(data)
         outputs.mkdir()
         with initialize_config_dir(config_dir=str(ROOT / "conf" / "serve"), version_base="1.3"):
-            cfg = compose("serve", overrides=["task=feedback", f"model={tiny_feedback_release}", f"input={source}",
-                                              f"output={outputs / 'scores.csv'}", "progress=false",
-                                              "drift.enabled=false", "chunk_size=5"])
+            cfg = compose(
+                "serve",
+                overrides=[
+                    "task=feedback",
+                    f"model={tiny_feedback_release}",
+                    f"input={source}",
+                    f"output={outputs / 'scores.csv'}",
+                    "progress=false",
+                    "drift.enabled=false",
+                    "chunk_size=5",
+                ],
+            )
         capsys.readouterr()
         try:
             run_serving(cfg)

@@ -1,6 +1,7 @@
 """CRM export: the rows written (CSV and JSON Lines) validate against the committed JSON Schemas, per queue/team
 files add up to the call list, the folder appears in one step (or not at all), and the report page leads with
 segments and the call list, right-to-left scripts marked as such."""
+
 from __future__ import annotations
 
 import csv
@@ -24,17 +25,37 @@ def enriched(n: int = 12) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     ids = [f"C{i:02d}" for i in range(n)]
     langs = np.array(["he", "ru", "en", "uk"])[np.arange(n) % 4]
-    facts = pd.DataFrame({"monthly_charge": rng.uniform(20, 90, n), "language": langs, "contract": "month_to_month",
-                          "tenure_months": rng.uniform(1, 30, n), "outage_n_30d": rng.integers(0, 4, n).astype(float),
-                          "neg_feedback_n_90d": np.where(np.arange(n) % 3 == 0, np.nan, 1.0),
-                          "feedback_last_sentiment": np.where(np.arange(n) % 3 == 0, None, "negative"),
-                          "feedback_last_topic": np.where(np.arange(n) % 3 == 0, None, "billing")}, index=ids)
+    facts = pd.DataFrame(
+        {
+            "monthly_charge": rng.uniform(20, 90, n),
+            "language": langs,
+            "contract": "month_to_month",
+            "tenure_months": rng.uniform(1, 30, n),
+            "outage_n_30d": rng.integers(0, 4, n).astype(float),
+            "neg_feedback_n_90d": np.where(np.arange(n) % 3 == 0, np.nan, 1.0),
+            "feedback_last_sentiment": np.where(np.arange(n) % 3 == 0, None, "negative"),
+            "feedback_last_topic": np.where(np.arange(n) % 3 == 0, None, "billing"),
+        },
+        index=ids,
+    )
     codes = np.where(facts["outage_n_30d"] > 0, "outages", "short_contract")
-    reasons = pd.DataFrame({"customer_id": ids, "reason_codes": codes, "top_reasons": "x", "top_reasons_local": "y",
-                            "reason_1": codes, "reason_1_text": "x", "reason_2": "", "reason_2_text": "",
-                            "reason_3": "", "reason_3_text": ""})
-    scored = pd.DataFrame({"customer_id": ids, "churn_probability": rng.uniform(0.05, 0.95, n),
-                           "risk_band": "high", "cutoff": CUTOFF})
+    reasons = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "reason_codes": codes,
+            "top_reasons": "x",
+            "top_reasons_local": "y",
+            "reason_1": codes,
+            "reason_1_text": "x",
+            "reason_2": "",
+            "reason_2_text": "",
+            "reason_3": "",
+            "reason_3_text": "",
+        }
+    )
+    scored = pd.DataFrame(
+        {"customer_id": ids, "churn_probability": rng.uniform(0.05, 0.95, n), "risk_band": "high", "cutoff": CUTOFF}
+    )
     return add_insights(scored, facts, reasons, InsightsState(monthly_retention=0.97), default_insights_config())
 
 
@@ -64,7 +85,7 @@ def csv_rows(path, name: str) -> list[dict]:
 def test_written_rows_validate_against_the_schemas(tmp_path):
     jsonschema = pytest.importorskip("jsonschema")
     frame = enriched()
-    target, calls = write_export([frame.iloc[:5], frame.iloc[5:]], tmp_path / "crm")  # two partitions
+    target, _calls = write_export([frame.iloc[:5], frame.iloc[5:]], tmp_path / "crm")  # two partitions
     manifest = json.loads((target / "manifest.json").read_text())
     assert manifest["version"] == 1 and manifest["files"][f"{SEGMENTS}.csv"] == len(frame)
     for name in (CALL_LIST, SEGMENTS):
@@ -118,8 +139,9 @@ def test_export_appears_in_one_step_or_not_at_all(tmp_path):
 def test_report_page_leads_with_segments_and_the_call_list(tmp_path):
     from churnsense.insights.report import write_report
 
-    frame = enriched(24).assign(segment=lambda f: np.arange(len(f)) % 2,
-                                segment_name=lambda f: "seg " + f["segment"].astype(str))
+    frame = enriched(24).assign(
+        segment=lambda f: np.arange(len(f)) % 2, segment_name=lambda f: "seg " + f["segment"].astype(str)
+    )
     files = write_report(frame, tmp_path, InsightsState(), default_insights_config(), {}, page={"rows_per_queue": 1})
     page = files["html"].read_text(encoding="utf-8")
     order = [page.index(h) for h in ("<h2>Segments", "<h2>Top reasons", "<h2>Call list by queue")]

@@ -1,4 +1,5 @@
 """Campaign impact: the interval covers a planted effect in repeated simulations; the command end to end."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,9 +12,15 @@ from churnsense.insights.uplift_metrics import difference_interval
 def campaign(rng: np.random.Generator, n: int, effect: float, base: float = 0.7) -> pd.DataFrame:
     control = rng.random(n) < 0.3
     retained = rng.random(n) < np.where(control, base, base + effect)
-    return pd.DataFrame({"customer_id": [f"C{i}" for i in range(n)], "action": np.where(control, None, "call"),
-                         "treated": ~control, "churned": ~retained,
-                         "plan": rng.choice(["basic", "premium"], n)})
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(n)],
+            "action": np.where(control, None, "call"),
+            "treated": ~control,
+            "churned": ~retained,
+            "plan": rng.choice(["basic", "premium"], n),
+        }
+    )
 
 
 def test_interval_covers_a_planted_effect_in_repeated_simulations():
@@ -38,15 +45,25 @@ def test_rows_per_action_and_segment():
 
 
 def test_impact_command(tmp_path, capsys):
-    from churnsense.insights.impact import serve_impact
     from omegaconf import OmegaConf
+
+    from churnsense.insights.impact import serve_impact
 
     rng = np.random.default_rng(5)
     path = tmp_path / "campaign.csv"
     campaign(rng, 2000, 0.1).rename(columns={"churned": "lost"}).assign(ts="2025-03-01").to_csv(path, index=False)
-    cfg = OmegaConf.create({"model": str(tmp_path / "none"), "input": {"offers": str(path), "customers": None},
-                            "columns": {"churned": "lost"}, "outcome_days": 90, "segment_by": ["plan"],
-                            "assignment": "auto", "level": 0.95, "output_dir": str(tmp_path / "out")})
+    cfg = OmegaConf.create(
+        {
+            "model": str(tmp_path / "none"),
+            "input": {"offers": str(path), "customers": None},
+            "columns": {"churned": "lost"},
+            "outcome_days": 90,
+            "segment_by": ["plan"],
+            "assignment": "auto",
+            "level": 0.95,
+            "output_dir": str(tmp_path / "out"),
+        }
+    )
     out = serve_impact(cfg)
     table = pd.read_csv(out / "impact.csv")
     assert set(table["segment"]) == {"all", "basic", "premium"} and "impact call:" in capsys.readouterr().out

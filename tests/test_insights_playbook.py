@@ -1,4 +1,5 @@
 """Playbook, routing, team choice, CLTV and the enriched output schema."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,20 +10,27 @@ from churnsense.insights.decisions import allocate
 from churnsense.insights.decisions import recommend_actions as decide
 from churnsense.insights.enrich import INSIGHT_COLUMNS, add_insights
 from churnsense.insights.state import InsightsState
-from helpers import default_insights_config
 from churnsense.insights.value import cltv
+from helpers import default_insights_config
 
-PLAYBOOK = {"price_increase": {"action": "discount", "talking_points": "discount"},
-            "outages": {"action": "call", "talking_points": "apologise"}}
+PLAYBOOK = {
+    "price_increase": {"action": "discount", "talking_points": "discount"},
+    "outages": {"action": "call", "talking_points": "apologise"},
+}
 ACTIONS = {"discount": {"cost": 10.0}, "call": {"cost": 5.0}}
 
 
 def test_decisions_only_supported_actions_that_pay():
-    frame = pd.DataFrame({"reason_codes": ["price_increase", "outages;price_increase", "price_increase", "", "x"],
-                          "cltv": [1000.0, 1000.0, 50.0, 1000.0, 1000.0]})
+    frame = pd.DataFrame(
+        {
+            "reason_codes": ["price_increase", "outages;price_increase", "price_increase", "", "x"],
+            "cltv": [1000.0, 1000.0, 50.0, 1000.0, 1000.0],
+        }
+    )
     uplift = pd.DataFrame({"call": [0.0, 0.2, 0.3, 0.0, 0.5], "discount": [0.1, 0.1, 0.3, 0.0, 0.9]})
-    rec = decide(frame, PLAYBOOK, ACTIONS, uplift, {"call": True, "discount": True},
-                 pd.Series([True, True, True, True, False]))
+    rec = decide(
+        frame, PLAYBOOK, ACTIONS, uplift, {"call": True, "discount": True}, pd.Series([True, True, True, True, False])
+    )
     assert rec["recommended_action"].tolist() == ["discount", "call", "call", "none", "none"]
     assert rec.loc[1, "expected_saved_value"] == 0.2 * 1000 - 5  # call beats discount (0.1 * 1000 - 10)
     assert rec.loc[1, "action_reason"] == "outages" and rec.loc[0, "talking_points"] == "discount"
@@ -31,8 +39,13 @@ def test_decisions_only_supported_actions_that_pay():
     no_evidence = decide(frame, PLAYBOOK, ACTIONS, uplift, {"call": False, "discount": False})
     assert (no_evidence["recommended_action"] == "none").all() and (no_evidence["expected_saved_value"] == 0).all()
     assert no_evidence["why"].str.contains("no action has held-out evidence").all()
-    capped = decide(frame.assign(churn_probability=[0.5, 0.05, 0.5, 0.5, 0.5]), PLAYBOOK, ACTIONS, uplift,
-                    {"call": True, "discount": True})
+    capped = decide(
+        frame.assign(churn_probability=[0.5, 0.05, 0.5, 0.5, 0.5]),
+        PLAYBOOK,
+        ACTIONS,
+        uplift,
+        {"call": True, "discount": True},
+    )
     # p = 0.05: no action can prevent more churn than that; call 0.2 -> 0.05 (saves 45), discount 0.1 -> 0.05 (40)
     assert capped.loc[1, "expected_uplift"] == 0.05 and capped.loc[1, "recommended_action"] == "call"
 
@@ -40,8 +53,9 @@ def test_decisions_only_supported_actions_that_pay():
 def test_action_supported_on_average_answers_the_customers_reasons():
     """No held-out evidence that the effect varies by customer, but a randomised average effect above zero: the
     action is offered where the playbook answers the customer's reasons with it, valued at that average."""
-    frame = pd.DataFrame({"reason_codes": ["price_increase", "outages", "", "price_increase"],
-                          "cltv": [1000.0, 1000.0, 1000.0, 100.0]})
+    frame = pd.DataFrame(
+        {"reason_codes": ["price_increase", "outages", "", "price_increase"], "cltv": [1000.0, 1000.0, 1000.0, 100.0]}
+    )
     uplift = pd.DataFrame({"call": [0.3] * 4, "discount": [0.0] * 4})
     rec = decide(frame, PLAYBOOK, ACTIONS, uplift, {"call": False, "discount": False}, average={"discount": 0.05})
     assert rec["recommended_action"].tolist() == ["discount", "none", "none", "none"]
@@ -62,10 +76,17 @@ def test_without_offer_history_no_saving_is_claimed():
 
 
 def test_allocation_under_budget_and_capacity():
-    calls = pd.DataFrame({"customer_id": ["a", "b", "c", "d", "e"], "expected_saved_value": [50.0, 40, 30, 20, 10],
-                          "value_at_risk": 1.0, "action_cost": [10.0, 10, 10, 10, 30],
-                          "team": ["t1", "t1", "t2", "t2", "t2"], "script_language": ["en", "he", "en", "en", "he"],
-                          "why": "x"})
+    calls = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "d", "e"],
+            "expected_saved_value": [50.0, 40, 30, 20, 10],
+            "value_at_risk": 1.0,
+            "action_cost": [10.0, 10, 10, 10, 30],
+            "team": ["t1", "t1", "t2", "t2", "t2"],
+            "script_language": ["en", "he", "en", "en", "he"],
+            "why": "x",
+        }
+    )
     kept, held = allocate(calls, {"budget": 35, "capacity": {"team": {"t1": 1}, "language": {"en": 2}}})
     assert kept["customer_id"].tolist() == ["a", "c"]  # b: team t1 full; d: en full; e: over budget
     assert held.set_index("customer_id")["why"].str.contains("team t1").loc["b"]
@@ -77,11 +98,18 @@ def test_allocation_under_budget_and_capacity():
 def test_route_and_best_team():
     lang = pd.Series(["he", "fr", None])
     p = pd.Series([0.9, 0.6, 0.3])
-    q = pb.route(lang, p, pd.Series(["call", "call", "none"]), ["en", "he"], {"standard": 0.0, "high": 0.5, "critical": 0.8})
+    q = pb.route(
+        lang, p, pd.Series(["call", "call", "none"]), ["en", "he"], {"standard": 0.0, "high": 0.5, "critical": 0.8}
+    )
     assert q.tolist() == ["he-critical", "en-high", ""]
-    offers = pd.DataFrame({"customer_id": [f"C{i}" for i in range(200)], "action": "call",
-                           "team": np.where(np.arange(200) % 2, "a", "b"),
-                           "churned": np.where(np.arange(200) % 2, np.arange(200) % 10 == 1, True)})
+    offers = pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(200)],
+            "action": "call",
+            "team": np.where(np.arange(200) % 2, "a", "b"),
+            "churned": np.where(np.arange(200) % 2, np.arange(200) % 10 == 1, True),
+        }
+    )
     seg = pd.Series(0, index=offers["customer_id"])
     scores = pb.team_scores(offers, seg)
     assert pb.best_team(pd.Series([0, 5]), pd.Series(["call", "call"]), scores).tolist() == ["a", "a"]
@@ -98,11 +126,20 @@ def test_enriched_schema():
     ids = ["C1", "C2", "C3"]
     scored = pd.DataFrame({"customer_id": ids, "churn_probability": [0.9, 0.1, 0.4]})
     facts = pd.DataFrame({"monthly_charge": [50.0, 20.0, 30.0], "language": ["he", "en", "ru"]}, index=ids)
-    reasons = pd.DataFrame({"customer_id": ["C1", "C3"], "reason_codes": ["price_increase", "outages"],
-                            "top_reasons": ["price rose 20%", "3 outages"], "top_reasons_local": ["x", "y"],
-                            "reason_1": ["price_increase", "outages"],
-                            "reason_1_text": ["price rose 20%", "3 outages"], "reason_2": "", "reason_2_text": "",
-                            "reason_3": "", "reason_3_text": ""})
+    reasons = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C3"],
+            "reason_codes": ["price_increase", "outages"],
+            "top_reasons": ["price rose 20%", "3 outages"],
+            "top_reasons_local": ["x", "y"],
+            "reason_1": ["price_increase", "outages"],
+            "reason_1_text": ["price rose 20%", "3 outages"],
+            "reason_2": "",
+            "reason_2_text": "",
+            "reason_3": "",
+            "reason_3_text": "",
+        }
+    )
     out = add_insights(scored, facts, reasons, InsightsState(monthly_retention=0.97), cfg)
     assert list(out.columns) == ["customer_id", "churn_probability"] + INSIGHT_COLUMNS
     assert out["recommended_action"].tolist() == ["discount", "none", "call"]
@@ -122,16 +159,31 @@ def test_report_files(tmp_path):
     ids = [f"C{i}" for i in range(6)]
     scored = pd.DataFrame({"customer_id": ids, "churn_probability": [0.9, 0.1, 0.4, 0.3, 0.05, 0.7]})
     facts = pd.DataFrame({"monthly_charge": [50.0, 20, 30, 40, 10, 60], "language": "en"}, index=ids)
-    reasons = pd.DataFrame({"customer_id": ids, "reason_codes": "outages", "top_reasons": "outages",
-                            "top_reasons_local": "outages", "reason_1": "outages", "reason_1_text": "outages", "reason_2": "", "reason_2_text": "",
-                            "reason_3": "", "reason_3_text": ""})
+    reasons = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "reason_codes": "outages",
+            "top_reasons": "outages",
+            "top_reasons_local": "outages",
+            "reason_1": "outages",
+            "reason_1_text": "outages",
+            "reason_2": "",
+            "reason_2_text": "",
+            "reason_3": "",
+            "reason_3_text": "",
+        }
+    )
     out = add_insights(scored, facts, reasons, InsightsState(monthly_retention=0.97), cfg)
     cutoff = pd.Timestamp("2025-06-01")
     out["cutoff"] = cutoff
     days = [10, None, 20, 200, None, 40]  # C3 churns after the 90-day window: not an observed churner here
-    truth = pd.DataFrame({"customer_id": ids, "drivers": ["outages", "", "price_increase", "usage_decline", "",
-                                                         "outages"],
-                          "churn_date": [cutoff + pd.Timedelta(days=d) if d else pd.NaT for d in days]})
+    truth = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "drivers": ["outages", "", "price_increase", "usage_decline", "", "outages"],
+            "churn_date": [cutoff + pd.Timedelta(days=d) if d else pd.NaT for d in days],
+        }
+    )
     at_end = write_report(out, tmp_path / "end", InsightsState(), cfg, {"ground_truth": truth}, horizon_days=365)
     assert "reason_hit_rates" not in at_end  # window not inside the data: nothing observed, nothing claimed
     files = write_report(out, tmp_path, InsightsState(), cfg, {"ground_truth": truth}, horizon_days=90)
@@ -149,15 +201,27 @@ def test_no_offer_log_switches_uplift_off(caplog):
 
     cfg = default_insights_config()
     ids = [f"C{i}" for i in range(40)]
-    customers = pd.DataFrame({"customer_id": ids, "monthly_charge": np.linspace(10, 80, 40),
-                              "signup_date": pd.Timestamp("2024-01-01")})
+    customers = pd.DataFrame(
+        {"customer_id": ids, "monthly_charge": np.linspace(10, 80, 40), "signup_date": pd.Timestamp("2024-01-01")}
+    )
     p = pd.Series(np.linspace(0.05, 0.9, 40), index=ids)
     state = fit_insights(customers, None, None, None, pd.Timestamp("2025-01-01"), p, cfg)
     assert not state.uplift and "uplift is off" in caplog.text
     scored = pd.DataFrame({"customer_id": ids[-3:], "churn_probability": [0.6, 0.7, 0.9]})
-    reasons = pd.DataFrame({"customer_id": ids[-3:], "reason_codes": "outages", "top_reasons": "o",
-                            "top_reasons_local": "o", "reason_1": "outages", "reason_1_text": "o", "reason_2": "",
-                            "reason_2_text": "", "reason_3": "", "reason_3_text": ""})
+    reasons = pd.DataFrame(
+        {
+            "customer_id": ids[-3:],
+            "reason_codes": "outages",
+            "top_reasons": "o",
+            "top_reasons_local": "o",
+            "reason_1": "outages",
+            "reason_1_text": "o",
+            "reason_2": "",
+            "reason_2_text": "",
+            "reason_3": "",
+            "reason_3_text": "",
+        }
+    )
     out = add_insights(scored, customers.set_index("customer_id"), reasons, state, cfg)
     assert (out["recommended_action"] == "call").all() and out["expected_saved_value"].isna().all()
     assert out["why"].str.contains("no saving claimed").all()

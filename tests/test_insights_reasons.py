@@ -1,18 +1,22 @@
 """Reasons: group attribution on a planted black-box model recovers the planted drivers; text and hit rates."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from churnsense.insights.attribution import (BatchLayout, GroupSpec, attribute_groups, build_group_index,
-                                             merge_sequences)
+from churnsense.insights.attribution import BatchLayout, GroupSpec, attribute_groups, build_group_index, merge_sequences
 from churnsense.insights.reason_texts import reason_texts
 from churnsense.insights.reasons import customer_facts, global_ranking, hit_rates, rank_reasons, reasons_frame
 from churnsense.insights.wording import load_language
 
 LAYOUT = BatchLayout(["contract"], ["price", "price__missing"], ["<pad>", "<unk>", "usage", "outage"])
-GROUPS = [GroupSpec("price_increase", num=["price*"]), GroupSpec("outages", events=["outage"]),
-          GroupSpec("short_contract", cat=["contract"]), GroupSpec("usage_decline", events=["usage"])]
+GROUPS = [
+    GroupSpec("price_increase", num=["price*"]),
+    GroupSpec("outages", events=["outage"]),
+    GroupSpec("short_contract", cat=["contract"]),
+    GroupSpec("usage_decline", events=["usage"]),
+]
 
 
 def planted(n: int = 60, seed: int = 0):
@@ -28,8 +32,14 @@ def planted(n: int = 60, seed: int = 0):
     num[driver == "price_increase", 0] = 2.0
     cat = np.ones((n, 1), np.int64)
     cat[driver == "short_contract", 0] = 2
-    batch = {"cat": cat, "num": num + rng.normal(0, 0.01, num.shape).astype(np.float32), "seq_type": seq_type,
-             "seq_value": np.zeros((n, 8), np.float32), "seq_dt": dt, "seq_mask": mask}
+    batch = {
+        "cat": cat,
+        "num": num + rng.normal(0, 0.01, num.shape).astype(np.float32),
+        "seq_type": seq_type,
+        "seq_value": np.zeros((n, 8), np.float32),
+        "seq_dt": dt,
+        "seq_mask": mask,
+    }
     return batch, driver
 
 
@@ -55,9 +65,15 @@ def test_reasons_match_planted_drivers():
     assert index.names == ["price_increase", "outages", "short_contract", "usage_decline", "other"]  # other: <unk>
     attr = attribute_groups(logit, batch, index, n_samples=3, n_background=8, seed=1)
     ids = [f"C{i}" for i in range(len(driver))]
-    facts = pd.DataFrame({"outage_n_30d": np.where(driver == "outages", 3.0, 0.0),
-                          "price_change_last": np.where(driver == "price_increase", 0.2, np.nan),
-                          "price_change_days_since": 9.5, "contract": "month_to_month"}, index=ids)
+    facts = pd.DataFrame(
+        {
+            "outage_n_30d": np.where(driver == "outages", 3.0, 0.0),
+            "price_change_last": np.where(driver == "price_increase", 0.2, np.nan),
+            "price_change_days_since": 9.5,
+            "contract": "month_to_month",
+        },
+        index=ids,
+    )
     frame = reasons_frame(ids, attr, index.names, facts, top_k=3, min_logit=0.05, min_share=0.15)
     assert (frame["reason_1"].to_numpy() == driver).mean() >= 0.95
     assert frame.loc[driver == "outages", "reason_1_text"].eq("3 outages in the last 30 days").all()
@@ -72,7 +88,7 @@ def test_reasons_match_planted_drivers():
 
 
 def test_ablation_method():
-    batch, driver = planted(9)
+    batch, _driver = planted(9)
     index = build_group_index(LAYOUT, GROUPS)
     attr = attribute_groups(logit, batch, index, method="ablation", n_background=2)
     assert attr.shape == (9, 5)
@@ -80,9 +96,13 @@ def test_ablation_method():
 
 def test_only_risk_raising_contributions_above_the_share_are_reasons():
     groups = ["a", "b", "c", "other"]
-    attr = np.array([[1.0, 0.3, -0.5, 0.2],    # shares of 1.5: a 67%, b 20%, other 13% (never shown)
-                     [0.1, 0.05, 0.0, 0.0],    # a 67% but below min_logit 0.2
-                     [0.4, 0.4, 0.39, 0.0]])
+    attr = np.array(
+        [
+            [1.0, 0.3, -0.5, 0.2],  # shares of 1.5: a 67%, b 20%, other 13% (never shown)
+            [0.1, 0.05, 0.0, 0.0],  # a 67% but below min_logit 0.2
+            [0.4, 0.4, 0.39, 0.0],
+        ]
+    )
     ranked = rank_reasons(attr, groups, top_k=3, min_logit=0.2, exclude=["other"], min_share=0.25)
     assert ranked == [["a"], [], ["a", "b", "c"]]
     assert rank_reasons(attr, groups, None, 0.0, ["other"], 0.1)[0] == ["a", "b"]
@@ -91,9 +111,11 @@ def test_only_risk_raising_contributions_above_the_share_are_reasons():
 def test_reason_text_never_states_a_zero_count_nor_a_missing_fact():
     en = load_language("en")
     assert reason_texts(["outages"], {"outage_n_30d": 3, "outage_n_90d": 4}, [en], 3)[1]["en"] == [
-        "3 outages in the last 30 days"]
+        "3 outages in the last 30 days"
+    ]
     assert reason_texts(["outages"], {"outage_n_30d": 0, "outage_n_90d": 1}, [en], 3)[1]["en"] == [
-        "1 outage in the last 90 days"]
+        "1 outage in the last 90 days"
+    ]
     assert reason_texts(["outages"], {"outage_n_30d": float("nan")}, [en], 3) == ([], {"en": []})  # nothing true
 
 
@@ -101,12 +123,32 @@ def test_customer_facts_counts_and_change():
     cutoff = pd.Timestamp("2024-06-01")
     cust = pd.DataFrame({"customer_id": ["a", "b"], "signup_date": pd.to_datetime(["2024-04-01", "2020-01-01"])})
     ts = cutoff - pd.to_timedelta([1, 5, 10, 70, 80, 90], unit="D")
-    ev = pd.DataFrame({"customer_id": "a", "ts": ts, "event_type": ["outage"] * 3 + ["usage"] * 3,
-                       "value": [1.0, 1.0, 1.0, 5.0, 5.0, 10.0]})
-    ev = pd.concat([ev, pd.DataFrame({"customer_id": ["a"], "ts": [cutoff - pd.Timedelta(days=3)],
-                                      "event_type": ["usage"], "value": [4.0]})])
-    fb = pd.DataFrame({"customer_id": ["a", "a"], "ts": [cutoff - pd.Timedelta(days=2)] * 2, "text": ["x", "y"],
-                       "sentiment": ["negative", "positive"], "language": ["he", "en"], "topic": ["billing", "app"]})
+    ev = pd.DataFrame(
+        {
+            "customer_id": "a",
+            "ts": ts,
+            "event_type": ["outage"] * 3 + ["usage"] * 3,
+            "value": [1.0, 1.0, 1.0, 5.0, 5.0, 10.0],
+        }
+    )
+    ev = pd.concat(
+        [
+            ev,
+            pd.DataFrame(
+                {"customer_id": ["a"], "ts": [cutoff - pd.Timedelta(days=3)], "event_type": ["usage"], "value": [4.0]}
+            ),
+        ]
+    )
+    fb = pd.DataFrame(
+        {
+            "customer_id": ["a", "a"],
+            "ts": [cutoff - pd.Timedelta(days=2)] * 2,
+            "text": ["x", "y"],
+            "sentiment": ["negative", "positive"],
+            "language": ["he", "en"],
+            "topic": ["billing", "app"],
+        }
+    )
     f = customer_facts(cust, ev, fb, cutoff, {"he": "Hebrew"})
     assert f.loc["a", "outage_n_30d"] == 3 and f.loc["b", "outage_n_30d"] != 3
     assert f.loc["a", "usage_drop_pct"] == 80.0  # 4 in the last 60 days vs 20 in the 60 before
@@ -116,10 +158,12 @@ def test_customer_facts_counts_and_change():
 
 def test_history_aggregates_follow_their_events_group():
     """A `num` column computed from outage events is swapped with the outage events, never on its own."""
-    layout = BatchLayout(["contract"], ["price", "history:n_outage_30d", "history:recency_days",
-                                        "history:recency_days__missing"],
-                         ["<pad>", "<unk>", "usage", "outage"],
-                         {"history:n_outage_30d": "outage", "history:recency_days": "*"})
+    layout = BatchLayout(
+        ["contract"],
+        ["price", "history:n_outage_30d", "history:recency_days", "history:recency_days__missing"],
+        ["<pad>", "<unk>", "usage", "outage"],
+        {"history:n_outage_30d": "outage", "history:recency_days": "*"},
+    )
     index = build_group_index(layout, GROUPS)
     assert index.names[index.num[1]] == "outages" and index.names[index.num[0]] == "price_increase"
     auto = build_group_index(layout, [], other=None, auto=True)
@@ -146,7 +190,9 @@ def test_skipping_null_groups_leaves_shapley_values_unchanged(monkeypatch):
 
     fast = attribute_groups(counted, batch, index, n_samples=4, n_background=3, seed=5)
     fast_rows = sum(calls)
-    monkeypatch.setattr(attribution, "active_groups", lambda own, ref, idx: np.ones((len(own["cat"]), len(idx.names)), bool))
+    monkeypatch.setattr(
+        attribution, "active_groups", lambda own, ref, idx: np.ones((len(own["cat"]), len(idx.names)), bool)
+    )
     calls.clear()
     every = attribute_groups(counted, batch, index, n_samples=4, n_background=3, seed=5)
     np.testing.assert_allclose(fast, every, atol=1e-9)
@@ -158,9 +204,18 @@ def test_antithetic_pairs_recover_drivers_per_customer():
     index = build_group_index(LAYOUT, GROUPS)
     attr = attribute_groups(interacting_logit, batch, index, method="antithetic", n_samples=2, n_background=8, seed=1)
     assert (np.array(index.names)[attr.argmax(axis=1)] == driver).mean() >= 0.9
-    alone = attribute_groups(interacting_logit, {k: v[:5] for k, v in batch.items()}, index, method="antithetic",
-                             n_samples=2, n_background=8, seed=1, reference=batch)
-    again = attribute_groups(interacting_logit, batch, index, method="antithetic", n_samples=2, n_background=8,
-                             seed=1, reference=batch)
+    alone = attribute_groups(
+        interacting_logit,
+        {k: v[:5] for k, v in batch.items()},
+        index,
+        method="antithetic",
+        n_samples=2,
+        n_background=8,
+        seed=1,
+        reference=batch,
+    )
+    again = attribute_groups(
+        interacting_logit, batch, index, method="antithetic", n_samples=2, n_background=8, seed=1, reference=batch
+    )
     np.testing.assert_allclose(alone, again[:5])  # a row's attribution does not depend on its batch
     assert np.isfinite(attr).all()

@@ -1,5 +1,6 @@
 """Uplift: every learner kind recovers a planted effect per action, the evidence gate passes real effects and
 stops a null one, the state round-trips through JSON; Qini against random and a perfect ranking."""
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,15 @@ def planted_log(n: int = 3000, seed: int = 0, control_share: float = 0.35) -> tu
     """A randomised log: a shared hold-out and three actions drawn at random; facts indexed by customer id."""
     rng = np.random.default_rng(seed)
     ids = [f"C{i:05d}" for i in range(n)]
-    facts = pd.DataFrame({"price_hike": (rng.random(n) < 0.4).astype(float),
-                          "complaint": (rng.random(n) < 0.4).astype(float), "noise": rng.normal(size=n),
-                          "contract": rng.choice(["monthly", "yearly"], n)}, index=pd.Index(ids, name="customer_id"))
+    facts = pd.DataFrame(
+        {
+            "price_hike": (rng.random(n) < 0.4).astype(float),
+            "complaint": (rng.random(n) < 0.4).astype(float),
+            "noise": rng.normal(size=n),
+            "contract": rng.choice(["monthly", "yearly"], n),
+        },
+        index=pd.Index(ids, name="customer_id"),
+    )
     control = rng.random(n) < control_share
     action = np.where(control, None, np.array(list(PLANTED), dtype=object)[rng.integers(0, len(PLANTED), n)])
     p = np.full(n, 0.5)
@@ -31,16 +38,32 @@ def planted_log(n: int = 3000, seed: int = 0, control_share: float = 0.35) -> tu
         if fact:
             p = np.where((action == a) & (facts[fact].to_numpy() == 1), 0.15, p)
     propensity = np.where(control, control_share, (1 - control_share) / len(PLANTED))
-    offers = pd.DataFrame({"customer_id": ids, "ts": pd.Timestamp("2025-03-01"), "action": action,
-                           "treated": ~control, "propensity": propensity, "accepted": ~control,
-                           "churned": rng.random(n) < p})
+    offers = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "ts": pd.Timestamp("2025-03-01"),
+            "action": action,
+            "treated": ~control,
+            "propensity": propensity,
+            "accepted": ~control,
+            "churned": rng.random(n) < p,
+        }
+    )
     return facts, offers
 
 
 def small_config(**over) -> dict:
     cfg = default_insights_config()["uplift"]
-    return {**cfg, "features": ["price_hike", "complaint", "noise"], "categorical": ["contract"], "bootstrap": 100,
-            "cv_folds": 2, "inner_folds": 2, "num_rounds": 40, **over}
+    return {
+        **cfg,
+        "features": ["price_hike", "complaint", "noise"],
+        "categorical": ["contract"],
+        "bootstrap": 100,
+        "cv_folds": 2,
+        "inner_folds": 2,
+        "num_rounds": 40,
+        **over,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +73,7 @@ def fitted():
 
 
 def test_planted_effect_recovered_per_action(fitted):
-    facts, offers, (model, rows, design) = fitted
+    facts, _offers, (model, rows, design) = fitted
     assert design == "randomised"
     up = UpliftModel.from_dict(json.loads(json.dumps(model.to_dict()))).predict_uplift(facts)
     metrics = {r["action"]: r for r in rows}

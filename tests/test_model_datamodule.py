@@ -1,4 +1,5 @@
 """ChurnDataModule batches dict-of-arrays splits: trimmed sequence axis, seeded shuffling, all rows seen."""
+
 from __future__ import annotations
 
 import torch

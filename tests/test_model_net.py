@@ -1,4 +1,5 @@
 """ChurnNet components on random contract batches: shapes, masking, empty histories, missing branches."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,11 @@ def as_batch(arrays):
 
 
 def make_net(kind="gru", cards=(3, 5), n_num=4, seq=True, horizons=(30, 60, 90), numeric="periodic"):
-    tab = TabularEncoder(list(cards), n_num, d_token=4, hidden_dim=8, numeric_embedding=numeric) \
-        if len(cards) + n_num else None
+    tab = (
+        TabularEncoder(list(cards), n_num, d_token=4, hidden_dim=8, numeric_embedding=numeric)
+        if len(cards) + n_num
+        else None
+    )
     sequence = SequenceEncoder(6, kind, d_model=8, n_layers=2, n_heads=2) if seq else None
     return ChurnNet(tab, sequence, hidden_dim=8, hazard_horizons=list(horizons) or None)
 
@@ -30,8 +34,9 @@ def test_forward_backward_finite_with_empty_histories(kind):
     net = make_net(kind)
     out = net(batch)
     assert out["logit"].shape == (12,) and out["hazard_logits"].shape == (12, 3)
-    loss = out["logit"].sum() + hazard_loss(out["hazard_logits"], net.hazard.edges, batch["ttc_days"],
-                                            batch["followup_days"])
+    loss = out["logit"].sum() + hazard_loss(
+        out["hazard_logits"], net.hazard.edges, batch["ttc_days"], batch["followup_days"]
+    )
     loss.backward()
     assert torch.isfinite(out["logit"]).all()
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
@@ -47,8 +52,9 @@ def test_padding_does_not_leak(kind):
     pad = ~noisy["seq_mask"]
     noisy["seq_value"][pad] = 123.0
     noisy["seq_dt"][pad] = -7.0
-    longer = {k: (torch.cat([v, torch.zeros_like(v[:, :3])], 1) if k.startswith("seq_") else v)
-              for k, v in batch.items()}
+    longer = {
+        k: (torch.cat([v, torch.zeros_like(v[:, :3])], 1) if k.startswith("seq_") else v) for k, v in batch.items()
+    }
     with torch.no_grad():
         ref = net(batch)["logit"]
         assert torch.allclose(ref, net(noisy)["logit"], atol=1e-5)
@@ -101,8 +107,7 @@ def test_ensemble_members_train_separately_and_average():
     """k members share the fusion MLP: `logit` is their mean, each member has its own output (and hazard) head."""
     torch.manual_seed(0)
     tab = TabularEncoder([3, 5], 4, d_token=4, hidden_dim=8)
-    net = ChurnNet(tab, SequenceEncoder(6, "gru", d_model=8), hidden_dim=8, hazard_horizons=[30, 60],
-                   ensemble_size=4)
+    net = ChurnNet(tab, SequenceEncoder(6, "gru", d_model=8), hidden_dim=8, hazard_horizons=[30, 60], ensemble_size=4)
     out = net(as_batch(random_arrays(n=7)))
     assert out["member_logits"].shape == (7, 4) and out["member_hazard_logits"].shape == (7, 4, 2)
     assert torch.allclose(out["logit"], out["member_logits"].mean(1))

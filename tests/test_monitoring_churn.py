@@ -2,6 +2,7 @@
 reference profile was built as training builds it (training split + validation predictions) scores another seed of
 the same generator without any alert, and a copy of it with a planted shift (a new plan value, prices +30 %, a
 different language mix) with exactly those three features flagged."""
+
 from __future__ import annotations
 
 import json
@@ -14,14 +15,14 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from churnsense.churn.features import FeaturePipeline
 from churnsense.core.drift import Profile, ProfileSettings
 from churnsense.data.contract import DataSpec
 from churnsense.data.framing import make_splits
 from churnsense.data.loading import load_tables
-from churnsense.churn.features import FeaturePipeline
-from churnsense.synth.generate import generate, synth_config
 from churnsense.monitoring.churn import churn_reference_profile, events_per_customer
 from churnsense.monitoring.run import REFERENCE_FILE
+from churnsense.synth.generate import generate, synth_config
 from helpers import default_insights_config, train_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,17 +52,26 @@ def build_release(data_dir: Path, out: Path) -> Path:
     splits = make_splits(load_tables(spec), spec)
     pipeline = FeaturePipeline.from_spec(spec).fit(splits["train"])
     torch.manual_seed(0)
-    net = ChurnNet(TabularEncoder(pipeline.cat_cardinalities, pipeline.n_numeric, d_token=4, hidden_dim=8),
-                   SequenceEncoder(pipeline.n_event_types, d_model=8), hidden_dim=8)
+    net = ChurnNet(
+        TabularEncoder(pipeline.cat_cardinalities, pipeline.n_numeric, d_token=4, hidden_dim=8),
+        SequenceEncoder(pipeline.n_event_types, d_model=8),
+        hidden_dim=8,
+    )
     val = pipeline.transform(splits["val"])
-    onnx_path = export_onnx(ScoringGraph(net.eval()), {k: torch.as_tensor(v[:4]) for k, v in val.items()},
-                            out / "tmp" / "model.onnx")
+    onnx_path = export_onnx(
+        ScoringGraph(net.eval()), {k: torch.as_tensor(v[:4]) for k, v in val.items()}, out / "tmp" / "model.onnx"
+    )
     session = onnx_session(onnx_path)
     p_val = session.run(["p_churn"], {i.name: val[i.name] for i in session.get_inputs()})[0]
     drift = train_config().drift
-    profile = churn_reference_profile(splits["train"], pipeline.categorical, pipeline.numeric,
-                                      ProfileSettings(bins=drift.bins, max_categories=drift.max_categories),
-                                      p_val, risk_threshold(p_val, default_insights_config()))
+    profile = churn_reference_profile(
+        splits["train"],
+        pipeline.categorical,
+        pipeline.numeric,
+        ProfileSettings(bins=drift.bins, max_categories=drift.max_categories),
+        p_val,
+        risk_threshold(p_val, default_insights_config()),
+    )
     with staged_release(out / "churn") as staging:
         write_churn_release(staging, onnx_path, pipeline, config, {})
         profile.save(staging / REFERENCE_FILE)
@@ -87,19 +97,34 @@ def demo(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("drift_demo")
     for seed in (7, 8):
         generate(synth_config(n_customers=N_CUSTOMERS, seed=seed, out_dir=str(root / f"s{seed}" / "demo")))
-    return {"release": build_release(root / "s7", root), "unshifted": root / "s8" / "demo",
-            "shifted": plant_shift(root / "s8" / "demo", root / "shifted")}
+    return {
+        "release": build_release(root / "s7", root),
+        "unshifted": root / "s8" / "demo",
+        "shifted": plant_shift(root / "s8" / "demo", root / "shifted"),
+    }
 
 
 def serve(release: Path, base: Path, output: Path, *extra: str):
     from churnsense.churn.serve import serve_churn
 
     with initialize_config_dir(config_dir=str(ROOT / "conf" / "serve"), version_base="1.3"):
-        cfg = compose("serve", overrides=[
-            "task=churn", f"model={release}", f"input.customers={base / 'customers.parquet'}",
-            f"input.events={base / 'events.parquet'}", f"input.feedback={base / 'feedback.parquet'}",
-            f"output={output}", "progress=false", "feedback_model=null", "insights=false", "partitions=3",
-            "drift.mlflow.enabled=false", *extra])
+        cfg = compose(
+            "serve",
+            overrides=[
+                "task=churn",
+                f"model={release}",
+                f"input.customers={base / 'customers.parquet'}",
+                f"input.events={base / 'events.parquet'}",
+                f"input.feedback={base / 'feedback.parquet'}",
+                f"output={output}",
+                "progress=false",
+                "feedback_model=null",
+                "insights=false",
+                "partitions=3",
+                "drift.mlflow.enabled=false",
+                *extra,
+            ],
+        )
     serve_churn(cfg)
     report = output.with_name(f"{output.stem}.drift.json")
     return json.loads(report.read_text()) if report.is_file() else None
@@ -108,11 +133,23 @@ def serve(release: Path, base: Path, output: Path, *extra: str):
 def test_reference_profile_is_saved_with_the_release(demo):
     ref = Profile.load(demo["release"] / REFERENCE_FILE)
     groups = {name: f.group for name, f in ref.features.items()}
-    assert {n for n, g in groups.items() if g == "input"} == {"plan", "contract", "payment_method", "region",
-                                                              "language", "age_band", "monthly_charge", "n_lines",
-                                                              "tenure_days"}
-    assert {n for n, g in groups.items() if g == "derived"} == {"event_type", "events_per_customer",
-                                                                "feedback_language", "feedback_text_length"}
+    assert {n for n, g in groups.items() if g == "input"} == {
+        "plan",
+        "contract",
+        "payment_method",
+        "region",
+        "language",
+        "age_band",
+        "monthly_charge",
+        "n_lines",
+        "tenure_days",
+    }
+    assert {n for n, g in groups.items() if g == "derived"} == {
+        "event_type",
+        "events_per_customer",
+        "feedback_language",
+        "feedback_text_length",
+    }
     assert {n for n, g in groups.items() if g == "prediction"} == {"churn_probability", "at_risk"}
     assert 0 < ref.meta["at_risk_threshold"] < 1 and ref.meta["rows"] > N_CUSTOMERS  # 3 training cutoffs
 
@@ -121,8 +158,14 @@ def test_unshifted_scoring_run_flags_nothing(demo, tmp_path, capsys):
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    doc = serve(demo["release"], demo["unshifted"], tmp_path / "scores.csv", "drift.mlflow.enabled=true",
-                f"tracking_uri={uri}", f"drift.mlflow.artifact_location={(tmp_path / 'mlartifacts').as_uri()}")
+    doc = serve(
+        demo["release"],
+        demo["unshifted"],
+        tmp_path / "scores.csv",
+        "drift.mlflow.enabled=true",
+        f"tracking_uri={uri}",
+        f"drift.mlflow.artifact_location={(tmp_path / 'mlartifacts').as_uri()}",
+    )
     out = capsys.readouterr().out
     assert doc["summary"]["drifted_features"] == [] and doc["summary"]["passed"], doc["summary"]
     assert doc["summary"]["tested"] == 15 and "DRIFT" not in out
@@ -133,9 +176,12 @@ def test_unshifted_scoring_run_flags_nothing(demo, tmp_path, capsys):
     (run,) = client.search_runs([client.get_experiment_by_name("churnsense-monitoring").experiment_id])
     assert run.data.tags["drift.passed"] == "True" and run.data.metrics["drift/drifted"] == 0
     assert run.data.metrics["drift/psi/tenure_days"] == pytest.approx(
-        next(f["value"] for f in doc["features"] if f["name"] == "tenure_days"))
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "drift")} == {"drift/scores.drift.json",
-                                                                                 "drift/scores.drift.html"}
+        next(f["value"] for f in doc["features"] if f["name"] == "tenure_days")
+    )
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "drift")} == {
+        "drift/scores.drift.json",
+        "drift/scores.drift.html",
+    }
 
 
 def test_planted_shift_flags_exactly_the_shifted_features(demo, tmp_path, capsys):
@@ -159,10 +205,16 @@ def test_drift_monitoring_can_be_switched_off(demo, tmp_path, capsys):
 def test_events_per_customer_counts_zero_history_rows():
     from churnsense.data.framing import Snapshot
 
-    static = pd.DataFrame({"customer_id": ["a", "b", "c", "a"], "cutoff": pd.to_datetime(
-        ["2025-01-01"] * 3 + ["2025-02-01"])})
-    history = pd.DataFrame({"customer_id": ["a", "a", "c", "a"], "cutoff": pd.to_datetime(
-        ["2025-01-01", "2025-01-01", "2025-01-01", "2025-02-01"]), "event_type": "usage"})
+    static = pd.DataFrame(
+        {"customer_id": ["a", "b", "c", "a"], "cutoff": pd.to_datetime(["2025-01-01"] * 3 + ["2025-02-01"])}
+    )
+    history = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "c", "a"],
+            "cutoff": pd.to_datetime(["2025-01-01", "2025-01-01", "2025-01-01", "2025-02-01"]),
+            "event_type": "usage",
+        }
+    )
     assert events_per_customer(Snapshot(static, history)).tolist() == [2, 0, 1, 1]
     assert events_per_customer(Snapshot(static.iloc[:3], history.iloc[:3])).tolist() == [2, 0, 1]
 

@@ -1,6 +1,7 @@
 """Bringing your own table, as a new user does: a data config outside the repository (Hydra's `--config-dir`), a
 table without an id column, a copied config whose label mode does not fit, too little or one-class data. Each trap
 ends in one clear line before anything is trained or published, or in scores keyed by the source row."""
+
 from __future__ import annotations
 
 import subprocess
@@ -21,13 +22,26 @@ from churnsense.insights.value import revenue_notice
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = {  # a customers-only table without ids, as the public IBM Telco export
     "name": "mine",
-    "customers": {"path": None, "id_from_row": True, "columns": {"label": "Churn"},
-                  "categorical": ["Contract"], "numeric": ["tenure", "MonthlyCharges"],
-                  "positive_labels": ["Yes"]},
-    "events": None, "feedback": None,
+    "customers": {
+        "path": None,
+        "id_from_row": True,
+        "columns": {"label": "Churn"},
+        "categorical": ["Contract"],
+        "numeric": ["tenure", "MonthlyCharges"],
+        "positive_labels": ["Yes"],
+    },
+    "events": None,
+    "feedback": None,
     "revenue_column": "MonthlyCharges",
-    "framing": {"label_mode": "label", "reference_date": "2024-01-01", "val_fraction": 0.2, "test_fraction": 0.2,
-                "seed": 0, "horizon_days": 30, "max_events": 1},
+    "framing": {
+        "label_mode": "label",
+        "reference_date": "2024-01-01",
+        "val_fraction": 0.2,
+        "test_fraction": 0.2,
+        "seed": 0,
+        "horizon_days": 30,
+        "max_events": 1,
+    },
     "features": {"clip": 5.0, "min_category_count": 1, "missing_indicators": True},
 }
 
@@ -38,8 +52,7 @@ def telco_like(n: int, seed: int = 0, churn: bool = True) -> pd.DataFrame:
     contract = rng.choice(["Month-to-month", "One year", "Two year"], n)
     tenure = rng.integers(1, 72, n)
     logit = -1.5 + 1.8 * (contract == "Month-to-month") - 0.03 * tenure
-    frame = pd.DataFrame({"Contract": contract, "tenure": tenure,
-                          "MonthlyCharges": rng.uniform(20, 110, n).round(2)})
+    frame = pd.DataFrame({"Contract": contract, "tenure": tenure, "MonthlyCharges": rng.uniform(20, 110, n).round(2)})
     if churn:
         frame["Churn"] = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "Yes", "No")
     return frame
@@ -61,11 +74,26 @@ def config_dir(tmp_path: Path, table: pd.DataFrame, **changes) -> Path:
 def train_cfg(conf: Path, root: Path, *extra: str):
     """`train.py --config-dir <conf> data=mine` composed in-process (`hydra.searchpath` is what --config-dir adds)."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=[
-            f"hydra.searchpath=[file://{conf}]", "data=mine", "logger=none", "trainer=cpu", "trainer.max_epochs=1",
-            "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", f"paths.output_dir={root}/out",
-            f"paths.artifacts_dir={root}/artifacts", "model.batch_size=64", "model.d_token=4", "model.hidden_dim=8",
-            "model.n_frequencies=4", "export.parity_batch_sizes=[1,8]", *extra])
+        return compose(
+            "train",
+            overrides=[
+                f"hydra.searchpath=[file://{conf}]",
+                "data=mine",
+                "logger=none",
+                "trainer=cpu",
+                "trainer.max_epochs=1",
+                "trainer.enable_progress_bar=false",
+                "trainer.enable_model_summary=false",
+                f"paths.output_dir={root}/out",
+                f"paths.artifacts_dir={root}/artifacts",
+                "model.batch_size=64",
+                "model.d_token=4",
+                "model.hidden_dim=8",
+                "model.n_frequencies=4",
+                "export.parity_batch_sizes=[1,8]",
+                *extra,
+            ],
+        )
 
 
 def expect_exit_2(job, cfg, capsys) -> str:
@@ -79,14 +107,19 @@ def expect_exit_2(job, cfg, capsys) -> str:
 
 def test_config_dir_outside_the_repo_names_its_own_release_and_model(tmp_path):
     conf = config_dir(tmp_path, telco_like(50))
-    out = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config-dir", str(conf), "data=mine",
-                          "--cfg", "job", "--resolve"], capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--config-dir", str(conf), "data=mine", "--cfg", "job", "--resolve"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     shown = yaml.safe_load(out.stdout)  # the resolved config: churnsense's resolvers and list defaults included
     assert shown["data"]["customers"]["id_from_row"] is True  # found through --config-dir
     assert shown["export"]["release_dir"] == "artifacts/churn-mine"
-    cfg = OmegaConf.to_container(train_cfg(conf, tmp_path, "paths.artifacts_dir=artifacts", "logger=mlflow"),
-                                 resolve=True)
+    cfg = OmegaConf.to_container(
+        train_cfg(conf, tmp_path, "paths.artifacts_dir=artifacts", "logger=mlflow"), resolve=True
+    )
     assert cfg["export"]["release_dir"] == "artifacts/churn-mine"  # the demo's artifacts/churn stays untouched
     assert cfg["logger"]["registered_model_name"] == "churnsense-churn-mine"
     assert cfg["insights"]["value"]["revenue_column"] == "MonthlyCharges"
@@ -102,9 +135,19 @@ def test_table_without_ids_trains_and_scores_by_source_row(tmp_path, capsys):
     scoring.loc[4, "tenure"] = "inf"  # data row 5: rejected, the others keep their row numbers
     scoring.to_csv(tmp_path / "score.csv", index=False)
     with initialize_config_dir(config_dir=str(ROOT / "conf" / "serve"), version_base="1.3"):
-        cfg = compose("serve", overrides=["task=churn", f"model={release}", f"input.customers={tmp_path}/score.csv",
-                                          f"output={tmp_path}/scores.csv", "progress=false", "feedback_model=null",
-                                          "drift.enabled=false", "insights=false"])
+        cfg = compose(
+            "serve",
+            overrides=[
+                "task=churn",
+                f"model={release}",
+                f"input.customers={tmp_path}/score.csv",
+                f"output={tmp_path}/scores.csv",
+                "progress=false",
+                "feedback_model=null",
+                "drift.enabled=false",
+                "insights=false",
+            ],
+        )
     run_serving(cfg)
     assert "rows in 30 = scored 29 + rejected 1" in capsys.readouterr().out
     scores = io.read_table(tmp_path / "scores.csv")
@@ -122,12 +165,19 @@ def test_copied_demo_config_says_which_label_mode_to_set(tmp_path, capsys):
     assert not (tmp_path / "artifacts").exists()
 
 
-@pytest.mark.parametrize("rows,churners,said", [
-    (400, 0, "all 400 labelled rows are non-churners (one class: nothing to learn); check "
-             "data.customers.positive_labels (['Yes']) against the values of column 'Churn'"),
-    (400, 3, "split has"),  # a split without churners cannot be measured (AUROC of one class)
-    (20, None, "split has"),
-])
+@pytest.mark.parametrize(
+    "rows,churners,said",
+    [
+        (
+            400,
+            0,
+            "all 400 labelled rows are non-churners (one class: nothing to learn); check "
+            "data.customers.positive_labels (['Yes']) against the values of column 'Churn'",
+        ),
+        (400, 3, "split has"),  # a split without churners cannot be measured (AUROC of one class)
+        (20, None, "split has"),
+    ],
+)
 def test_degenerate_training_data_stops_before_anything_is_published(tmp_path, capsys, rows, churners, said):
     table = telco_like(rows)
     if churners is not None:
@@ -140,7 +190,8 @@ def test_degenerate_training_data_stops_before_anything_is_published(tmp_path, c
 def test_revenue_notice_says_what_to_set():
     cfg = {"value": {"revenue_column": "monthly_charge", "revenue_events": ["payment"]}}
     assert revenue_notice(cfg, ["MonthlyCharges"], ["<pad>", "<unk>"]).startswith(
-        "no revenue per customer (revenue_column 'monthly_charge' is not a customer attribute and no revenue event")
+        "no revenue per customer (revenue_column 'monthly_charge' is not a customer attribute and no revenue event"
+    )
     assert revenue_notice(cfg, ["monthly_charge"], []) is None
     assert revenue_notice(cfg, [], ["payment"]) is None
     assert "set `revenue_column:" in revenue_notice({"value": {}}, ["x"], [])

@@ -1,6 +1,7 @@
 """Bad input never goes out quietly: each rule of the contract on a small file, through `serve.py`'s composition
 root (`run_serving`: the one error style). A row-level problem becomes a reject with its reason and the run goes on;
 a file-level problem is one line `churnsense: error: <file>: ...`, exit code 2, no traceback and no output."""
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,19 @@ def serve(release: Path, paths: dict[str, Path], output: Path, *extra: str, caps
     """Run `serve.py task=churn` in-process; (exit code, stdout, stderr)."""
     inputs = [f"input.{kind}={path}" for kind, path in paths.items()]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("serve", overrides=["task=churn", f"model={release}", *inputs, f"output={output}",
-                                          "progress=false", "feedback_model=null", "insights=false", *extra])
+        cfg = compose(
+            "serve",
+            overrides=[
+                "task=churn",
+                f"model={release}",
+                *inputs,
+                f"output={output}",
+                "progress=false",
+                "feedback_model=null",
+                "insights=false",
+                *extra,
+            ],
+        )
     if capsys is not None:
         capsys.readouterr()
     try:
@@ -54,8 +66,12 @@ def rejects_of(output: Path) -> pd.DataFrame:
 def test_a_far_future_event_does_not_move_the_scoring_date(tiny_churn_release, tmp_path, capsys):
     events = tiny_inputs()["events"]
     base = write_csvs(tmp_path / "base")
-    future = write_csvs(tmp_path / "future", events=pd.concat(
-        [events, pd.DataFrame({"id": ["c003"], "kind": ["login"], "amount": ["1.0"], "when": ["2030-06-01"]})]))
+    future = write_csvs(
+        tmp_path / "future",
+        events=pd.concat(
+            [events, pd.DataFrame({"id": ["c003"], "kind": ["login"], "amount": ["1.0"], "when": ["2030-06-01"]})]
+        ),
+    )
     code, out_base, _ = serve(tiny_churn_release, base, tmp_path / "base.csv", capsys=capsys)
     code_f, out_future, _ = serve(tiny_churn_release, future, tmp_path / "future.csv", capsys=capsys)
     assert code == code_f == 0
@@ -85,8 +101,14 @@ def test_history_after_an_explicit_cutoff_is_counted_in_rejects(tiny_churn_relea
     paths = write_csvs(tmp_path)
     events = pd.read_csv(paths["events"], dtype=str)
     after = events[pd.to_datetime(events["when"]) >= "2023-12-01"]
-    code, out, _ = serve(tiny_churn_release, paths, tmp_path / "scores.csv", "cutoff=2023-12-01",
-                         f"rejects_detail={str(detail).lower()}", capsys=capsys)
+    code, out, _ = serve(
+        tiny_churn_release,
+        paths,
+        tmp_path / "scores.csv",
+        "cutoff=2023-12-01",
+        f"rejects_detail={str(detail).lower()}",
+        capsys=capsys,
+    )
     assert code == 0
     rejects = rejects_of(tmp_path / "scores.csv")
     dated = rejects[rejects["reason"].str.startswith("dated on or after the scoring date 2023-12-01")]
@@ -99,8 +121,9 @@ def test_history_after_an_explicit_cutoff_is_counted_in_rejects(tiny_churn_relea
         assert dated.set_index("customer_id")["row"].to_dict() == firsts.to_dict()
 
 
-def test_header_only_history_scores_without_history_and_a_zero_byte_file_is_one_error(tiny_churn_release, tmp_path,
-                                                                                      capsys):
+def test_header_only_history_scores_without_history_and_a_zero_byte_file_is_one_error(
+    tiny_churn_release, tmp_path, capsys
+):
     paths = write_csvs(tmp_path)
     paths["events"].write_text("id,kind,amount,when\n")
     paths["feedback"] = tmp_path / "feedback.csv"
@@ -110,8 +133,10 @@ def test_header_only_history_scores_without_history_and_a_zero_byte_file_is_one_
     assert "_row" not in out + err
     paths["events"].write_text("")
     code, out, err = serve(tiny_churn_release, paths, tmp_path / "again.csv", capsys=capsys)
-    assert code == 2 and err == f"churnsense: error: {paths['events']}: empty file (0 bytes): expected at least a " \
-                                "header row\n"
+    assert (
+        code == 2
+        and err == f"churnsense: error: {paths['events']}: empty file (0 bytes): expected at least a header row\n"
+    )
     assert not (tmp_path / "again.csv").exists()
 
 
@@ -149,8 +174,9 @@ def test_non_finite_and_absurd_numbers_are_rejected(tiny_churn_release, tmp_path
     assert not scores["top_reasons"].fillna("").str.contains(r"\d{15}").any()
 
 
-@pytest.mark.parametrize("problem", ["zero_bytes", "folder", "missing", "not_parquet", "duplicate_header",
-                                     "blank_header", "unclosed_quote"])
+@pytest.mark.parametrize(
+    "problem", ["zero_bytes", "folder", "missing", "not_parquet", "duplicate_header", "blank_header", "unclosed_quote"]
+)
 def test_a_broken_file_is_one_line_naming_it(tiny_churn_release, tmp_path, capsys, monkeypatch, problem):
     monkeypatch.delenv("CHURNSENSE_DEBUG", raising=False)
     paths = write_csvs(tmp_path)
@@ -187,16 +213,19 @@ def test_a_malformed_record_is_a_reject_and_its_content_is_never_echoed(tiny_chu
     assert code == 0 and "rows in 24 = scored 22 + rejected 2" in out
     rejects = rejects_of(tmp_path / "scores.csv")
     malformed = rejects[rejects["reason"].str.startswith("malformed CSV record")].set_index("row")["reason"]
-    assert malformed.to_dict() == {5: "malformed CSV record: 6 field(s), the header has 4",
-                                   9: "malformed CSV record: 1 field(s), the header has 4"}
+    assert malformed.to_dict() == {
+        5: "malformed CSV record: 6 field(s), the header has 4",
+        9: "malformed CSV record: 1 field(s), the header has 4",
+    }
     everything = out + err + (tmp_path / "scores.rejects.csv").read_text() + (tmp_path / "scores.csv").read_text()
     assert "SECRET" not in everything
     scores = io.read_table(tmp_path / "scores.csv")
     assert "c010" in set(scores["customer_id"])  # rows after the malformed ones keep their numbers and ids
 
 
-def test_model_registry_uri_without_a_store_is_one_line_and_creates_no_store(tiny_churn_release, tmp_path, capsys,
-                                                                              monkeypatch):
+def test_model_registry_uri_without_a_store_is_one_line_and_creates_no_store(
+    tiny_churn_release, tmp_path, capsys, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     paths = write_csvs(tmp_path)
@@ -219,9 +248,13 @@ def test_customer_ids_from_row_numbers(tiny_churn_release):
     frame = pd.DataFrame({"charge": ["1", "x", "3"]})
     valid, rejects = validate_chunk(frame, table, "customers", "c.csv", first_row=101)
     assert valid["customer_id"].tolist() == ["101", "103"] and rejects["customer_id"].tolist() == ["102"]
-    for bad, said in (({"customers": {"path": "c.csv", "constants": {"customer_id": "x"}}}, "same customer"),
-                      ({"customers": {"path": "c.csv", "id_from_row": True}, "events": {"path": "e.csv"}},
-                       "cannot name their customer")):
+    for bad, said in (
+        ({"customers": {"path": "c.csv", "constants": {"customer_id": "x"}}}, "same customer"),
+        (
+            {"customers": {"path": "c.csv", "id_from_row": True}, "events": {"path": "e.csv"}},
+            "cannot name their customer",
+        ),
+    ):
         with pytest.raises(ValueError, match=said):
             DataSpec.from_config({"name": "t", **bad})
 
@@ -229,7 +262,7 @@ def test_customer_ids_from_row_numbers(tiny_churn_release):
 def test_scratch_files_of_killed_runs_are_removed(tiny_churn_release, tmp_path, capsys):
     from churnsense.core.scratch import clean_stale
 
-    dead = 2 ** 22 + 12345  # above the usual pid_max: no such process
+    dead = 2**22 + 12345  # above the usual pid_max: no such process
     parts, out = tmp_path / "parts", tmp_path / "out"
     parts.mkdir(), out.mkdir()
     (parts / f"churnsense-parts-{dead}-abc").mkdir()
@@ -248,9 +281,18 @@ def test_timestamps_with_and_without_offsets_mix_in_one_column():
     from churnsense.data.validation import validate_chunk
 
     table = TableSpec(path=None, columns={"ts": "when"})
-    raw = pd.DataFrame({"customer_id": ["a", "b", "c", "d"], "event_type": "login", "value": "1",
-                        "when": ["2023-11-02", "2023-11-02T10:00:00+05:00", "2023-11-03 08:00", "never"]})
+    raw = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "d"],
+            "event_type": "login",
+            "value": "1",
+            "when": ["2023-11-02", "2023-11-02T10:00:00+05:00", "2023-11-03 08:00", "never"],
+        }
+    )
     valid, rejects = validate_chunk(raw, table, "events", "e.csv")
-    assert valid["ts"].tolist() == [pd.Timestamp("2023-11-02"), pd.Timestamp("2023-11-02 05:00"),
-                                    pd.Timestamp("2023-11-03 08:00")]  # an offset is converted to UTC
+    assert valid["ts"].tolist() == [
+        pd.Timestamp("2023-11-02"),
+        pd.Timestamp("2023-11-02 05:00"),
+        pd.Timestamp("2023-11-03 08:00"),
+    ]  # an offset is converted to UTC
     assert rejects["row"].tolist() == [4]

@@ -1,6 +1,7 @@
 """Churn serving end to end on a tiny release built here (with fitted insights): bad rows are rejected with reasons,
 nothing is dropped, outputs appear atomically; every output column (insights included) is the same whatever the
 partitioning; the pure batch scorer and the MLflow pyfunc give the same scores."""
+
 from __future__ import annotations
 
 import json
@@ -13,38 +14,54 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from helpers import default_insights_config
-from churnsense.data.contract import DataSpec
-from churnsense.data.framing import make_snapshot
 from churnsense.churn.features import FeaturePipeline
-from churnsense.insights.enrich import INSIGHT_COLUMNS
-from churnsense.insights.fit import fit_insights
-from churnsense.insights.state import load_config
-from churnsense.core import io
 from churnsense.churn.release import ChurnRelease
 from churnsense.churn.score import score_churn_batch
+from churnsense.core import io
+from churnsense.data.contract import DataSpec
+from churnsense.data.framing import make_snapshot
 from churnsense.data.validation import validate_chunk
+from churnsense.insights.enrich import INSIGHT_COLUMNS
+from churnsense.insights.fit import fit_insights
+from helpers import default_insights_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "serve"
 DATA = {  # source column names differ from canonical ones: the release's mapping is exercised
     "name": "tiny",
-    "customers": {"path": "unused.csv", "columns": {"customer_id": "id", "signup_date": "signup",
-                                                    "churn_date": "churned"},
-                  "categorical": ["plan"], "numeric": ["charge"]},
-    "events": {"path": "unused.csv", "columns": {"customer_id": "id", "ts": "when", "event_type": "kind",
-                                                 "value": "amount"}},
-    "feedback": {"path": "unused.csv", "columns": {"customer_id": "id", "ts": "when", "text": "comment",
-                                                   "sentiment": "sentiment"}},
+    "customers": {
+        "path": "unused.csv",
+        "columns": {"customer_id": "id", "signup_date": "signup", "churn_date": "churned"},
+        "categorical": ["plan"],
+        "numeric": ["charge"],
+    },
+    "events": {
+        "path": "unused.csv",
+        "columns": {"customer_id": "id", "ts": "when", "event_type": "kind", "value": "amount"},
+    },
+    "feedback": {
+        "path": "unused.csv",
+        "columns": {"customer_id": "id", "ts": "when", "text": "comment", "sentiment": "sentiment"},
+    },
     "framing": {"label_mode": "churn_date", "horizon_days": 30, "max_events": 6},
 }
 TINY_INSIGHTS = {  # the repository's insights config, with reason groups and segment features of the tiny data;
-    "at_risk": 1.0, "at_risk_share": 0.4,  # at risk: the top 40% of the fit-time predictions (an untrained model)
-    "reasons": {"groups": {"plan_fit": {"cat": ["plan"]}, "price_increase": {"num": ["charge*"]},
-                           "unresolved_support": {"events": ["ticket"]}, "usage_decline": {"events": ["login"]},
-                           "late_payments": {"events": ["payment"]}, "negative_feedback": {"events": ["feedback"]}},
-                "n_samples": 3, "n_background": 2, "background_rows": 16, "min_logit": 0.0},
-    "segments": {"features": ["tenure_months", "login_n_90d", "ticket_n_90d", "payment_sum_recent"],
-                 "k_range": [2, 3]},
+    "at_risk": 1.0,
+    "at_risk_share": 0.4,  # at risk: the top 40% of the fit-time predictions (an untrained model)
+    "reasons": {
+        "groups": {
+            "plan_fit": {"cat": ["plan"]},
+            "price_increase": {"num": ["charge*"]},
+            "unresolved_support": {"events": ["ticket"]},
+            "usage_decline": {"events": ["login"]},
+            "late_payments": {"events": ["payment"]},
+            "negative_feedback": {"events": ["feedback"]},
+        },
+        "n_samples": 3,
+        "n_background": 2,
+        "background_rows": 16,
+        "min_logit": 0.0,
+    },
+    "segments": {"features": ["tenure_months", "login_n_90d", "ticket_n_90d", "payment_sum_recent"], "k_range": [2, 3]},
     "value": {"revenue_column": "charge"},
 }
 
@@ -59,15 +76,31 @@ def tiny_insights_config() -> dict:
 def tiny_inputs(n: int = 24, seed: int = 0) -> dict[str, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     ids = [f"c{i:03d}" for i in range(n)]
-    customers = pd.DataFrame({"id": ids, "plan": rng.choice(["basic", "pro"], n),
-                              "charge": rng.uniform(10, 90, n).round(2).astype(str),
-                              "signup": pd.Timestamp("2024-01-01") - pd.to_timedelta(rng.integers(30, 400, n), "D")})
+    customers = pd.DataFrame(
+        {
+            "id": ids,
+            "plan": rng.choice(["basic", "pro"], n),
+            "charge": rng.uniform(10, 90, n).round(2).astype(str),
+            "signup": pd.Timestamp("2024-01-01") - pd.to_timedelta(rng.integers(30, 400, n), "D"),
+        }
+    )
     m = 5 * n
-    events = pd.DataFrame({"id": rng.choice(ids, m), "kind": rng.choice(["login", "ticket", "payment"], m),
-                           "amount": rng.exponential(5, m).round(2).astype(str),
-                           "when": pd.Timestamp("2024-01-01") - pd.to_timedelta(rng.integers(1, 200, m), "D")})
-    feedback = pd.DataFrame({"id": ids[:6], "when": pd.Timestamp("2023-12-20"), "comment": "slow support",
-                             "sentiment": ["negative", "neutral", "positive"] * 2})
+    events = pd.DataFrame(
+        {
+            "id": rng.choice(ids, m),
+            "kind": rng.choice(["login", "ticket", "payment"], m),
+            "amount": rng.exponential(5, m).round(2).astype(str),
+            "when": pd.Timestamp("2024-01-01") - pd.to_timedelta(rng.integers(1, 200, m), "D"),
+        }
+    )
+    feedback = pd.DataFrame(
+        {
+            "id": ids[:6],
+            "when": pd.Timestamp("2023-12-20"),
+            "comment": "slow support",
+            "sentiment": ["negative", "neutral", "positive"] * 2,
+        }
+    )
     for frame in (customers, events, feedback):
         for col in ("signup", "when"):
             if col in frame:
@@ -81,21 +114,29 @@ def build_release(path: Path) -> Path:
     from churnsense.churn.export import ScoringGraph, export_onnx
     from churnsense.churn.net import ChurnNet
     from churnsense.churn.release import write_churn_release
+    from churnsense.churn.sequence import SequenceEncoder
+    from churnsense.churn.tabular import TabularEncoder
     from churnsense.core.release import staged_release
     from churnsense.core.runtime import onnx_session
     from churnsense.data.loading import Tables
-    from churnsense.churn.sequence import SequenceEncoder
-    from churnsense.churn.tabular import TabularEncoder
 
     spec = DataSpec.from_config(DATA)
     raw = tiny_inputs()
-    tables = Tables(*(validate_chunk(raw[k], spec.table(k), k, k)[0].drop(columns="_row")
-                      for k in ("customers", "events", "feedback")))
+    tables = Tables(
+        *(
+            validate_chunk(raw[k], spec.table(k), k, k)[0].drop(columns="_row")
+            for k in ("customers", "events", "feedback")
+        )
+    )
     snap = make_snapshot(tables, spec, [pd.Timestamp("2024-01-01")], with_labels=False)
     pipeline = FeaturePipeline.from_spec(spec).fit(snap)
     torch.manual_seed(0)
-    net = ChurnNet(TabularEncoder(pipeline.cat_cardinalities, pipeline.n_numeric, d_token=4, hidden_dim=8),
-                   SequenceEncoder(pipeline.n_event_types, d_model=8), hidden_dim=8, hazard_horizons=[30, 60])
+    net = ChurnNet(
+        TabularEncoder(pipeline.cat_cardinalities, pipeline.n_numeric, d_token=4, hidden_dim=8),
+        SequenceEncoder(pipeline.n_event_types, d_model=8),
+        hidden_dim=8,
+        hazard_horizons=[30, 60],
+    )
     graph = ScoringGraph(net.eval(), temperature=1.0)
     example = {k: torch.as_tensor(v[:4]) for k, v in pipeline.transform(snap).items()}
     onnx_path = export_onnx(graph, example, path / "tmp" / "model.onnx")
@@ -105,11 +146,26 @@ def build_release(path: Path) -> Path:
     session = onnx_session(onnx_path)
     (p_churn, _) = session.run(None, {i.name: arrays[i.name] for i in session.get_inputs()})
     p = pd.Series(p_churn, index=snap.static["customer_id"])
-    state = fit_insights(tables.customers, tables.events, tables.feedback, None, pd.Timestamp("2024-01-01"), p, cfg,
-                         DATA["framing"]["horizon_days"], model_inputs=arrays)
+    state = fit_insights(
+        tables.customers,
+        tables.events,
+        tables.feedback,
+        None,
+        pd.Timestamp("2024-01-01"),
+        p,
+        cfg,
+        DATA["framing"]["horizon_days"],
+        model_inputs=arrays,
+    )
     with staged_release(path / "churn") as staging:
-        write_churn_release(staging, onnx_path, pipeline, {"data": DATA, "seed": 0, "insights": cfg},
-                            {"hazard_horizons": [30, 60], "temperature": 1.0}, state)
+        write_churn_release(
+            staging,
+            onnx_path,
+            pipeline,
+            {"data": DATA, "seed": 0, "insights": cfg},
+            {"hazard_horizons": [30, 60], "temperature": 1.0},
+            state,
+        )
     return path / "churn"
 
 
@@ -122,30 +178,44 @@ def write_inputs(tmp_path: Path) -> dict[str, Path]:
     """Inputs with known bad rows: 4 bad customers (+1 good row sharing a bad id), 3 bad events, 1 bad feedback."""
     raw = tiny_inputs()
     cust = raw["customers"]
-    cust.loc[2, "id"] = None                     # row 3: missing id
-    cust.loc[5, "charge"] = "lots"               # row 6: not a number
-    cust.loc[7, "signup"] = "2024-13-45"         # row 8: unparseable timestamp
+    cust.loc[2, "id"] = None  # row 3: missing id
+    cust.loc[5, "charge"] = "lots"  # row 6: not a number
+    cust.loc[7, "signup"] = "2024-13-45"  # row 8: unparseable timestamp
     cust = pd.concat([cust, cust.iloc[[0]]], ignore_index=True)  # row 25 duplicates row 1 (c000): both out
     ev = raw["events"]
     ev.loc[0, "when"] = "not a date"
-    ev.loc[1, "id"] = "nobody"                   # unknown customer
+    ev.loc[1, "id"] = "nobody"  # unknown customer
     ev.loc[2, "amount"] = "n/a!"
-    paths = {"customers": tmp_path / "customers.csv", "events": tmp_path / "events.parquet",
-             "feedback": tmp_path / "feedback.csv"}
+    paths = {
+        "customers": tmp_path / "customers.csv",
+        "events": tmp_path / "events.parquet",
+        "feedback": tmp_path / "feedback.csv",
+    }
     cust.to_csv(paths["customers"], index=False)
     ev.to_parquet(paths["events"], index=False)
     fb = raw["feedback"]
-    fb.loc[3, "when"] = ""                       # missing timestamp
+    fb.loc[3, "when"] = ""  # missing timestamp
     fb.to_csv(paths["feedback"], index=False)
     return paths
 
 
 def serve_cfg(release_dir: Path, paths: dict[str, Path], output: Path, *extra: str):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("serve", overrides=[
-            "task=churn", f"model={release_dir}", f"input.customers={paths['customers']}",
-            f"input.events={paths['events']}", f"input.feedback={paths['feedback']}", f"output={output}",
-            "chunk_size=7", "progress=false", "feedback_model=null", *extra])
+        return compose(
+            "serve",
+            overrides=[
+                "task=churn",
+                f"model={release_dir}",
+                f"input.customers={paths['customers']}",
+                f"input.events={paths['events']}",
+                f"input.feedback={paths['feedback']}",
+                f"output={output}",
+                "chunk_size=7",
+                "progress=false",
+                "feedback_model=null",
+                *extra,
+            ],
+        )
 
 
 @pytest.mark.parametrize("suffix,partitions", [("csv", 3), ("parquet", 1)])
@@ -171,22 +241,28 @@ def test_serve_rejects_bad_rows_and_drops_nothing(release_dir, tmp_path, capsys,
     assert set(cust.loc[["1", "25"], "reason"]) == {"duplicate customer id"}
     ev = rejects[rejects["source"] == source["events"]]
     assert {"unparseable timestamp", "not a number", "unknown customer id (not in the customers table)"} <= set(
-        ev["reason"])
+        ev["reason"]
+    )
     assert (ev.loc[ev["customer_id"] == "c000", "reason"] == "customer row rejected (see the customers rejects)").all()
-    assert set(scores.columns) == {"customer_id", "churn_probability", "risk_band", "p_churn_30d", "p_churn_60d",
-                                   "cutoff", *INSIGHT_COLUMNS}
+    assert set(scores.columns) == {
+        "customer_id",
+        "churn_probability",
+        "risk_band",
+        "p_churn_30d",
+        "p_churn_60d",
+        "cutoff",
+        *INSIGHT_COLUMNS,
+    }
     prob = scores["churn_probability"].astype(float)
     assert prob.between(0, 1).all() and scores["customer_id"].is_unique
     assert set(scores["risk_band"]) <= {"low", "medium", "high"}
-    assert sorted(p.name for p in output.parent.iterdir()) == sorted([output.name, "scores.rejects.csv",
-                                                                      "scores.crm"])
+    assert sorted(p.name for p in output.parent.iterdir()) == sorted([output.name, "scores.rejects.csv", "scores.crm"])
     crm = output.parent / "scores.crm"
     manifest = json.loads((crm / "manifest.json").read_text())
     assert manifest["files"]["segment_membership.v1.csv"] == len(scores)  # every scored customer, once
     calls = pd.read_csv(crm / "call_list.v1.csv")
     assert len(calls) == (scores["recommended_action"] != "none").sum()
     assert calls["call_script"].str.len().gt(0).all() and calls["rank"].is_monotonic_increasing
-
 
 
 def test_pure_batch_scorer_matches_serve(release_dir, tmp_path):
@@ -206,8 +282,9 @@ def test_pure_batch_scorer_matches_serve(release_dir, tmp_path):
     pd.testing.assert_frame_equal(outs[0], outs[1], check_exact=True)
     release = ChurnRelease.load(release_dir)
     raw = {k: io.read_table(p) for k, p in paths.items()}
-    scored, rejects = score_churn_batch(raw["customers"], raw["events"], raw["feedback"], release,
-                                        outs[0]["cutoff"][0], insights=True)
+    scored, rejects = score_churn_batch(
+        raw["customers"], raw["events"], raw["feedback"], release, outs[0]["cutoff"][0], insights=True
+    )
     scored = scored.sort_values("customer_id", ignore_index=True)
     assert len(scored) + (rejects["source"] == "customers").sum() == len(raw["customers"])
     np.testing.assert_allclose(scored["churn_probability"], outs[0]["churn_probability"], rtol=1e-6)

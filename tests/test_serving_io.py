@@ -1,10 +1,12 @@
 """churnsense.core.io: chunked reads with stable row numbers, atomic writers, rejects, run summary."""
+
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from churnsense.core import io, rejects as rej, runs
+from churnsense.core import io, runs
+from churnsense.core import rejects as rej
 
 
 def _csv(tmp_path):

@@ -1,5 +1,6 @@
 """One publish step per run: scores and rejects appear together or not at all, never over an input, with the
 modes the umask gives; a failed run leaves the previous outputs as they were."""
+
 from __future__ import annotations
 
 import os
@@ -60,8 +61,12 @@ def test_scores_and_rejects_are_published_together_or_not_at_all(tiny_churn_rele
     assert sorted(p.name for p in output.parent.iterdir()) == ["scores.csv", "scores.rejects.csv"]  # no temp files
     monkeypatch.undo()
     code, _, _ = serve(tiny_churn_release, paths, output, capsys=capsys)
-    assert code == 0 and len(io.read_table(output)) == 24 and io.read_table(output.with_name(
-        "scores.rejects.csv")).columns.tolist() == ["source", "row", "customer_id", "column", "reason", "rows"]
+    assert (
+        code == 0
+        and len(io.read_table(output)) == 24
+        and io.read_table(output.with_name("scores.rejects.csv")).columns.tolist()
+        == ["source", "row", "customer_id", "column", "reason", "rows"]
+    )
 
 
 @pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
@@ -84,11 +89,14 @@ def test_publish_together_keeps_previous_files_on_a_failed_block(tmp_path):
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     a.write_text("x\n1\n")
     with pytest.raises(RuntimeError):
-        with io.publish_together(io.AtomicTableWriter(a), io.AtomicTableWriter(b)) as (wa, wb):
+        with io.publish_together(io.AtomicTableWriter(a), io.AtomicTableWriter(b)) as (wa, _wb):
             wa.write(pd.DataFrame({"x": [2]}))
             raise RuntimeError("crash")
     assert a.read_text() == "x\n1\n" and not b.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]
-    with io.publish_together(io.AtomicTableWriter(a), io.AtomicTableWriter(b)) as (wa, wb):
+    with io.publish_together(io.AtomicTableWriter(a), io.AtomicTableWriter(b)) as (wa, _wb):
         wa.write(pd.DataFrame({"x": [2]}))
-    assert a.read_text() == "x\n2\n" and b.read_text() == "" and sorted(p.name for p in tmp_path.iterdir()) == [
-        "a.csv", "b.csv"]
+    assert (
+        a.read_text() == "x\n2\n"
+        and b.read_text() == ""
+        and sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv"]
+    )

@@ -1,5 +1,6 @@
 """The Spark engine (embedded, local mode) gives the same rows as the local engine: scores with every insight
 column, and the same rejects (file, row, customer, column, reason) for the same bad input rows."""
+
 from __future__ import annotations
 
 import os
@@ -10,10 +11,9 @@ import pytest
 
 pytest.importorskip("pyspark")
 
-from test_serving_churn import build_release, serve_cfg, write_inputs  # noqa: E402
-
-from churnsense.core import io  # noqa: E402
-from churnsense.insights.enrich import INSIGHT_COLUMNS  # noqa: E402
+from churnsense.core import io
+from churnsense.insights.enrich import INSIGHT_COLUMNS
+from test_serving_churn import build_release, serve_cfg, write_inputs
 
 pytestmark = pytest.mark.slow  # starts a JVM: run with `make test-all`
 SPARK = ("engine=spark", "spark.master='local[2]'", "spark.partitions=3", "spark.rows_per_batch=20")
@@ -29,7 +29,7 @@ def _rows(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 
 def _rejects(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.astype({c: str for c in frame.columns})  # the local CSV reads text, the Parquet dataset types
+    frame = frame.astype(dict.fromkeys(frame.columns, str))  # the local CSV reads text, the Parquet dataset types
     return _rows(frame, ["source", "row", "column"])
 
 
@@ -41,8 +41,12 @@ def test_spark_engine_gives_the_local_rows(release_dir, tmp_path, capsys):
     local = serve_churn(serve_cfg(release_dir, paths, tmp_path / "local" / "scores.parquet", "partitions=2"))
     spark = serve_churn_spark(serve_cfg(release_dir, paths, tmp_path / "spark" / "scores.parquet", *SPARK))
     assert "engine spark (local[2]" in capsys.readouterr().out
-    assert (spark.rows_in, spark.scored, spark.rejected, spark.other_rejected) == \
-        (local.rows_in, local.scored, local.rejected, local.other_rejected)
+    assert (spark.rows_in, spark.scored, spark.rejected, spark.other_rejected) == (
+        local.rows_in,
+        local.scored,
+        local.rejected,
+        local.other_rejected,
+    )
     want = _rows(io.read_table(tmp_path / "local" / "scores.parquet"), ["customer_id"])
     got = _rows(pd.read_parquet(tmp_path / "spark" / "scores.parquet"), ["customer_id"])
     assert (tmp_path / "spark" / "scores.parquet").is_dir() and set(INSIGHT_COLUMNS) <= set(got.columns)
@@ -58,5 +62,6 @@ def test_spark_engine_gives_the_local_rows(release_dir, tmp_path, capsys):
     by_source = got_rej.astype({"rows": int}).groupby("source")["rows"].sum().to_dict()
     source = {k: os.path.relpath(p, tmp_path / "spark") for k, p in paths.items()}  # relative to the rejects
     assert by_source[source["customers"]] == 5 and by_source[source["feedback"]] == 4
-    assert {"unparseable timestamp", "not a number"} <= set(got_rej.loc[got_rej["source"] == source["events"],
-                                                                         "reason"])
+    assert {"unparseable timestamp", "not a number"} <= set(
+        got_rej.loc[got_rej["source"] == source["events"], "reason"]
+    )

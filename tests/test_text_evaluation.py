@@ -1,4 +1,5 @@
 """Length-bucketed training batches and the per-language / domain / phenomenon evaluation breakdown."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,13 +30,21 @@ def _probs(labels: list[str], names: tuple[str, ...]) -> np.ndarray:
 
 
 def test_breakdown_by_tag_language_and_domain():
-    frame = pd.DataFrame({
-        "text": ["a", "b", "c", "d"], "language": ["en", "en", "ru", "ru"],
-        "sentiment": ["negative", "positive", "neutral", "negative"],
-        "topic": ["billing", "outage", "app", "price"], "domain": ["saas", "saas", "banking", "banking"],
-        "phenomena": ["sarcasm;emoji", "negation", "loaded_neutral", "sarcasm"]})
+    frame = pd.DataFrame(
+        {
+            "text": ["a", "b", "c", "d"],
+            "language": ["en", "en", "ru", "ru"],
+            "sentiment": ["negative", "positive", "neutral", "negative"],
+            "topic": ["billing", "outage", "app", "price"],
+            "domain": ["saas", "saas", "banking", "banking"],
+            "phenomena": ["sarcasm;emoji", "negation", "loaded_neutral", "sarcasm"],
+        }
+    )
     predicted = ["positive", "positive", "neutral", "negative"]  # the first sarcasm read as praise
-    probs = {"p_sentiment": _probs(predicted, HEADS["sentiment"]), "p_topic": _probs(list(frame["topic"]), HEADS["topic"])}
+    probs = {
+        "p_sentiment": _probs(predicted, HEADS["sentiment"]),
+        "p_topic": _probs(list(frame["topic"]), HEADS["topic"]),
+    }
     out = breakdown(frame, probs, "dev/")
     assert out["dev/phenomena/sarcasm/n"] == 2 and out["dev/phenomena/sarcasm/accuracy"] == 0.5
     assert out["dev/phenomena/emoji/accuracy"] == 0.0 and out["dev/phenomena/negation/accuracy"] == 1.0

@@ -1,8 +1,8 @@
 """Feedback model on a tiny random BERT: tokenizer round trip, training step, ONNX parity, serving with bad rows."""
+
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -45,45 +45,82 @@ def test_training_step_export_parity_and_scoring(tiny_encoder, tmp_path):
     train = fdata.FeedbackDataset(training_frame(cfg.corpus, 0), tok)
     net = build_net(cfg.model)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    module = FeedbackLitModule(net, HEADS, optimizer=instantiate(cfg.model.optimizer),
-                               scheduler=instantiate(cfg.model.scheduler, num_training_steps=3), lr=1e-3, head_lr=1e-2)
-    trainer = pl.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    module = FeedbackLitModule(
+        net,
+        HEADS,
+        optimizer=instantiate(cfg.model.optimizer),
+        scheduler=instantiate(cfg.model.scheduler, num_training_steps=3),
+        lr=1e-3,
+        head_lr=1e-2,
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, train.loader(8, True))
     after = net.state_dict()
     assert not torch.equal(before["heads.sentiment.weight"], after["heads.sentiment.weight"])
-    assert torch.equal(before["encoder.bert.encoder.layer.0.output.dense.weight"],
-                       after["encoder.bert.encoder.layer.0.output.dense.weight"])  # frozen bottom layer
+    assert torch.equal(
+        before["encoder.bert.encoder.layer.0.output.dense.weight"],
+        after["encoder.bert.encoder.layer.0.output.dense.weight"],
+    )  # frozen bottom layer
     dev = fdata.dev_set().groupby("language").head(3).reset_index(drop=True)
     (tmp_path / "rel").mkdir()
     result = write_feedback_release(tmp_path / "rel", net, cfg, dev, tok, {"val/macro_f1": 0.5})
     assert result["export/onnx_parity_max_abs"] < 1e-4
     release = load_release(tmp_path / "rel")
-    df = pd.DataFrame({"customer_id": ["a", "b", "c", "d", "e", "f"],
-                       "text": ["Интернет пропадает", "", None, "bad \ufffd bytes", "האינטרנט נופל " * 20, "🙂🙂"]})
+    df = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "d", "e", "f"],
+            "text": ["Интернет пропадает", "", None, "bad \ufffd bytes", "האינטרנט נופל " * 20, "🙂🙂"],
+        }
+    )
     scored, rejects = score_feedback_batch(df, release, "text")
     assert len(scored) + len(rejects) == len(df) and list(scored["customer_id"]) == ["a", "e", "f"]
-    assert set(rejects["reason"]) == {"empty text", "missing text",
-                                      "undecodable text (replacement/surrogate characters)"}
+    assert set(rejects["reason"]) == {
+        "empty text",
+        "missing text",
+        "undecodable text (replacement/surrogate characters)",
+    }
     assert np.allclose(scored[["p_negative", "p_neutral", "p_positive"]].sum(1), 1, atol=1e-5)
     assert scored.attrs["truncated"] == 1 and scored["language"].iloc[2] == "other"
 
 
 def test_serve_feedback_with_bad_rows(tiny_encoder, tmp_path):
-    from churnsense.feedback.serve import serve_feedback
     from churnsense.feedback.data import dev_set
+    from churnsense.feedback.serve import serve_feedback
     from churnsense.feedback.train import build_net, write_feedback_release
 
     cfg = feedback_config(tiny_encoder, tmp_path)
     (tmp_path / "rel").mkdir()
-    write_feedback_release(tmp_path / "rel", build_net(cfg.model).eval(), cfg, dev_set().head(4),
-                           TextTokenizer.from_file(tiny_encoder / "tokenizer.json", 32), {})
+    write_feedback_release(
+        tmp_path / "rel",
+        build_net(cfg.model).eval(),
+        cfg,
+        dev_set().head(4),
+        TextTokenizer.from_file(tiny_encoder / "tokenizer.json", 32),
+        {},
+    )
     src = tmp_path / "in.csv"
-    src.write_text("customer_id,text,channel\n1,Приложение вылетает,app\n2,,chat\n3,שלום תודה,mail\n4,  ,chat\n",
-                   encoding="utf-8")
+    src.write_text(
+        "customer_id,text,channel\n1,Приложение вылетает,app\n2,,chat\n3,שלום תודה,mail\n4,  ,chat\n", encoding="utf-8"
+    )
     with initialize_config_dir(config_dir=str(Path(CONF) / "serve"), version_base="1.3"):
-        serve = compose("serve", overrides=["task=feedback", f"model={tmp_path / 'rel'}", f"input={src}",
-                                            f"output={tmp_path / 'o.parquet'}", "chunk_size=2", "progress=false"])
+        serve = compose(
+            "serve",
+            overrides=[
+                "task=feedback",
+                f"model={tmp_path / 'rel'}",
+                f"input={src}",
+                f"output={tmp_path / 'o.parquet'}",
+                "chunk_size=2",
+                "progress=false",
+            ],
+        )
     summary = serve_feedback(serve)
     out = pd.read_parquet(tmp_path / "o.parquet")
     rej = pd.read_csv(tmp_path / "o.rejects.csv")
@@ -104,27 +141,49 @@ def test_feedback_drift_reference_and_serving_report(tiny_encoder, tmp_path, cap
     cfg.seed = 0
     torch.manual_seed(0)  # the untrained heads: their predictions are part of the profile
     (tmp_path / "rel").mkdir()
-    write_feedback_release(tmp_path / "rel", build_net(cfg.model).eval(), cfg, dev_set().head(4),
-                           TextTokenizer.from_file(tiny_encoder / "tokenizer.json", 32), {})
-    frame = pd.concat([synthetic_feedback(400, 0).assign(source="feedback.parquet"),
-                       synthetic_feedback(50, 5).assign(source="synth")], ignore_index=True)
+    write_feedback_release(
+        tmp_path / "rel",
+        build_net(cfg.model).eval(),
+        cfg,
+        dev_set().head(4),
+        TextTokenizer.from_file(tiny_encoder / "tokenizer.json", 32),
+        {},
+    )
+    frame = pd.concat(
+        [
+            synthetic_feedback(400, 0).assign(source="feedback.parquet"),
+            synthetic_feedback(50, 5).assign(source="synth"),
+        ],
+        ignore_index=True,
+    )
     cfg.corpus.feedback_table = "data/demo/feedback.parquet"
     write_drift_reference(tmp_path / "rel", cfg, frame)
     ref = Profile.load(tmp_path / "rel" / "drift_reference.json")
     assert ref.meta["texts"] == ["feedback.parquet"] and ref.meta["rows"] == 400  # the customer feedback rows
     assert set(ref.features) == {"text_length", "language", "sentiment", "p_negative", "topic"}
     docs = {}
-    for name, texts in (("same", synthetic_feedback(400, 1)["text"]),
-                        ("longer", synthetic_feedback(400, 2)["text"].str.cat([" and also "] * 400).str.repeat(3))):
+    for name, texts in (
+        ("same", synthetic_feedback(400, 1)["text"]),
+        ("longer", synthetic_feedback(400, 2)["text"].str.cat([" and also "] * 400).str.repeat(3)),
+    ):
         src = tmp_path / f"{name}.csv"
         pd.DataFrame({"customer_id": range(400), "text": texts}).to_csv(src, index=False)
         with initialize_config_dir(config_dir=str(Path(CONF) / "serve"), version_base="1.3"):
-            serve = compose("serve", overrides=["task=feedback", f"model={tmp_path / 'rel'}", f"input={src}",
-                                                f"output={tmp_path / f'{name}.csv.out.parquet'}", "chunk_size=128",
-                                                "progress=false", "drift.mlflow.enabled=false"])
+            serve = compose(
+                "serve",
+                overrides=[
+                    "task=feedback",
+                    f"model={tmp_path / 'rel'}",
+                    f"input={src}",
+                    f"output={tmp_path / f'{name}.csv.out.parquet'}",
+                    "chunk_size=128",
+                    "progress=false",
+                    "drift.mlflow.enabled=false",
+                ],
+            )
         serve_feedback(serve)
         docs[name] = json.loads((tmp_path / f"{name}.csv.out.drift.json").read_text())
     out = capsys.readouterr().out
     assert docs["same"]["summary"]["drifted_features"] == [] and docs["same"]["summary"]["tested"] == 5
     assert docs["longer"]["summary"]["drifted_features"] == ["text_length"]
-    assert [line for line in out.splitlines() if line.startswith("DRIFT feedback")][0].count("text_length") == 1
+    assert next(line for line in out.splitlines() if line.startswith("DRIFT feedback")).count("text_length") == 1

@@ -1,5 +1,6 @@
 """Serving graphs of the feedback model on a tiny random BERT: exact fusions, int8 graph that loads, keeps output
 shapes and stays close to fp32, compact embeddings, and the dev-set gate choosing what a release serves."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,16 @@ from churnsense.feedback.quantize import (
 from churnsense.feedback.tokenize import TextTokenizer
 from helpers import feedback_config
 
-RECIPE = Int8Recipe(fuse_attention=True, fuse_gelu=True, per_channel=True, smooth_alpha=0.75,
-                    ffn_outlier_channels=8, calibration_texts=32, calibration_seed=3, parity_atol=1e-4)
+RECIPE = Int8Recipe(
+    fuse_attention=True,
+    fuse_gelu=True,
+    per_channel=True,
+    smooth_alpha=0.75,
+    ffn_outlier_channels=8,
+    calibration_texts=32,
+    calibration_seed=3,
+    parity_atol=1e-4,
+)
 HEADS = 2
 
 
@@ -84,8 +93,15 @@ def test_parity_check_is_loud(exported, tiny_texts):
 def test_int8_graph_loads_keeps_shapes_and_stays_close(exported, tiny_texts, tmp_path, embeddings):
     path, tok = exported
     calib = ["Интернет", "crashes every", "האינטרנט", "ok ok ok", "app 😡 time"] * 6  # not the texts scored below
-    out = build_serving_model(path, tmp_path / "q.onnx", num_heads=HEADS, int8=True, embeddings=embeddings,
-                              recipe=RECIPE, feeds=calibration_feeds(tok, calib, 8))
+    out = build_serving_model(
+        path,
+        tmp_path / "q.onnx",
+        num_heads=HEADS,
+        int8=True,
+        embeddings=embeddings,
+        recipe=RECIPE,
+        feeds=calibration_feeds(tok, calib, 8),
+    )
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert {"QAttention", "Gelu"} <= ops and ops & {"DynamicQuantizeLinear", "MatMulInteger"}
     assert out.stat().st_size < path.stat().st_size
@@ -132,15 +148,22 @@ def test_release_gate_serves_first_passing_candidate(tiny_encoder, tmp_path, lim
     cfg = _release_cfg(tiny_encoder, tmp_path, int8_max_f1_drop=limit, embeddings="int8")
     dev = dev_set().groupby("language").head(3).reset_index(drop=True)
     (tmp_path / "rel").mkdir()
-    result = write_feedback_release(tmp_path / "rel", build_net(cfg.model).eval(), cfg, dev,
-                                    TextTokenizer.from_file(tiny_encoder / "tokenizer.json", 32), {})
+    result = write_feedback_release(
+        tmp_path / "rel",
+        build_net(cfg.model).eval(),
+        cfg,
+        dev,
+        TextTokenizer.from_file(tiny_encoder / "tokenizer.json", 32),
+        {},
+    )
     meta = json.loads((tmp_path / "rel" / "metadata.json").read_text())
     models = sorted(p.name for p in (tmp_path / "rel").glob("*.onnx"))
     assert meta["serve_model"] == served and models == [served]  # rejected candidates and the export removed
     tried = [c["file"] for c in meta["serving_candidates"]]
     assert tried == (["model.int8.onnx"] if limit > 0 else ["model.int8.onnx", "model.fp32.onnx"])
-    assert all(c["accepted"] == (limit > 0) and set(c["drop_by_batch_size"]) == {"1", "64"}
-               for c in meta["serving_candidates"])
+    assert all(
+        c["accepted"] == (limit > 0) and set(c["drop_by_batch_size"]) == {"1", "64"} for c in meta["serving_candidates"]
+    )
     assert result["export/int8_accepted"] == float(limit > 0) and result["export/serve_model_mb"] > 0
     assert meta["session"]["disabled_optimizers"] == ["SkipLayerNormFusion"]
     scored, _ = score_feedback_batch(dev[["text"]], load_release(tmp_path / "rel"))

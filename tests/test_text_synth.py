@@ -1,4 +1,5 @@
 """Generated multilingual feedback: shape, determinism, native scripts, code-switching."""
+
 from __future__ import annotations
 
 import re
@@ -16,27 +17,27 @@ def _labels(n: int, seed: int = 0):
 
 
 def test_one_varied_text_per_row_and_deterministic():
-    s, t, l = _labels(2000)
-    a = make_feedback_texts(np.random.default_rng(1), s, t, l, 0.1)
-    b = make_feedback_texts(np.random.default_rng(1), s, t, l, 0.1)
+    s, t, lang = _labels(2000)
+    a = make_feedback_texts(np.random.default_rng(1), s, t, lang, 0.1)
+    b = make_feedback_texts(np.random.default_rng(1), s, t, lang, 0.1)
     assert a == b and len(a) == 2000 and all(isinstance(x, str) and x.strip() for x in a)
     assert len(set(a)) > 1500
 
 
 def test_native_scripts_without_mixing():
-    s, t, l = _labels(3000)
-    texts = np.array(make_feedback_texts(np.random.default_rng(2), s, t, l, 0.0))
-    assert all(re.search("[\u0590-\u05FF]", x) for x in texts[l == "he"])
-    assert all(re.search("[А-Яа-яЁёІіЇїЄєҐґ]", x) for x in texts[(l == "ru") | (l == "uk")])
-    uk = " ".join(texts[l == "uk"])
+    s, t, lang = _labels(3000)
+    texts = np.array(make_feedback_texts(np.random.default_rng(2), s, t, lang, 0.0))
+    assert all(re.search("[\u0590-\u05ff]", x) for x in texts[lang == "he"])
+    assert all(re.search("[А-Яа-яЁёІіЇїЄєҐґ]", x) for x in texts[(lang == "ru") | (lang == "uk")])
+    uk = " ".join(texts[lang == "uk"])
     assert all(ch in uk for ch in "іїєґ")
-    assert not any(re.search("[\u0400-\u05FF]", x) for x in texts[l == "en"])
+    assert not any(re.search("[\u0400-\u05ff]", x) for x in texts[lang == "en"])
 
 
 def test_mixed_rate_mixes_scripts():
-    s, t, l = _labels(3000)
-    texts = np.array(make_feedback_texts(np.random.default_rng(3), s, t, l, 1.0))
-    he = texts[l == "he"]
+    s, t, lang = _labels(3000)
+    texts = np.array(make_feedback_texts(np.random.default_rng(3), s, t, lang, 1.0))
+    he = texts[lang == "he"]
     assert np.mean([bool(re.search("[A-Za-z]", x)) for x in he]) > 0.5
 
 

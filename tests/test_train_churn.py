@@ -1,4 +1,5 @@
 """One-epoch churn training through the real Hydra config on tiny synthetic data, tracked in a tmp MLflow store."""
+
 from __future__ import annotations
 
 import json
@@ -13,11 +14,20 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 def tiny_overrides(root: Path) -> list[str]:
     return [
-        f"paths.data_dir={root / 'data'}", f"paths.output_dir={root / 'out'}",
-        f"paths.artifacts_dir={root / 'artifacts'}", "trainer=cpu", "trainer.max_epochs=1",
-        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-        "data.framing.horizon_days=60", "data.framing.n_train_cutoffs=1",
-        "model.d_model=8", "model.d_token=4", "model.hidden_dim=8", "model.n_frequencies=4", "model.batch_size=64",
+        f"paths.data_dir={root / 'data'}",
+        f"paths.output_dir={root / 'out'}",
+        f"paths.artifacts_dir={root / 'artifacts'}",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "data.framing.horizon_days=60",
+        "data.framing.n_train_cutoffs=1",
+        "model.d_model=8",
+        "model.d_token=4",
+        "model.hidden_dim=8",
+        "model.n_frequencies=4",
+        "model.batch_size=64",
         "export.parity_batch_sizes=[1,16]",
     ]
 
@@ -29,7 +39,9 @@ def synth_root(tmp_path_factory) -> Path:
     synth = pytest.importorskip("churnsense.synth.generate")
     root = tmp_path_factory.mktemp("churn")
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("synth", overrides=["n_customers=300", "background_churn=0.3", f"out_dir={root / 'data' / 'demo'}"])
+        cfg = compose(
+            "synth", overrides=["n_customers=300", "background_churn=0.3", f"out_dir={root / 'data' / 'demo'}"]
+        )
     synth.generate(OmegaConf.to_container(cfg, resolve=True))
     return root
 
@@ -41,11 +53,27 @@ def test_one_epoch_tracked_run(synth_root: Path):
 
     uri = f"sqlite:///{synth_root / 'mlflow.db'}"
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("train", overrides=[*tiny_overrides(synth_root), f"logger.tracking_uri={uri}",
-                                          f"logger.artifact_location={synth_root / 'mlartifacts'}"])
+        cfg = compose(
+            "train",
+            overrides=[
+                *tiny_overrides(synth_root),
+                f"logger.tracking_uri={uri}",
+                f"logger.artifact_location={synth_root / 'mlartifacts'}",
+            ],
+        )
     metrics = train_churn(cfg)
-    for key in ("val/auroc", "test/auroc", "test/pr_auc", "test/brier", "test/log_loss", "test/ece",
-                "test/calibrated_ece", "test/lift_top10", "test/recall_top10", "calibration/temperature"):
+    for key in (
+        "val/auroc",
+        "test/auroc",
+        "test/pr_auc",
+        "test/brier",
+        "test/log_loss",
+        "test/ece",
+        "test/calibrated_ece",
+        "test/lift_top10",
+        "test/recall_top10",
+        "calibration/temperature",
+    ):
         assert key in metrics, key
     release = synth_root / "artifacts" / "churn"
     assert {p.name for p in release.iterdir()} >= {"model.onnx", "pipeline.json", "config.yaml", "metadata.json"}
@@ -71,7 +99,10 @@ def test_one_epoch_tracked_run(synth_root: Path):
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"plots", "release", "checkpoints"} <= top
     assert {a.path for a in client.list_artifacts(run.info.run_id, "release")} >= {
-        "release/model.onnx", "release/pipeline.json", "release/drift_reference.json"}
+        "release/model.onnx",
+        "release/pipeline.json",
+        "release/drift_reference.json",
+    }
     assert run.info.run_name == "churn-synth-tabular+gru-k8-s42"
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"synth.customers", "synth.events", "synth.feedback"}
     versions = client.search_model_versions("name='churnsense-churn'")
@@ -87,9 +118,18 @@ def test_transformer_without_logger(synth_root: Path, tmp_path: Path):
     from churnsense.churn.train import train_churn
 
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("train", overrides=[*tiny_overrides(synth_root), "logger=none", "model.seq_encoder=transformer",
-                                          "model.heads=2", "model.hazard_horizons=[]", "export.enabled=false",
-                                          f"paths.output_dir={tmp_path}"])
+        cfg = compose(
+            "train",
+            overrides=[
+                *tiny_overrides(synth_root),
+                "logger=none",
+                "model.seq_encoder=transformer",
+                "model.heads=2",
+                "model.hazard_horizons=[]",
+                "export.enabled=false",
+                f"paths.output_dir={tmp_path}",
+            ],
+        )
     metrics = train_churn(cfg)
     assert 0.0 <= metrics["val/auroc"] <= 1.0 and not any(k.startswith("val/hazard") for k in metrics)
 
@@ -103,10 +143,18 @@ def test_evaluate_a_labelled_period_against_the_registered_champion(synth_root: 
     uri = f"sqlite:///{synth_root / 'mlflow.db'}"
     demo = synth_root / "data" / "demo"
     with initialize_config_dir(config_dir=str(Path(CONF) / "serve"), version_base="1.3"):
-        cfg = compose("serve", overrides=["task=evaluate", "model=models:/churnsense-churn@champion",
-                                          f"tracking_uri={uri}", f"input.customers={demo / 'customers.parquet'}",
-                                          f"input.events={demo / 'events.parquet'}", "cutoff=2025-09-01",
-                                          f"output_dir={tmp_path / 'eval'}"])
+        cfg = compose(
+            "serve",
+            overrides=[
+                "task=evaluate",
+                "model=models:/churnsense-churn@champion",
+                f"tracking_uri={uri}",
+                f"input.customers={demo / 'customers.parquet'}",
+                f"input.events={demo / 'events.parquet'}",
+                "cutoff=2025-09-01",
+                f"output_dir={tmp_path / 'eval'}",
+            ],
+        )
     metrics = serve_evaluate(cfg)
     doc = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert doc["cutoff"] == "2025-09-01" and doc["model_name"] == "churnsense-churn"

@@ -1,4 +1,5 @@
 """The real Hydra config: overrides reach the instantiated pieces, experiments compose, precision/pos_weight."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,16 +23,22 @@ def _compose(*overrides: str):
 
 
 def test_overrides_reach_components():
-    cfg = _compose("model.seq_encoder=transformer", "model.d_model=16", "model.heads=2", "trainer.max_epochs=20",
-                   "model.numeric_embedding=linear")
+    cfg = _compose(
+        "model.seq_encoder=transformer",
+        "model.d_model=16",
+        "model.heads=2",
+        "trainer.max_epochs=20",
+        "model.numeric_embedding=linear",
+    )
     assert cfg.trainer.max_epochs == 20
     seq = instantiate(cfg.model.sequence)(n_event_types=5)
     assert isinstance(seq, SequenceEncoder) and seq.kind == "transformer" and seq.output_dim == 32
     tab = instantiate(cfg.model.tabular)(cat_cardinalities=[3], n_numeric=2)
     assert isinstance(tab, TabularEncoder) and type(tab.num).__name__ == "LinearEmbedding"
     net = instantiate(cfg.model.net)(tabular=tab, sequence=seq, hazard_horizons=list(cfg.model.hazard_horizons))
-    module = instantiate(cfg.model.module)(net=net, optimizer=instantiate(cfg.model.optimizer),
-                                           scheduler=instantiate(cfg.model.scheduler), pos_weight=3.0)
+    module = instantiate(cfg.model.module)(
+        net=net, optimizer=instantiate(cfg.model.optimizer), scheduler=instantiate(cfg.model.scheduler), pos_weight=3.0
+    )
     optimizer = module.optimizer_factory(net.parameters())
     assert optimizer.defaults["lr"] == cfg.model.lr and module.net.hazard.horizons == [30, 60, 90]
     assert module.scheduler_factory(optimizer, T_max=20).eta_min == cfg.model.lr * 0.05
@@ -39,12 +46,13 @@ def test_overrides_reach_components():
     assert callbacks["early_stopping"].monitor == "val/auroc" and callbacks["checkpoint"].mode == "max"
 
 
-@pytest.mark.parametrize("name,data", [("synth_transformer", "synth"), ("synth_gru", "synth"),
-                                       ("telco", "telco"), ("cdnow", "cdnow")])
+@pytest.mark.parametrize(
+    "name,data", [("synth_transformer", "synth"), ("synth_gru", "synth"), ("telco", "telco"), ("cdnow", "cdnow")]
+)
 def test_experiments_compose(name, data):
     cfg = _compose(f"experiment={name}")
     assert cfg.data.name == data and cfg.model.seq_encoder in ("gru", "transformer")
-    assert cfg.export.atol == 1e-4 and list(cfg.export.parity_batch_sizes)[0] == 1
+    assert cfg.export.atol == 1e-4 and next(iter(cfg.export.parity_batch_sizes)) == 1
 
 
 def test_precision_and_pos_weight():
@@ -78,11 +86,15 @@ def test_run_names_and_test_summary():
     cfg = _compose("data=cdnow", "model.ensemble_size=4")
     spec = {"tabular": False, "sequence": True}
     assert run_name("churn", "cdnow", net_description(spec, cfg), "s3") == "churn-cdnow-gru-k4-s3"
-    metrics = {f"test/calibrated_{k}": v for k, v in
-               {"auroc": 0.91234, "pr_auc": 0.5, "brier": 0.07, "ece": 0.012, "lift_top10": 5.123}.items()}
+    metrics = {
+        f"test/calibrated_{k}": v
+        for k, v in {"auroc": 0.91234, "pr_auc": 0.5, "brier": 0.07, "ece": 0.012, "lift_top10": 5.123}.items()
+    }
     line = summary_line({**metrics, "val/auroc": 0.9})
-    assert line == ("[churn] test: ROC-AUC 0.9123 | PR-AUC 0.5000 | Brier 0.0700 | ECE 0.0120 | lift@10% 5.1230 "
-                    "(val ROC-AUC 0.9000)")
+    assert line == (
+        "[churn] test: ROC-AUC 0.9123 | PR-AUC 0.5000 | Brier 0.0700 | ECE 0.0120 | lift@10% 5.1230 "
+        "(val ROC-AUC 0.9000)"
+    )
 
 
 def test_optuna_search_config_composes():

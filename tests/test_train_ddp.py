@@ -1,5 +1,6 @@
 """Data-parallel churn training on CPU: every process trains on its own shard, and `trainer=ddp_cpu` (2 gloo
 processes) gives the metrics of one process within noise, with one release written by rank zero."""
+
 from __future__ import annotations
 
 import json
@@ -38,23 +39,42 @@ def test_distributed_fit_shards_training_rows_but_evaluates_all():
 
 def _train(root: Path, trainer: str, artifacts: str) -> dict[str, float]:
     overrides = [
-        "task=churn", f"paths.data_dir={root / 'data'}", f"paths.output_dir={root / 'out'}",
-        f"paths.artifacts_dir={root / artifacts}", "logger=none", f"trainer={trainer}", "trainer.max_epochs=3",
-        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "data.framing.horizon_days=60",
-        "data.framing.n_train_cutoffs=1", "model.d_model=8", "model.d_token=4", "model.hidden_dim=8",
-        "model.n_frequencies=4", "model.batch_size=64", "export.parity_batch_sizes=[1,16]", "insights.enabled=false"]
+        "task=churn",
+        f"paths.data_dir={root / 'data'}",
+        f"paths.output_dir={root / 'out'}",
+        f"paths.artifacts_dir={root / artifacts}",
+        "logger=none",
+        f"trainer={trainer}",
+        "trainer.max_epochs=3",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "data.framing.horizon_days=60",
+        "data.framing.n_train_cutoffs=1",
+        "model.d_model=8",
+        "model.d_token=4",
+        "model.hidden_dim=8",
+        "model.n_frequencies=4",
+        "model.batch_size=64",
+        "export.parity_batch_sizes=[1,16]",
+        "insights.enabled=false",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *sys.path])}
-    done = subprocess.run([sys.executable, "train.py", *overrides], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "train.py", *overrides], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((root / artifacts / "churn" / "metadata.json").read_text())["metrics"]
 
 
 @pytest.mark.slow  # three Python processes with torch: ~1.5 min on 2 cores
 def test_two_cpu_processes_match_one(tmp_path):
-    subprocess.run([sys.executable, "-m", "churnsense.synth", "n_customers=2000", f"out_dir={tmp_path / 'data' / 'demo'}"],
-                   cwd=ROOT, check=True, capture_output=True,
-                   env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *sys.path])})
+    subprocess.run(
+        [sys.executable, "-m", "churnsense.synth", "n_customers=2000", f"out_dir={tmp_path / 'data' / 'demo'}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *sys.path])},
+    )
     one = _train(tmp_path, "cpu", "one")
     two = _train(tmp_path, "ddp_cpu", "two")
     print({k: (round(one[k], 4), round(two[k], 4)) for k in one if k.startswith(("val/", "test/"))})

@@ -1,4 +1,5 @@
 """Metrics, temperature scaling and figures on synthetic predictions."""
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,9 @@ def test_metrics_keys_and_lift():
     probs = torch.tensor([0.9, 0.8, 0.1, 0.2, 0.3, 0.05, 0.4, 0.15, 0.25, 0.35])
     labels = torch.tensor([1, 0, 0, 0, 1, 0, 0, 0, 0, 0])
     m = evaluate_probabilities(probs, labels, "test/")
-    assert set(m) == {f"test/{k}" for k in ("auroc", "pr_auc", "brier", "log_loss", "ece", "recall_top10",
-                                              "lift_top10")}
+    assert set(m) == {
+        f"test/{k}" for k in ("auroc", "pr_auc", "brier", "log_loss", "ece", "recall_top10", "lift_top10")
+    }
     assert m["test/recall_top10"] == 0.5  # top 1 of 10 is a churner, 2 churners in all
     assert math.isclose(m["test/lift_top10"], 5.0)  # churn rate 1.0 in the top vs 0.2 overall
     assert math.isclose(m["test/brier"], float(((probs - labels) ** 2).mean()), rel_tol=1e-5)
@@ -36,6 +38,6 @@ def test_temperature_recovers_overconfidence():
 def test_plots_written(tmp_path):
     probs = torch.rand(50).numpy()
     labels = (torch.rand(50) < 0.3).long().numpy()
-    paths = save_evaluation_plots(probs, labels, tmp_path, "test", raw_probs=probs ** 2)
+    paths = save_evaluation_plots(probs, labels, tmp_path, "test", raw_probs=probs**2)
     assert [p.name for p in paths] == ["test_roc.png", "test_pr.png", "test_calibration.png", "test_risk_hist.png"]
     assert all(p.stat().st_size > 1000 for p in paths)

@@ -2,6 +2,7 @@
 
 Each task's module is imported only when that task runs, so `serve.py` never loads torch or Lightning.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,15 @@ from omegaconf.errors import MissingMandatoryValue
 
 # Problems with what the user gave us (files, columns, values, config, where outputs go): reported as one clear
 # line, exit code 2. ValueError covers DataValidationError (file, column, rows, reason) and pyarrow's ArrowInvalid.
-USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, UnicodeError,
-               MissingMandatoryValue)
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+    UnicodeError,
+    MissingMandatoryValue,
+)
 DEBUG_ENV = "CHURNSENSE_DEBUG"
 
 

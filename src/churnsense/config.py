@@ -5,6 +5,7 @@
 each data set gets its own release folder and registered model name (`churnsense-churn-telco`), and training on
 your own table never overwrites the demo's release or registers as a version of the demo's model.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Hand-made history aggregates per snapshot row: the GBDT baselines' features and the churn net's wide inputs
 (`FeaturePipeline` appends them to `num`), segments, sanity checks. Vectorised."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -24,8 +25,9 @@ def history_aggregates(snap: Snapshot, event_types: Sequence[str] | None = None)
     return history_aggregates_with_sources(snap, event_types)[0]
 
 
-def history_aggregates_with_sources(snap: Snapshot, event_types: Sequence[str] | None = None
-                                    ) -> tuple[pd.DataFrame, dict[str, str]]:
+def history_aggregates_with_sources(
+    snap: Snapshot, event_types: Sequence[str] | None = None
+) -> tuple[pd.DataFrame, dict[str, str]]:
     """`history_aggregates` and, per column, the event type it is computed from (`*` = every type, `feedback*` =
     every feedback type), so an attribution can move an aggregate together with the events behind it."""
     st, h = snap.static, snap.history
@@ -33,13 +35,18 @@ def history_aggregates_with_sources(snap: Snapshot, event_types: Sequence[str] |
     row = history_rows(st, h) if len(h) else np.zeros(0, dtype=np.int64)
     ok = row >= 0
     row = row[ok]
-    days = ((h["cutoff"].to_numpy("datetime64[ns]") - h["ts"].to_numpy("datetime64[ns]")) /
-            np.timedelta64(1, "D"))[ok] if len(h) else np.zeros(0)
+    days = (
+        ((h["cutoff"].to_numpy("datetime64[ns]") - h["ts"].to_numpy("datetime64[ns]")) / np.timedelta64(1, "D"))[ok]
+        if len(h)
+        else np.zeros(0)
+    )
     etype = h["event_type"].astype(str).to_numpy()[ok] if len(h) else np.zeros(0, dtype=object)
     value = np.nan_to_num(h["value"].to_numpy(dtype="float64")[ok]) if len(h) else np.zeros(0)
     types = sorted(set(etype.tolist())) if event_types is None else list(event_types)
-    cols: dict[str, np.ndarray] = {"n_events": np.bincount(row, minlength=b).astype(float),
-                                   "recency_days": _min_by(row, days, b)}
+    cols: dict[str, np.ndarray] = {
+        "n_events": np.bincount(row, minlength=b).astype(float),
+        "recency_days": _min_by(row, days, b),
+    }
     sources = {"n_events": ANY_EVENT, "recency_days": ANY_EVENT}
     for t in types:
         m = etype == t
@@ -53,8 +60,10 @@ def history_aggregates_with_sources(snap: Snapshot, event_types: Sequence[str] |
     if "usage" in types:
         m = etype == "usage"
         recent = np.bincount(row[m & (days <= 30)], weights=value[m & (days <= 30)], minlength=b)
-        before = np.bincount(row[m & (days > 30) & (days <= 90)], weights=value[m & (days > 30) & (days <= 90)],
-                             minlength=b) / 2
+        before = (
+            np.bincount(row[m & (days > 30) & (days <= 90)], weights=value[m & (days > 30) & (days <= 90)], minlength=b)
+            / 2
+        )
         cols["usage_trend"] = np.log1p(recent) - np.log1p(before)
         sources["usage_trend"] = "usage"
     fb = np.char.startswith(etype.astype(str), "feedback")  # "feedback" or "feedback_<topic>"
@@ -62,8 +71,9 @@ def history_aggregates_with_sources(snap: Snapshot, event_types: Sequence[str] |
     cols["n_feedback"] = n_fb
     for name, sign in (("negative", -1.0), ("positive", 1.0)):
         hit = fb & (value == sign)
-        cols[f"share_{name}_feedback"] = np.divide(np.bincount(row[hit], minlength=b), n_fb,
-                                                   out=np.zeros(b), where=n_fb > 0)
+        cols[f"share_{name}_feedback"] = np.divide(
+            np.bincount(row[hit], minlength=b), n_fb, out=np.zeros(b), where=n_fb > 0
+        )
     sources.update({"n_feedback": FEEDBACK, "share_negative_feedback": FEEDBACK, "share_positive_feedback": FEEDBACK})
     return pd.DataFrame(cols, index=st.index), sources
 

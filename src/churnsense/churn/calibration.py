@@ -3,6 +3,7 @@
 `offset` = log(pos_weight) is the known shift that class weighting puts on the logit; it is fixed, and only T is
 fitted (LBFGS on the validation log loss, T parametrised as exp(t) so it stays positive).
 """
+
 from __future__ import annotations
 
 import torch
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, offset: float = 0.0, max_iter: int = 100) -> float:
     """Temperature T > 0 minimising the NLL of sigmoid((logits - offset) / T) on (logits, labels)."""
-    z = (logits.detach().double() - offset)
+    z = logits.detach().double() - offset
     y = labels.detach().double()
     if z.numel() == 0 or y.min() == y.max():
         return 1.0  # nothing to calibrate against

@@ -3,6 +3,7 @@
 It only splits into batches: whole batches are gathered by index (no per-row collate) and the sequence axis is
 trimmed to the longest history in the batch (at least one slot, as the batch contract requires).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,8 +48,14 @@ class EpochBatches(BatchSampler):
 class ChurnDataModule(pl.LightningDataModule):
     """Train/val/test loaders over transformed splits; `num_workers` from config, seeded shuffling."""
 
-    def __init__(self, splits: dict[str, dict[str, np.ndarray]], batch_size: int = 256, num_workers: int = 0,
-                 eval_batch_size: int | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        splits: dict[str, dict[str, np.ndarray]],
+        batch_size: int = 256,
+        num_workers: int = 0,
+        eval_batch_size: int | None = None,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.splits = splits
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)

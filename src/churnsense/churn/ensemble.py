@@ -6,6 +6,7 @@ then its own output head. All members run in one batched pass ([B, k, d]); each 
 and the ensemble prediction is the mean of the members' logits, so the exported ONNX model is still one graph.
 With k = 1 it is a plain MLP (no scaling).
 """
+
 from __future__ import annotations
 
 import math

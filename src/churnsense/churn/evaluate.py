@@ -6,6 +6,7 @@ after the cutoff, customers whose label window is not fully observed are left ou
 `evaluation.json` and figures in `output_dir`, and to MLflow as an evaluation run whose metrics are linked to the
 registered model version (and to the evaluated dataset), so the registry shows every period a version was checked on.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,13 +33,18 @@ log = logging.getLogger(__name__)
 
 def spec_for_inputs(spec: DataSpec, inputs: dict[str, str]) -> DataSpec:
     """The release's data contract pointed at the given files (`{kind: path}`); tables without a file are dropped."""
-    tables = {kind: dataclasses.replace(spec.table(kind), path=inputs[kind], extra_paths=())
-              if spec.table(kind) is not None and inputs.get(kind) else None for kind in KINDS}
+    tables = {
+        kind: dataclasses.replace(spec.table(kind), path=inputs[kind], extra_paths=())
+        if spec.table(kind) is not None and inputs.get(kind)
+        else None
+        for kind in KINDS
+    }
     return dataclasses.replace(spec, **tables)
 
 
-def evaluate_period(release: ChurnRelease, spec: DataSpec, tables: Tables, cutoff: pd.Timestamp | None,
-                    top_fraction: float) -> tuple[dict[str, float], np.ndarray, np.ndarray, pd.Timestamp]:
+def evaluate_period(
+    release: ChurnRelease, spec: DataSpec, tables: Tables, cutoff: pd.Timestamp | None, top_fraction: float
+) -> tuple[dict[str, float], np.ndarray, np.ndarray, pd.Timestamp]:
     """(metrics, probabilities, labels, cutoff) of the release on the labelled period in `tables` (validated with
     `spec`). `cutoff` None: the latest cutoff whose whole label window is observed in the data."""
     horizon = pd.Timedelta(days=spec.framing.horizon_days)
@@ -46,14 +52,22 @@ def evaluate_period(release: ChurnRelease, spec: DataSpec, tables: Tables, cutof
     snapshot = make_snapshot(tables, spec, [cutoff], with_labels=True)
     labels = snapshot.static["label"].to_numpy(dtype=np.float32)
     if len(labels) == 0 or labels.min() == labels.max():
-        raise ValueError(f"evaluation at {cutoff.date()}: {len(labels)} customers with an observed label window, "
-                         f"{int(labels.sum()) if len(labels) else 0} churned; need both outcomes (pick another "
-                         "cutoff= whose horizon lies inside the data)")
+        raise ValueError(
+            f"evaluation at {cutoff.date()}: {len(labels)} customers with an observed label window, "
+            f"{int(labels.sum()) if len(labels) else 0} churned; need both outcomes (pick another "
+            "cutoff= whose horizon lies inside the data)"
+        )
     p = release.run(release.pipeline.transform(snapshot))["churn_probability"]
-    metrics = evaluate_probabilities(torch.as_tensor(p, dtype=torch.float32), torch.as_tensor(labels), "eval/",
-                                     top_fraction)
-    metrics.update({"eval/customers": float(len(labels)), "eval/churn_rate": float(labels.mean()),
-                    "eval/mean_probability": float(np.mean(p))})
+    metrics = evaluate_probabilities(
+        torch.as_tensor(p, dtype=torch.float32), torch.as_tensor(labels), "eval/", top_fraction
+    )
+    metrics.update(
+        {
+            "eval/customers": float(len(labels)),
+            "eval/churn_rate": float(labels.mean()),
+            "eval/mean_probability": float(np.mean(p)),
+        }
+    )
     return metrics, p, labels, cutoff
 
 
@@ -69,38 +83,76 @@ def serve_evaluate(cfg: DictConfig) -> dict[str, float]:
     out = Path(str(cfg.output_dir))
     plots = save_evaluation_plots(p, labels, out, stage=f"eval_{cutoff.date()}")
     version = registered_version(str(cfg.model), cfg.tracking_uri)
-    info: dict[str, Any] = {"model": str(cfg.model), "cutoff": str(cutoff.date()), "inputs": inputs,
-                            "horizon_days": spec.framing.horizon_days, "metrics": metrics}
+    info: dict[str, Any] = {
+        "model": str(cfg.model),
+        "cutoff": str(cutoff.date()),
+        "inputs": inputs,
+        "horizon_days": spec.framing.horizon_days,
+        "metrics": metrics,
+    }
     if version is not None:
         info.update(model_name=version.name, model_version=int(version.version))
     write_json(out / "evaluation.json", info)
     _track(cfg, release, spec, tables, metrics, plots + [out / "evaluation.json"], version, cutoff)
-    parts = " | ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in metrics.items() if k.split("/")[1] in
-                       ("auroc", "pr_auc", "brier", "ece", f"lift_top{int(round(cfg.top_fraction * 100))}"))
-    print(f"[evaluate] {cfg.model} at {cutoff.date()}: {int(metrics['eval/customers']):,} customers, churn rate "
-          f"{metrics['eval/churn_rate']:.3f} | {parts} -> {out / 'evaluation.json'}")
+    parts = " | ".join(
+        f"{k.split('/')[1]} {v:.4f}"
+        for k, v in metrics.items()
+        if k.split("/")[1] in ("auroc", "pr_auc", "brier", "ece", f"lift_top{int(round(cfg.top_fraction * 100))}")
+    )
+    print(
+        f"[evaluate] {cfg.model} at {cutoff.date()}: {int(metrics['eval/customers']):,} customers, churn rate "
+        f"{metrics['eval/churn_rate']:.3f} | {parts} -> {out / 'evaluation.json'}"
+    )
     return metrics
 
 
-def _track(cfg: DictConfig, release: ChurnRelease, spec: DataSpec, tables: Tables, metrics: dict[str, float],
-           files: list[Path], version: Any, cutoff: pd.Timestamp) -> None:
+def _track(
+    cfg: DictConfig,
+    release: ChurnRelease,
+    spec: DataSpec,
+    tables: Tables,
+    metrics: dict[str, float],
+    files: list[Path],
+    version: Any,
+    cutoff: pd.Timestamp,
+) -> None:
     """An evaluation run: metrics linked to the registered model version and the evaluated customers table."""
     name = f"{version.name}-v{version.version}" if version is not None else Path(str(release.path)).name
-    run = TrackedRun.start({"enabled": cfg.mlflow.enabled, "tracking_uri": cfg.tracking_uri,
-                            "experiment_name": cfg.mlflow.experiment_name, "artifact_location": None},
-                           run_name("evaluate", name, str(cutoff.date())),
-                           {"task": "evaluate", "model": str(cfg.model), "cutoff": str(cutoff.date()),
-                            **({"model_name": version.name, "model_version": str(version.version)} if version else {})})
+    run = TrackedRun.start(
+        {
+            "enabled": cfg.mlflow.enabled,
+            "tracking_uri": cfg.tracking_uri,
+            "experiment_name": cfg.mlflow.experiment_name,
+            "artifact_location": None,
+        },
+        run_name("evaluate", name, str(cutoff.date())),
+        {
+            "task": "evaluate",
+            "model": str(cfg.model),
+            "cutoff": str(cutoff.date()),
+            **({"model_name": version.name, "model_version": str(version.version)} if version else {}),
+        },
+    )
     if run is None:
         return
     primary = "customers" if spec.customers is not None else "events"
-    (dataset,) = run.log_tables([TableInput(f"{spec.name}.{primary}", getattr(tables, primary),
-                                            spec.table(primary).path, "evaluation", {"cutoff": str(cutoff.date())})])
+    (dataset,) = run.log_tables(
+        [
+            TableInput(
+                f"{spec.name}.{primary}",
+                getattr(tables, primary),
+                spec.table(primary).path,
+                "evaluation",
+                {"cutoff": str(cutoff.date())},
+            )
+        ]
+    )
     run.log_metrics(metrics, model_id=getattr(version, "model_id", None), dataset=dataset)
     run.log_artifacts({"evaluation": files[-1]})
     run.log_artifacts({"evaluation/plots": files[0].parent})
     if version is not None:
         for key in ("auroc", "pr_auc", "ece"):
-            run.client.set_model_version_tag(version.name, version.version, f"eval.{cutoff.date()}.{key}",
-                                             f"{metrics[f'eval/{key}']:.4f}")
+            run.client.set_model_version_tag(
+                version.name, version.version, f"eval.{cutoff.date()}.{key}", f"{metrics[f'eval/{key}']:.4f}"
+            )
     run.end()

@@ -1,4 +1,5 @@
 """Whole-split predictions from a trained ChurnNet and the final (raw + temperature-calibrated) evaluation."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -6,10 +7,10 @@ from collections.abc import Iterable
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
-from churnsense.churn.hazard import horizon_probabilities
-from churnsense.churn.net import ChurnNet
 from churnsense.churn.calibration import calibrated_probs
+from churnsense.churn.hazard import horizon_probabilities
 from churnsense.churn.metrics import evaluate_probabilities
+from churnsense.churn.net import ChurnNet
 
 
 @torch.no_grad()
@@ -28,8 +29,9 @@ def predict(net: ChurnNet, batches: Iterable[dict[str, torch.Tensor]]) -> dict[s
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def horizon_aurocs(p_horizon: torch.Tensor, ttc_days: torch.Tensor, followup_days: torch.Tensor,
-                   horizons: list[int], prefix: str) -> dict[str, float]:
+def horizon_aurocs(
+    p_horizon: torch.Tensor, ttc_days: torch.Tensor, followup_days: torch.Tensor, horizons: list[int], prefix: str
+) -> dict[str, float]:
     """AUROC of P(churn within h) among customers whose status at h is known (churned by h, or followed >= h)."""
     out = {}
     churned = torch.isfinite(ttc_days)
@@ -41,16 +43,26 @@ def horizon_aurocs(p_horizon: torch.Tensor, ttc_days: torch.Tensor, followup_day
     return out
 
 
-def evaluate_split(pred: dict[str, torch.Tensor], stage: str, temperature: float, offset: float,
-                   top_fraction: float, horizons: list[int] | None = None) -> dict[str, float]:
+def evaluate_split(
+    pred: dict[str, torch.Tensor],
+    stage: str,
+    temperature: float,
+    offset: float,
+    top_fraction: float,
+    horizons: list[int] | None = None,
+) -> dict[str, float]:
     """`{stage}/<metric>` before temperature (prior-corrected) and `{stage}/calibrated_<metric>` after it."""
     labels = pred["label"]
     metrics = evaluate_probabilities(calibrated_probs(pred["logit"], 1.0, offset), labels, f"{stage}/", top_fraction)
-    metrics.update(evaluate_probabilities(calibrated_probs(pred["logit"], temperature, offset), labels,
-                                          f"{stage}/calibrated_", top_fraction))
+    metrics.update(
+        evaluate_probabilities(
+            calibrated_probs(pred["logit"], temperature, offset), labels, f"{stage}/calibrated_", top_fraction
+        )
+    )
     if horizons and "p_horizon" in pred:
-        metrics.update(horizon_aurocs(pred["p_horizon"], pred["ttc_days"], pred["followup_days"], horizons,
-                                      f"{stage}/"))
+        metrics.update(
+            horizon_aurocs(pred["p_horizon"], pred["ttc_days"], pred["followup_days"], horizons, f"{stage}/")
+        )
     metrics[f"{stage}/churn_rate"] = float(labels.mean())
     return metrics
 
@@ -58,7 +70,12 @@ def evaluate_split(pred: dict[str, torch.Tensor], stage: str, temperature: float
 def summary_line(metrics: dict[str, float], top_fraction: float = 0.1) -> str:
     """The one line a training run ends with: calibrated test metrics (ranking, calibration, the top decile)."""
     pct = int(round(top_fraction * 100))
-    keys = (("ROC-AUC", "calibrated_auroc"), ("PR-AUC", "calibrated_pr_auc"), ("Brier", "calibrated_brier"),
-            ("ECE", "calibrated_ece"), (f"lift@{pct}%", f"calibrated_lift_top{pct}"))
+    keys = (
+        ("ROC-AUC", "calibrated_auroc"),
+        ("PR-AUC", "calibrated_pr_auc"),
+        ("Brier", "calibrated_brier"),
+        ("ECE", "calibrated_ece"),
+        (f"lift@{pct}%", f"calibrated_lift_top{pct}"),
+    )
     parts = [f"{name} {metrics[f'test/{key}']:.4f}" for name, key in keys if f"test/{key}" in metrics]
     return f"[churn] test: {' | '.join(parts)} (val ROC-AUC {metrics.get('val/auroc', float('nan')):.4f})"

@@ -3,6 +3,7 @@
 Inputs are the batch-contract keys with dynamic `batch` and `seq` axes; outputs `p_churn` [B] (calibrated)
 and, with a hazard head, `p_horizon` [B, H] (P(churn within each horizon), horizons in metadata.json).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,10 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from churnsense.core import onnx_export
 from churnsense.churn.hazard import horizon_probabilities
 from churnsense.churn.net import MODEL_INPUTS, ChurnNet
-
+from churnsense.core import onnx_export
 
 
 class ScoringGraph(nn.Module):
@@ -30,7 +30,7 @@ class ScoringGraph(nn.Module):
     def output_names(self) -> list[str]:
         return ["p_churn", "p_horizon"] if self.net.hazard is not None else ["p_churn"]
 
-    def forward(self, cat, num, seq_type, seq_value, seq_dt, seq_mask):  # noqa: ANN001 - ONNX positional inputs
+    def forward(self, cat, num, seq_type, seq_value, seq_dt, seq_mask):
         batch = dict(zip(MODEL_INPUTS, (cat, num, seq_type, seq_value, seq_dt, seq_mask)))
         out = self.net(batch)
         p_churn = torch.sigmoid((out["logit"] - self.logit_offset) / self.temperature)
@@ -42,8 +42,10 @@ class ScoringGraph(nn.Module):
 def model_inputs(batch: dict[str, torch.Tensor | np.ndarray]) -> tuple[torch.Tensor, ...]:
     """The six model inputs of a batch, in ONNX input order, as tensors of contract dtypes."""
     dtypes = (torch.int64, torch.float32, torch.int64, torch.float32, torch.float32, torch.bool)
-    return tuple(torch.as_tensor(np.asarray(batch[k]) if not torch.is_tensor(batch[k]) else batch[k]).to(d)
-                 for k, d in zip(MODEL_INPUTS, dtypes))
+    return tuple(
+        torch.as_tensor(np.asarray(batch[k]) if not torch.is_tensor(batch[k]) else batch[k]).to(d)
+        for k, d in zip(MODEL_INPUTS, dtypes)
+    )
 
 
 def _at_least_two(args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -77,8 +79,9 @@ def export_onnx(graph: ScoringGraph, example: dict[str, torch.Tensor], path: str
     return onnx_export.export_onnx(graph, args, path, MODEL_INPUTS, graph.output_names, dyn, opset)
 
 
-def check_parity(graph: ScoringGraph, path: str | Path, batch: dict[str, torch.Tensor],
-                 batch_sizes: list[int], atol: float = 1e-4) -> dict[str, float]:
+def check_parity(
+    graph: ScoringGraph, path: str | Path, batch: dict[str, torch.Tensor], batch_sizes: list[int], atol: float = 1e-4
+) -> dict[str, float]:
     """Compare torch and onnxruntime on the first `size` rows of `batch` for each size; raise ExportParityError
     beyond `atol`. Keys `max_abs_diff/<output>/b<size>`."""
     args = model_inputs(batch)

@@ -1,6 +1,7 @@
 """`FeaturePipeline`: fitted on the training snapshot only; plain-JSON state; the one object shared by training,
 ONNX export and serving. `transform` returns the batch contract of docs/architecture.md (vectorised, no loops
 over customers)."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnsense.data.contract import DataSpec
-from churnsense.insights.attribution import BatchLayout
-from churnsense.data.framing import LABEL_COLUMNS, Snapshot, history_rows, static_categorical, static_numeric
 from churnsense.churn.aggregates import history_aggregates_with_sources
+from churnsense.data.contract import DataSpec
+from churnsense.data.framing import LABEL_COLUMNS, Snapshot, history_rows, static_categorical, static_numeric
+from churnsense.insights.attribution import BatchLayout
 
 VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1: no history aggregates
@@ -52,9 +53,18 @@ class FeaturePipeline:
     less than a GBDT; columns constant on the training snapshot are dropped. Off by default: measured on the
     validation splits it did not pay (the net leans on them and learns less from the event sequence)."""
 
-    def __init__(self, categorical: list[str], numeric: list[str], max_events: int, clip: float = 5.0,
-                 min_category_count: int = 1, max_categories: int = 1000, missing_indicators: bool = True,
-                 log_skew_threshold: float = 2.0, history_features: bool = False):
+    def __init__(
+        self,
+        categorical: list[str],
+        numeric: list[str],
+        max_events: int,
+        clip: float = 5.0,
+        min_category_count: int = 1,
+        max_categories: int = 1000,
+        missing_indicators: bool = True,
+        log_skew_threshold: float = 2.0,
+        history_features: bool = False,
+    ):
         self.categorical, self.numeric = list(categorical), list(numeric)
         self.max_events, self.clip = int(max_events), float(clip)
         self.min_category_count, self.max_categories = int(min_category_count), int(max_categories)
@@ -98,8 +108,12 @@ class FeaturePipeline:
         skew = float(pd.Series(fin).skew()) if fin.size > 2 else 0.0
         use_log = bool(fin.size and fin.min() >= 0 and skew > self.log_skew_threshold)
         med, scale = robust_stats(np.log1p(fin) if use_log else fin)
-        return {"log": use_log, "median": med, "scale": scale,
-                "indicator": bool(self.missing_indicators and (~np.isfinite(x)).any())}
+        return {
+            "log": use_log,
+            "median": med,
+            "scale": scale,
+            "indicator": bool(self.missing_indicators and (~np.isfinite(x)).any()),
+        }
 
     def _fit_aggregates(self, snap: Snapshot) -> None:
         """History aggregates that vary on the training snapshot, with their scaling and source event types."""
@@ -124,15 +138,18 @@ class FeaturePipeline:
         return out
 
     def _cat(self, st: pd.DataFrame) -> np.ndarray:
-        cols = [_codes(st[c].astype("string") if c in st else pd.Series([None] * len(st)), self.vocab[c]) + 1
-                for c in self.categorical]
+        cols = [
+            _codes(st[c].astype("string") if c in st else pd.Series([None] * len(st)), self.vocab[c]) + 1
+            for c in self.categorical
+        ]
         return np.stack(cols, axis=1) if cols else np.zeros((len(st), 0), dtype=np.int64)
 
     def _numeric_frame(self, snap: Snapshot) -> pd.DataFrame:
         """Raw numeric inputs in `num` order: static columns, then the fitted history aggregates (prefixed)."""
         st = snap.static
-        frame = pd.DataFrame({c: pd.to_numeric(st[c], errors="coerce") if c in st else np.nan
-                              for c in self.numeric}, index=st.index)
+        frame = pd.DataFrame(
+            {c: pd.to_numeric(st[c], errors="coerce") if c in st else np.nan for c in self.numeric}, index=st.index
+        )
         if self.aggregates:
             agg = history_aggregates_with_sources(snap, self.event_types)[0][self.aggregates]
             frame = pd.concat([frame, agg.add_prefix(HISTORY_PREFIX)], axis=1)
@@ -157,8 +174,12 @@ class FeaturePipeline:
 
     def _sequence(self, st: pd.DataFrame, h: pd.DataFrame) -> dict[str, np.ndarray]:
         n, b = self.max_events, len(st)
-        out = {"seq_type": np.zeros((b, n), np.int64), "seq_value": np.zeros((b, n), np.float32),
-               "seq_dt": np.zeros((b, n), np.float32), "seq_mask": np.zeros((b, n), bool)}
+        out = {
+            "seq_type": np.zeros((b, n), np.int64),
+            "seq_value": np.zeros((b, n), np.float32),
+            "seq_dt": np.zeros((b, n), np.float32),
+            "seq_mask": np.zeros((b, n), bool),
+        }
         if len(h) == 0 or b == 0:
             return out
         row = history_rows(st, h)
@@ -178,8 +199,9 @@ class FeaturePipeline:
         scale = np.array([self.event_stats[t][1] for t in self.event_types] + [1.0])
         v = slog1p(h["value"].to_numpy(dtype="float64")[idx])
         z = np.clip((v - med[codes]) / scale[codes], -self.clip, self.clip)
-        days = (h["cutoff"].to_numpy("datetime64[ns]")[idx] - h["ts"].to_numpy("datetime64[ns]")[idx]) \
-            / np.timedelta64(1, "D")
+        days = (h["cutoff"].to_numpy("datetime64[ns]")[idx] - h["ts"].to_numpy("datetime64[ns]")[idx]) / np.timedelta64(
+            1, "D"
+        )
         out["seq_type"][r, slot] = np.where(codes >= 0, codes + 2, 1)
         out["seq_value"][r, slot] = np.nan_to_num(z, nan=0.0)
         out["seq_dt"][r, slot] = np.log1p(np.maximum(days, 0.0))
@@ -220,21 +242,41 @@ class FeaturePipeline:
 
     # ---------------------------------------------------------- persist
     def to_dict(self) -> dict[str, Any]:
-        return {"version": VERSION, "categorical": self.categorical, "numeric": self.numeric,
-                "max_events": self.max_events, "clip": self.clip, "min_category_count": self.min_category_count,
-                "max_categories": self.max_categories, "missing_indicators": self.missing_indicators,
-                "log_skew_threshold": self.log_skew_threshold, "history_features": self.history_features,
-                "aggregates": self.aggregates, "aggregate_sources": self.aggregate_sources, "vocab": self.vocab,
-                "num_stats": self.num_stats, "event_types": self.event_types, "event_stats": self.event_stats,
-                "fitted": self.fitted}
+        return {
+            "version": VERSION,
+            "categorical": self.categorical,
+            "numeric": self.numeric,
+            "max_events": self.max_events,
+            "clip": self.clip,
+            "min_category_count": self.min_category_count,
+            "max_categories": self.max_categories,
+            "missing_indicators": self.missing_indicators,
+            "log_skew_threshold": self.log_skew_threshold,
+            "history_features": self.history_features,
+            "aggregates": self.aggregates,
+            "aggregate_sources": self.aggregate_sources,
+            "vocab": self.vocab,
+            "num_stats": self.num_stats,
+            "event_types": self.event_types,
+            "event_stats": self.event_stats,
+            "fitted": self.fitted,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeaturePipeline:
         if d.get("version") not in READABLE_VERSIONS:
             raise ValueError(f"pipeline state version {d.get('version')} is not one of {READABLE_VERSIONS}")
-        p = cls(d["categorical"], d["numeric"], d["max_events"], d["clip"], d["min_category_count"],
-                d["max_categories"], d["missing_indicators"], d["log_skew_threshold"],
-                d.get("history_features", False))
+        p = cls(
+            d["categorical"],
+            d["numeric"],
+            d["max_events"],
+            d["clip"],
+            d["min_category_count"],
+            d["max_categories"],
+            d["missing_indicators"],
+            d["log_skew_threshold"],
+            d.get("history_features", False),
+        )
         p.aggregates, p.aggregate_sources = list(d.get("aggregates", [])), dict(d.get("aggregate_sources", {}))
         p.vocab, p.num_stats = {k: list(v) for k, v in d["vocab"].items()}, dict(d["num_stats"])
         p.event_types, p.event_stats, p.fitted = list(d["event_types"]), dict(d["event_stats"]), d["fitted"]

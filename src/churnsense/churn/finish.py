@@ -1,9 +1,10 @@
 """After fitting: temperature on validation, final val/test metrics, figures, ONNX export with its parity gate,
 fitted insights, one atomically published release, MLflow (metrics, artifacts, registered model with its alias)."""
+
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,18 +17,19 @@ from churnsense.churn.calibration import calibrated_probs, fit_temperature
 from churnsense.churn.card import model_card
 from churnsense.churn.datamodule import ArrayBatches
 from churnsense.churn.evaluation import evaluate_split, predict, summary_line
-from churnsense.churn.export import ScoringGraph, check_parity, export_onnx, model_inputs
+from churnsense.churn.export import ScoringGraph, check_parity, export_onnx
 from churnsense.churn.net import MODEL_INPUTS
 from churnsense.churn.plots import save_evaluation_plots
 from churnsense.churn.pyfunc import ChurnPyfunc
 from churnsense.churn.release import write_churn_release
+from churnsense.core.drift import Profile, ProfileSettings
 from churnsense.core.io import read_table
 from churnsense.core.release import staged_release
 from churnsense.core.tracking import TrackedRun, package_versions
-from churnsense.core.drift import Profile, ProfileSettings
 from churnsense.insights.enrich import risk_threshold
 from churnsense.insights.fit import fit_insights
 from churnsense.insights.state import InsightsState
+from churnsense.insights.uplift_fit import EVIDENCE
 from churnsense.insights.value import revenue_notice
 from churnsense.monitoring.churn import churn_reference_profile
 from churnsense.monitoring.run import REFERENCE_FILE
@@ -61,8 +63,9 @@ def export_checked(cfg: DictConfig, data: PreparedData, graph: ScoringGraph, out
     sizes = [int(s) for s in cfg.export.parity_batch_sizes]
     held_out = held_out_batch(data.arrays["test"], max(sizes))
     onnx_path = export_onnx(graph, held_out, out_dir / "model.onnx", opset=int(cfg.export.opset))
-    parity = check_parity(graph, onnx_path, held_out, sorted({min(s, len(held_out["label"])) for s in sizes}),
-                          atol=float(cfg.export.atol))
+    parity = check_parity(
+        graph, onnx_path, held_out, sorted({min(s, len(held_out["label"])) for s in sizes}), atol=float(cfg.export.atol)
+    )
     return onnx_path, parity
 
 
@@ -75,21 +78,33 @@ def fit_release_insights(cfg: DictConfig, data: PreparedData, p_val: np.ndarray)
         log.info("insights: skipped (no validation rows)")
         return None
     attributes = data.spec.customers.attributes if data.spec.customers is not None else []
-    notice = revenue_notice(OmegaConf.to_container(cfg.insights, resolve=True), attributes,
-                            data.pipeline.event_type_names)
+    notice = revenue_notice(
+        OmegaConf.to_container(cfg.insights, resolve=True), attributes, data.pipeline.event_type_names
+    )
     if notice:
         print(f"notice: {notice}")
     cutoff = pd.Timestamp(snap["cutoff"].max())
     offers = data.tables.offers  # the contract's offer log; fit_insights keeps what was known at the cutoff
     p_churn = pd.Series(p_val, index=snap["customer_id"].to_numpy()).groupby(level=0).last()
     tables = data.tables
-    state = fit_insights(tables.customers, tables.events, tables.feedback, offers, cutoff, p_churn,
-                         OmegaConf.to_container(cfg.insights, resolve=True), data.spec.framing.horizon_days,
-                         model_inputs=data.arrays["train"])
+    state = fit_insights(
+        tables.customers,
+        tables.events,
+        tables.feedback,
+        offers,
+        cutoff,
+        p_churn,
+        OmegaConf.to_container(cfg.insights, resolve=True),
+        data.spec.framing.horizon_days,
+        model_inputs=data.arrays["train"],
+    )
     seg = state.metrics.get("segments", {})
     supported = [a for a, ok in (state.uplift.get("supported") or {}).items() if ok]
-    log.info("insights: %d segments, uplift %s", seg.get("k", 0),
-             f"fitted (supported: {', '.join(supported) or 'none'})" if state.uplift else "off")
+    log.info(
+        "insights: %d segments, uplift %s",
+        seg.get("k", 0),
+        f"fitted (supported: {', '.join(supported) or 'none'})" if state.uplift else "off",
+    )
     return state
 
 
@@ -100,20 +115,27 @@ def drift_reference(cfg: DictConfig, data: PreparedData, p_val: np.ndarray) -> P
         return None
     insights = OmegaConf.to_container(cfg.insights, resolve=True)
     settings = ProfileSettings(bins=int(cfg.drift.bins), max_categories=int(cfg.drift.max_categories))
-    return churn_reference_profile(data.snapshots["train"], data.pipeline.categorical, data.pipeline.numeric,
-                                   settings, p_val, risk_threshold(p_val, insights),
-                                   {"data": str(cfg.data.name), "split": "train", "predictions": "validation"})
+    return churn_reference_profile(
+        data.snapshots["train"],
+        data.pipeline.categorical,
+        data.pipeline.numeric,
+        settings,
+        p_val,
+        risk_threshold(p_val, insights),
+        {"data": str(cfg.data.name), "split": "train", "predictions": "validation"},
+    )
 
 
 def insights_metrics(state: InsightsState | None) -> dict[str, float]:
     """The fitted insights' numbers worth tracking (segments, at-risk threshold, held-out Qini / AUUC)."""
     if state is None:
         return {}
-    out = {"insights/segments_k": float(state.metrics.get("segments", {}).get("k", 0)),
-           "insights/at_risk_threshold": float(state.at_risk_threshold)}
+    out = {
+        "insights/segments_k": float(state.metrics.get("segments", {}).get("k", 0)),
+        "insights/at_risk_threshold": float(state.at_risk_threshold),
+    }
     for row in state.metrics.get("uplift", []):
-        for key in ("qini", "qini_low", "qini_high", "qini_random", "auuc", "auuc_random", "supported",
-                    "predicted_ate", "observed_ate", "n", "n_treated"):
+        for key in EVIDENCE:
             if row.get(key) is not None:
                 out[f"insights/uplift_{key}_{row.get('action', 'all')}"] = float(row[key])
     return out
@@ -131,9 +153,18 @@ def raw_input_example(data: PreparedData, n: int = 5) -> pd.DataFrame:
     return rows[ids.isin(ids.drop_duplicates().head(n))].reset_index(drop=True)
 
 
-def finish_run(cfg: DictConfig, data: PreparedData, module: Any, datamodule: Any, run: TrackedRun | None,
-               out_dir: Path, best_ckpt: Path | None, extra: dict[str, float], commit: str | None,
-               step: int = 0) -> dict[str, float]:
+def finish_run(
+    cfg: DictConfig,
+    data: PreparedData,
+    module: Any,
+    datamodule: Any,
+    run: TrackedRun | None,
+    out_dir: Path,
+    best_ckpt: Path | None,
+    extra: dict[str, float],
+    commit: str | None,
+    step: int = 0,
+) -> dict[str, float]:
     """Calibrate, evaluate, plot, export, publish the release and track it; returns the final metrics."""
     net, offset = module.net, float(module.logit_offset)
     horizons = list(net.hazard.horizons) if net.hazard is not None else []
@@ -141,19 +172,36 @@ def finish_run(cfg: DictConfig, data: PreparedData, module: Any, datamodule: Any
     test = predict(net, datamodule.predict_loader("test"))
     temperature = fit_temperature(val["logit"], val["label"], offset)
     top = float(cfg.model.top_fraction)
-    metrics = {**evaluate_split(val, "val", temperature, offset, top, horizons),
-               **evaluate_split(test, "test", temperature, offset, top, horizons),
-               **extra, "calibration/temperature": temperature}
-    plots = save_evaluation_plots(calibrated_probs(test["logit"], temperature, offset).numpy(),
-                                  test["label"].numpy(), out_dir / "plots", "test",
-                                  raw_probs=calibrated_probs(test["logit"], 1.0, offset).numpy())
+    metrics = {
+        **evaluate_split(val, "val", temperature, offset, top, horizons),
+        **evaluate_split(test, "test", temperature, offset, top, horizons),
+        **extra,
+        "calibration/temperature": temperature,
+    }
+    plots = save_evaluation_plots(
+        calibrated_probs(test["logit"], temperature, offset).numpy(),
+        test["label"].numpy(),
+        out_dir / "plots",
+        "test",
+        raw_probs=calibrated_probs(test["logit"], 1.0, offset).numpy(),
+    )
     print(summary_line(metrics, top))
     graph = ScoringGraph(net, temperature, offset)
-    metadata = {"task": "churn", "created": datetime.now(timezone.utc).isoformat(), "git_commit": commit,
-                "mlflow_run_id": run.run_id if run is not None else None, "input_names": list(MODEL_INPUTS),
-                "output_names": graph.output_names, "temperature": temperature, "logit_offset": offset,
-                "hazard_horizons": horizons, "net_spec": module.hparams.get("net_spec"),
-                "seq_encoder": str(cfg.model.seq_encoder), "metrics": metrics, "versions": package_versions()}
+    metadata = {
+        "task": "churn",
+        "created": datetime.now(UTC).isoformat(),
+        "git_commit": commit,
+        "mlflow_run_id": run.run_id if run is not None else None,
+        "input_names": list(MODEL_INPUTS),
+        "output_names": graph.output_names,
+        "temperature": temperature,
+        "logit_offset": offset,
+        "hazard_horizons": horizons,
+        "net_spec": module.hparams.get("net_spec"),
+        "seq_encoder": str(cfg.model.seq_encoder),
+        "metrics": metrics,
+        "versions": package_versions(),
+    }
     release = None
     if cfg.export.enabled:
         onnx_path, parity = export_checked(cfg, data, graph, out_dir)
@@ -176,18 +224,37 @@ def finish_run(cfg: DictConfig, data: PreparedData, module: Any, datamodule: Any
     return metrics
 
 
-def _track(cfg: DictConfig, data: PreparedData, run: TrackedRun, metrics: dict[str, float], plots: list[Path],
-           best_ckpt: Path | None, release: Path | None, step: int) -> None:
+def _track(
+    cfg: DictConfig,
+    data: PreparedData,
+    run: TrackedRun,
+    metrics: dict[str, float],
+    plots: list[Path],
+    best_ckpt: Path | None,
+    release: Path | None,
+    step: int,
+) -> None:
     """Final metrics (logged after the last epoch's step, so they are the run's latest values), artifacts, model."""
     run.log_metrics(metrics, step=step)
-    run.set_tags({"seq_encoder": str(cfg.model.seq_encoder), "release": str(release or ""),
-                  **{f"version.{k}": v for k, v in package_versions().items()}})
+    run.set_tags(
+        {
+            "seq_encoder": str(cfg.model.seq_encoder),
+            "release": str(release or ""),
+            **{f"version.{k}": v for k, v in package_versions().items()},
+        }
+    )
     run.log_artifacts({"plots": plots[0].parent, "checkpoints": best_ckpt or Path(""), "release": release or Path("")})
     if release is None or not cfg.logger.register_model:
         return
     requirements = [f"{k}=={v}" for k, v in package_versions().items() if k in SERVING_REQUIREMENTS]
-    uri = run.log_release_model(ChurnPyfunc(), release, raw_input_example(data), requirements,
-                                params=ChurnPyfunc.PARAMS)
+    uri = run.log_release_model(
+        ChurnPyfunc(), release, raw_input_example(data), requirements, params=ChurnPyfunc.PARAMS
+    )
     card = (release / "MODEL_CARD.md").read_text(encoding="utf-8")
-    run.register(uri, cfg.logger.registered_model_name, card, {"data": str(cfg.data.name), "task": "churn"},
-                 promote_on=str(cfg.logger.promote_on))
+    run.register(
+        uri,
+        cfg.logger.registered_model_name,
+        card,
+        {"data": str(cfg.data.name), "task": "churn"},
+        promote_on=str(cfg.logger.promote_on),
+    )

@@ -6,6 +6,7 @@ lambda_k = sigmoid(logit_k) = P(churn in k | still a customer at its start); P(c
 (`hi_k <= t`, with t = ttc_days if churn was observed else followup_days) and the interval holding an
 observed churn; partly observed intervals are left out (the usual discrete-time approximation).
 """
+
 from __future__ import annotations
 
 import torch
@@ -49,8 +50,9 @@ def hazard_targets(edges: torch.Tensor, ttc_days: torch.Tensor, followup_days: t
     return event.float(), (event | survived).float()
 
 
-def hazard_loss(hazard_logits: torch.Tensor, edges: torch.Tensor, ttc_days: torch.Tensor,
-                followup_days: torch.Tensor) -> torch.Tensor:
+def hazard_loss(
+    hazard_logits: torch.Tensor, edges: torch.Tensor, ttc_days: torch.Tensor, followup_days: torch.Tensor
+) -> torch.Tensor:
     """Censoring-aware negative log-likelihood of the discrete-time hazard model, averaged per customer (and per
     ensemble member when the logits are [B, k, H])."""
     targets, weights = hazard_targets(edges.to(hazard_logits.device), ttc_days.float(), followup_days.float())

@@ -3,6 +3,7 @@
 All take calibrated probabilities in [0, 1] and integer labels. `churn_metrics(prefix)` is the one collection
 used for per-epoch logging (ChurnLitModule) and for the final raw/calibrated evaluation (training.churn).
 """
+
 from __future__ import annotations
 
 import torch
@@ -76,8 +77,9 @@ def churn_metrics(prefix: str, top_fraction: float = 0.1) -> MetricCollection:
     )
 
 
-def evaluate_probabilities(probs: torch.Tensor, labels: torch.Tensor, prefix: str,
-                           top_fraction: float = 0.1) -> dict[str, float]:
+def evaluate_probabilities(
+    probs: torch.Tensor, labels: torch.Tensor, prefix: str, top_fraction: float = 0.1
+) -> dict[str, float]:
     """One-shot evaluation of a full prediction vector with the same collection as training."""
     metrics = churn_metrics(prefix, top_fraction)
     metrics.update(probs.float(), labels.long())

@@ -1,4 +1,5 @@
 """ChurnLitModule: weighted BCE on the churn logit (+ censoring-aware hazard NLL), one `_shared_step`."""
+
 from __future__ import annotations
 
 import math
@@ -44,18 +45,24 @@ class ChurnLitModule(pl.LightningModule):
         out = self.net(batch)
         logit, label = out["logit"].float(), batch["label"].float()
         members = out.get("member_logits", logit[:, None]).float()  # each ensemble member learns on its own loss
-        loss = F.binary_cross_entropy_with_logits(members, label[:, None].expand_as(members),
-                                                  pos_weight=self.pos_weight)
+        loss = F.binary_cross_entropy_with_logits(
+            members, label[:, None].expand_as(members), pos_weight=self.pos_weight
+        )
         n = label.shape[0]
         if "hazard_logits" in out:
-            h_loss = hazard_loss(out.get("member_hazard_logits", out["hazard_logits"]), self.net.hazard.edges,
-                                 batch["ttc_days"], batch["followup_days"])
+            h_loss = hazard_loss(
+                out.get("member_hazard_logits", out["hazard_logits"]),
+                self.net.hazard.edges,
+                batch["ttc_days"],
+                batch["followup_days"],
+            )
             self.log(f"{stage}/hazard_loss", h_loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
             loss = loss + self.hparams.hazard_weight * h_loss
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(torch.sigmoid(logit.detach() - self.logit_offset), label.long())
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=n,
-                 sync_dist=True)
+        self.log(
+            f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=n, sync_dist=True
+        )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=False, batch_size=n)
         return loss
 

@@ -1,5 +1,6 @@
 """ChurnNet: tabular and/or sequence encoders -> fusion MLP (a k-member ensemble) -> churn logit (+ optional
 discrete-time hazard)."""
+
 from __future__ import annotations
 
 import torch

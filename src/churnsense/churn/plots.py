@@ -1,4 +1,5 @@
 """Evaluation figures (matplotlib, Agg): ROC, precision-recall, reliability diagram, risk-score histogram."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,10 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torchmetrics.functional.classification import binary_precision_recall_curve, binary_roc  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torchmetrics.functional.classification import binary_precision_recall_curve, binary_roc
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -26,8 +27,9 @@ def reliability(probs: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> tupl
     return (np.array([probs[bins == b].mean() for b in keep]), np.array([labels[bins == b].mean() for b in keep]))
 
 
-def save_evaluation_plots(probs: np.ndarray, labels: np.ndarray, out_dir: str | Path, stage: str = "test",
-                          raw_probs: np.ndarray | None = None) -> list[Path]:
+def save_evaluation_plots(
+    probs: np.ndarray, labels: np.ndarray, out_dir: str | Path, stage: str = "test", raw_probs: np.ndarray | None = None
+) -> list[Path]:
     """Write `{stage}_roc.png`, `_pr.png`, `_calibration.png`, `_risk_hist.png`; returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

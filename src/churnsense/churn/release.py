@@ -5,6 +5,7 @@ calibrated, and `p_horizon` with a hazard head), `pipeline.json`, `config.yaml` 
 `data` section is the contract the pipeline was fit with, its `insights` section drives serving insights),
 `metadata.json`, `insights.json` (+ background). Needs neither torch nor Lightning nor Hydra's training configs.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,16 +44,23 @@ class ChurnRelease:
         return self.config.get("insights") or None
 
     @classmethod
-    def load(cls, path_or_uri: str | os.PathLike, num_threads: int = 0,
-             tracking_uri: str | None = None) -> ChurnRelease:
+    def load(
+        cls, path_or_uri: str | os.PathLike, num_threads: int = 0, tracking_uri: str | None = None
+    ) -> ChurnRelease:
         """Load a release folder or MLflow URI; `num_threads` = onnxruntime intra-op threads (0 = default)."""
         path = fetch_release(path_or_uri, FILES, "churn", tracking_uri)
         config = read_yaml(path / "config.yaml")
         if "data" not in config:
             raise ValueError(f"{path}/config.yaml: no `data` section; the release does not describe its inputs")
-        return cls(path=path, session=onnx_session(path / "model.onnx", num_threads),
-                   pipeline=FeaturePipeline.load(path / "pipeline.json"), spec=DataSpec.from_config(config["data"]),
-                   config=config, metadata=read_json(path / "metadata.json"), insights_state=load_state(path))
+        return cls(
+            path=path,
+            session=onnx_session(path / "model.onnx", num_threads),
+            pipeline=FeaturePipeline.load(path / "pipeline.json"),
+            spec=DataSpec.from_config(config["data"]),
+            config=config,
+            metadata=read_json(path / "metadata.json"),
+            insights_state=load_state(path),
+        )
 
     @property
     def input_names(self) -> list[str]:
@@ -73,10 +81,14 @@ class ChurnRelease:
             raise KeyError(f"feature pipeline produced no {missing} (model inputs: {names})")
         outputs = output_names(self.session)
         n = len(batch[names[0]]) if names else 0
-        parts = [self.session.run(outputs, {k: batch[k][lo:lo + batch_size] for k in names})
-                 for lo in range(0, n, batch_size)]
-        raw = {name: (np.concatenate([p[i] for p in parts]) if parts else np.zeros((0,), np.float32))
-               for i, name in enumerate(outputs)}
+        parts = [
+            self.session.run(outputs, {k: batch[k][lo : lo + batch_size] for k in names})
+            for lo in range(0, n, batch_size)
+        ]
+        raw = {
+            name: (np.concatenate([p[i] for p in parts]) if parts else np.zeros((0,), np.float32))
+            for i, name in enumerate(outputs)
+        }
         out = {"churn_probability": raw["p_churn"].astype(np.float64)}
         if "p_horizon" in raw:
             for k, h in enumerate(self.horizons):
@@ -84,8 +96,15 @@ class ChurnRelease:
         return out
 
 
-def write_churn_release(folder: Path, onnx_path: Path, pipeline: FeaturePipeline, config: dict[str, Any],
-                        metadata: dict[str, Any], insights: Any | None = None, card: str | None = None) -> Path:
+def write_churn_release(
+    folder: Path,
+    onnx_path: Path,
+    pipeline: FeaturePipeline,
+    config: dict[str, Any],
+    metadata: dict[str, Any],
+    insights: Any | None = None,
+    card: str | None = None,
+) -> Path:
     """Write every file of a churn release into `folder` (a staging folder: `core.release.staged_release`
     publishes it): the model, the pipeline, the resolved config, metadata, fitted insights and the model card."""
     shutil.copy2(onnx_path, folder / "model.onnx")

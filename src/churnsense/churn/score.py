@@ -5,6 +5,7 @@ A batch must hold every row of each of its customers (all their events and feedb
 that by hash-partitioning the inputs by customer id. Inputs use the release's *source* column names (its data
 mapping) unless `validated=True`, in which case they are already canonical (see `validate_chunk`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,28 +14,36 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from churnsense.churn.release import ChurnRelease
+from churnsense.core.partition import ROW
+from churnsense.core.rejects import REJECT_COLUMNS, summarize_by_customer, with_counts
 from churnsense.data.contract import KINDS, DataSpec
 from churnsense.data.framing import history_days, make_scoring_snapshot, scoring_cutoff
 from churnsense.data.loading import Tables
-from churnsense.data.validation import (dated_from, duplicate_ids, inactive_customers, reject_rule, unknown_ids,
-                                        validate_chunk)
-from churnsense.core.rejects import REJECT_COLUMNS, summarize_by_customer, with_counts
-from churnsense.core.partition import ROW
+from churnsense.data.validation import (
+    dated_from,
+    duplicate_ids,
+    inactive_customers,
+    reject_rule,
+    unknown_ids,
+    validate_chunk,
+)
 from churnsense.feedback.score import score_feedback_batch
-from churnsense.churn.release import ChurnRelease
 from churnsense.insights.enrich import enrich
 
 log = logging.getLogger(__name__)
 DEFAULT_RISK_BANDS = {"low": 0.0, "medium": 0.2, "high": 0.5}
 
 
-def reject_customers(customers: pd.DataFrame, cutoff: pd.Timestamp | None, rejected_ids: set, source: str,
-                     spec: DataSpec) -> tuple[pd.DataFrame, list[pd.DataFrame], set]:
+def reject_customers(
+    customers: pd.DataFrame, cutoff: pd.Timestamp | None, rejected_ids: set, source: str, spec: DataSpec
+) -> tuple[pd.DataFrame, list[pd.DataFrame], set]:
     """The contract's customer rules in reject mode: duplicate ids, then (with a cutoff) customers not active at
     it; returns the kept customers, the rejects and every rejected id."""
     table = spec.customers
-    customers, rej = reject_rule(customers, *duplicate_ids(customers["customer_id"], rejected_ids), source,
-                                 table.source("customer_id"))
+    customers, rej = reject_rule(
+        customers, *duplicate_ids(customers["customer_id"], rejected_ids), source, table.source("customer_id")
+    )
     rejects = [rej]
     if cutoff is not None:
         mask, reason, column = inactive_customers(customers, pd.Timestamp(cutoff))
@@ -54,8 +63,9 @@ def risk_band(probability: np.ndarray, bands: Mapping[str, float]) -> np.ndarray
 
 def fill_sentiment(feedback: pd.DataFrame, feedback_release, source: str, text_column: str = "text"):
     """Predict `sentiment` for feedback rows without it with the feedback release; (feedback, rejects)."""
-    scored, rejects = score_feedback_batch(feedback.reset_index(drop=True), feedback_release, text_column,
-                                           first_row=1, source=source)
+    scored, rejects = score_feedback_batch(
+        feedback.reset_index(drop=True), feedback_release, text_column, first_row=1, source=source
+    )
     rows = feedback[ROW].to_numpy(np.int64)
     rejects = rejects.reindex(columns=REJECT_COLUMNS)
     rejects["row"] = rows[rejects["row"].to_numpy(np.int64) - 1] if len(rejects) else rejects["row"]
@@ -69,13 +79,24 @@ def _ensure_rows(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     return frame
 
 
-def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | None, feedback: pd.DataFrame | None,
-                      release: ChurnRelease, cutoff: pd.Timestamp | str | None, *, validated: bool = False,
-                      sources: Mapping[str, str] | None = None, rejected_ids: set | None = None,
-                      risk_bands: Mapping[str, float] | None = None, batch_size: int = 1024,
-                      feedback_release=None, text_column: str = "text",
-                      insights: bool = False, monitor: Callable | None = None,
-                      rejects_detail: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+def score_churn_batch(
+    customers: pd.DataFrame | None,
+    events: pd.DataFrame | None,
+    feedback: pd.DataFrame | None,
+    release: ChurnRelease,
+    cutoff: pd.Timestamp | str | None,
+    *,
+    validated: bool = False,
+    sources: Mapping[str, str] | None = None,
+    rejected_ids: set | None = None,
+    risk_bands: Mapping[str, float] | None = None,
+    batch_size: int = 1024,
+    feedback_release=None,
+    text_column: str = "text",
+    insights: bool = False,
+    monitor: Callable | None = None,
+    rejects_detail: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score one batch of customers: (scored, rejects).
 
     scored: customer_id, churn_probability, risk_band, p_churn_<h>d per hazard horizon (if the model has them),
@@ -109,20 +130,25 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
     cutoff = pd.Timestamp(cutoff)
     dropped: list[pd.DataFrame] = []  # rows dropped because of their customer or date: summarised per customer
     if frames["customers"] is not None:
-        frames["customers"], rejs, rejected_ids = reject_customers(frames["customers"], cutoff,
-                                                                   set(rejected_ids or ()), sources["customers"], spec)
+        frames["customers"], rejs, rejected_ids = reject_customers(
+            frames["customers"], cutoff, set(rejected_ids or ()), sources["customers"], spec
+        )
         rejects.extend(rejs)
         known = pd.Index(frames["customers"]["customer_id"])
         for kind in ("events", "feedback"):
             if frames[kind] is not None:
-                frames[kind], rej = reject_rule(frames[kind], *unknown_ids(frames[kind]["customer_id"], known,
-                                                                          rejected_ids),
-                                                sources[kind], spec.table(kind).source("customer_id"))
+                frames[kind], rej = reject_rule(
+                    frames[kind],
+                    *unknown_ids(frames[kind]["customer_id"], known, rejected_ids),
+                    sources[kind],
+                    spec.table(kind).source("customer_id"),
+                )
                 dropped.append(rej)
     for kind in ("events", "feedback"):
         if frames[kind] is not None:
-            frames[kind], rej = reject_rule(frames[kind], *dated_from(frames[kind]["ts"], cutoff), sources[kind],
-                                            spec.table(kind).source("ts"))
+            frames[kind], rej = reject_rule(
+                frames[kind], *dated_from(frames[kind]["ts"], cutoff), sources[kind], spec.table(kind).source("ts")
+            )
             dropped.append(rej)
     customers, events, feedback = frames["customers"], frames["events"], frames["feedback"]
     dropped = [r for r in dropped if len(r)]
@@ -132,13 +158,22 @@ def score_churn_batch(customers: pd.DataFrame | None, events: pd.DataFrame | Non
     if feedback is not None and feedback_release is not None and "sentiment" not in feedback:
         feedback, rej = fill_sentiment(feedback, feedback_release, sources["feedback"], text_column)
         rejects.append(rej)
-    scored, snapshot, features = _score(customers, events, feedback, release, cutoff,
-                                        risk_bands or DEFAULT_RISK_BANDS, batch_size)
+    scored, snapshot, features = _score(
+        customers, events, feedback, release, cutoff, risk_bands or DEFAULT_RISK_BANDS, batch_size
+    )
     if monitor is not None and snapshot is not None:
         monitor(snapshot, scored)
     if insights:  # an empty batch gets the (typed, empty) insight columns too: every partition has one schema
-        scored = enrich(scored, _canonical(customers), _canonical(events), _canonical(feedback), release, cutoff,
-                        snapshot=snapshot, batch=features)
+        scored = enrich(
+            scored,
+            _canonical(customers),
+            _canonical(events),
+            _canonical(feedback),
+            release,
+            cutoff,
+            snapshot=snapshot,
+            batch=features,
+        )
     rejects = [with_counts(r) for r in rejects if len(r)]
     out_rejects = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=REJECT_COLUMNS)
     return scored, out_rejects
@@ -162,8 +197,13 @@ def _score(customers, events, feedback, release: ChurnRelease, cutoff, bands, ba
     features = release.pipeline.transform(snapshot)
     probs = release.run(features, batch_size)
     p = probs.pop("churn_probability")
-    scored = pd.DataFrame({"customer_id": snapshot.static["customer_id"].to_numpy(), "churn_probability": p,
-                           "risk_band": risk_band(p, bands)})
+    scored = pd.DataFrame(
+        {
+            "customer_id": snapshot.static["customer_id"].to_numpy(),
+            "churn_probability": p,
+            "risk_band": risk_band(p, bands),
+        }
+    )
     for name, values in probs.items():
         scored[name] = values
     scored["cutoff"] = snapshot.static["cutoff"].to_numpy()

@@ -4,6 +4,7 @@ Transformer encoder -> mask-respecting attention pooling. Histories with no even
 Export-friendly by construction: no pack_padded_sequence (events are left-aligned, so a forward GRU's outputs
 at real positions never see padding), Transformer without the nested-tensor fast path, finite everywhere.
 """
+
 from __future__ import annotations
 
 import math

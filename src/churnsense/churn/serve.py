@@ -5,6 +5,7 @@ Memory stays bounded whatever the file sizes: (1) one streaming pass per input v
 Parquet files; (2) each partition, holding all rows of its customers, is scored with `score_churn_batch` and
 appended to the output, which is published atomically together with the rejects file.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,18 +16,18 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
-from churnsense.core import io
-from churnsense.core.rejects import RejectsWriter, rejects_path_for
-from churnsense.core.runs import RunSummary, progress
-from churnsense.core.partition import PartitionWriter, choose_partitions
 from churnsense.churn.release import ChurnRelease
-from churnsense.core.release import MLFLOW_SCHEMES
-from churnsense.feedback.release import FeedbackRelease, load_release
 from churnsense.churn.score import score_churn_batch
-from churnsense.data.contract import KINDS
+from churnsense.core import io
+from churnsense.core.partition import PartitionWriter, choose_partitions
+from churnsense.core.rejects import RejectsWriter, rejects_path_for
+from churnsense.core.release import MLFLOW_SCHEMES
+from churnsense.core.runs import RunSummary, progress
 from churnsense.core.scratch import scratch_dir
+from churnsense.data.contract import KINDS
 from churnsense.data.framing import history_days, history_end, scoring_cutoff
 from churnsense.data.validation import read_columns, validate_chunk
+from churnsense.feedback.release import FeedbackRelease, load_release
 from churnsense.insights.crm_export import CrmExport, export_dir_for
 from churnsense.insights.value import revenue_notice
 from churnsense.monitoring.churn import churn_observer
@@ -65,8 +66,15 @@ def resolve_inputs(cfg: DictConfig, release: ChurnRelease) -> dict[str, str]:
     return given
 
 
-def partition_inputs(inputs: dict[str, str], release: ChurnRelease, k: int, tmp: Path, chunk_size: int,
-                     rejects: RejectsWriter, show_progress: bool) -> PassResult:
+def partition_inputs(
+    inputs: dict[str, str],
+    release: ChurnRelease,
+    k: int,
+    tmp: Path,
+    chunk_size: int,
+    rejects: RejectsWriter,
+    show_progress: bool,
+) -> PassResult:
     """Validate every input chunk by chunk, write rejects, hash-partition the valid rows into `tmp`."""
     result = PassResult()
     for kind, path in inputs.items():
@@ -154,8 +162,11 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
     monitor = open_monitor(release.path, cfg.drift, cfg.tracking_uri)  # drift of this run vs the release's reference
     observe = churn_observer(monitor, release.pipeline.categorical, release.pipeline.numeric) if monitor else None
     scores_writer, rejects_writer = io.AtomicTableWriter(output), RejectsWriter(rejects_path)
-    with crm_export_for(cfg, output, release) as crm, scratch_dir(cfg.tmp_dir, PARTS_PREFIX) as tmp, \
-            io.publish_together(scores_writer, rejects_writer) as (writer, rejects):
+    with (
+        crm_export_for(cfg, output, release) as crm,
+        scratch_dir(cfg.tmp_dir, PARTS_PREFIX) as tmp,
+        io.publish_together(scores_writer, rejects_writer) as (writer, rejects),
+    ):
         parts = partition_inputs(inputs, release, k, tmp, int(cfg.chunk_size), rejects, show)
         cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, parts.days)
         scored_customers = 0
@@ -163,11 +174,22 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
         for part in range(k):
             frames = {kind: parts.writers[kind].read(part) if kind in parts.writers else None for kind in KINDS}
             scored, rej = score_churn_batch(
-                frames["customers"], frames["events"], frames["feedback"], release, cutoff, validated=True,
-                sources=inputs, rejected_ids=parts.rejected_ids, risk_bands=dict(cfg.risk_bands),
-                batch_size=int(cfg.batch_size), feedback_release=feedback_release,
-                text_column=str(cfg.text_column), insights=bool(cfg.insights), monitor=observe,
-                rejects_detail=bool(cfg.rejects_detail))
+                frames["customers"],
+                frames["events"],
+                frames["feedback"],
+                release,
+                cutoff,
+                validated=True,
+                sources=inputs,
+                rejected_ids=parts.rejected_ids,
+                risk_bands=dict(cfg.risk_bands),
+                batch_size=int(cfg.batch_size),
+                feedback_release=feedback_release,
+                text_column=str(cfg.text_column),
+                insights=bool(cfg.insights),
+                monitor=observe,
+                rejects_detail=bool(cfg.rejects_detail),
+            )
             writer.write(scored)
             rejects.write(rej)
             if crm is not None:
@@ -178,8 +200,9 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
         summary.rows_in = parts.rows[primary]
         summary.rejected = rejects.by_source.get(inputs[primary], 0)
         summary.scored = scored_customers if primary == "customers" else summary.rows_in - summary.rejected
-        summary.other_rejected = {kind: rejects.by_source.get(path, 0) for kind, path in inputs.items()
-                                  if kind != primary}
+        summary.other_rejected = {
+            kind: rejects.by_source.get(path, 0) for kind, path in inputs.items() if kind != primary
+        }
         if not summary.balanced:
             raise RuntimeError(f"rows lost: {summary.line()}")  # a bug: never publish a lossy output
     summary.finish()

@@ -8,6 +8,7 @@ table, in one partition (`repartition` by customer id), sorts each partition by 
 unchanged. Scores and rejects are written as Parquet datasets (folders of part files) and published together.
 Drift monitoring and the CRM export run with the local engine only.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,18 @@ from churnsense.churn.serve import load_feedback_release, resolve_inputs
 from churnsense.core import io
 from churnsense.core.rejects import REJECT_COLUMNS, relative_source
 from churnsense.core.runs import RunSummary
-from churnsense.core.spark import (ROW, DatasetPublisher, complete_groups, conform, on_worker, read_rows,
-                                   restore_nanos, ship, spark_schema, spark_session)
+from churnsense.core.spark import (
+    ROW,
+    DatasetPublisher,
+    complete_groups,
+    conform,
+    on_worker,
+    read_rows,
+    restore_nanos,
+    ship,
+    spark_schema,
+    spark_session,
+)
 from churnsense.data.contract import KINDS
 from churnsense.data.framing import history_days, scoring_cutoff
 from churnsense.data.validation import read_columns, validate_chunk
@@ -82,9 +93,19 @@ class ChurnPartitions:
         feedback = on_worker(self.feedback_release, _load_feedback, self.threads) if self.feedback_release else None
         t = self.tables(frame)
         scored, rejects = score_churn_batch(
-            t["customers"], t["events"], t["feedback"], release, self.cutoff, sources=self.inputs,
-            risk_bands=self.risk_bands, batch_size=self.batch_size, feedback_release=feedback,
-            text_column=self.text_column, insights=self.insights, rejects_detail=self.rejects_detail)
+            t["customers"],
+            t["events"],
+            t["feedback"],
+            release,
+            self.cutoff,
+            sources=self.inputs,
+            risk_bands=self.risk_bands,
+            batch_size=self.batch_size,
+            feedback_release=feedback,
+            text_column=self.text_column,
+            insights=self.insights,
+            rejects_detail=self.rejects_detail,
+        )
         rejects = rejects.rename(columns=REJECT).assign(**{PART: "rejects"})
         return conform(pd.concat([scored.assign(**{PART: "scores"}), rejects], ignore_index=True), self.schema)
 
@@ -97,8 +118,9 @@ def _load_feedback(path: str, threads: int):
     return load_release(path, threads=threads)
 
 
-def read_inputs(spark: SparkSession, inputs: Mapping[str, str], release: ChurnRelease
-                ) -> tuple[DataFrame, dict[str, list[str]], dict[str, list[str]], dict[str, DataFrame]]:
+def read_inputs(
+    spark: SparkSession, inputs: Mapping[str, str], release: ChurnRelease
+) -> tuple[DataFrame, dict[str, list[str]], dict[str, list[str]], dict[str, DataFrame]]:
     """Every input in one frame (customer id as text `_key`, table `_kind`, `_row`, the table's columns
     prefixed), the source columns and nanosecond columns per table, and each table's own frame."""
     frames, columns, nanos, parts = {}, {}, {}, []
@@ -107,17 +129,27 @@ def read_inputs(spark: SparkSession, inputs: Mapping[str, str], release: ChurnRe
         columns[kind] = read_columns(table, kind, io.table_columns(path, table.read_options))
         frames[kind], nanos[kind] = read_rows(spark, path, columns[kind], table.read_options)
         key = table.source("customer_id")
-        parts.append(frames[kind].select(
-            (F.col(f"`{key}`").cast("string") if key in columns[kind] else F.lit(None).cast("string")).alias(KEY),
-            F.lit(kind).alias(KIND), F.col(ROW), *[F.col(f"`{c}`").alias(prefixed(kind, c)) for c in columns[kind]]))
+        parts.append(
+            frames[kind].select(
+                (F.col(f"`{key}`").cast("string") if key in columns[kind] else F.lit(None).cast("string")).alias(KEY),
+                F.lit(kind).alias(KIND),
+                F.col(ROW),
+                *[F.col(f"`{c}`").alias(prefixed(kind, c)) for c in columns[kind]],
+            )
+        )
     wide = parts[0]
     for part in parts[1:]:
         wide = wide.unionByName(part, allowMissingColumns=True)
     return wide, columns, nanos, frames
 
 
-def valid_history_days(frames: Mapping[str, DataFrame], columns: Mapping[str, list[str]],
-                       nanos: Mapping[str, list[str]], inputs: Mapping[str, str], release: ChurnRelease) -> pd.Series:
+def valid_history_days(
+    frames: Mapping[str, DataFrame],
+    columns: Mapping[str, list[str]],
+    nanos: Mapping[str, list[str]],
+    inputs: Mapping[str, str],
+    release: ChurnRelease,
+) -> pd.Series:
     """Rows per day of the valid event / feedback rows (`history_days`: what the local engine's cutoff rule sees)."""
     parts = []
     for kind in ("events", "feedback"):
@@ -139,15 +171,29 @@ def valid_history_days(frames: Mapping[str, DataFrame], columns: Mapping[str, li
     return days.groupby(level=0).sum().sort_index()
 
 
-def output_schema(release: ChurnRelease, inputs: Mapping[str, str], columns: Mapping[str, list[str]],
-                  cfg: DictConfig, feedback_release) -> T.StructType:
+def output_schema(
+    release: ChurnRelease,
+    inputs: Mapping[str, str],
+    columns: Mapping[str, list[str]],
+    cfg: DictConfig,
+    feedback_release,
+) -> T.StructType:
     """Scores and rejects in one schema: the scores of an empty batch (typed, insight columns included) + the
     reject columns + `_part`."""
-    empty = {k: (pd.DataFrame({c: pd.Series(dtype=object) for c in columns[k]}) if k in inputs else None)
-             for k in KINDS}
-    scored, _ = score_churn_batch(empty["customers"], empty["events"], empty["feedback"], release,
-                                  pd.Timestamp("2000-01-01"), sources=dict(inputs), feedback_release=feedback_release,
-                                  text_column=str(cfg.text_column), insights=bool(cfg.insights))
+    empty = {
+        k: (pd.DataFrame({c: pd.Series(dtype=object) for c in columns[k]}) if k in inputs else None) for k in KINDS
+    }
+    scored, _ = score_churn_batch(
+        empty["customers"],
+        empty["events"],
+        empty["feedback"],
+        release,
+        pd.Timestamp("2000-01-01"),
+        sources=dict(inputs),
+        feedback_release=feedback_release,
+        text_column=str(cfg.text_column),
+        insights=bool(cfg.insights),
+    )
     extra = {name: (T.LongType() if c in ("row", "rows") else T.StringType()) for c, name in REJECT.items()}
     return spark_schema(scored, {**extra, PART: T.StringType()})
 
@@ -169,17 +215,30 @@ def serve_churn_spark(cfg: DictConfig) -> RunSummary:
         days = valid_history_days(frames, columns, nanos, inputs, release)
     cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, days)
     schema = output_schema(release, inputs, columns, cfg, feedback_release)
-    job = ChurnPartitions(ship(spark, release.path), ship(spark, feedback_release.path if feedback_release else None),
-                          int(cfg.spark.onnx_threads), dict(inputs), columns, nanos, cutoff, dict(cfg.risk_bands),
-                          int(cfg.batch_size), int(cfg.spark.rows_per_batch), str(cfg.text_column),
-                          bool(cfg.insights), schema, bool(cfg.rejects_detail))
+    job = ChurnPartitions(
+        ship(spark, release.path),
+        ship(spark, feedback_release.path if feedback_release else None),
+        int(cfg.spark.onnx_threads),
+        dict(inputs),
+        columns,
+        nanos,
+        cutoff,
+        dict(cfg.risk_bands),
+        int(cfg.batch_size),
+        int(cfg.spark.rows_per_batch),
+        str(cfg.text_column),
+        bool(cfg.insights),
+        schema,
+        bool(cfg.rejects_detail),
+    )
     n = int(cfg.spark.partitions) or spark.sparkContext.defaultParallelism
     result = wide.repartition(n, KEY).sortWithinPartitions(KEY, KIND, ROW).mapInPandas(job, schema).persist()
     publisher = DatasetPublisher()
     try:
         scored = result.filter(F.col(PART) == "scores").drop(PART, *REJECT.values())
         rejects = result.filter(F.col(PART) == "rejects").select(
-            *[F.col(REJECT.get(c, c)).alias(c) for c in REJECT_COLUMNS])
+            *[F.col(REJECT.get(c, c)).alias(c) for c in REJECT_COLUMNS]
+        )
         relative = {p: relative_source(p, rejects_path.parent) for p in inputs.values()}  # as the local engine
         publisher.write(scored, output)
         publisher.write(rejects.replace(relative, subset=["source"]), rejects_path)

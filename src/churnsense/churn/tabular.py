@@ -6,6 +6,7 @@ Numeric embeddings follow Gorishniy et al. 2022, "On Embeddings for Numerical Fe
 ReLU): it lets the net place GBDT-like thresholds. Each column becomes a `d_token` token; the tokens are flattened
 and projected by an MLP to `output_dim`.
 """
+
 from __future__ import annotations
 
 import math
@@ -113,8 +114,14 @@ class CategoricalEmbedding(nn.Module):
         return self.embedding(idx + self.offsets)
 
 
-def make_numeric_embedding(kind: str, n_features: int, d_token: int, n_frequencies: int, sigma: float,
-                           bins: Sequence[Sequence[float]] | None = None) -> nn.Module:
+def make_numeric_embedding(
+    kind: str,
+    n_features: int,
+    d_token: int,
+    n_frequencies: int,
+    sigma: float,
+    bins: Sequence[Sequence[float]] | None = None,
+) -> nn.Module:
     """Build the numeric embedding named by `kind` (periodic | linear | piecewise; piecewise needs `bins`)."""
     if kind == "periodic":
         return PeriodicEmbedding(n_features, d_token, n_frequencies, sigma)

@@ -4,6 +4,7 @@ data -> FeaturePipeline (fit on train) -> ChurnNet (branches from the pipeline's
 early stopping/best checkpoint -> temperature on validation -> test metrics -> ONNX export + parity -> release
 directory -> MLflow (params, per-epoch metrics, final metrics, figures, checkpoint, release, registered model).
 """
+
 from __future__ import annotations
 
 import logging
@@ -81,19 +82,34 @@ def numeric_bins(cfg: DictConfig, train: dict[str, np.ndarray]) -> list[list[flo
 
 def build_net(cfg: DictConfig, pipeline: Any, train: dict[str, np.ndarray]) -> tuple[torch.nn.Module, dict]:
     """ChurnNet with the branches the data supports; returns it and the spec that rebuilds it."""
-    shapes = {"cat_cardinalities": list(pipeline.cat_cardinalities), "n_numeric": int(pipeline.n_numeric),
-              "n_event_types": int(pipeline.n_event_types), "max_events": int(pipeline.max_events)}
+    shapes = {
+        "cat_cardinalities": list(pipeline.cat_cardinalities),
+        "n_numeric": int(pipeline.n_numeric),
+        "n_event_types": int(pipeline.n_event_types),
+        "max_events": int(pipeline.max_events),
+    }
     use_tab = len(shapes["cat_cardinalities"]) + shapes["n_numeric"] > 0
     use_seq = bool(np.asarray(train["seq_mask"]).any())
     horizons = [int(h) for h in cfg.model.hazard_horizons or []] if has_churn_times(train) else []
     bins = numeric_bins(cfg, train) if use_tab else None
-    tabular = instantiate(cfg.model.tabular)(cat_cardinalities=shapes["cat_cardinalities"],
-                                             n_numeric=shapes["n_numeric"], bins=bins) if use_tab else None
+    tabular = (
+        instantiate(cfg.model.tabular)(
+            cat_cardinalities=shapes["cat_cardinalities"], n_numeric=shapes["n_numeric"], bins=bins
+        )
+        if use_tab
+        else None
+    )
     sequence = instantiate(cfg.model.sequence)(n_event_types=shapes["n_event_types"]) if use_seq else None
     net = instantiate(cfg.model.net)(tabular=tabular, sequence=sequence, hazard_horizons=horizons or None)
     net_spec = {**shapes, "tabular": use_tab, "sequence": use_seq, "hazard_horizons": horizons, "numeric_bins": bins}
-    log.info("ChurnNet: tabular=%s sequence=%s (%s) hazard=%s, %d parameters", use_tab, use_seq,
-             cfg.model.seq_encoder, horizons, sum(p.numel() for p in net.parameters()))
+    log.info(
+        "ChurnNet: tabular=%s sequence=%s (%s) hazard=%s, %d parameters",
+        use_tab,
+        use_seq,
+        cfg.model.seq_encoder,
+        horizons,
+        sum(p.numel() for p in net.parameters()),
+    )
     return net, net_spec
 
 
@@ -116,8 +132,9 @@ def resolve_auto_sizes(cfg: DictConfig, n_train: int) -> None:
     auto = cfg.model.auto
     if str(cfg.model.batch_size) == "auto":
         with open_dict(cfg):
-            cfg.model.batch_size = auto_batch_size(n_train, int(auto.rows_per_step), int(auto.min_batch_size),
-                                                   int(auto.max_batch_size))
+            cfg.model.batch_size = auto_batch_size(
+                n_train, int(auto.rows_per_step), int(auto.min_batch_size), int(auto.max_batch_size)
+            )
         log.info("batch_size auto -> %d (%d training rows)", cfg.model.batch_size, n_train)
 
 
@@ -129,9 +146,13 @@ def train_churn(cfg: DictConfig, data: PreparedData | None = None) -> dict[str, 
     resolve_auto_sizes(cfg, len(data.arrays["train"]["label"]))
     net, net_spec = build_net(cfg, data.pipeline, data.arrays["train"])
     pos_weight = resolve_pos_weight(cfg.model.pos_weight, data.arrays["train"]["label"])
-    module = instantiate(cfg.model.module)(net=net, optimizer=instantiate(cfg.model.optimizer),
-                                           scheduler=instantiate(cfg.model.scheduler), pos_weight=pos_weight,
-                                           net_spec=net_spec)
+    module = instantiate(cfg.model.module)(
+        net=net,
+        optimizer=instantiate(cfg.model.optimizer),
+        scheduler=instantiate(cfg.model.scheduler),
+        pos_weight=pos_weight,
+        net_spec=net_spec,
+    )
     datamodule = instantiate(cfg.model.datamodule)(splits=data.arrays, seed=int(cfg.seed))
     out_dir = run_dir(cfg)
     commit = git_commit()
@@ -147,18 +168,30 @@ def train_churn(cfg: DictConfig, data: PreparedData | None = None) -> dict[str, 
     if best:
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
     epochs = max(int(trainer.current_epoch), 1)
-    return finish_run(cfg, data, module, datamodule, run, out_dir, Path(best) if best else None,
-                      extra={"train/epoch_time_s": fit_seconds / epochs, "train/epochs": float(epochs),
-                             "train/pos_weight": pos_weight, "train/logit_offset": math.log(pos_weight)},
-                      commit=commit, step=int(trainer.global_step) + 1)
+    return finish_run(
+        cfg,
+        data,
+        module,
+        datamodule,
+        run,
+        out_dir,
+        Path(best) if best else None,
+        extra={
+            "train/epoch_time_s": fit_seconds / epochs,
+            "train/epochs": float(epochs),
+            "train/pos_weight": pos_weight,
+            "train/logit_offset": math.log(pos_weight),
+        },
+        commit=commit,
+        step=int(trainer.global_step) + 1,
+    )
 
 
 def start_run(cfg: DictConfig, commit: str | None, data: PreparedData, net_spec: dict) -> TrackedRun | None:
     """The MLflow run of this training job (None with `logger=none`), named after what runs, with its config and
     the tables it read."""
     name = cfg.logger.run_name or run_name("churn", cfg.data.name, net_description(net_spec, cfg), f"s{cfg.seed}")
-    run = TrackedRun.start(cfg.logger, name, {"task": "churn", "data": str(cfg.data.name),
-                                               "git_commit": str(commit)})
+    run = TrackedRun.start(cfg.logger, name, {"task": "churn", "data": str(cfg.data.name), "git_commit": str(commit)})
     if run is not None:
         run.log_params(OmegaConf.to_container(cfg, resolve=True))
         run.log_tables(table_inputs(data))
@@ -167,8 +200,10 @@ def start_run(cfg: DictConfig, commit: str | None, data: PreparedData, net_spec:
 
 def table_inputs(data: PreparedData) -> list[TableInput]:
     """The tables of the data contract this run read, with their date range and the split cutoffs."""
-    cutoffs = {f"cutoffs.{name}": ",".join(sorted({str(c.date()) for c in s.static["cutoff"].unique()}))
-               for name, s in data.snapshots.items()}
+    cutoffs = {
+        f"cutoffs.{name}": ",".join(sorted({str(c.date()) for c in s.static["cutoff"].unique()}))
+        for name, s in data.snapshots.items()
+    }
     out = []
     for kind in KINDS:
         table, frame = data.spec.table(kind), getattr(data.tables, kind)

@@ -12,8 +12,10 @@ with the release; a scoring run feeds each partition to a `ProfileAccumulator` m
 at the end. The statistic is the population stability index (PSI) over the bins + a missing bin; a categorical
 feature also drifts when categories unknown to the reference reach `new_category_share` of its rows.
 """
+
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Mapping
@@ -61,8 +63,10 @@ class DriftThresholds:
         keys = set(cls.__dataclass_fields__)
         unknown, missing = set(cfg) - keys - {"enabled"}, keys - set(cfg) - {"per_feature"}
         if unknown or missing:
-            raise ValueError(f"drift config: unknown keys {sorted(unknown)}, missing keys {sorted(missing)} "
-                             f"(expected {sorted(keys)})")
+            raise ValueError(
+                f"drift config: unknown keys {sorted(unknown)}, missing keys {sorted(missing)} "
+                f"(expected {sorted(keys)})"
+            )
         return cls(**{k: (dict(v) if k == "per_feature" else v) for k, v in cfg.items() if k in keys})
 
 
@@ -173,8 +177,8 @@ def reference_feature(values: Values, group: str, settings: ProfileSettings) -> 
     profile.add(values)
     if profile.kind == CATEGORICAL:  # most frequent first; beyond max_categories pooled in `other`
         ranked = sorted(profile.categories.items(), key=lambda kv: (-kv[1], kv[0]))
-        profile.categories = dict(ranked[:settings.max_categories])
-        profile.other = sum(n for _, n in ranked[settings.max_categories:])
+        profile.categories = dict(ranked[: settings.max_categories])
+        profile.other = sum(n for _, n in ranked[settings.max_categories :])
     return profile
 
 
@@ -186,15 +190,19 @@ class Profile:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "meta": self.meta,
-                "features": {k: {n: v for n, v in asdict(f).items() if v is not None} for k, f in
-                             self.features.items()}}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "meta": self.meta,
+            "features": {k: {n: v for n, v in asdict(f).items() if v is not None} for k, f in self.features.items()},
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "drift profile") -> Profile:
         if d.get("format") != FORMAT or d.get("version") != VERSION:
-            raise ValueError(f"{source}: not a {FORMAT} version {VERSION} (format {d.get('format')!r}, "
-                             f"version {d.get('version')!r})")
+            raise ValueError(
+                f"{source}: not a {FORMAT} version {VERSION} (format {d.get('format')!r}, version {d.get('version')!r})"
+            )
         return cls({k: FeatureProfile(**v) for k, v in d["features"].items()}, dict(d.get("meta") or {}))
 
     def save(self, path: str | Path) -> Path:
@@ -215,12 +223,14 @@ class Profile:
         return self
 
 
-def reference_profile(values: Mapping[str, tuple[str, Values]], settings: ProfileSettings,
-                      meta: Mapping[str, Any] | None = None) -> Profile:
+def reference_profile(
+    values: Mapping[str, tuple[str, Values]], settings: ProfileSettings, meta: Mapping[str, Any] | None = None
+) -> Profile:
     """Reference profile from `{feature: (group, values)}` (a column, or a derived series such as events per
     customer); the kind follows the dtype (numbers -> numeric, anything else -> categorical)."""
-    return Profile({name: reference_feature(v, group, settings) for name, (group, v) in values.items()},
-                   dict(meta or {}))
+    return Profile(
+        {name: reference_feature(v, group, settings) for name, (group, v) in values.items()}, dict(meta or {})
+    )
 
 
 class ProfileAccumulator:
@@ -229,8 +239,9 @@ class ProfileAccumulator:
 
     def __init__(self, reference: Profile, max_new_categories: int = 50):
         self.reference, self.max_new = reference, int(max_new_categories)
-        self.current = Profile({k: f.empty() for k, f in reference.features.items()},
-                               {"reference": dict(reference.meta)})
+        self.current = Profile(
+            {k: f.empty() for k, f in reference.features.items()}, {"reference": dict(reference.meta)}
+        )
 
     def add(self, values: Mapping[str, Values]) -> None:
         """Count one partition: `{feature: values}`."""
@@ -294,7 +305,7 @@ def _bins(ref: FeatureProfile, cur: FeatureProfile) -> tuple[list[str], np.ndarr
     """(labels, reference counts, current counts, new categories) over shared bins (+ other, + missing)."""
     if ref.kind == NUMERIC:
         cuts = ["-inf", *(_fmt(e) for e in ref.edges), "inf"]
-        labels = [f"[{a}, {b})" for a, b in zip(cuts[:-1], cuts[1:])]
+        labels = [f"[{a}, {b})" for a, b in itertools.pairwise(cuts)]
         r, c = np.asarray(ref.counts, float), np.asarray(cur.counts, float)
         new: list[str] = []
     else:
@@ -306,8 +317,10 @@ def _bins(ref: FeatureProfile, cur: FeatureProfile) -> tuple[list[str], np.ndarr
         with_other = int(bool(ref.other or other_cur))  # the (other) bin: pooled tails of both sides
         labels = known + [OTHER] * with_other + new
         r = np.asarray([ref.categories[k] for k in known] + [ref.other] * with_other + [0] * len(new), float)
-        c = np.asarray([cur.categories.get(k, 0) for k in known] + [other_cur] * with_other +
-                       [cur.categories[k] for k in new], float)
+        c = np.asarray(
+            [cur.categories.get(k, 0) for k in known] + [other_cur] * with_other + [cur.categories[k] for k in new],
+            float,
+        )
     return labels + [MISSING], np.append(r, ref.missing), np.append(c, cur.missing), new
 
 
@@ -317,8 +330,9 @@ def compare_feature(name: str, ref: FeatureProfile, cur: FeatureProfile, thresho
     n_ref, n_cur = int(r.sum()), int(c.sum())
     threshold = thresholds.psi_for(name)
     rs, cs = r / max(n_ref, 1), c / max(n_cur, 1)
-    new = [{"category": k, "rows": int(cur.categories[k]), "share": cur.categories[k] / max(n_cur, 1)}
-           for k in new_names]
+    new = [
+        {"category": k, "rows": int(cur.categories[k]), "share": cur.categories[k] / max(n_cur, 1)} for k in new_names
+    ]
     unnamed = cur.other if ref.kind == CATEGORICAL and ref.other == 0 else 0  # unknown, beyond max_new_categories
     new_share = float(sum(d["rows"] for d in new) + unnamed) / max(n_cur, 1)
     if n_cur == 0 or n_ref == 0:
@@ -330,21 +344,45 @@ def compare_feature(name: str, ref: FeatureProfile, cur: FeatureProfile, thresho
         status = "drift" if value > threshold or new_share >= thresholds.new_category_share else "ok"
     bins = [{"label": lab, "reference": float(a), "current": float(b)} for lab, a, b in zip(labels, rs, cs)]
     top = sorted(bins, key=lambda b: -abs(b["current"] - b["reference"]))[:3] if n_cur and n_ref else []
-    return FeatureDrift(name, ref.kind, ref.group, "psi", value, threshold, status == "drift", status, n_ref, n_cur,
-                        float(rs[-1]), float(cs[-1]), new, new_share, bins, top)
+    return FeatureDrift(
+        name,
+        ref.kind,
+        ref.group,
+        "psi",
+        value,
+        threshold,
+        status == "drift",
+        status,
+        n_ref,
+        n_cur,
+        float(rs[-1]),
+        float(cs[-1]),
+        new,
+        new_share,
+        bins,
+        top,
+    )
 
 
 def compare(reference: Profile, current: Profile, thresholds: DriftThresholds) -> DriftReport:
     """Every reference feature compared; sorted by PSI (drifted first). The run fails when the share of drifted
     features among those with enough rows exceeds `max_drifted_share`."""
-    results = [compare_feature(name, ref, current.features.get(name, ref.empty()), thresholds)
-               for name, ref in reference.features.items()]
+    results = [
+        compare_feature(name, ref, current.features.get(name, ref.empty()), thresholds)
+        for name, ref in reference.features.items()
+    ]
     results.sort(key=lambda f: (not f.drifted, -(f.value if f.value is not None else -math.inf), f.name))
     tested = [f for f in results if f.status in ("ok", "drift")]
     drifted = [f.name for f in results if f.drifted]
     share = len(drifted) / len(tested) if tested else 0.0
-    summary = {"features": len(results), "tested": len(tested), "drifted": len(drifted), "drifted_share": share,
-               "drifted_features": drifted, "passed": share <= thresholds.max_drifted_share,
-               "untested": {f.name: f.status for f in results if f.status not in ("ok", "drift")},
-               "thresholds": {k: v for k, v in asdict(thresholds).items()}}
+    summary = {
+        "features": len(results),
+        "tested": len(tested),
+        "drifted": len(drifted),
+        "drifted_share": share,
+        "drifted_features": drifted,
+        "passed": share <= thresholds.max_drifted_share,
+        "untested": {f.name: f.status for f in results if f.status not in ("ok", "drift")},
+        "thresholds": dict(asdict(thresholds).items()),
+    }
     return DriftReport(results, summary)

@@ -1,9 +1,10 @@
 """Table IO for every job: chunked and whole-file readers, and atomic writers published one by one or together.
 
-Reading: CSV or Parquet by extension; `pkg://<package>/<path>` names a file shipped inside an installed package. CSV is read with every column as a string (empty cell / NA -> null) so a bad
-value can be rejected row by row instead of crashing the reader; Parquet keeps its stored types. Each chunk carries
-the 1-based number of its first data row (the header is not counted; for CSV it is the record number, which equals the
-line number minus one unless quoted fields span lines), so any row can be named in a rejects file.
+Reading: CSV or Parquet by extension; `pkg://<package>/<path>` names a file shipped inside an installed package. CSV is
+read with every column as a string (empty cell / NA -> null) so a bad value can be rejected row by row instead of
+crashing the reader; Parquet keeps its stored types. Each chunk carries the 1-based number of its first data row (the
+header is not counted; for CSV it is the record number, which equals the line number minus one unless quoted fields span
+lines), so any row can be named in a rejects file.
 
 What is wrong with a row stays with that row: bytes that are not UTF-8 become U+FFFD (validation rejects the value),
 and a CSV record with more or fewer fields than the header becomes a row of nulls whose `MALFORMED` column says why
@@ -16,6 +17,7 @@ publishes several outputs of one run (scores and rejects) as one step: all of th
 process, so a later run removes those of killed runs (`core.scratch`); published files get the modes the umask
 gives. `check_outputs_apart` refuses an output path that is one of the inputs.
 """
+
 from __future__ import annotations
 
 import csv
@@ -104,8 +106,9 @@ def _csv_batches(path: Path, columns: list[str] | None) -> Iterator[pa.RecordBat
         yield from _python_csv_batches(path, header, columns, skip=done)
 
 
-def _python_csv_batches(path: Path, header: list[str], columns: list[str] | None,
-                        skip: int) -> Iterator[pa.RecordBatch]:
+def _python_csv_batches(
+    path: Path, header: list[str], columns: list[str] | None, skip: int
+) -> Iterator[pa.RecordBatch]:
     """Records after the first `skip` ones, read by Python's csv module: a record whose field count differs from
     the header's becomes a row of nulls with the reason in `MALFORMED` (so later rows keep their numbers)."""
     names = list(columns) if columns is not None else list(header)
@@ -131,16 +134,19 @@ def _python_csv_batches(path: Path, header: list[str], columns: list[str] | None
                 ok = len(record) == len(header)
                 for name in names:
                     text = record[where[name]] if ok and name in where else None
-                    values[name].append(None if text is None or text in CSV_NULLS
-                                        else text.encode("utf-8", "surrogateescape"))
-                malformed.append(None if ok else f"malformed CSV record: {len(record)} field(s), the header has "
-                                                 f"{len(header)}")
+                    values[name].append(
+                        None if text is None or text in CSV_NULLS else text.encode("utf-8", "surrogateescape")
+                    )
+                malformed.append(
+                    None if ok else f"malformed CSV record: {len(record)} field(s), the header has {len(header)}"
+                )
                 if len(malformed) >= FALLBACK_BATCH_ROWS:
                     yield batch()
                     values, malformed = {name: [] for name in names}, []
         except csv.Error as err:  # e.g. a field over the size limit: an unclosed quote swallowed the rest
-            raise ValueError(f"{path}: cannot read the file as CSV after data row {records.line_num - 1}: {err} "
-                             "(an unclosed quote?)") from None
+            raise ValueError(
+                f"{path}: cannot read the file as CSV after data row {records.line_num - 1}: {err} (an unclosed quote?)"
+            ) from None
     if malformed:
         yield batch()
 
@@ -154,8 +160,10 @@ def _as_text(table: pa.Table) -> pa.Table:
             try:
                 column = pc.cast(column, pa.string())
             except pa.ArrowInvalid:
-                column = pa.array([None if v is None else v.decode("utf-8", errors="replace")
-                                   for v in column.to_pylist()], type=pa.string())
+                column = pa.array(
+                    [None if v is None else v.decode("utf-8", errors="replace") for v in column.to_pylist()],
+                    type=pa.string(),
+                )
         columns.append(column)
     return pa.Table.from_arrays(columns, names=table.column_names)
 
@@ -185,8 +193,9 @@ def _rebatch(batches: Iterator[pa.RecordBatch], chunk_size: int) -> Iterator[pa.
         yield pa.concat_tables(pending, promote_options="default")
 
 
-def _pandas_csv_chunks(path: Path, columns: list[str] | None, chunk_size: int,
-                       read_options: Mapping[str, Any]) -> Iterator[pa.RecordBatch]:
+def _pandas_csv_chunks(
+    path: Path, columns: list[str] | None, chunk_size: int, read_options: Mapping[str, Any]
+) -> Iterator[pa.RecordBatch]:
     """CSV-like files that need pandas' parser options (a regex or non-comma separator, ...), all as strings;
     bytes that are not in the file's encoding become U+FFFD (rejected by validation) unless the options say
     otherwise."""
@@ -209,7 +218,9 @@ def _empty_table(path: Path, columns: list[str] | None, read_options: Mapping[st
 
 
 def iter_chunks(
-    path: str | os.PathLike, chunk_size: int = 50_000, columns: list[str] | None = None,
+    path: str | os.PathLike,
+    chunk_size: int = 50_000,
+    columns: list[str] | None = None,
     read_options: Mapping[str, Any] | None = None,
 ) -> Iterator[tuple[int, pd.DataFrame]]:
     """Yield `(first_row, frame)` chunks of at most `chunk_size` rows; `first_row` is the 1-based data row number.
@@ -237,9 +248,13 @@ def iter_chunks(
         raise _read_error(path, err) from None
 
 
-def read_table(path: str | os.PathLike, columns: list[str] | None = None,
-               read_options: Mapping[str, Any] | None = None, typed: bool = False,
-               text_columns: list[str] | None = None) -> pd.DataFrame:
+def read_table(
+    path: str | os.PathLike,
+    columns: list[str] | None = None,
+    read_options: Mapping[str, Any] | None = None,
+    typed: bool = False,
+    text_columns: list[str] | None = None,
+) -> pd.DataFrame:
     """Read a whole file into one DataFrame.
 
     Default (`typed=False`): what every job validates — CSV values as text (read exactly as `iter_chunks` reads
@@ -248,10 +263,9 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None,
     """
     if typed and table_format(path) == "csv":
         local = _existing(path)
-        dtype = {c: str for c in text_columns or ()}
+        dtype = dict.fromkeys(text_columns or (), str)
         return pd.read_csv(local, usecols=columns, dtype=dtype, **dict(read_options or {}))
-    frames = [frame for _, frame in iter_chunks(path, chunk_size=1 << 30, columns=columns,
-                                                   read_options=read_options)]
+    frames = [frame for _, frame in iter_chunks(path, chunk_size=1 << 30, columns=columns, read_options=read_options)]
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
@@ -439,19 +453,22 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     return a.resolve() == b.resolve()
 
 
-def check_outputs_apart(outputs: Mapping[str, str | os.PathLike | None],
-                        inputs: Mapping[str, str | os.PathLike | None]) -> None:
+def check_outputs_apart(
+    outputs: Mapping[str, str | os.PathLike | None], inputs: Mapping[str, str | os.PathLike | None]
+) -> None:
     """Refuse a run whose outputs would overwrite one of its inputs or one another (names are the config keys)."""
     given_in = {name: str(path) for name, path in inputs.items() if path and not str(path).startswith("pkg://")}
     given_out = {name: str(path) for name, path in outputs.items() if path}
     for out_name, out_path in given_out.items():
         for in_name, in_path in given_in.items():
             if same_file(out_path, in_path):
-                raise ValueError(f"{out_name}={out_path} is also {in_name}: the run would overwrite its input; "
-                                 f"choose another {out_name} path")
+                raise ValueError(
+                    f"{out_name}={out_path} is also {in_name}: the run would overwrite its input; "
+                    f"choose another {out_name} path"
+                )
     names = list(given_out)
     for i, first in enumerate(names):
-        for second in names[i + 1:]:
+        for second in names[i + 1 :]:
             if same_file(given_out[first], given_out[second]):
                 raise ValueError(f"{first} and {second} are the same file ({given_out[first]}): choose two paths")
 

@@ -1,9 +1,10 @@
 """What every Lightning training job shares: its output folder, the Trainer from `cfg.trainer` + `cfg.callbacks`,
 mixed precision by device, and rank-zero checks (MLflow runs and releases are made by rank zero only)."""
+
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ def run_dir(cfg: DictConfig) -> Path:
 
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
     path = Path(cfg.paths.output_dir) / str(cfg.task_name) / f"{stamp}-{os.getpid()}"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -47,8 +48,14 @@ def make_trainer(cfg: DictConfig, out_dir: Path, logger: Any, **overrides: Any) 
     if "checkpoint" in callbacks:
         callbacks["checkpoint"].dirpath = str(out_dir / "checkpoints")
     precision = resolve_precision(cfg.trainer.precision, str(cfg.trainer.accelerator))
-    trainer = instantiate(cfg.trainer, precision=precision, callbacks=list(callbacks.values()),
-                          logger=logger if logger is not None else False, default_root_dir=str(out_dir), **overrides)
+    trainer = instantiate(
+        cfg.trainer,
+        precision=precision,
+        callbacks=list(callbacks.values()),
+        logger=logger if logger is not None else False,
+        default_root_dir=str(out_dir),
+        **overrides,
+    )
     return trainer, callbacks
 
 

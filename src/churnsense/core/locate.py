@@ -3,6 +3,7 @@
 The package is never imported: its location comes from `importlib.util.find_spec` on the top-level name (which does
 not execute it) or from the installed distribution's file list (`importlib.metadata`).
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -16,14 +17,15 @@ def resolve_path(path: str) -> Path:
     """A plain path is returned as is; `pkg://name/rel/path` is located in site-packages."""
     if not path.startswith(PREFIX):
         return Path(path)
-    name, _, rel = path[len(PREFIX):].partition("/")
+    name, _, rel = path[len(PREFIX) :].partition("/")
     if not name or not rel:
         raise FileNotFoundError(f"{path}: expected pkg://<distribution-or-module>/<relative/path>")
     found = _via_module(name, rel) or _via_distribution(name, rel)
     if found is None:
         raise FileNotFoundError(
             f"{path}: no installed module or distribution {name!r} ships {rel!r} "
-            f"(install it, e.g. `pip install --no-deps {name}`)")
+            f"(install it, e.g. `pip install --no-deps {name}`)"
+        )
     return found
 
 

@@ -3,6 +3,7 @@
 Every model's release goes through here: the export must keep its dynamic axes and agree with torch within the
 tolerance on held-out inputs, or it is not released (`ExportParityError`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,9 +25,15 @@ class ExportParityError(RuntimeError):
     """The export lost a dynamic axis, or onnxruntime and torch disagree beyond the tolerance: not released."""
 
 
-def export_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], path: str | Path, input_names: Sequence[str],
-                output_names: Sequence[str], dynamic_shapes: Mapping[str, Mapping[int, Any]],
-                opset: int = 18) -> Path:
+def export_onnx(
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: str | Path,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_shapes: Mapping[str, Mapping[int, Any]],
+    opset: int = 18,
+) -> Path:
     """Export `module(*args)` (eval mode, CPU, float32) to one self-contained ONNX file; returns its path.
     `dynamic_shapes`: input name -> {axis: torch.export.Dim}; each dynamic axis is checked to stay symbolic."""
     module = module.cpu().float().eval()
@@ -38,9 +45,17 @@ def export_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], path: str | P
         q.setLevel(logging.WARNING)
     try:
         with torch.no_grad():
-            program = torch.onnx.export(module, args, input_names=list(input_names), output_names=list(output_names),
-                                        opset_version=opset, dynamo=True, dynamic_shapes=dict(dynamic_shapes),
-                                        external_data=False, verbose=False)
+            program = torch.onnx.export(
+                module,
+                args,
+                input_names=list(input_names),
+                output_names=list(output_names),
+                opset_version=opset,
+                dynamo=True,
+                dynamic_shapes=dict(dynamic_shapes),
+                external_data=False,
+                verbose=False,
+            )
     finally:
         for q, level in zip(quiet, levels):
             q.setLevel(level)
@@ -60,8 +75,13 @@ def assert_dynamic_axes(path: str | Path, axes: Mapping[str, Sequence[int]]) -> 
             raise ExportParityError(f"{path}: input {inp.name} has fixed axes {fixed} (expected dynamic)")
 
 
-def check_parity(module: nn.Module, path: str | Path, feeds: Iterable[tuple[str, Mapping[str, np.ndarray]]],
-                 output_names: Sequence[str], atol: float = 1e-4) -> dict[str, float]:
+def check_parity(
+    module: nn.Module,
+    path: str | Path,
+    feeds: Iterable[tuple[str, Mapping[str, np.ndarray]]],
+    output_names: Sequence[str],
+    atol: float = 1e-4,
+) -> dict[str, float]:
     """Run torch and onnxruntime on each labelled feed (`(label, {input name: array})`, inputs in the graph's
     order); returns `max_abs_diff/<output>/<label>` and raises ExportParityError beyond `atol`."""
     module = module.cpu().float().eval()

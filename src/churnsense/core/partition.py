@@ -4,6 +4,7 @@ Events are not sorted by customer, so scoring a customer needs all of its rows i
 table to K partitions by `hash(customer_id) % K` puts each customer's rows (from every table) in the same
 partition, so scoring partition by partition needs memory of about one partition, whatever the file size.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,9 @@ class PartitionWriter:
         table without valid rows still reads back with them."""
         table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
         if self.schema is None:
-            self.schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
-                                     for f in table.schema])
+            self.schema = pa.schema(
+                [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
+            )
         if frame.empty:
             return
         table = table.select(self.schema.names).cast(self.schema)

@@ -1,9 +1,10 @@
 """The MLflow pyfunc base of every release: the release folder travels as the model's `release` artifact and is
 loaded once per process; the loaded release (an ONNX Runtime session) is never pickled."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import mlflow.pyfunc
 
@@ -11,7 +12,7 @@ import mlflow.pyfunc
 class ReleaseModel(mlflow.pyfunc.PythonModel):
     """Subclasses name `load_release(path)` and implement `predict`; `PARAMS` are the inference params (defaults)."""
 
-    PARAMS: dict[str, Any] = {}
+    PARAMS: ClassVar[dict[str, Any]] = {}
 
     def load_release(self, path: Path) -> Any:
         raise NotImplementedError

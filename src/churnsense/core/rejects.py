@@ -10,6 +10,7 @@ summarised: one line per source file, customer and reason, `row` = the first of 
 (`summarize_by_customer`); `detail=True` lists them one by one instead. So a rejects file grows with the number of
 rejected customers and bad rows, not with the length of their histories.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,16 @@ import pyarrow as pa
 from churnsense.core.io import AtomicTableWriter
 
 REJECT_COLUMNS = ["source", "row", "customer_id", "column", "reason", "rows"]
-SCHEMA = pa.schema([("source", pa.string()), ("row", pa.int64()), ("customer_id", pa.string()),
-                    ("column", pa.string()), ("reason", pa.string()), ("rows", pa.int64())])
+SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("row", pa.int64()),
+        ("customer_id", pa.string()),
+        ("column", pa.string()),
+        ("reason", pa.string()),
+        ("rows", pa.int64()),
+    ]
+)
 
 
 def rejects_path_for(output: str | os.PathLike) -> Path:
@@ -31,15 +40,24 @@ def rejects_path_for(output: str | os.PathLike) -> Path:
     return output.with_name(f"{output.stem}.rejects.csv")
 
 
-def make_rejects(source: str, rows: list[int], keys: list, column: str | list[str],
-                 reason: str | list[str]) -> pd.DataFrame:
+def make_rejects(
+    source: str, rows: list[int], keys: list, column: str | list[str], reason: str | list[str]
+) -> pd.DataFrame:
     """Build a rejects frame (columns `REJECT_COLUMNS`, one input row per line); scalars broadcast to every row."""
-    frame = pd.DataFrame({"source": source, "row": pd.array(rows, dtype="Int64"), "customer_id": keys,
-                          "column": column, "reason": reason, "rows": 1}, columns=REJECT_COLUMNS)
+    frame = pd.DataFrame(
+        {
+            "source": source,
+            "row": pd.array(rows, dtype="Int64"),
+            "customer_id": keys,
+            "column": column,
+            "reason": reason,
+            "rows": 1,
+        },
+        columns=REJECT_COLUMNS,
+    )
     if not len(frame):
         return frame
-    return frame.astype({"source": str, "customer_id": "string", "column": "string", "reason": str,
-                         "rows": "int64"})
+    return frame.astype({"source": str, "customer_id": "string", "column": "string", "reason": str, "rows": "int64"})
 
 
 def empty_rejects() -> pd.DataFrame:
@@ -61,8 +79,14 @@ def summarize_by_customer(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     has_id = frame["customer_id"].notna().to_numpy()
     keys = ["source", "customer_id", "column", "reason"]
-    grouped = (frame[has_id].astype({"column": "string"}).fillna({"column": ""})
-               .groupby(keys, sort=False, dropna=False).agg(row=("row", "min"), rows=("rows", "sum")).reset_index())
+    grouped = (
+        frame[has_id]
+        .astype({"column": "string"})
+        .fillna({"column": ""})
+        .groupby(keys, sort=False, dropna=False)
+        .agg(row=("row", "min"), rows=("rows", "sum"))
+        .reset_index()
+    )
     return pd.concat([grouped.reindex(columns=REJECT_COLUMNS), frame[~has_id]], ignore_index=True)
 
 

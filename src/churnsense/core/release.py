@@ -7,6 +7,7 @@ previous release untouched; leftovers of killed runs are cleaned by the next pub
 Reading: `fetch_release` turns a folder or an MLflow URI (`runs:/<id>/release`, `models:/<name>@<alias>`,
 `models:/<name>/<version>`) into a local folder holding the files a loader needs.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -113,7 +114,7 @@ def _missing_sqlite_store(tracking_uri: str) -> Path | None:
     """The database file of a `sqlite:///` store that does not exist (MLflow would create an empty one)."""
     if not tracking_uri.startswith("sqlite:///"):
         return None
-    path = Path(tracking_uri[len("sqlite:///"):])
+    path = Path(tracking_uri[len("sqlite:///") :])
     return None if path.is_file() else path
 
 
@@ -129,8 +130,10 @@ def _download(uri: str, tracking_uri: str | None) -> Path:
     store = tracking_uri or mlflow.get_tracking_uri()
     missing = _missing_sqlite_store(str(store))
     if missing is not None:
-        raise FileNotFoundError(f"model {uri!r}: the MLflow store {store} does not exist (no file {missing}); set "
-                                "tracking_uri= (or MLFLOW_TRACKING_URI) to the store that holds the model")
+        raise FileNotFoundError(
+            f"model {uri!r}: the MLflow store {store} does not exist (no file {missing}); set "
+            "tracking_uri= (or MLFLOW_TRACKING_URI) to the store that holds the model"
+        )
     dst = make_temp_dir(None, DOWNLOAD_PREFIX)
     atexit.register(shutil.rmtree, dst, True)
     try:
@@ -138,12 +141,15 @@ def _download(uri: str, tracking_uri: str | None) -> Path:
     except (MlflowException, OSError) as err:
         shutil.rmtree(dst, ignore_errors=True)
         reason = getattr(err, "message", None) or str(err)
-        raise FileNotFoundError(f"model {uri!r}: not found in the MLflow store {store} ({reason}); set "
-                                "tracking_uri= (or MLFLOW_TRACKING_URI) to the store that holds it") from None
+        raise FileNotFoundError(
+            f"model {uri!r}: not found in the MLflow store {store} ({reason}); set "
+            "tracking_uri= (or MLFLOW_TRACKING_URI) to the store that holds it"
+        ) from None
 
 
-def fetch_release(path_or_uri: str | os.PathLike, required: Sequence[str], what: str,
-                  tracking_uri: str | None = None) -> Path:
+def fetch_release(
+    path_or_uri: str | os.PathLike, required: Sequence[str], what: str, tracking_uri: str | None = None
+) -> Path:
     """A local release folder for a path or an MLflow URI (see module doc)."""
     text = str(path_or_uri)
     if text.startswith(MLFLOW_SCHEMES):

@@ -1,4 +1,5 @@
 """What a batch job tells its user: rows in = scored + rejected, throughput, peak memory, progress bars."""
+
 from __future__ import annotations
 
 import resource
@@ -7,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
+
 
 def peak_rss_mb() -> float:
     """Peak resident set size of this process in MiB."""
@@ -45,13 +47,21 @@ class RunSummary:
         rate = self.rows_in / seconds if seconds > 0 else float("inf")
         extra = "".join(f" | {name} rows rejected {count:,}" for name, count in self.other_rejected.items())
         check = "" if self.balanced else "  [MISMATCH: rows in != scored + rejected]"
-        return (f"[{self.task}] rows in {self.rows_in:,} = scored {self.scored:,} + rejected {self.rejected:,}"
-                f"{extra} | {seconds:.1f} s, {rate:,.0f} rows/s, peak RSS {peak_rss_mb():,.0f} MiB{check}")
+        return (
+            f"[{self.task}] rows in {self.rows_in:,} = scored {self.scored:,} + rejected {self.rejected:,}"
+            f"{extra} | {seconds:.1f} s, {rate:,.0f} rows/s, peak RSS {peak_rss_mb():,.0f} MiB{check}"
+        )
 
 
 def progress(total: int | None, desc: str, enabled: bool = True) -> tqdm:
     """A rows progress bar on stderr (disabled when `enabled` is false); call `.update(n)` per chunk."""
-    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True, disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, leave=False)
-
-
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="rows",
+        unit_scale=True,
+        disable=not enabled,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=False,
+    )

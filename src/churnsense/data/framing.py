@@ -5,12 +5,12 @@ taken as known at signup (changes over time belong in the events, e.g. price_cha
 recomputed at each cutoff. Splits are disjoint in customers, and each split's label window ends before the next
 split's cutoff (train cutoff + H <= val cutoff, val cutoff + H <= test cutoff).
 """
+
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import logging
 
 import numpy as np
 import pandas as pd
@@ -89,7 +89,7 @@ def assign_customers(customers: pd.DataFrame, spec: DataSpec) -> pd.Series:
         idx = rng.permutation(np.asarray(idx))
         n_test, n_val = int(round(len(idx) * f.test_fraction)), int(round(len(idx) * f.val_fraction))
         out.iloc[idx[:n_test]] = "test"
-        out.iloc[idx[n_test:n_test + n_val]] = "val"
+        out.iloc[idx[n_test : n_test + n_val]] = "val"
     return out
 
 
@@ -113,19 +113,25 @@ def check_framing(spec: DataSpec, tables: Tables) -> None:
     """The label mode must fit the loaded columns; otherwise one ValueError saying exactly what to set."""
     f = spec.framing
     customers = tables.customers if spec.customers is not None else None
-    has = (lambda column: customers is not None and column in customers)  # noqa: E731
+    has = lambda column: customers is not None and column in customers  # noqa: E731
     where = "data.framing.label_mode"
     if f.label_mode == "churn_date" and not has("churn_date"):
         problem = f"{where} is 'churn_date', but the customers table has no churn date column"
         if spec.customers is None:
-            fix = ("events-only data has no churn dates: set data.framing.label_mode: inactivity (churn = no "
-                   "event within horizon_days after the cutoff)")
+            fix = (
+                "events-only data has no churn dates: set data.framing.label_mode: inactivity (churn = no "
+                "event within horizon_days after the cutoff)"
+            )
         elif has("label"):
-            fix = (f"it has a static label ({spec.customers.source('label')!r}): set {where}: label and "
-                   "data.framing.reference_date: <the date the labels describe, YYYY-MM-DD>")
+            fix = (
+                f"it has a static label ({spec.customers.source('label')!r}): set {where}: label and "
+                "data.framing.reference_date: <the date the labels describe, YYYY-MM-DD>"
+            )
         else:
-            fix = ("map it as data.customers.columns.churn_date: <column> (empty = not churned), or map a static "
-                   f"0/1 label as data.customers.columns.label: <column> with {where}: label")
+            fix = (
+                "map it as data.customers.columns.churn_date: <column> (empty = not churned), or map a static "
+                f"0/1 label as data.customers.columns.label: <column> with {where}: label"
+            )
         raise ValueError(f"{problem}; {fix}")
     if f.label_mode == "label" and not has("label"):
         fix = "map it as data.customers.columns.label: <column> (data.customers.positive_labels: its churn values)"
@@ -133,19 +139,29 @@ def check_framing(spec: DataSpec, tables: Tables) -> None:
             fix += f", or set {where}: churn_date (the table has churn dates)"
         raise ValueError(f"{where} is 'label', but the customers table has no label column; {fix}")
     if f.label_mode == "inactivity" and tables.events is None:
-        raise ValueError(f"{where} is 'inactivity' (churn = no event within the horizon), but the data set has no "
-                         "events table: configure data.events, or use label_mode: churn_date / label")
+        raise ValueError(
+            f"{where} is 'inactivity' (churn = no event within the horizon), but the data set has no "
+            "events table: configure data.events, or use label_mode: churn_date / label"
+        )
 
 
 def _label_hint(spec: DataSpec) -> str:
     f = spec.framing
     if f.label_mode == "label" and spec.customers is not None:
-        return (f"check data.customers.positive_labels ({list(spec.customers.positive_labels)}) against the values "
-                f"of column {spec.customers.source('label')!r}")
+        return (
+            f"check data.customers.positive_labels ({list(spec.customers.positive_labels)}) against the values "
+            f"of column {spec.customers.source('label')!r}"
+        )
     if f.label_mode == "churn_date":
-        return (f"check the churn dates (column {spec.customers.source('churn_date')!r}) and horizon_days "
+        return (
+            (
+                f"check the churn dates (column {spec.customers.source('churn_date')!r}) and horizon_days "
                 f"({f.horizon_days}): a churner is a customer whose churn date falls within the horizon after a "
-                "cutoff") if spec.customers is not None else "check the churn dates"
+                "cutoff"
+            )
+            if spec.customers is not None
+            else "check the churn dates"
+        )
     return f"check horizon_days ({f.horizon_days}) and the cutoffs against the events' dates"
 
 
@@ -163,8 +179,9 @@ def check_splits(snapshots: Mapping[str, Snapshot], spec: DataSpec) -> None:
     churners = sum(c[1] for c in counts.values())
     if rows and churners in (0, rows):
         kind = "churners" if churners else "non-churners"
-        raise ValueError(f"training data: all {rows:,} labelled rows are {kind} (one class: nothing to learn); "
-                         f"{_label_hint(spec)}")
+        raise ValueError(
+            f"training data: all {rows:,} labelled rows are {kind} (one class: nothing to learn); {_label_hint(spec)}"
+        )
     for name, (n, pos, neg) in counts.items():
         if n < f.min_split_rows or pos < f.min_split_per_class or neg < f.min_split_per_class:
             shown = ", ".join(f"{k} {v[0]:,} ({v[1]:,} churners)" for k, v in counts.items())
@@ -172,7 +189,8 @@ def check_splits(snapshots: Mapping[str, Snapshot], spec: DataSpec) -> None:
                 f"training data: the {name} split has {n:,} rows ({pos:,} churners, {neg:,} non-churners); every "
                 f"split needs at least {f.min_split_rows} rows and {f.min_split_per_class} of each class "
                 f"(splits: {shown}): give more customers, change data.framing.val_fraction / test_fraction or "
-                "the cutoffs, or lower data.framing.min_split_rows / min_split_per_class")
+                "the cutoffs, or lower data.framing.min_split_rows / min_split_per_class"
+            )
 
 
 def history_days(*frames: pd.DataFrame | None) -> pd.Series:
@@ -199,9 +217,11 @@ class HistoryEnd:
             return ""
         first, last = (d.date() for d in self.outlier_days)
         span = f"{first}" if first == last else f"{first} .. {last}"
-        return (f"{self.outliers:,} row(s) dated {span}, {self.gap_days} days after the rest of the history (which "
-                f"ends {self.last_day.date()}), are taken as mistyped dates: not used, and the default scoring date "
-                "stays after the history's end; set cutoff= to choose another")
+        return (
+            f"{self.outliers:,} row(s) dated {span}, {self.gap_days} days after the rest of the history (which "
+            f"ends {self.last_day.date()}), are taken as mistyped dates: not used, and the default scoring date "
+            "stays after the history's end; set cutoff= to choose another"
+        )
 
 
 def history_end(days: pd.Series, framing: FramingSpec) -> HistoryEnd:
@@ -223,8 +243,9 @@ def history_end(days: pd.Series, framing: FramingSpec) -> HistoryEnd:
     return HistoryEnd(when[i], int(tail[i + 1]), (when[i + 1], when[-1]), int(gaps[i]))
 
 
-def scoring_cutoff(framing: FramingSpec, explicit: str | pd.Timestamp | None = None,
-                   days: pd.Series | None = None) -> pd.Timestamp:
+def scoring_cutoff(
+    framing: FramingSpec, explicit: str | pd.Timestamp | None = None, days: pd.Series | None = None
+) -> pd.Timestamp:
     """The one rule for the scoring date: an explicit cutoff; else a static-label release's reference date; else
     the day after the history's end (`history_end` of the inputs' rows per day: the latest events count, an outlier
     tail dated long after the rest does not); else today. History timestamps after the run date never count
@@ -246,8 +267,13 @@ def make_scoring_snapshot(tables: Tables, spec: DataSpec, cutoff: pd.Timestamp |
     return make_snapshot(tables, spec, [cutoff], with_labels=False)
 
 
-def make_snapshot(tables: Tables, spec: DataSpec, cutoffs: list[pd.Timestamp], with_labels: bool,
-                  observe_until: pd.Timestamp | None = None) -> Snapshot:
+def make_snapshot(
+    tables: Tables,
+    spec: DataSpec,
+    cutoffs: list[pd.Timestamp],
+    with_labels: bool,
+    observe_until: pd.Timestamp | None = None,
+) -> Snapshot:
     """Static rows for every (eligible customer, cutoff) and the history strictly before each cutoff; labels see
     outcomes up to `observe_until` at most (None: the data's own observation dates)."""
     customers = tables.customers if tables.customers is not None else customers_from_events(tables.events)
@@ -257,8 +283,14 @@ def make_snapshot(tables: Tables, spec: DataSpec, cutoffs: list[pd.Timestamp], w
     return Snapshot(static=static, history=history, feedback=_feedback_before(tables.feedback, static))
 
 
-def _static_at(customers: pd.DataFrame, tables: Tables, spec: DataSpec, cutoff: pd.Timestamp,
-               with_labels: bool, observe_until: pd.Timestamp | None = None) -> pd.DataFrame:
+def _static_at(
+    customers: pd.DataFrame,
+    tables: Tables,
+    spec: DataSpec,
+    cutoff: pd.Timestamp,
+    with_labels: bool,
+    observe_until: pd.Timestamp | None = None,
+) -> pd.DataFrame:
     f = spec.framing
     cols = ["customer_id"] + [c for c in static_categorical(spec) + static_numeric(spec) if c in customers]
     df = customers[cols].copy()
@@ -277,11 +309,19 @@ def _static_at(customers: pd.DataFrame, tables: Tables, spec: DataSpec, cutoff: 
     return df[keep.to_numpy()].reset_index(drop=True)
 
 
-def _churn_date_labels(df: pd.DataFrame, customers: pd.DataFrame, cutoff: pd.Timestamp, horizon: int,
-                       observe_until: pd.Timestamp | None = None) -> pd.Series:
+def _churn_date_labels(
+    df: pd.DataFrame,
+    customers: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    horizon: int,
+    observe_until: pd.Timestamp | None = None,
+) -> pd.Series:
     churn = customers["churn_date"] if "churn_date" in customers else pd.Series(pd.NaT, index=customers.index)
-    seen = customers["observed_until"] if "observed_until" in customers else pd.Series(
-        churn.max() if churn.notna().any() else cutoff, index=customers.index)
+    seen = (
+        customers["observed_until"]
+        if "observed_until" in customers
+        else pd.Series(churn.max() if churn.notna().any() else cutoff, index=customers.index)
+    )
     if observe_until is not None:
         seen = seen.clip(upper=pd.Timestamp(observe_until))
     ttc = (churn - cutoff) / DAY
@@ -295,8 +335,9 @@ def _churn_date_labels(df: pd.DataFrame, customers: pd.DataFrame, cutoff: pd.Tim
     return signed_up & active & known
 
 
-def _inactivity_labels(df: pd.DataFrame, customers: pd.DataFrame, events: pd.DataFrame,
-                       cutoff: pd.Timestamp, f) -> pd.Series:
+def _inactivity_labels(
+    df: pd.DataFrame, customers: pd.DataFrame, events: pd.DataFrame, cutoff: pd.Timestamp, f
+) -> pd.Series:
     end = cutoff + pd.Timedelta(days=f.horizon_days)
     before = events.loc[events["ts"] < cutoff, "customer_id"].value_counts()
     inside = events.loc[(events["ts"] >= cutoff) & (events["ts"] < end)]
@@ -327,11 +368,23 @@ def _history(tables: Tables, static: pd.DataFrame, spec: DataSpec) -> pd.DataFra
     if tables.feedback is not None:
         fb = tables.feedback
         score = fb["sentiment"].map(SENTIMENT_SCORE) if "sentiment" in fb else pd.Series(np.nan, index=fb.index)
-        parts.append(pd.DataFrame({"customer_id": fb["customer_id"], "ts": fb["ts"], "event_type": feedback_types(fb),
-                                   "value": score.fillna(0.0).astype("float64")}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "customer_id": fb["customer_id"],
+                    "ts": fb["ts"],
+                    "event_type": feedback_types(fb),
+                    "value": score.fillna(0.0).astype("float64"),
+                }
+            )
+        )
     if not parts:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
-            HISTORY_COLUMNS, [object, "datetime64[ns]", "datetime64[ns]", object, "float64"])})
+        return pd.DataFrame(
+            {
+                c: pd.Series(dtype=t)
+                for c, t in zip(HISTORY_COLUMNS, [object, "datetime64[ns]", "datetime64[ns]", object, "float64"])
+            }
+        )
     ev = pd.concat(parts, ignore_index=True)
     h = static[["customer_id", "cutoff"]].merge(ev, on="customer_id", how="inner")
     keep = h["ts"] < h["cutoff"]

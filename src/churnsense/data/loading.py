@@ -1,4 +1,5 @@
 """Load the configured tables, validated, in canonical names and dtypes (training use)."""
+
 from __future__ import annotations
 
 import logging
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from churnsense.data.contract import DataSpec, TableSpec
 from churnsense.core.io import read_table
+from churnsense.data.contract import DataSpec, TableSpec
 from churnsense.data.validation import Kind, check_frame, duplicate_ids, raise_issues, raise_rule, unknown_ids
 
 log = logging.getLogger(__name__)
@@ -41,16 +42,18 @@ def load_tables(spec: DataSpec) -> Tables:
     of customers not in the customers table."""
     customers = read_validated(spec.customers, "customers") if spec.customers else None
     if customers is not None:
-        raise_rule(*duplicate_ids(customers["customer_id"]), " + ".join(spec.customers.paths),
-                   spec.customers.source("customer_id"))
+        raise_rule(
+            *duplicate_ids(customers["customer_id"]),
+            " + ".join(spec.customers.paths),
+            spec.customers.source("customer_id"),
+        )
     known = pd.Index(customers["customer_id"]) if customers is not None else None
     events = read_validated(spec.events, "events") if spec.events else None
     feedback = read_validated(spec.feedback, "feedback") if spec.feedback else None
     for kind, frame in (("events", events), ("feedback", feedback)):
         if frame is not None and known is not None:
             table = spec.table(kind)
-            raise_rule(*unknown_ids(frame["customer_id"], known), " + ".join(table.paths),
-                       table.source("customer_id"))
+            raise_rule(*unknown_ids(frame["customer_id"], known), " + ".join(table.paths), table.source("customer_id"))
     if events is not None:
         events = events.sort_values(["customer_id", "ts"], kind="stable", ignore_index=True)
     if feedback is not None:

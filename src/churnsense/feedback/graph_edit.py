@@ -1,4 +1,5 @@
 """Small ONNX graph-editing toolkit used by the serving-graph fusions and the int8 recipe (onnx + numpy only)."""
+
 from __future__ import annotations
 
 from collections import defaultdict, deque

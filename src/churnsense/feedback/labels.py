@@ -1,4 +1,5 @@
 """Label maps of the feedback model (saved as labels.json in every release)."""
+
 from __future__ import annotations
 
 from churnsense.data.contract import LANGUAGES, SENTIMENTS, TOPICS

@@ -1,4 +1,5 @@
 """Feedback metrics (numpy in, floats out): sentiment macro-F1 overall and per language, topic, language id."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +28,9 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
 
 
-def feedback_metrics(cat: dict[str, np.ndarray], label_names: dict[str, tuple[str, ...]],
-                     prefix: str = "") -> dict[str, float]:
+def feedback_metrics(
+    cat: dict[str, np.ndarray], label_names: dict[str, tuple[str, ...]], prefix: str = ""
+) -> dict[str, float]:
     """`cat` holds `p_<head>` probabilities and integer targets per head (IGNORE = unknown).
 
     Keys: macro_f1 / accuracy (sentiment, all rows), macro_f1/<lang> and n/<lang> (sentiment by true language),

@@ -1,4 +1,5 @@
 """Feedback model: a pretrained BERT encoder (mean pooled) + one linear head per task."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -68,14 +69,15 @@ class ProbabilityGraph(nn.Module):
         return tuple(torch.softmax(logits[name], dim=-1) for name in self.net.heads)
 
 
-def layerwise_param_groups(net: FeedbackNet, lr: float, head_lr: float, decay: float,
-                           weight_decay: float) -> list[dict]:
+def layerwise_param_groups(
+    net: FeedbackNet, lr: float, head_lr: float, decay: float, weight_decay: float
+) -> list[dict]:
     """AdamW groups: heads at `head_lr`; layer i of L at lr * decay**(L-1-i); embeddings at lr * decay**L."""
     layers = net.encoder.layers
     n = len(layers)
     groups = [(list(net.heads.parameters()), head_lr)]
     groups += [(list(layer.parameters()), lr * decay ** (n - 1 - i)) for i, layer in enumerate(layers)]
-    groups.append((list(net.encoder.bert.embeddings.parameters()), lr * decay ** n))
+    groups.append((list(net.encoder.bert.embeddings.parameters()), lr * decay**n))
     out = []
     for params, group_lr in groups:
         params = [p for p in params if p.requires_grad]

@@ -1,4 +1,5 @@
 """LightningModule of the feedback model: multi-task loss, layer-wise LR decay, per-language validation metrics."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -16,16 +17,23 @@ from churnsense.feedback.model import FeedbackNet, layerwise_param_groups
 class FeedbackLitModule(pl.LightningModule):
     """Owns one `_shared_step(batch, stage)`; logs `{stage}/loss`, val/macro_f1 (sentiment), per-language F1."""
 
-    def __init__(self, net: FeedbackNet, label_names: dict[str, tuple[str, ...]],
-                 optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler], lr: float = 5e-5,
-                 head_lr: float = 1e-3, layer_decay: float = 0.8, weight_decay: float = 0.01,
-                 head_weights: dict[str, float] | None = None):
+    def __init__(
+        self,
+        net: FeedbackNet,
+        label_names: dict[str, tuple[str, ...]],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
+        lr: float = 5e-5,
+        head_lr: float = 1e-3,
+        layer_decay: float = 0.8,
+        weight_decay: float = 0.01,
+        head_weights: dict[str, float] | None = None,
+    ):
         super().__init__()
         self.net = net
         self.label_names = label_names
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.head_weights = dict(head_weights or {name: 1.0 for name in net.heads})
+        self.head_weights = dict(head_weights or dict.fromkeys(net.heads, 1.0))
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self._val_outputs: list[dict[str, np.ndarray]] = []
         self.last_metrics: dict[str, float] = {}
@@ -67,5 +75,7 @@ class FeedbackLitModule(pl.LightningModule):
         hp = self.hparams
         groups = layerwise_param_groups(self.net, hp.lr, hp.head_lr, hp.layer_decay, hp.weight_decay)
         optimizer = self.optimizer_factory(groups)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer),
-                                                         "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"},
+        }

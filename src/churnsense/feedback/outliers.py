@@ -7,6 +7,7 @@ e5 reach 20-44 where most channels stay below 2; GELU outputs reach 30-70) leave
   up/GELU/down path beside the int8 one, so the int8 down-projection never sees them.
 Both leave the fp32 function unchanged (up to rounding); channel statistics come from calibration texts.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,9 @@ from churnsense.feedback.graph_edit import GraphIndex, Linear, add_initializer, 
 WEIGHT_CONSUMERS = ("MatMul", "Attention")
 
 
-def activation_absmax(model: onnx.ModelProto, tensors: list[str],
-                      feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def activation_absmax(
+    model: onnx.ModelProto, tensors: list[str], feeds: list[dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
     """Per-channel (last axis) max |value| of `tensors` over the calibration `feeds`."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -42,8 +44,11 @@ def smoothing_targets(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]
     for n in model.graph.node:
         if n.op_type != "LayerNormalization":
             continue
-        users = [u for u in idx.consumers[n.output[0]] if u.op_type in WEIGHT_CONSUMERS and u.input[0] == n.output[0]
-                 and u.input[1] in idx.inits]
+        users = [
+            u
+            for u in idx.consumers[n.output[0]]
+            if u.op_type in WEIGHT_CONSUMERS and u.input[0] == n.output[0] and u.input[1] in idx.inits
+        ]
         if users:
             out[n.output[0]] = users
     return out
@@ -105,15 +110,22 @@ def split_ffn_outliers(model: onnx.ModelProto, amax: dict[str, np.ndarray], k: i
             add_initializer(model, f"{p}_{part}_w_down", np.ascontiguousarray(w_down[cols]))
         nodes = []
         for part in ("cold", "hot"):
-            nodes += [helper.make_node("MatMul", [up.x, f"{p}_{part}_w_up"], [f"{p}_{part}_u"], name=f"{p}_{part}_up"),
-                      helper.make_node("Add", [f"{p}_{part}_u", f"{p}_{part}_b_up"], [f"{p}_{part}_ub"],
-                                       name=f"{p}_{part}_up_bias"),
-                      helper.make_node("Gelu", [f"{p}_{part}_ub"], [f"{p}_{part}_g"], name=f"{p}_{part}_gelu",
-                                       domain=gelu.domain),
-                      helper.make_node("MatMul", [f"{p}_{part}_g", f"{p}_{part}_w_down"], [f"{p}_{part}_d"],
-                                       name=f"{p}_{part}_down")]
-        nodes += [helper.make_node("Add", [f"{p}_cold_d", down.bias], [f"{p}_cold_db"], name=f"{p}_down_bias"),
-                  helper.make_node("Add", [f"{p}_cold_db", f"{p}_hot_d"], [down.y], name=f"{p}_down_sum")]
+            nodes += [
+                helper.make_node("MatMul", [up.x, f"{p}_{part}_w_up"], [f"{p}_{part}_u"], name=f"{p}_{part}_up"),
+                helper.make_node(
+                    "Add", [f"{p}_{part}_u", f"{p}_{part}_b_up"], [f"{p}_{part}_ub"], name=f"{p}_{part}_up_bias"
+                ),
+                helper.make_node(
+                    "Gelu", [f"{p}_{part}_ub"], [f"{p}_{part}_g"], name=f"{p}_{part}_gelu", domain=gelu.domain
+                ),
+                helper.make_node(
+                    "MatMul", [f"{p}_{part}_g", f"{p}_{part}_w_down"], [f"{p}_{part}_d"], name=f"{p}_{part}_down"
+                ),
+            ]
+        nodes += [
+            helper.make_node("Add", [f"{p}_cold_d", down.bias], [f"{p}_cold_db"], name=f"{p}_down_bias"),
+            helper.make_node("Add", [f"{p}_cold_db", f"{p}_hot_d"], [down.y], name=f"{p}_down_sum"),
+        ]
         edits[down.add.name] = nodes
         fp32 += [f"{p}_hot_up", f"{p}_hot_down"]
     replace_nodes(model, [m for n in model.graph.node for m in edits.get(n.name, [n])])

@@ -4,10 +4,11 @@
 sentiment, class probabilities, topic and language, or, for a row without usable text, its `reject_reason`.
 `params={"text_column": "comment"}` names another text column.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -19,15 +20,15 @@ from churnsense.feedback.score import score_feedback_batch
 class FeedbackPyfunc(ReleaseModel):
     """Scores with `score_feedback_batch`."""
 
-    PARAMS = {"text_column": "text"}  # inference params of the logged signature
+    PARAMS: ClassVar[dict[str, Any]] = {"text_column": "text"}  # inference params of the logged signature
 
     def load_release(self, path: Path) -> Any:
         return load_release(path)
 
-    def predict(self, context: Any, model_input,  # noqa: ANN001 - untyped: MLflow validates via the signature
-                params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:
         column = (params or {}).get("text_column", "text")
         scored, rejects = score_feedback_batch(model_input.reset_index(drop=True), self.release, column)
         failed = model_input.iloc[rejects["row"].to_numpy(dtype=int) - 1].assign(
-            reject_reason=rejects["reason"].to_numpy())
+            reject_reason=rejects["reason"].to_numpy()
+        )
         return pd.concat([scored, failed], ignore_index=True) if len(failed) else scored.reset_index(drop=True)

@@ -5,6 +5,7 @@ channels (exact), dynamic int8 with per-channel weights on the projections] -> c
 The fp32 rewrites are parity-checked against the export; whether a candidate may serve is decided by the dev-set
 gate in `serving_candidates`, through the same `load_release` path that serving uses.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -19,7 +20,13 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from churnsense.feedback.fusion import fuse_attention, fuse_gelu
 from churnsense.feedback.graph_edit import add_initializer, replace_nodes
-from churnsense.feedback.outliers import activation_absmax, ffn_blocks, smooth_inputs, smoothing_targets, split_ffn_outliers
+from churnsense.feedback.outliers import (
+    activation_absmax,
+    ffn_blocks,
+    smooth_inputs,
+    smoothing_targets,
+    split_ffn_outliers,
+)
 from churnsense.feedback.tokenize import TextTokenizer, length_buckets
 
 EMBEDDING_DTYPES = ("float32", "float16", "int8")
@@ -50,8 +57,16 @@ def calibration_feeds(tokenizer: TextTokenizer, texts: list[str], batch_size: in
     return [tokenizer.pad([enc.ids[i] for i in rows]) for rows in length_buckets(lengths, batch_size)]
 
 
-def build_serving_model(src: str | Path, dst: str | Path, *, num_heads: int, int8: bool, embeddings: str,
-                        recipe: Int8Recipe, feeds: list[dict[str, np.ndarray]]) -> Path:
+def build_serving_model(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    num_heads: int,
+    int8: bool,
+    embeddings: str,
+    recipe: Int8Recipe,
+    feeds: list[dict[str, np.ndarray]],
+) -> Path:
     """Write the serving graph of the exported model `src` to `dst`; `feeds` = calibration batches (never dev)."""
     if embeddings not in EMBEDDING_DTYPES:
         raise ValueError(f"export.embeddings={embeddings!r}: expected one of {EMBEDDING_DTYPES}")
@@ -84,11 +99,13 @@ def _tame_outliers(model: onnx.ModelProto, recipe: Int8Recipe, feeds: list[dict[
     return split_ffn_outliers(model, amax, int(recipe.ffn_outlier_channels)) if recipe.ffn_outlier_channels else []
 
 
-def check_graph_parity(reference: onnx.ModelProto, model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]],
-                       atol: float) -> float:
+def check_graph_parity(
+    reference: onnx.ModelProto, model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], atol: float
+) -> float:
     """Max |difference| of all outputs over `feeds`; ServingGraphError beyond `atol`."""
-    ref, new = (ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-                for m in (reference, model))
+    ref, new = (
+        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]) for m in (reference, model)
+    )
     worst = 0.0
     for feed in feeds:
         for a, b in zip(ref.run(None, feed), new.run(None, feed)):
@@ -103,9 +120,15 @@ def quantize_projections(model: onnx.ModelProto, per_channel: bool, exclude: lis
     except `exclude`; heads (Gemm) and embeddings stay float."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "int8.onnx"
-        quantize_dynamic(model, out, op_types_to_quantize=["MatMul", "Attention"], per_channel=per_channel,
-                         weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
-                         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT})
+        quantize_dynamic(
+            model,
+            out,
+            op_types_to_quantize=["MatMul", "Attention"],
+            per_channel=per_channel,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(exclude),
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
+        )
         return onnx.load(str(out))
 
 
@@ -127,18 +150,26 @@ def compact_embeddings(model: onnx.ModelProto, dtype: str, ids_input: str = "inp
     return done
 
 
-def _compact_gather(model: onnx.ModelProto, gather: onnx.NodeProto, table: np.ndarray,
-                    dtype: str) -> list[onnx.NodeProto]:
+def _compact_gather(
+    model: onnx.ModelProto, gather: onnx.NodeProto, table: np.ndarray, dtype: str
+) -> list[onnx.NodeProto]:
     name, ids, out = gather.input[0], gather.input[1], gather.output[0]
-    cast = helper.make_node("Cast", [f"{name}_rows"], [out] if dtype == "float16" else [f"{name}_rows_f"],
-                            name=f"{name}_cast", to=TensorProto.FLOAT)
+    cast = helper.make_node(
+        "Cast",
+        [f"{name}_rows"],
+        [out] if dtype == "float16" else [f"{name}_rows_f"],
+        name=f"{name}_cast",
+        to=TensorProto.FLOAT,
+    )
     if dtype == "float16":
         add_initializer(model, name, table.astype(np.float16))
         return [helper.make_node("Gather", [name, ids], [f"{name}_rows"], name=gather.name, axis=0), cast]
     scale = np.maximum(np.abs(table).max(axis=1, keepdims=True), 1e-12) / 127.0
     add_initializer(model, name, np.clip(np.round(table / scale), -127, 127).astype(np.int8))
     add_initializer(model, f"{name}_scale", scale.astype(np.float32))
-    return [helper.make_node("Gather", [name, ids], [f"{name}_rows"], name=gather.name, axis=0), cast,
-            helper.make_node("Gather", [f"{name}_scale", ids], [f"{name}_row_scale"], name=f"{name}_scale_rows",
-                             axis=0),
-            helper.make_node("Mul", [f"{name}_rows_f", f"{name}_row_scale"], [out], name=f"{name}_dequant")]
+    return [
+        helper.make_node("Gather", [name, ids], [f"{name}_rows"], name=gather.name, axis=0),
+        cast,
+        helper.make_node("Gather", [f"{name}_scale", ids], [f"{name}_row_scale"], name=f"{name}_scale_rows", axis=0),
+        helper.make_node("Mul", [f"{name}_rows_f", f"{name}_row_scale"], [out], name=f"{name}_dequant"),
+    ]

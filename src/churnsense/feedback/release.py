@@ -1,6 +1,7 @@
 """A feedback release loaded for scoring (the ONNX model named by metadata.json's `serve_model`, tokenizer.json,
 labels.json, config.yaml, metadata.json), from a folder or an MLflow URI — onnxruntime + tokenizers only (no torch,
 no Lightning)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -27,8 +28,13 @@ class FeedbackRelease:
     batch_size: int = 64
 
 
-def load_release(path_or_uri: str | Path, model_file: str | None = None, threads: int = 0,
-                 batch_size: int = 64, tracking_uri: str | None = None) -> FeedbackRelease:
+def load_release(
+    path_or_uri: str | Path,
+    model_file: str | None = None,
+    threads: int = 0,
+    batch_size: int = 64,
+    tracking_uri: str | None = None,
+) -> FeedbackRelease:
     """Load a release folder or MLflow URI; `model_file` defaults to the metadata's `serve_model`. The onnxruntime
     options recorded in the metadata's `session` apply to every model of the release."""
     path = fetch_release(path_or_uri, FILES, "feedback", tracking_uri)
@@ -37,9 +43,11 @@ def load_release(path_or_uri: str | Path, model_file: str | None = None, threads
     tok = TextTokenizer.from_file(path / "tokenizer.json", labels["max_length"], labels.get("prefix", "query: "))
     model_file = model_file or meta.get("serve_model", "model.onnx")
     if not (path / model_file).is_file():
-        raise FileNotFoundError(f"{path}: model file {model_file!r} missing (metadata.json serve_model="
-                                f"{meta.get('serve_model')!r})")
+        raise FileNotFoundError(
+            f"{path}: model file {model_file!r} missing (metadata.json serve_model={meta.get('serve_model')!r})"
+        )
     opts = meta.get("session", {})  # releases written before session options were recorded have none
-    session = onnx_session(path / model_file, threads, opts.get("disabled_optimizers", ()),
-                           opts.get("allow_spinning", True))
+    session = onnx_session(
+        path / model_file, threads, opts.get("disabled_optimizers", ()), opts.get("allow_spinning", True)
+    )
     return FeedbackRelease(path, session, tok, labels["heads"], meta, batch_size)

@@ -1,5 +1,6 @@
 """The pure feedback scorer (pandas in, pandas out): `score_feedback_batch` keeps every input column and adds
 sentiment, p_<class>, topic and language; rows without usable text go to rejects. onnxruntime + tokenizers only."""
+
 from __future__ import annotations
 
 import re
@@ -27,8 +28,14 @@ def text_problems(values: pd.Series) -> tuple[pd.Series, pd.Series]:
                 texts.append(None), reasons.append("undecodable text (invalid UTF-8)")
                 continue
         if not isinstance(v, str):
-            texts.append(None), reasons.append("missing text" if v is None or v is pd.NA or (
-                isinstance(v, float) and np.isnan(v)) else f"non-text value ({type(v).__name__})")
+            (
+                texts.append(None),
+                reasons.append(
+                    "missing text"
+                    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
+                    else f"non-text value ({type(v).__name__})"
+                ),
+            )
         elif not v.strip():
             texts.append(None), reasons.append("empty text")
         elif "\ufffd" in v or any(0xD800 <= ord(c) <= 0xDFFF for c in v):
@@ -51,8 +58,14 @@ def predict_texts(release: FeedbackRelease, texts: list[str]) -> tuple[dict[str,
     return out, enc.truncated
 
 
-def score_feedback_batch(df: pd.DataFrame, release: FeedbackRelease, text_column: str = "text", *,
-                         first_row: int = 1, source: str = "feedback") -> tuple[pd.DataFrame, pd.DataFrame]:
+def score_feedback_batch(
+    df: pd.DataFrame,
+    release: FeedbackRelease,
+    text_column: str = "text",
+    *,
+    first_row: int = 1,
+    source: str = "feedback",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score `df[text_column]`: (scored rows with every input column + sentiment, p_negative, p_neutral,
     p_positive, topic, language; rejects in `churnsense.core.io` format). `scored.attrs["truncated"]` counts
     texts cut at the release's max length. Rows are never dropped: scored + rejected == len(df)."""

@@ -4,6 +4,7 @@ Reads CSV/Parquet in chunks (churnsense.core.io), scores with the release's ONNX
 and the rejects file together (both or neither; never over the input), prints rows in = scored + rejected,
 truncated texts and throughput.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,9 @@ from churnsense.monitoring.run import open_monitor
 
 def serve_feedback(cfg: DictConfig) -> RunSummary:
     """Composition root of feedback serving; returns the run summary."""
-    release = load_release(cfg.model, threads=int(cfg.num_threads), batch_size=int(cfg.text_batch_size),
-                           tracking_uri=cfg.tracking_uri)
+    release = load_release(
+        cfg.model, threads=int(cfg.num_threads), batch_size=int(cfg.text_batch_size), tracking_uri=cfg.tracking_uri
+    )
     output = Path(cfg.output)
     rejects_path = Path(cfg.rejects) if cfg.rejects else rejects_path_for(output)
     io.check_outputs_apart({"output": output, "rejects": rejects_path}, {"input": cfg.input})
@@ -35,8 +37,7 @@ def serve_feedback(cfg: DictConfig) -> RunSummary:
     monitor = open_monitor(release.path, cfg.drift, cfg.tracking_uri)  # drift of this run vs the release's reference
     with io.publish_together(io.AtomicTableWriter(output), RejectsWriter(rejects_path)) as (writer, rejects_writer):
         for first_row, chunk in io.iter_chunks(cfg.input, int(cfg.chunk_size)):
-            scored, rejects = score_feedback_batch(chunk, release, cfg.text_column, first_row=first_row,
-                                                   source=source)
+            scored, rejects = score_feedback_batch(chunk, release, cfg.text_column, first_row=first_row, source=source)
             writer.write(scored)
             rejects_writer.write(rejects)
             if monitor is not None:

@@ -5,6 +5,7 @@ are tried in order; the first whose dev-set sentiment macro-F1 drops by no more 
 language (and overall) serves. Both sides are scored through `load_release`, the path serving uses. Calibration
 texts are generated messages, never the dev set.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -62,14 +63,28 @@ def select_serving_model(out: Path, export: DictConfig, dev: pd.DataFrame, num_h
     limit = float(export.int8_max_f1_drop)
     report: dict = {"base_metrics": base[sizes[-1]], "max_f1_drop_allowed": limit, "candidates": []}
     for cand in candidates(export):
-        build_serving_model(out / EXPORT_FILE, out / cand.file, num_heads=num_heads, int8=cand.int8,
-                            embeddings=cand.embeddings, recipe=recipe, feeds=feeds)
+        build_serving_model(
+            out / EXPORT_FILE,
+            out / cand.file,
+            num_heads=num_heads,
+            int8=cand.int8,
+            embeddings=cand.embeddings,
+            recipe=recipe,
+            feeds=feeds,
+        )
         metrics = {b: evaluate_release(load_release(out, cand.file, batch_size=b), dev) for b in sizes}
         drops = {b: per_language_drop(base[b], metrics[b]) for b in sizes}
         accepted = max(drops.values()) <= limit
-        report["candidates"].append({**asdict(cand), "max_f1_drop": max(drops.values()), "accepted": accepted,
-                                     "drop_by_batch_size": drops, "size_mb": (out / cand.file).stat().st_size / 1e6,
-                                     "metrics": metrics[sizes[-1]]})
+        report["candidates"].append(
+            {
+                **asdict(cand),
+                "max_f1_drop": max(drops.values()),
+                "accepted": accepted,
+                "drop_by_batch_size": drops,
+                "size_mb": (out / cand.file).stat().st_size / 1e6,
+                "metrics": metrics[sizes[-1]],
+            }
+        )
         if accepted:
             return cand.file, report
         (out / cand.file).unlink()

@@ -1,4 +1,5 @@
 """Tokenisation shared by training, export and serving (`tokenizers` + numpy only: no torch, no transformers)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,4 +59,4 @@ class TextTokenizer:
 def length_buckets(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Row indices grouped into batches of similar length (sorted by length, then cut into `batch_size`)."""
     order = np.argsort(lengths, kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

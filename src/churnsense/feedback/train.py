@@ -4,13 +4,14 @@ corpus -> tokenizer + converted e5 encoder -> Lightning fit (step budget, layer-
 language -> ONNX export with parity (+ int8 gated per language) -> one atomically published release -> MLflow
 (params, curves, metrics, confusion matrices, release, registered model with its alias).
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import shutil
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,9 @@ def holdout_frame(corpus: DictConfig) -> pd.DataFrame:
     """Corpus check composed only from held-out phrase-bank items (another seed): generalisation, not memory."""
     if not corpus.holdout.n:
         return pd.DataFrame(columns=fdata.COLUMNS)
-    return fdata.synthetic_feedback(int(corpus.holdout.n), int(corpus.holdout.seed), "holdout",
-                                    float(corpus.holdout_share))
+    return fdata.synthetic_feedback(
+        int(corpus.holdout.n), int(corpus.holdout.seed), "holdout", float(corpus.holdout_share)
+    )
 
 
 def record_evaluation(folder: Path, sets: dict[str, pd.DataFrame]) -> dict[str, float]:
@@ -85,24 +87,38 @@ def build_net(model_cfg: DictConfig, bert: torch.nn.Module | None = None) -> Fee
     return net.train()
 
 
-def write_feedback_release(folder: Path, net: FeedbackNet, cfg: DictConfig, dev: pd.DataFrame,
-                           tokenizer: TextTokenizer, metrics: dict) -> dict[str, float]:
+def write_feedback_release(
+    folder: Path, net: FeedbackNet, cfg: DictConfig, dev: pd.DataFrame, tokenizer: TextTokenizer, metrics: dict
+) -> dict[str, float]:
     """Write every file of a feedback release into `folder` (a staging folder): ONNX (+ parity), tokenizer, labels,
     config, metadata, model card; then serve the first faster candidate (int8, fused fp32) that loses no more than
     `export.int8_max_f1_drop` dev macro-F1 in any language (`serving_candidates`)."""
     net = net.cpu().float().eval()
     export_onnx(net, folder / EXPORT_FILE, int(cfg.export.opset))
     enc = tokenizer.encode(dev["text"].tolist()[:16])
-    parity = check_parity(net, folder / EXPORT_FILE, [tokenizer.pad(enc.ids[:1]), tokenizer.pad(enc.ids)],
-                          atol=float(cfg.export.atol))
+    parity = check_parity(
+        net, folder / EXPORT_FILE, [tokenizer.pad(enc.ids[:1]), tokenizer.pad(enc.ids)], atol=float(cfg.export.atol)
+    )
     shutil.copy(Path(cfg.model.encoder_path) / "tokenizer.json", folder / "tokenizer.json")
-    write_json(folder / "labels.json", {"heads": {h: list(n) for h, n in HEADS.items()},
-                                        "max_length": int(cfg.model.max_length), "prefix": tokenizer.prefix})
+    write_json(
+        folder / "labels.json",
+        {
+            "heads": {h: list(n) for h, n in HEADS.items()},
+            "max_length": int(cfg.model.max_length),
+            "prefix": tokenizer.prefix,
+        },
+    )
     write_yaml(folder / "config.yaml", OmegaConf.to_container(cfg, resolve=True))
-    meta = {"task": "feedback", "created": datetime.now(timezone.utc).isoformat(), "metrics": metrics,
-            "onnx_parity_max_abs": parity, "versions": package_versions(), "serve_model": EXPORT_FILE,
-            "encoder": str(cfg.model.encoder_path),
-            "session": OmegaConf.to_container(cfg.export.session, resolve=True)}
+    meta = {
+        "task": "feedback",
+        "created": datetime.now(UTC).isoformat(),
+        "metrics": metrics,
+        "onnx_parity_max_abs": parity,
+        "versions": package_versions(),
+        "serve_model": EXPORT_FILE,
+        "encoder": str(cfg.model.encoder_path),
+        "session": OmegaConf.to_container(cfg.export.session, resolve=True),
+    }
     write_json(folder / "metadata.json", meta)
     result = {"export/onnx_parity_max_abs": parity}
     if candidates(cfg.export):
@@ -113,8 +129,9 @@ def write_feedback_release(folder: Path, net: FeedbackNet, cfg: DictConfig, dev:
         write_json(folder / "metadata.json", meta)
         for cand in report["candidates"]:
             kind = "int8" if cand["int8"] else "fp32"
-            result.update({f"export/{kind}_max_f1_drop": cand["max_f1_drop"],
-                           f"export/{kind}_accepted": float(cand["accepted"])})
+            result.update(
+                {f"export/{kind}_max_f1_drop": cand["max_f1_drop"], f"export/{kind}_accepted": float(cand["accepted"])}
+            )
     result["export/serve_model_mb"] = (folder / meta["serve_model"]).stat().st_size / 1e6
     (folder / "MODEL_CARD.md").write_text(model_card(cfg, {**metrics, **result}, dev), encoding="utf-8")
     return result
@@ -126,8 +143,9 @@ def write_drift_reference(folder: Path, cfg: DictConfig, frame: pd.DataFrame) ->
     if not cfg.drift.enabled:
         return
     table = cfg.corpus.feedback_table
-    texts = reference_texts(frame, Path(table).name if table else None, int(cfg.drift.feedback_reference_rows),
-                            int(cfg.seed))
+    texts = reference_texts(
+        frame, Path(table).name if table else None, int(cfg.drift.feedback_reference_rows), int(cfg.seed)
+    )
     scored, _ = score_feedback_batch(texts[["text"]], load_release(folder), "text")
     settings = ProfileSettings(bins=int(cfg.drift.bins), max_categories=int(cfg.drift.max_categories))
     sources = sorted(texts["source"].astype(str).unique()) if "source" in texts else []
@@ -154,17 +172,27 @@ def train_feedback(cfg: DictConfig) -> dict[str, float]:
     train_set = fdata.FeedbackDataset(frame, tokenizer)
     dev = fdata.dev_set(cfg.corpus.dev_path) if cfg.corpus.dev_path else fdata.dev_set()
     dev_set = fdata.FeedbackDataset(dev, tokenizer)
-    module = instantiate(cfg.model.module)(net=build_net(cfg.model), label_names=HEADS,
-                                           optimizer=instantiate(cfg.model.optimizer),
-                                           scheduler=instantiate(cfg.model.scheduler))
+    module = instantiate(cfg.model.module)(
+        net=build_net(cfg.model),
+        label_names=HEADS,
+        optimizer=instantiate(cfg.model.optimizer),
+        scheduler=instantiate(cfg.model.scheduler),
+    )
     out_dir = run_dir(cfg)
     run = start_run(cfg, frame, dev) if is_rank_zero() else None
-    trainer, _ = make_trainer(cfg, out_dir, run.lightning_logger() if run is not None else None,
-                              max_steps=int(cfg.model.max_steps), enable_checkpointing=False)
+    trainer, _ = make_trainer(
+        cfg,
+        out_dir,
+        run.lightning_logger() if run is not None else None,
+        max_steps=int(cfg.model.max_steps),
+        enable_checkpointing=False,
+    )
     wall, cpu = time.perf_counter(), time.process_time()
-    trainer.fit(module, train_set.loader(int(cfg.model.batch_size), True, int(cfg.seed),
-                                         bucket=int(cfg.model.bucket_batches)),
-                dev_set.loader(int(cfg.model.eval_batch_size), False))
+    trainer.fit(
+        module,
+        train_set.loader(int(cfg.model.batch_size), True, int(cfg.seed), bucket=int(cfg.model.bucket_batches)),
+        dev_set.loader(int(cfg.model.eval_batch_size), False),
+    )
     metrics = {"time/fit_seconds": time.perf_counter() - wall, "time/fit_cpu_seconds": time.process_time() - cpu}
     trainer.validate(module, dev_set.loader(int(cfg.model.eval_batch_size), False), verbose=False)
     if not end_distributed(trainer):
@@ -173,8 +201,11 @@ def train_feedback(cfg: DictConfig) -> dict[str, float]:
     release = Path(cfg.export.release_dir)
     with staged_release(release) as staging:
         metrics.update(write_feedback_release(staging, module.net, cfg, dev, tokenizer, metrics))
-        metrics.update(record_evaluation(staging, {"dev": dev, "plain": fdata.dev_set(fdata.PLAIN_DEVSET),
-                                                   "holdout": holdout_frame(cfg.corpus)}))
+        metrics.update(
+            record_evaluation(
+                staging, {"dev": dev, "plain": fdata.dev_set(fdata.PLAIN_DEVSET), "holdout": holdout_frame(cfg.corpus)}
+            )
+        )
         write_drift_reference(staging, cfg, frame)
     log.info("release published at %s", release)
     if run is not None:
@@ -192,16 +223,36 @@ def start_run(cfg: DictConfig, frame: pd.DataFrame, dev: pd.DataFrame) -> Tracke
     if run is not None:
         run.log_params(OmegaConf.to_container(cfg, resolve=True))
         sources = frame["source"].astype(str).value_counts().to_dict() if "source" in frame else {}
-        run.log_tables([
-            TableInput("feedback.training", frame, "churnsense.feedback.data", "training",
-                       {"rows": len(frame), **{f"rows.{k}": v for k, v in sources.items()}}),
-            TableInput("feedback.dev", dev, str(cfg.corpus.dev_path or fdata.DEVSET), "evaluation",
-                       {"rows": len(dev), "languages": ",".join(sorted(dev["language"].astype(str).unique()))})])
+        run.log_tables(
+            [
+                TableInput(
+                    "feedback.training",
+                    frame,
+                    "churnsense.feedback.data",
+                    "training",
+                    {"rows": len(frame), **{f"rows.{k}": v for k, v in sources.items()}},
+                ),
+                TableInput(
+                    "feedback.dev",
+                    dev,
+                    str(cfg.corpus.dev_path or fdata.DEVSET),
+                    "evaluation",
+                    {"rows": len(dev), "languages": ",".join(sorted(dev["language"].astype(str).unique()))},
+                ),
+            ]
+        )
     return run
 
 
-def _track(cfg: DictConfig, run: TrackedRun, metrics: dict[str, float], release: Path, dev: pd.DataFrame,
-           out_dir: Path, step: int) -> None:
+def _track(
+    cfg: DictConfig,
+    run: TrackedRun,
+    metrics: dict[str, float],
+    release: Path,
+    dev: pd.DataFrame,
+    out_dir: Path,
+    step: int,
+) -> None:
     """Final metrics, confusion matrices, the release, and the registered model with its alias."""
     run.log_metrics(metrics, step=step)
     run.set_tags({"release": str(release), **{f"version.{k}": v for k, v in package_versions().items()}})
@@ -214,5 +265,10 @@ def _track(cfg: DictConfig, run: TrackedRun, metrics: dict[str, float], release:
     requirements = [f"{k}=={v}" for k, v in package_versions().items() if k in SERVING_REQUIREMENTS]
     example = dev[["text"]].head(5).reset_index(drop=True)
     uri = run.log_release_model(FeedbackPyfunc(), release, example, requirements, params=FeedbackPyfunc.PARAMS)
-    run.register(uri, cfg.logger.registered_model_name, (release / "MODEL_CARD.md").read_text(encoding="utf-8"),
-                 {"task": "feedback"}, promote_on=str(cfg.logger.promote_on))
+    run.register(
+        uri,
+        cfg.logger.registered_model_name,
+        (release / "MODEL_CARD.md").read_text(encoding="utf-8"),
+        {"task": "feedback"},
+        promote_on=str(cfg.logger.promote_on),
+    )

@@ -18,6 +18,7 @@ discrete; and reasons are about groups ("3 outages", "price rose"), not single e
 with real reference customers keeps every perturbed input on the data manifold (usage swapped for a typical
 customer's usage tests "usage fell"; outages swapped for a typical customer's — usually none — tests "outages").
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
@@ -107,8 +108,9 @@ def auto_groups(layout: BatchLayout, groups: Sequence[GroupSpec]) -> list[GroupS
     return out
 
 
-def build_group_index(layout: BatchLayout, groups: Sequence[GroupSpec], other: str | None = "other",
-                      auto: bool = False) -> GroupIndex:
+def build_group_index(
+    layout: BatchLayout, groups: Sequence[GroupSpec], other: str | None = "other", auto: bool = False
+) -> GroupIndex:
     """Assign every column and event type to the first group that names it; the rest go to `other` (if set), or
     with `auto` to groups of their own (`auto_groups`)."""
     groups = auto_groups(layout, groups) if auto else groups
@@ -186,8 +188,9 @@ def row_seeds(keys: Sequence) -> np.ndarray:
     return pd.util.hash_array(np.asarray([str(k) for k in keys], dtype=object), categorize=False)
 
 
-def _draws(seeds: np.ndarray, seed: int, n_ref: int, n_background: int, n_samples: int,
-           n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+def _draws(
+    seeds: np.ndarray, seed: int, n_ref: int, n_background: int, n_samples: int, n_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Per row: reference row indices [B, n_background] and group permutations [B, n_background, n_samples, G]."""
     refs = np.empty((len(seeds), n_background), dtype=np.int64)
     perms = np.empty((len(seeds), n_background, n_samples, n_groups), dtype=np.int64)
@@ -284,8 +287,9 @@ def _contributions(values: np.ndarray, perms: np.ndarray, method: str) -> np.nda
     return gain.mean(axis=1)
 
 
-def _estimate(logit_fn: LogitFn, own: Batch, ref: Batch, perms: np.ndarray, index: GroupIndex,
-              method: str) -> np.ndarray:
+def _estimate(
+    logit_fn: LogitFn, own: Batch, ref: Batch, perms: np.ndarray, index: GroupIndex, method: str
+) -> np.ndarray:
     """Group attributions [B, G] of `own` rows against one reference row each, from sampled permutations
     [B, S, G]. Sampled methods evaluate only the coalitions that matter: the prefixes over the row's active groups
     (`active_groups`), with the empty and full coalitions evaluated once for all its permutations; `antithetic`
@@ -307,8 +311,9 @@ def _estimate(logit_fn: LogitFn, own: Batch, ref: Batch, perms: np.ndarray, inde
     which = np.nonzero(need)[0]
     gates = _coalitions(order, "shapley").reshape(b, s, g + 1, g)[need]
     values = np.full((b, s, g + 1), np.nan)
-    values[need] = np.asarray(logit_fn(gated_batch(gates, _take(own, which), _take(ref, which), index)),
-                              dtype=np.float64).reshape(-1)
+    values[need] = np.asarray(
+        logit_fn(gated_batch(gates, _take(own, which), _take(ref, which), index)), dtype=np.float64
+    ).reshape(-1)
     return _contributions(_fill(values, k).reshape(b, -1), order, "shapley")
 
 
@@ -363,8 +368,9 @@ def attribute_groups(
     for d in range(n_background):
         for lo in range(0, b, step):
             rows = np.arange(lo, min(b, lo + step))
-            total[rows] += _estimate(logit_fn, _take(batch, rows), _take(reference, refs[rows, d]), perms[rows, d],
-                                     index, method)
+            total[rows] += _estimate(
+                logit_fn, _take(batch, rows), _take(reference, refs[rows, d]), perms[rows, d], index, method
+            )
     return total / n_background
 
 
@@ -380,5 +386,12 @@ def logit_from_probability(prob_fn: Callable[[Batch], np.ndarray], eps: float = 
 
 def groups_from_config(groups: Mapping[str, Mapping]) -> list[GroupSpec]:
     """`{name: {cat: [...], num: [...], events: [...]}}` -> GroupSpecs (order kept: first match wins)."""
-    return [GroupSpec(name=str(n), cat=tuple(g.get("cat") or ()), num=tuple(g.get("num") or ()),
-                      events=tuple(g.get("events") or ())) for n, g in groups.items()]
+    return [
+        GroupSpec(
+            name=str(n),
+            cat=tuple(g.get("cat") or ()),
+            num=tuple(g.get("num") or ()),
+            events=tuple(g.get("events") or ()),
+        )
+        for n, g in groups.items()
+    ]

@@ -13,6 +13,7 @@ The schemas are the single source of the columns (their `properties`, in order) 
 from enriched score frames added one at a time (`CrmExport.add`, e.g. per scoring partition; only the call-list
 rows are kept in memory, for ranking) and appears in one rename (`publish`), or not at all.
 """
+
 from __future__ import annotations
 
 import functools
@@ -26,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnsense.insights.decisions import allocate
 from churnsense.core.scratch import make_temp_dir, publish_mode
+from churnsense.insights.decisions import allocate
 
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 VERSION = 1
@@ -78,8 +79,16 @@ def conform(frame: pd.DataFrame, name: str) -> pd.DataFrame:
 def _records(rows: pd.DataFrame) -> Iterable[dict[str, Any]]:
     """Rows as JSON-ready dicts: nulls as None, numpy scalars as Python numbers (full float precision)."""
     for record in rows.astype(object).to_dict("records"):
-        yield {k: (None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
-                   else v.item() if hasattr(v, "item") else v) for k, v in record.items()}
+        yield {
+            k: (
+                None
+                if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
+                else v.item()
+                if hasattr(v, "item")
+                else v
+            )
+            for k, v in record.items()
+        }
 
 
 def _safe(name: object) -> str:
@@ -89,8 +98,13 @@ def _safe(name: object) -> str:
 class CrmExport:
     """Collects enriched score frames and publishes the CRM folder `target` in one step."""
 
-    def __init__(self, target: str | Path, formats: Iterable[str] = FORMATS,
-                 split_by: Iterable[str] = ("queue", "team"), limits: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        target: str | Path,
+        formats: Iterable[str] = FORMATS,
+        split_by: Iterable[str] = ("queue", "team"),
+        limits: Mapping[str, Any] | None = None,
+    ):
         self.target = Path(target)
         self.formats = [f for f in formats if f in FORMATS]
         if not self.formats:
@@ -159,10 +173,16 @@ class CrmExport:
         for name in (CALL_LIST, SEGMENTS):
             shutil.copyfile(SCHEMA_DIR / f"{name}.schema.json", self._tmp / f"{name}.schema.json")
         cutoff = calls["cutoff"].dropna()
-        manifest = {"layout": "churnsense-crm", "version": VERSION, "files": files,
-                    "schemas": {CALL_LIST: f"{CALL_LIST}.schema.json", SEGMENTS: f"{SEGMENTS}.schema.json"},
-                    "split_by": self.split_by, "cutoff": str(cutoff.iloc[0]) if len(cutoff) else None,
-                    "held_back": int(len(self.held)) if self.held is not None else 0, "limits": self.limits}
+        manifest = {
+            "layout": "churnsense-crm",
+            "version": VERSION,
+            "files": files,
+            "schemas": {CALL_LIST: f"{CALL_LIST}.schema.json", SEGMENTS: f"{SEGMENTS}.schema.json"},
+            "split_by": self.split_by,
+            "cutoff": str(cutoff.iloc[0]) if len(cutoff) else None,
+            "held_back": int(len(self.held)) if self.held is not None else 0,
+            "limits": self.limits,
+        }
         (self._tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         publish_mode(self._tmp)
         old = None
@@ -186,9 +206,13 @@ def export_dir_for(output: str | Path) -> Path:
     return output.with_name(f"{output.stem}.crm")
 
 
-def write_export(frames: Iterable[pd.DataFrame], target: str | Path, formats: Iterable[str] = FORMATS,
-                 split_by: Iterable[str] = ("queue", "team"),
-                 limits: Mapping[str, Any] | None = None) -> tuple[Path, pd.DataFrame]:
+def write_export(
+    frames: Iterable[pd.DataFrame],
+    target: str | Path,
+    formats: Iterable[str] = FORMATS,
+    split_by: Iterable[str] = ("queue", "team"),
+    limits: Mapping[str, Any] | None = None,
+) -> tuple[Path, pd.DataFrame]:
     """Export enriched score frames to `target`; returns the folder and the ranked call list."""
     with CrmExport(target, formats, split_by, limits) as export:
         for frame in frames:

@@ -14,6 +14,7 @@ Across customers (`allocate`, on the whole call list): the candidates in order o
 at risk) are taken while the budget (sum of action costs) and the capacity of their team and of their language
 allow; the others are held back, with the reason.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -24,8 +25,15 @@ import pandas as pd
 
 NONE = "none"
 DEFAULT = "_default"
-DECISION_COLUMNS = ["recommended_action", "action_reason", "talking_points", "action_cost", "expected_uplift",
-                    "expected_saved_value", "why"]
+DECISION_COLUMNS = [
+    "recommended_action",
+    "action_reason",
+    "talking_points",
+    "action_cost",
+    "expected_uplift",
+    "expected_saved_value",
+    "why",
+]
 
 
 def _codes(text: object) -> list[str]:
@@ -61,10 +69,16 @@ def _playbook_choice(codes: list[str], playbook: Mapping[str, Mapping]) -> tuple
     return NONE, ""
 
 
-def recommend_actions(frame: pd.DataFrame, playbook: Mapping[str, Mapping], actions: Mapping[str, Mapping],
-                      uplift: pd.DataFrame | None = None, supported: Mapping[str, bool] | None = None,
-                      at_risk: pd.Series | None = None, min_uplift: float = 0.0,
-                      average: Mapping[str, float] | None = None) -> pd.DataFrame:
+def recommend_actions(
+    frame: pd.DataFrame,
+    playbook: Mapping[str, Mapping],
+    actions: Mapping[str, Mapping],
+    uplift: pd.DataFrame | None = None,
+    supported: Mapping[str, bool] | None = None,
+    at_risk: pd.Series | None = None,
+    min_uplift: float = 0.0,
+    average: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
     """`DECISION_COLUMNS` per row of `frame` (needs reason_codes, cltv; see module doc). `uplift`: predicted churn
     reduction per action (columns); `supported`: action -> held-out evidence that its effect varies by customer as
     predicted; `average`: action -> average effect, for actions supported on average only (offered as the
@@ -72,8 +86,18 @@ def recommend_actions(frame: pd.DataFrame, playbook: Mapping[str, Mapping], acti
     n = len(frame)
     risky = np.ones(n, bool) if at_risk is None else at_risk.to_numpy(dtype=bool)
     codes = [_codes(c) for c in (frame["reason_codes"] if "reason_codes" in frame else [""] * n)]
-    out = pd.DataFrame({"recommended_action": NONE, "action_reason": "", "talking_points": "", "action_cost": 0.0,
-                        "expected_uplift": 0.0, "expected_saved_value": 0.0, "why": "not at risk"}, index=frame.index)
+    out = pd.DataFrame(
+        {
+            "recommended_action": NONE,
+            "action_reason": "",
+            "talking_points": "",
+            "action_cost": 0.0,
+            "expected_uplift": 0.0,
+            "expected_saved_value": 0.0,
+            "why": "not at risk",
+        },
+        index=frame.index,
+    )
     if uplift is None:
         return _playbook_decisions(out, codes, risky, playbook, actions)
     cltv, cap = frame["cltv"].to_numpy(dtype=float), churn_cap(frame)
@@ -92,26 +116,40 @@ def recommend_actions(frame: pd.DataFrame, playbook: Mapping[str, Mapping], acti
     masked = np.where(eligible & (u > min_uplift) & (saved > 0), saved, -np.inf)
     for i in np.flatnonzero(risky):
         if not (personal.any() or on_average.any()):
-            out.iloc[i, 6] = ("none: no action has held-out evidence of an effect (Qini interval not above random) "
-                              "nor an average effect above zero")
+            out.iloc[i, 6] = (
+                "none: no action has held-out evidence of an effect (Qini interval not above random) "
+                "nor an average effect above zero"
+            )
             continue
         if not eligible[i].any():
-            out.iloc[i, 6] = (f"none: the playbook's answer to this customer's reasons ({answer[i]}) has no "
-                              "evidence of an effect")
+            out.iloc[i, 6] = (
+                f"none: the playbook's answer to this customer's reasons ({answer[i]}) has no evidence of an effect"
+            )
             continue
         j = int(np.argmax(masked[i])) if names else 0
         if not np.isfinite(masked[i, j]):
             k = int(np.argmax(np.where(eligible[i], saved[i], -np.inf)))
-            out.iloc[i, 6] = (f"none: the best supported action ({names[k]}) saves {saved[i, k]:,.0f} "
-                              f"(uplift {u[i, k]:.1%} x CLTV {cltv[i]:,.0f} - cost {cost[k]:,.0f})")
+            out.iloc[i, 6] = (
+                f"none: the best supported action ({names[k]}) saves {saved[i, k]:,.0f} "
+                f"(uplift {u[i, k]:.1%} x CLTV {cltv[i]:,.0f} - cost {cost[k]:,.0f})"
+            )
             continue
         a = names[j]
         reason = answering_reason(codes[i], a, playbook)
-        evidence = (f"held-out evidence; best of {int(eligible[i].sum())} supported" if personal[j] else
-                    f"average effect in the randomised offer log; the playbook's answer to {reason}")
-        out.iloc[i] = [a, reason, _talking_points(reason, a, playbook), cost[j], u[i, j], saved[i, j],
-                       f"{a}: uplift {u[i, j]:.1%} x CLTV {cltv[i]:,.0f} - cost {cost[j]:,.0f} = {saved[i, j]:,.0f} "
-                       f"({evidence})"]
+        evidence = (
+            f"held-out evidence; best of {int(eligible[i].sum())} supported"
+            if personal[j]
+            else f"average effect in the randomised offer log; the playbook's answer to {reason}"
+        )
+        out.iloc[i] = [
+            a,
+            reason,
+            _talking_points(reason, a, playbook),
+            cost[j],
+            u[i, j],
+            saved[i, j],
+            f"{a}: uplift {u[i, j]:.1%} x CLTV {cltv[i]:,.0f} - cost {cost[j]:,.0f} = {saved[i, j]:,.0f} ({evidence})",
+        ]
     return out
 
 
@@ -121,8 +159,15 @@ def _playbook_decisions(out: pd.DataFrame, codes, risky, playbook, actions) -> p
         if a == NONE:
             out.iloc[i, 6] = "none: the playbook has no action for this customer's reasons"
             continue
-        out.iloc[i] = [a, code, _talking_points(code, a, playbook), float((actions.get(a) or {}).get("cost", 0.0)),
-                       np.nan, np.nan, f"{a}: playbook action for {code}; no offer history, so no saving claimed"]
+        out.iloc[i] = [
+            a,
+            code,
+            _talking_points(code, a, playbook),
+            float((actions.get(a) or {}).get("cost", 0.0)),
+            np.nan,
+            np.nan,
+            f"{a}: playbook action for {code}; no offer history, so no saving claimed",
+        ]
     return out
 
 
@@ -131,21 +176,31 @@ def allocate(calls: pd.DataFrame, limits: Mapping[str, Any] | None) -> tuple[pd.
     capacity.language (calls per team / per script_language); null = unlimited. Order: expected saved value, then
     value at risk, then customer id."""
     limits = dict(limits or {})
-    order = calls.sort_values(["expected_saved_value", "value_at_risk", "customer_id"], ascending=[False, False, True],
-                              na_position="last", kind="stable")
+    order = calls.sort_values(
+        ["expected_saved_value", "value_at_risk", "customer_id"],
+        ascending=[False, False, True],
+        na_position="last",
+        kind="stable",
+    )
     budget = limits.get("budget")
     left = float(budget) if budget is not None else np.inf
-    caps = {k: {str(x): int(v) for x, v in ((limits.get("capacity") or {}).get(k) or {}).items()}
-            for k in ("team", "language")}
+    caps = {
+        k: {str(x): int(v) for x, v in ((limits.get("capacity") or {}).get(k) or {}).items()}
+        for k in ("team", "language")
+    }
     used = {"team": {}, "language": {}}
     keep, why = np.zeros(len(order), bool), np.full(len(order), "", dtype=object)
-    for i, (cost, team, lang) in enumerate(zip(order["action_cost"].astype(float), order["team"].astype(str),
-                                               order["script_language"].astype(str))):
+    for i, (cost, team, lang) in enumerate(
+        zip(order["action_cost"].astype(float), order["team"].astype(str), order["script_language"].astype(str))
+    ):
         if cost > left:
             why[i] = f"held back: over budget ({cost:,.0f} > {left:,.0f} left)"
             continue
-        full = [f"{k} {v}" for k, v in (("team", team), ("language", lang))
-                if v in caps[k] and used[k].get(v, 0) >= caps[k][v]]
+        full = [
+            f"{k} {v}"
+            for k, v in (("team", team), ("language", lang))
+            if v in caps[k] and used[k].get(v, 0) >= caps[k][v]
+        ]
         if full:
             why[i] = f"held back: capacity of {' and '.join(full)} reached"
             continue

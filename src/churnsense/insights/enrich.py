@@ -11,6 +11,7 @@ event types of the facts and the attribution background are fixed at training ti
 customer's attribution draws are seeded by its id. Releases without them fall back to per-batch values, with a
 warning.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,33 +21,72 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnsense.insights import playbook as pb
-from churnsense.insights import value as val
 from churnsense.data.framing import make_scoring_snapshot
 from churnsense.data.loading import Tables
-from churnsense.insights.attribution import (INPUT_KEYS, BatchLayout, attribute_groups, build_group_index,
-                                             groups_from_config, logit_from_probability)
+from churnsense.insights import playbook as pb
+from churnsense.insights import value as val
+from churnsense.insights.attribution import (
+    INPUT_KEYS,
+    BatchLayout,
+    attribute_groups,
+    build_group_index,
+    groups_from_config,
+    logit_from_probability,
+)
+from churnsense.insights.decisions import DECISION_COLUMNS, recommend_actions
 from churnsense.insights.reason_texts import typical_facts
 from churnsense.insights.reasons import customer_facts, reasons_frame
 from churnsense.insights.risk_direction import cached_directions, static_group_eligibility
 from churnsense.insights.scripts import call_scripts
 from churnsense.insights.segments import assign_segments
 from churnsense.insights.state import InsightsState
-from churnsense.insights.decisions import recommend_actions
 from churnsense.insights.uplift import UpliftModel
 
-INSIGHT_COLUMNS = ["at_risk", "reason_codes", "top_reasons", "top_reasons_local", "reason_1", "reason_1_text",
-                   "reason_2", "reason_2_text", "reason_3", "reason_3_text", "segment", "segment_name", "cltv",
-                   "value_at_risk", "recommended_action", "action_reason", "talking_points", "action_cost",
-                   "expected_uplift", "expected_saved_value", "why", "queue", "team", "script_language", "call_script",
-                   "feedback_last_sentiment", "feedback_last_topic", "feedback_negative_90d"]
-INSIGHT_DTYPES = {"at_risk": "bool", "segment": "int64", "cltv": "float64", "value_at_risk": "float64",
-                  "action_cost": "float64", "expected_uplift": "float64", "expected_saved_value": "float64",
-                  "feedback_negative_90d": "float64"}
-REASON_COLUMNS = {"reason_codes", "top_reasons", "top_reasons_local", *(f"reason_{k}{t}" for k in (1, 2, 3)
-                                                                        for t in ("", "_text"))}
-TONALITY = {"feedback_last_sentiment": "feedback_last_sentiment", "feedback_last_topic": "feedback_last_topic",
-            "feedback_negative_90d": "neg_feedback_n_90d"}  # output column -> customer fact
+INSIGHT_COLUMNS = [
+    "at_risk",
+    "reason_codes",
+    "top_reasons",
+    "top_reasons_local",
+    "reason_1",
+    "reason_1_text",
+    "reason_2",
+    "reason_2_text",
+    "reason_3",
+    "reason_3_text",
+    "segment",
+    "segment_name",
+    "cltv",
+    "value_at_risk",
+    *DECISION_COLUMNS,
+    "queue",
+    "team",
+    "script_language",
+    "call_script",
+    "feedback_last_sentiment",
+    "feedback_last_topic",
+    "feedback_negative_90d",
+]
+INSIGHT_DTYPES = {
+    "at_risk": "bool",
+    "segment": "int64",
+    "cltv": "float64",
+    "value_at_risk": "float64",
+    "action_cost": "float64",
+    "expected_uplift": "float64",
+    "expected_saved_value": "float64",
+    "feedback_negative_90d": "float64",
+}
+REASON_COLUMNS = {
+    "reason_codes",
+    "top_reasons",
+    "top_reasons_local",
+    *(f"reason_{k}{t}" for k in (1, 2, 3) for t in ("", "_text")),
+}
+TONALITY = {
+    "feedback_last_sentiment": "feedback_last_sentiment",
+    "feedback_last_topic": "feedback_last_topic",
+    "feedback_negative_90d": "neg_feedback_n_90d",
+}  # output column -> customer fact
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
 
@@ -59,9 +99,11 @@ def _warn_once(message: str) -> None:
 
 def _batch_fallback(what: str) -> None:
     """Warn (once per process and `what`) that a per-batch value stands in for a missing fitted one."""
-    _warn_once(f"insights: the release has no fitted {what} (no insights state, or one from an older version): "
-               "using this batch's, so insight columns depend on how customers are batched; retrain the release "
-               "to fix")
+    _warn_once(
+        f"insights: the release has no fitted {what} (no insights state, or one from an older version): "
+        "using this batch's, so insight columns depend on how customers are batched; retrain the release "
+        "to fix"
+    )
 
 
 def risk_threshold(p: np.ndarray, cfg: Mapping[str, Any]) -> float:
@@ -82,50 +124,99 @@ def at_risk_threshold(state: InsightsState, p: np.ndarray, cfg: Mapping[str, Any
     return risk_threshold(p, cfg)
 
 
-def explain(batch: dict[str, np.ndarray], ids: np.ndarray, rows: np.ndarray, prob_fn, layout: BatchLayout,
-            facts: pd.DataFrame, rcfg: Mapping[str, Any], seed: int = 0,
-            background: Mapping[str, np.ndarray] | None = None, language_of: Mapping | None = None,
-            typical: Mapping[str, float] | None = None, texts_dir: str | None = None,
-            cat_cardinalities: Sequence[int] = ()) -> pd.DataFrame:
+def explain(
+    batch: dict[str, np.ndarray],
+    ids: np.ndarray,
+    rows: np.ndarray,
+    prob_fn,
+    layout: BatchLayout,
+    facts: pd.DataFrame,
+    rcfg: Mapping[str, Any],
+    seed: int = 0,
+    background: Mapping[str, np.ndarray] | None = None,
+    language_of: Mapping | None = None,
+    typical: Mapping[str, float] | None = None,
+    texts_dir: str | None = None,
+    cat_cardinalities: Sequence[int] = (),
+) -> pd.DataFrame:
     """Reasons for the batch rows `rows`, explained `reasons.max_rows` at a time. Reference population:
     `background` (the release's sample of training customers); None: the whole batch (older releases). Each
     customer's reference draws and permutations are seeded by `seed` and its id. `language_of`: customer id ->
     the language of `top_reasons_local`; `typical`: `reason_texts.typical_facts` of the release. Static
     attributes are reasons only on their risk-raising side (`risk_direction`; `cat_cardinalities` of the
     pipeline)."""
-    index = build_group_index(layout, groups_from_config(rcfg.get("groups") or {}),
-                              auto=bool(rcfg.get("auto_groups", True)))
+    index = build_group_index(
+        layout, groups_from_config(rcfg.get("groups") or {}), auto=bool(rcfg.get("auto_groups", True))
+    )
     ref = dict(background) if background else {k: v for k, v in batch.items() if k in INPUT_KEYS}
     step = max(1, int(rcfg.get("max_rows", 20000)))
     parts = [np.zeros((0, len(index.names)))]
     for lo in range(0, len(rows), step):
-        chunk = rows[lo:lo + step]
+        chunk = rows[lo : lo + step]
         sub = {k: v[chunk] for k, v in batch.items() if k in ref}
-        parts.append(attribute_groups(logit_from_probability(prob_fn), sub, index, ref,
-                                      method=str(rcfg.get("method", "shapley")),
-                                      n_samples=int(rcfg.get("n_samples", 6)),
-                                      n_background=int(rcfg.get("n_background", 3)), seed=seed, keys=ids[chunk]))
+        parts.append(
+            attribute_groups(
+                logit_from_probability(prob_fn),
+                sub,
+                index,
+                ref,
+                method=str(rcfg.get("method", "shapley")),
+                n_samples=int(rcfg.get("n_samples", 6)),
+                n_background=int(rcfg.get("n_background", 3)),
+                seed=seed,
+                keys=ids[chunk],
+            )
+        )
     attr = np.concatenate(parts)
     directions = cached_directions(prob_fn, ref, cat_cardinalities, fixed=bool(background))
     own = {k: v[rows] for k, v in batch.items() if k in ("cat", "num")}
-    eligible = static_group_eligibility(own, index.cat, index.num, index.event_type, len(index.names), directions,
-                                        float(rcfg.get("min_deviation", 0.5)), layout.num_names)
-    return reasons_frame(list(ids[rows]), attr, index.names, facts, int(rcfg.get("top_k", 3)),
-                         float(rcfg.get("min_logit", 0.0)), rcfg.get("not_reasons") or (),
-                         float(rcfg.get("min_share", 0.0)), language_of, typical, str(rcfg.get("language", "en")),
-                         texts_dir, eligible)
+    eligible = static_group_eligibility(
+        own,
+        index.cat,
+        index.num,
+        index.event_type,
+        len(index.names),
+        directions,
+        float(rcfg.get("min_deviation", 0.5)),
+        layout.num_names,
+    )
+    return reasons_frame(
+        list(ids[rows]),
+        attr,
+        index.names,
+        facts,
+        int(rcfg.get("top_k", 3)),
+        float(rcfg.get("min_logit", 0.0)),
+        rcfg.get("not_reasons") or (),
+        float(rcfg.get("min_share", 0.0)),
+        language_of,
+        typical,
+        str(rcfg.get("language", "en")),
+        texts_dir,
+        eligible,
+    )
 
 
 def service_languages(facts: pd.DataFrame, cfg: Mapping[str, Any]) -> pd.Series:
     """Per customer (facts' index): the language of their queue and call script (`routing` rule)."""
     rcfg = cfg.get("routing") or {}
-    return pb.service_language(facts, rcfg.get("language_columns") or ["language"], rcfg.get("languages") or ["en"],
-                               str(rcfg.get("default_language", "en")))
+    return pb.service_language(
+        facts,
+        rcfg.get("language_columns") or ["language"],
+        rcfg.get("languages") or ["en"],
+        str(rcfg.get("default_language", "en")),
+    )
 
 
-def add_insights(scored: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFrame | None, state: InsightsState,
-                 cfg: Mapping[str, Any], threshold: float | None = None,
-                 typical: Mapping[str, float] | None = None) -> pd.DataFrame:
+def add_insights(
+    scored: pd.DataFrame,
+    facts: pd.DataFrame,
+    reasons: pd.DataFrame | None,
+    state: InsightsState,
+    cfg: Mapping[str, Any],
+    threshold: float | None = None,
+    typical: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
     """Pure part: scored (customer_id, churn_probability) + facts + reasons + fitted state -> enriched frame.
     `threshold`: the at-risk probability (default: `at_risk_threshold(state, ...)`); `typical`: constant facts
     for the texts (`reason_texts.typical_facts`)."""
@@ -151,21 +242,34 @@ def add_insights(scored: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFram
     if not retention:
         _batch_fallback("monthly retention")
         retention = val.monthly_retention(p, 30)
-    out["cltv"] = val.cltv(revenue, float(retention), int(vcfg.get("horizon_months", 24)),
-                           float(vcfg.get("discount_rate", 0.01))).to_numpy()
+    out["cltv"] = val.cltv(
+        revenue, float(retention), int(vcfg.get("horizon_months", 24)), float(vcfg.get("discount_rate", 0.01))
+    ).to_numpy()
     out["value_at_risk"] = val.value_at_risk(out["cltv"], p).to_numpy()
     model = uplift_model(state)
     uplift = model.predict_uplift(f).set_index(out.index) if model is not None else None
     dcfg = cfg.get("decisions") or {}
-    rec = recommend_actions(out, cfg.get("playbook") or {}, cfg.get("actions") or {}, uplift,
-                            model.supported if model is not None else None, out["at_risk"],
-                            float(dcfg.get("min_uplift", 0.0)),
-                            model.average if model is not None and dcfg.get("average_effect", True) else None)
+    rec = recommend_actions(
+        out,
+        cfg.get("playbook") or {},
+        cfg.get("actions") or {},
+        uplift,
+        model.supported if model is not None else None,
+        out["at_risk"],
+        float(dcfg.get("min_uplift", 0.0)),
+        model.average if model is not None and dcfg.get("average_effect", True) else None,
+    )
     out = pd.concat([out, rec], axis=1)
     rcfg = cfg.get("routing") or {}
     lang = service_languages(f, cfg).set_axis(out.index)
-    out["queue"] = pb.route(lang, p, out["recommended_action"], rcfg.get("languages") or ["en"],
-                            rcfg.get("tiers") or {"standard": 0.0}, str(rcfg.get("default_language", "en")))
+    out["queue"] = pb.route(
+        lang,
+        p,
+        out["recommended_action"],
+        rcfg.get("languages") or ["en"],
+        rcfg.get("tiers") or {"standard": 0.0},
+        str(rcfg.get("default_language", "en")),
+    )
     teams = pd.DataFrame(state.teams) if state.teams else None
     team = pb.best_team(out["segment"], out["recommended_action"], teams, str(rcfg.get("default_team", "retention")))
     out["team"] = team.where(out["recommended_action"].ne(pb.NONE), "")
@@ -199,10 +303,18 @@ def _customers_from_history(scored: pd.DataFrame, events: pd.DataFrame | None, c
     return cust.assign(signup_date=cust["customer_id"].map(before.groupby("customer_id")["ts"].min()))
 
 
-def enrich(scored: pd.DataFrame, customers: pd.DataFrame | None, events: pd.DataFrame | None,
-           feedback: pd.DataFrame | None, release, cutoff, cfg: Mapping[str, Any] | None = None,
-           state: InsightsState | None = None, snapshot=None,
-           batch: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+def enrich(
+    scored: pd.DataFrame,
+    customers: pd.DataFrame | None,
+    events: pd.DataFrame | None,
+    feedback: pd.DataFrame | None,
+    release,
+    cutoff,
+    cfg: Mapping[str, Any] | None = None,
+    state: InsightsState | None = None,
+    snapshot=None,
+    batch: dict[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
     """Serving hook: the scored partition + its validated input frames + the loaded `ChurnRelease` -> enriched.
 
     `cfg`: the insights config (default: the release's, `release.insights_config`); `state`: the fitted insights
@@ -212,18 +324,24 @@ def enrich(scored: pd.DataFrame, customers: pd.DataFrame | None, events: pd.Data
     cfg = cfg if cfg is not None else release.insights_config
     state = state if state is not None else release.insights_state
     if cfg is None:
-        _warn_once("insights: the release has no insights config (trained with insights disabled): insight "
-                   "columns are left empty")
+        _warn_once(
+            "insights: the release has no insights config (trained with insights disabled): insight "
+            "columns are left empty"
+        )
     if len(scored) == 0 or cfg is None:
         return scored.assign(**{c: pd.Series(dtype=INSIGHT_DTYPES.get(c, object)) for c in INSIGHT_COLUMNS})
     cutoff = pd.Timestamp(scored["cutoff"].iloc[0]) if "cutoff" in scored else pd.Timestamp(cutoff)
     cust = customers if customers is not None else _customers_from_history(scored, events, cutoff)
     if state.event_types is None:
         _batch_fallback("event types for customer facts")
-    facts = customer_facts(cust, events, feedback, cutoff, (cfg.get("reasons") or {}).get("languages"),
-                           state.event_types)
-    snap = snapshot if snapshot is not None else make_scoring_snapshot(Tables(customers, events, feedback),
-                                                                       release.spec, cutoff)
+    facts = customer_facts(
+        cust, events, feedback, cutoff, (cfg.get("reasons") or {}).get("languages"), state.event_types
+    )
+    snap = (
+        snapshot
+        if snapshot is not None
+        else make_scoring_snapshot(Tables(customers, events, feedback), release.spec, cutoff)
+    )
     batch = batch if batch is not None else release.pipeline.transform(snap)
     ids = snap.static["customer_id"].to_numpy()
     p = pd.Series(ids).map(scored.set_index("customer_id")["churn_probability"]).to_numpy(dtype=float)
@@ -236,8 +354,19 @@ def enrich(scored: pd.DataFrame, customers: pd.DataFrame | None, events: pd.Data
         if not state.background:
             _batch_fallback("attribution background")
         prob_fn = lambda b: release.run(b)["churn_probability"]  # noqa: E731
-        reasons = explain(batch, ids, rows, prob_fn, release.pipeline.batch_layout(), facts, rcfg,
-                          int(cfg.get("seed", 0)), state.background or None,
-                          service_languages(facts, cfg).to_dict(), typical,
-                          (cfg.get("scripts") or {}).get("texts_dir"), list(release.pipeline.cat_cardinalities))
+        reasons = explain(
+            batch,
+            ids,
+            rows,
+            prob_fn,
+            release.pipeline.batch_layout(),
+            facts,
+            rcfg,
+            int(cfg.get("seed", 0)),
+            state.background or None,
+            service_languages(facts, cfg).to_dict(),
+            typical,
+            (cfg.get("scripts") or {}).get("texts_dir"),
+            list(release.pipeline.cat_cardinalities),
+        )
     return add_insights(scored, facts, reasons, state, cfg, threshold, typical)

@@ -10,6 +10,7 @@ before `cutoff` are used), `p_churn` = churn probabilities of the customers at `
 (customer_id-indexed Series, e.g. the validation predictions), `model_inputs` = the training split's model inputs
 (a seeded sample of them is the attribution background). `customers` None (events-only data): no segments / uplift.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,7 +24,7 @@ from churnsense.insights.attribution import INPUT_KEYS
 from churnsense.insights.enrich import risk_threshold
 from churnsense.insights.playbook import team_scores
 from churnsense.insights.reasons import customer_facts
-from churnsense.insights.segments import _select, assign_segments, fit_segments
+from churnsense.insights.segments import assign_segments, fit_segments
 from churnsense.insights.state import InsightsState
 from churnsense.insights.uplift_fit import fit_uplift, observed_outcomes
 from churnsense.insights.value import monthly_retention
@@ -31,9 +32,14 @@ from churnsense.insights.value import monthly_retention
 log = logging.getLogger(__name__)
 
 
-def offer_facts(customers: pd.DataFrame, events: pd.DataFrame | None, feedback: pd.DataFrame | None,
-                offers: pd.DataFrame, languages: Mapping[str, str] | None = None,
-                event_types: list[str] | None = None) -> pd.DataFrame:
+def offer_facts(
+    customers: pd.DataFrame,
+    events: pd.DataFrame | None,
+    feedback: pd.DataFrame | None,
+    offers: pd.DataFrame,
+    languages: Mapping[str, str] | None = None,
+    event_types: list[str] | None = None,
+) -> pd.DataFrame:
     """Facts of each logged customer as of its (last) offer date; index customer_id."""
     last = offers.sort_values("ts").groupby("customer_id")["ts"].last()
     cust = customers[customers["customer_id"].isin(last.index)]
@@ -42,19 +48,28 @@ def offer_facts(customers: pd.DataFrame, events: pd.DataFrame | None, feedback: 
     return customer_facts(cust, ev, fb, last, languages, event_types)
 
 
-def fit_offer_uplift(customers: pd.DataFrame, events: pd.DataFrame | None, feedback: pd.DataFrame | None,
-                     offers: pd.DataFrame, cutoff: pd.Timestamp, cfg: Mapping[str, Any], state: InsightsState,
-                     seed: int = 0) -> pd.DataFrame | None:
+def fit_offer_uplift(
+    customers: pd.DataFrame,
+    events: pd.DataFrame | None,
+    feedback: pd.DataFrame | None,
+    offers: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    cfg: Mapping[str, Any],
+    state: InsightsState,
+    seed: int = 0,
+) -> pd.DataFrame | None:
     """Fit the uplift model on the offers whose outcome was known at `cutoff` into `state` (uplift, metrics);
     returns those offers (None when there are none). No model (too few rows, or no log): a one-line notice."""
     ucfg = cfg.get("uplift") or {}
     known = observed_outcomes(offers, cutoff, int(ucfg["outcome_days"]), customers)
     if known.empty:
-        log.warning("insights: no offer outcome known before %s: uplift is off (no action claims a saving)",
-                    cutoff.date())
+        log.warning(
+            "insights: no offer outcome known before %s: uplift is off (no action claims a saving)", cutoff.date()
+        )
         return None
-    facts = offer_facts(customers, events, feedback, known, (cfg.get("reasons") or {}).get("languages"),
-                        state.event_types)
+    facts = offer_facts(
+        customers, events, feedback, known, (cfg.get("reasons") or {}).get("languages"), state.event_types
+    )
     try:
         model, rows, design = fit_uplift(facts, known, ucfg, seed)
     except ValueError as err:
@@ -62,10 +77,13 @@ def fit_offer_uplift(customers: pd.DataFrame, events: pd.DataFrame | None, feedb
         return known
     state.uplift = model.to_dict()
     state.metrics["uplift"] = rows
-    state.metrics["uplift_log"] = {"offers": int(len(known)), "design": design,
-                                   "control": int((~known["treated"].fillna(True).astype(bool)).sum())
-                                   if "treated" in known else 0,
-                                   "first": str(known["ts"].min().date()), "last": str(known["ts"].max().date())}
+    state.metrics["uplift_log"] = {
+        "offers": int(len(known)),
+        "design": design,
+        "control": int((~known["treated"].fillna(True).astype(bool)).sum()) if "treated" in known else 0,
+        "first": str(known["ts"].min().date()),
+        "last": str(known["ts"].max().date()),
+    }
     return known
 
 
@@ -79,18 +97,27 @@ def sample_background(model_inputs: Mapping[str, np.ndarray], n: int, seed: int 
     return {k: np.ascontiguousarray(np.asarray(model_inputs[k])[rows]) for k in keys}
 
 
-def fit_insights(customers: pd.DataFrame | None, events: pd.DataFrame | None, feedback: pd.DataFrame | None,
-                 offers: pd.DataFrame | None, cutoff: pd.Timestamp, p_churn: pd.Series, cfg: Mapping[str, Any],
-                 horizon_days: float = 30.0,
-                 model_inputs: Mapping[str, np.ndarray] | None = None) -> InsightsState:
+def fit_insights(
+    customers: pd.DataFrame | None,
+    events: pd.DataFrame | None,
+    feedback: pd.DataFrame | None,
+    offers: pd.DataFrame | None,
+    cutoff: pd.Timestamp,
+    p_churn: pd.Series,
+    cfg: Mapping[str, Any],
+    horizon_days: float = 30.0,
+    model_inputs: Mapping[str, np.ndarray] | None = None,
+) -> InsightsState:
     """Fit everything in `InsightsState` (see module doc)."""
     langs = (cfg.get("reasons") or {}).get("languages")
     seed = int(cfg.get("seed", 0))
     n_background = int((cfg.get("reasons") or {}).get("background_rows", 64))
-    state = InsightsState(monthly_retention=monthly_retention(p_churn, horizon_days),
-                          at_risk_threshold=risk_threshold(p_churn.to_numpy(dtype=float), cfg),
-                          event_types=sorted(events["event_type"].astype(str).unique()) if events is not None else [],
-                          background=sample_background(model_inputs or {}, n_background, seed))
+    state = InsightsState(
+        monthly_retention=monthly_retention(p_churn, horizon_days),
+        at_risk_threshold=risk_threshold(p_churn.to_numpy(dtype=float), cfg),
+        event_types=sorted(events["event_type"].astype(str).unique()) if events is not None else [],
+        background=sample_background(model_inputs or {}, n_background, seed),
+    )
     state.metrics["at_risk"] = {"threshold": state.at_risk_threshold, "background_rows": n_background}
     if customers is None:
         return state
@@ -98,8 +125,14 @@ def fit_insights(customers: pd.DataFrame | None, events: pd.DataFrame | None, fe
     facts = customer_facts(active, events, feedback, pd.Timestamp(cutoff), langs, state.event_types)
     scfg = cfg.get("segments") or {}
     try:
-        seg = fit_segments(facts, list(scfg.get("features") or []), list(scfg.get("k_range") or (2, 8)),
-                           scfg.get("labels"), int(scfg.get("sample", 4000)), seed)
+        seg = fit_segments(
+            facts,
+            list(scfg.get("features") or []),
+            list(scfg.get("k_range") or (2, 8)),
+            scfg.get("labels"),
+            int(scfg.get("sample", 4000)),
+            seed,
+        )
     except ValueError as err:  # e.g. no numeric facts at all: no segments, the rest still works
         log.warning("insights: no segments (%s)", err)
         seg = {}
@@ -110,8 +143,13 @@ def fit_insights(customers: pd.DataFrame | None, events: pd.DataFrame | None, fe
         log.warning("insights: no offer log: uplift is off; actions follow the playbook and claim no saving")
         return state
     known = fit_offer_uplift(customers, events, feedback, offers, pd.Timestamp(cutoff), cfg, state, seed)
-    treated = known[known["action"].notna() & known.get("treated", pd.Series(True, index=known.index))
-                    .fillna(True).astype(bool)] if known is not None else None
+    treated = (
+        known[
+            known["action"].notna() & known.get("treated", pd.Series(True, index=known.index)).fillna(True).astype(bool)
+        ]
+        if known is not None
+        else None
+    )
     if treated is not None and len(treated) and "team" in treated:
         of = offer_facts(customers, events, feedback, treated, langs, state.event_types)
         segment_of = assign_segments(of, seg) if seg else None

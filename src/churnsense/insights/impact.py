@@ -7,6 +7,7 @@ retention control, with a Newcombe hybrid-score interval (difference of two Wils
 that difference retained among the treated. Segments: any offer or customer column (`segment_by`), and "all".
 The contrast is causal only when the hold-out was randomised; otherwise the output says so.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,11 +47,22 @@ def incremental_retention(offers: pd.DataFrame, segment_by: Sequence[str] = (), 
             if not t.any() or not c.any():
                 continue
             d, lo, hi = difference_interval(retained[t].sum(), t.sum(), retained[c].sum(), c.sum(), level)
-            rows.append({"action": a, "segment_by": col, "segment": value, "n_treated": int(t.sum()),
-                         "n_control": int(c.sum()), "retention_treated": float(retained[t].mean()),
-                         "retention_control": float(retained[c].mean()), "incremental_retention": d,
-                         "ci_low": lo, "ci_high": hi, "customers_retained": d * int(t.sum()),
-                         "significant": bool(lo > 0 or hi < 0)})
+            rows.append(
+                {
+                    "action": a,
+                    "segment_by": col,
+                    "segment": value,
+                    "n_treated": int(t.sum()),
+                    "n_control": int(c.sum()),
+                    "retention_treated": float(retained[t].mean()),
+                    "retention_control": float(retained[c].mean()),
+                    "incremental_retention": d,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "customers_retained": d * int(t.sum()),
+                    "significant": bool(lo > 0 or hi < 0),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -60,15 +72,19 @@ def campaign_outcomes(offers: pd.DataFrame, customers: pd.DataFrame | None, outc
     if "churned" in offers and offers["churned"].notna().any():
         return offers[offers["churned"].notna()].reset_index(drop=True)
     if customers is None or "churn_date" not in customers:
-        raise ValueError("impact: the offer log has no outcome column (churned); give input.customers with "
-                         "churn_date to derive it")
+        raise ValueError(
+            "impact: the offer log has no outcome column (churned); give input.customers with churn_date to derive it"
+        )
     c = customers.set_index("customer_id")
     end = pd.Timestamp(c["observed_until"].max()) if "observed_until" in c else pd.Timestamp(c["churn_date"].max())
     stop = offers["ts"] + pd.Timedelta(days=outcome_days)
     seen = offers[stop <= end].copy()
     if len(seen) < len(offers):
-        log.warning("impact: %d offers whose %d-day outcome is not observed yet are left out", len(offers) - len(seen),
-                    outcome_days)
+        log.warning(
+            "impact: %d offers whose %d-day outcome is not observed yet are left out",
+            len(offers) - len(seen),
+            outcome_days,
+        )
     churn = seen["customer_id"].map(c["churn_date"])
     seen["churned"] = (churn > seen["ts"]) & (churn <= seen["ts"] + pd.Timedelta(days=outcome_days))
     return seen.reset_index(drop=True)
@@ -79,14 +95,21 @@ def _table(path: str, spec: Mapping | None, kind: str, segment_by: Sequence[str]
     raw = read_table(str(path))
     spec = dict(spec or {})
     known = set(spec.get("categorical") or []) | set(spec.get("numeric") or [])
-    spec["categorical"] = list(spec.get("categorical") or []) + [c for c in segment_by
-                                                                if c in raw.columns and c not in known]
+    spec["categorical"] = list(spec.get("categorical") or []) + [
+        c for c in segment_by if c in raw.columns and c not in known
+    ]
     table = TableSpec.from_config({**spec, "path": str(path)})
     valid, rejects = split_valid_rows(raw, table, kind, str(path))
     if len(rejects):
         first = rejects.iloc[0]
-        log.warning("impact: %d invalid %s rows left out (first: row %s, column %s: %s)", len(rejects), kind,
-                    first["row"], first["column"], first["reason"])
+        log.warning(
+            "impact: %d invalid %s rows left out (first: row %s, column %s: %s)",
+            len(rejects),
+            kind,
+            first["row"],
+            first["column"],
+            first["reason"],
+        )
     return valid
 
 
@@ -99,13 +122,13 @@ def serve_impact(cfg) -> Path:
     spec["columns"] = {**dict(spec.get("columns") or {}), **dict(cfg.columns)}
     offers = _table(cfg.input.offers, spec, "offers", segment_by)
     wanted = [c for c in segment_by if c not in offers]
-    customers = _table(cfg.input.customers, data.get("customers"), "customers", wanted) \
-        if cfg.input.customers else None
+    customers = _table(cfg.input.customers, data.get("customers"), "customers", wanted) if cfg.input.customers else None
     offers = campaign_outcomes(offers, customers, int(cfg.outcome_days))
     extra = [c for c in segment_by if c not in offers]
     if extra and customers is not None:
-        offers = offers.merge(customers[["customer_id", *[c for c in extra if c in customers]]], on="customer_id",
-                              how="left")
+        offers = offers.merge(
+            customers[["customer_id", *[c for c in extra if c in customers]]], on="customer_id", how="left"
+        )
     missing = [c for c in segment_by if c not in offers]
     if missing:
         raise ValueError(f"impact: segment_by columns {missing} are in neither the offer log nor the customers")
@@ -115,13 +138,21 @@ def serve_impact(cfg) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "impact.csv", index=False)
     note = {"randomised": "treated vs a randomised hold-out: the differences are causal effects"}.get(
-        design, "the hold-out was not randomised: the differences are associations, not effects")
-    summary = {"offers": int(len(offers)), "design": design, "note": note, "level": float(cfg.level),
-               "all": table[table["segment_by"] == "all"].to_dict("records")}
+        design, "the hold-out was not randomised: the differences are associations, not effects"
+    )
+    summary = {
+        "offers": int(len(offers)),
+        "design": design,
+        "note": note,
+        "level": float(cfg.level),
+        "all": table[table["segment_by"] == "all"].to_dict("records"),
+    }
     (out / "impact.json").write_text(json.dumps(summary, indent=1, default=float))
     for r in summary["all"]:
-        print(f"impact {r['action']}: retention {r['retention_treated']:.1%} vs {r['retention_control']:.1%} held out "
-              f"-> {r['incremental_retention']:+.1%} [{r['ci_low']:+.1%}, {r['ci_high']:+.1%}] "
-              f"({r['customers_retained']:+.0f} customers of {r['n_treated']:,})")
+        print(
+            f"impact {r['action']}: retention {r['retention_treated']:.1%} vs {r['retention_control']:.1%} held out "
+            f"-> {r['incremental_retention']:+.1%} [{r['ci_low']:+.1%}, {r['ci_high']:+.1%}] "
+            f"({r['customers_retained']:+.0f} customers of {r['n_treated']:,})"
+        )
     print(f"impact: {note} -> {out / 'impact.csv'}")
     return out

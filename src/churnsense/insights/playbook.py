@@ -2,11 +2,11 @@
 
 The action choice itself (uplift x CLTV - cost, evidence, budget and capacity) is in `decisions`.
 """
+
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,9 @@ def _codes(text: object) -> list[str]:
     return [c for c in str(text).split(";") if c] if isinstance(text, str) else []
 
 
-def team_scores(offers: pd.DataFrame, segment_of: pd.Series | None = None, prior_strength: float = 20.0) -> pd.DataFrame:
+def team_scores(
+    offers: pd.DataFrame, segment_of: pd.Series | None = None, prior_strength: float = 20.0
+) -> pd.DataFrame:
     """Retention rate of each (segment, action, team) in the offer history, shrunk towards the action's overall rate
     (beta prior with `prior_strength` pseudo-offers). Segment -1 = all customers. Columns: segment, action, team,
     n, retained, retention, score."""
@@ -46,8 +48,14 @@ def best_team(segment: pd.Series, action: pd.Series, scores: pd.DataFrame, defau
     return pd.Series(out, index=segment.index)
 
 
-def route(language: pd.Series, p_churn: pd.Series, action: pd.Series, languages: Sequence[str],
-          tiers: Mapping[str, float], default_language: str = "en") -> pd.Series:
+def route(
+    language: pd.Series,
+    p_churn: pd.Series,
+    action: pd.Series,
+    languages: Sequence[str],
+    tiers: Mapping[str, float],
+    default_language: str = "en",
+) -> pd.Series:
     """Agent queue `<language>-<tier>`: the customer's language if a queue speaks it (else the default) and the
     highest risk tier whose lower edge p_churn reaches. Customers with no recommended action get no queue ("")."""
     lang = language.fillna(default_language).astype(str).str.lower().str[:2]
@@ -85,8 +93,9 @@ def _english_names() -> dict[str, str]:
     return {name.lower(): code for code, name in Locale("en").languages.items() if "_" not in code}
 
 
-def service_language(facts: pd.DataFrame, columns: Sequence[str], languages: Sequence[str],
-                     default: str = "en") -> pd.Series:
+def service_language(
+    facts: pd.DataFrame, columns: Sequence[str], languages: Sequence[str], default: str = "en"
+) -> pd.Series:
     """The language a customer is served in (queue and call script): the first of `columns` (e.g. the
     customer's language attribute, then the language of their feedback) that holds one of `languages`, else
     `default`."""

@@ -6,6 +6,7 @@ reason takes a variant that leaves the facts of the others to them, or is droppe
 The reason codes kept are decided in the primary language (the first given, English by default); the customer's
 language then words the same codes.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -50,7 +51,7 @@ def reason_entry(code: str, language: Language, facts: Mapping[str, Any]) -> Rea
     own = language.section("reasons").get(code) or []
     own = own if isinstance(own, list) else [own]
     auto = language.section("auto") if not own else {}
-    kind, _, name = code.partition(":")
+    _kind, _, name = code.partition(":")
     if code.startswith(AUTO_EVENTS):
         alias = {a: f"{name}_{a}" for a in EVENT_ALIASES}
         extra = {a: facts.get(f) for a, f in alias.items()}
@@ -68,16 +69,16 @@ def reason_entry(code: str, language: Language, facts: Mapping[str, Any]) -> Rea
     return ReasonEntry(own, {}, {})
 
 
-def render_reason(code: str, facts: Mapping[str, Any], language: Language,
-                  avoid: set[str] | frozenset[str] = frozenset()) -> Rendered | None:
+def render_reason(
+    code: str, facts: Mapping[str, Any], language: Language, avoid: set[str] | frozenset[str] = frozenset()
+) -> Rendered | None:
     """`code` worded for this customer in `language`, stating none of the facts in `avoid`; None if no variant
     is true for the customer."""
     entry = reason_entry(code, language, facts)
     return render(entry.variants, {**facts, **entry.facts}, language, avoid, entry.alias)
 
 
-def _word(codes: Sequence[str], facts: Mapping[str, Any], language: Language,
-          top_k: int) -> list[tuple[str, Rendered]]:
+def _word(codes: Sequence[str], facts: Mapping[str, Any], language: Language, top_k: int) -> list[tuple[str, Rendered]]:
     """Word `codes` in order, each fact stated once: a reason avoids the facts stated before it and, where it has
     a variant that can, the facts the later candidates would state alone (so "tenure 3 months" stays with the
     tenure reason instead of being folded into the contract one and leaving tenure with nothing to say)."""
@@ -89,7 +90,7 @@ def _word(codes: Sequence[str], facts: Mapping[str, Any], language: Language,
             break
         if alone[code] is None:
             continue
-        later = set().union(*(alone[c].stated for c in codes[i + 1:] if alone[c] is not None))
+        later = set().union(*(alone[c].stated for c in codes[i + 1 :] if alone[c] is not None))
         got = render_reason(code, facts, language, stated | later) or render_reason(code, facts, language, stated)
         if got is not None:
             out.append((code, got))
@@ -97,8 +98,9 @@ def _word(codes: Sequence[str], facts: Mapping[str, Any], language: Language,
     return out
 
 
-def reason_texts(codes: Sequence[str], facts: Mapping[str, Any], languages: Sequence[Language],
-                 top_k: int) -> tuple[list[str], dict[str, list[str]]]:
+def reason_texts(
+    codes: Sequence[str], facts: Mapping[str, Any], languages: Sequence[Language], top_k: int
+) -> tuple[list[str], dict[str, list[str]]]:
     """(the codes shown, at most `top_k`; their texts per language code). The primary language
     (`languages[0]`) decides which codes are shown (`_word`); every other language words the same codes (its own
     text, or the primary one when its file has no fitting variant)."""

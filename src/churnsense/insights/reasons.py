@@ -5,6 +5,7 @@ Reason codes are the attribution groups (`insights.reasons.groups`, plus automat
 vocabulary (`insights.reasons.vocabulary`) keeps the ground-truth mechanism each code stands for (`driver`, for
 hit rates). Facts come from `customer_facts` (raw tables at the cutoff) joined with the customer attributes.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -31,8 +32,13 @@ def _window(events: pd.DataFrame, cutoff: pd.Timestamp | pd.Series, start_days: 
 EVENT_FACTS = ("n_30d", "n_90d", "sum_recent", "sum_prev", "last", "days_since", "change_pct", "drop_pct")
 
 
-def event_facts(events: pd.DataFrame | None, cutoff: pd.Timestamp | pd.Series, recent_days: int = 60,
-                short_days: int = 30, event_types: Sequence[str] | None = None) -> pd.DataFrame:
+def event_facts(
+    events: pd.DataFrame | None,
+    cutoff: pd.Timestamp | pd.Series,
+    recent_days: int = 60,
+    short_days: int = 30,
+    event_types: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """Per customer and event type: counts (last `short_days`, last 90 days), value sums over the last
     `recent_days` and the `recent_days` before, their change in % (`_change_pct`, `_drop_pct` = -change), the last
     value and days since the last event. Columns `<type>_<fact>`; index `customer_id` (customers with events).
@@ -56,8 +62,11 @@ def event_facts(events: pd.DataFrame | None, cutoff: pd.Timestamp | pd.Series, r
     }
     last = ev.sort_values("ts", kind="stable").groupby(keys).last()
     parts["last"] = last["value"]
-    last_cut = pd.Series(last.index.get_level_values(0).map(cutoff), index=last.index) \
-        if isinstance(cutoff, pd.Series) else cutoff
+    last_cut = (
+        pd.Series(last.index.get_level_values(0).map(cutoff), index=last.index)
+        if isinstance(cutoff, pd.Series)
+        else cutoff
+    )
     parts["days_since"] = (last_cut - last["ts"]) / DAY
     wide = pd.DataFrame(parts).unstack("event_type")
     wide.columns = [f"{t}_{f}" for f, t in wide.columns]
@@ -76,13 +85,17 @@ def feedback_facts(feedback: pd.DataFrame | None, cutoff: pd.Timestamp | pd.Seri
     `feedback_last_<x>` of the latest message (its tonality). Needs `sentiment` (from the data or the feedback
     model) for the negative count."""
     if feedback is None or feedback.empty:  # the count columns still exist: a customer's row never depends on
-        return pd.DataFrame(index=pd.Index([], name="customer_id"),  # whether its batch holds feedback
-                            columns=["feedback_n_90d", "neg_feedback_n_90d"], dtype="float64")
+        return pd.DataFrame(
+            index=pd.Index([], name="customer_id"),  # whether its batch holds feedback
+            columns=["feedback_n_90d", "neg_feedback_n_90d"],
+            dtype="float64",
+        )
     fb = _window(feedback, cutoff, 0, days).sort_values("ts", kind="stable")
     neg = fb["sentiment"].eq("negative") if "sentiment" in fb else pd.Series(False, index=fb.index)
     fb = fb.assign(days_since=(_cut(fb, cutoff) - fb["ts"]) / DAY)
-    out = pd.DataFrame({"feedback_n_90d": fb.groupby("customer_id").size(),
-                        "neg_feedback_n_90d": neg.groupby(fb["customer_id"]).sum()})
+    out = pd.DataFrame(
+        {"feedback_n_90d": fb.groupby("customer_id").size(), "neg_feedback_n_90d": neg.groupby(fb["customer_id"]).sum()}
+    )
     latest = fb.groupby("customer_id").last()
     about = pd.concat([fb, fb[neg]]).groupby("customer_id").last()  # the negative one wins when there is one
     for col in ("language", "topic", "sentiment", "days_since"):
@@ -92,9 +105,14 @@ def feedback_facts(feedback: pd.DataFrame | None, cutoff: pd.Timestamp | pd.Seri
     return out
 
 
-def customer_facts(customers: pd.DataFrame, events: pd.DataFrame | None, feedback: pd.DataFrame | None,
-                   cutoff: pd.Timestamp | pd.Series, language_names: Mapping[str, str] | None = None,
-                   event_types: Sequence[str] | None = None) -> pd.DataFrame:
+def customer_facts(
+    customers: pd.DataFrame,
+    events: pd.DataFrame | None,
+    feedback: pd.DataFrame | None,
+    cutoff: pd.Timestamp | pd.Series,
+    language_names: Mapping[str, str] | None = None,
+    event_types: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """Customer attributes + event facts + feedback facts, one row per customer (index `customer_id`).
     `tenure_months` is added from `signup_date` when present; `feedback_language_name` from `language_names`.
     `event_types`: the event types to compute facts for (see `event_facts`; None: those in `events`)."""
@@ -113,9 +131,15 @@ def customer_facts(customers: pd.DataFrame, events: pd.DataFrame | None, feedbac
     return facts
 
 
-def rank_reasons(attributions: np.ndarray, groups: Sequence[str], top_k: int | None = 3, min_logit: float = 0.0,
-                 exclude: Sequence[str] = (), min_share: float = 0.0,
-                 eligible: np.ndarray | None = None) -> list[list[str]]:
+def rank_reasons(
+    attributions: np.ndarray,
+    groups: Sequence[str],
+    top_k: int | None = 3,
+    min_logit: float = 0.0,
+    exclude: Sequence[str] = (),
+    min_share: float = 0.0,
+    eligible: np.ndarray | None = None,
+) -> list[list[str]]:
     """Per row, the groups that raise the risk, best first, at most `top_k` (None: all): a contribution above
     `min_logit` and at least `min_share` of the row's total positive attribution (over every group, shown or
     not), so noise next to a strong driver is never a reason; groups in `exclude` (e.g. `other`) never are, nor
@@ -132,18 +156,29 @@ def rank_reasons(attributions: np.ndarray, groups: Sequence[str], top_k: int | N
     return [[groups[j] for j in idx if row_ok[j]] for row_ok, idx in zip(ok, order)]
 
 
-def reasons_frame(customer_ids: Sequence, attributions: np.ndarray, groups: Sequence[str], facts: pd.DataFrame,
-                  top_k: int = 3, min_logit: float = 0.0, exclude: Sequence[str] = (), min_share: float = 0.0,
-                  language_of: Mapping | None = None, typical: Mapping[str, float] | None = None,
-                  primary: str = "en", texts_dir: str | None = None,
-                  eligible: np.ndarray | None = None) -> pd.DataFrame:
+def reasons_frame(
+    customer_ids: Sequence,
+    attributions: np.ndarray,
+    groups: Sequence[str],
+    facts: pd.DataFrame,
+    top_k: int = 3,
+    min_logit: float = 0.0,
+    exclude: Sequence[str] = (),
+    min_share: float = 0.0,
+    language_of: Mapping | None = None,
+    typical: Mapping[str, float] | None = None,
+    primary: str = "en",
+    texts_dir: str | None = None,
+    eligible: np.ndarray | None = None,
+) -> pd.DataFrame:
     """`customer_id`, `reason_codes` (";"-joined, best first), `top_reasons` (texts in the `primary` language,
     "; "-joined), `top_reasons_local` (the same reasons in the customer's language, `language_of[id]`),
     `reason_1..k` + `reason_1..k_text`, and `attr_<group>` (logit contributions).
 
     Candidates are the risk-raising groups (`rank_reasons` with `min_logit`, `min_share`, `eligible`); the first
     `top_k` that the language files word truthfully for the customer become its reasons
-    (`reason_texts.reason_texts`, each fact stated once). `typical`: constant facts added to every customer (`reason_texts.typical_facts`)."""
+    (`reason_texts.reason_texts`, each fact stated once). `typical`: constant facts added to every customer
+    (`reason_texts.typical_facts`)."""
     ranked = rank_reasons(attributions, groups, None, min_logit, exclude, min_share, eligible)
     fact_rows = facts.reindex(pd.Index(customer_ids)).to_dict("index") if len(facts.columns) else {}
     first = load_language(primary, texts_dir)
@@ -153,8 +188,12 @@ def reasons_frame(customer_ids: Sequence, attributions: np.ndarray, groups: Sequ
         local = str((language_of or {}).get(cid) or primary)
         langs = [first] if local == primary else [first, load_language(local, texts_dir)]
         kept, texts = reason_texts(codes, f, langs, top_k)
-        row = {"customer_id": cid, "reason_codes": ";".join(kept), "top_reasons": "; ".join(texts[primary]),
-               "top_reasons_local": "; ".join(texts[local])}
+        row = {
+            "customer_id": cid,
+            "reason_codes": ";".join(kept),
+            "top_reasons": "; ".join(texts[primary]),
+            "top_reasons_local": "; ".join(texts[local]),
+        }
         for k in range(top_k):
             row[f"reason_{k + 1}"] = kept[k] if k < len(kept) else ""
             row[f"reason_{k + 1}_text"] = texts[primary][k] if k < len(kept) else ""
@@ -181,8 +220,13 @@ def _split(codes: object) -> list[str]:
     return [c for c in str(codes).split(";") if c] if isinstance(codes, str) else []
 
 
-def hit_rates(reason_codes: pd.Series, truth: pd.Series, driver_of: Mapping[str, str],
-              baseline: Sequence[str] | None = None, ks: Sequence[int] = (1, 3)) -> pd.DataFrame:
+def hit_rates(
+    reason_codes: pd.Series,
+    truth: pd.Series,
+    driver_of: Mapping[str, str],
+    baseline: Sequence[str] | None = None,
+    ks: Sequence[int] = (1, 3),
+) -> pd.DataFrame:
     """Top-k hit rates of reasons against true drivers, per mechanism and overall (`all`).
 
     `reason_codes` / `truth`: ";"-joined reason codes / true driver codes, indexed by customer (churners with a
@@ -198,13 +242,17 @@ def hit_rates(reason_codes: pd.Series, truth: pd.Series, driver_of: Mapping[str,
     rows = []
     mechanisms = sorted({m for ms in truth for m in ms})
     for mech in mechanisms + ["all"]:
-        mask = truth.map(lambda ms: mech in ms) if mech != "all" else pd.Series(True, index=truth.index)
+        mask = truth.map(lambda ms, m=mech: m in ms) if mech != "all" else pd.Series(True, index=truth.index)
         row: dict[str, object] = {"mechanism": mech, "n": int(mask.sum())}
         for k in ks:
-            def hit(d: list[str], ms: list[str], _k: int = k) -> bool:
-                want = [mech] if mech != "all" else ms
+
+            def hit(d: list[str], ms: list[str], _k: int = k, _m: str = mech) -> bool:
+                want = [_m] if _m != "all" else ms
                 return any(x in want for x in d[:_k])
-            row[f"top{k}"] = float(np.mean([hit(d, ms) for d, ms in zip(drivers[mask], truth[mask])])) if mask.any() else np.nan
+
+            row[f"top{k}"] = (
+                float(np.mean([hit(d, ms) for d, ms in zip(drivers[mask], truth[mask])])) if mask.any() else np.nan
+            )
             row[f"baseline_top{k}"] = float(np.mean([hit(base, ms) for ms in truth[mask]])) if mask.any() else np.nan
         rows.append(row)
     return pd.DataFrame(rows)

@@ -11,6 +11,7 @@ background): per numeric input, the sign of mean p(z = +1) - mean p(z = -1) (0 =
 per categorical input and category, mean p(with that category) - mean p(as they are). Model-based, so they hold for
 any table mapped by config, and computed once per release (a few thousand model rows).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -61,8 +62,9 @@ def risk_directions(prob_fn: ProbFn, reference: Batch, cat_cardinalities: Sequen
     return RiskDirections(num, cat)
 
 
-def cached_directions(prob_fn: ProbFn, reference: Batch, cat_cardinalities: Sequence[int],
-                      fixed: bool) -> RiskDirections:
+def cached_directions(
+    prob_fn: ProbFn, reference: Batch, cat_cardinalities: Sequence[int], fixed: bool
+) -> RiskDirections:
     """`risk_directions`, computed once per fixed reference (a release's background) and reused by every batch."""
     key = id(reference.get("num", reference.get("cat")))
     if fixed and key in _cache:
@@ -73,9 +75,16 @@ def cached_directions(prob_fn: ProbFn, reference: Batch, cat_cardinalities: Sequ
     return directions
 
 
-def static_group_eligibility(own: Batch, cat_group: np.ndarray, num_group: np.ndarray, event_group: np.ndarray,
-                             n_groups: int, directions: RiskDirections, min_deviation: float,
-                             num_names: Sequence[str] = ()) -> np.ndarray:
+def static_group_eligibility(
+    own: Batch,
+    cat_group: np.ndarray,
+    num_group: np.ndarray,
+    event_group: np.ndarray,
+    n_groups: int,
+    directions: RiskDirections,
+    min_deviation: float,
+    num_names: Sequence[str] = (),
+) -> np.ndarray:
     """[rows, groups] bool: may group g be a reason for the row? Groups covering event types always may (their
     texts check their own facts); groups of static inputs only when one of their inputs is on the risk-raising
     side for the row (see module doc). `*_group`: the group index of each cat / num column and event type."""

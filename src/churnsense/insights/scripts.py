@@ -7,9 +7,10 @@ none is), the offer with its terms (config
 `insights.scripts.terms`, per action, overridden per reason by `terms_by_reason`), two likely objections with
 answers and a close. Pairs without a script of their own use the `_default` script of the action.
 """
+
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +38,10 @@ def script_entry(reason: str, action: str, language: Language) -> Mapping[str, A
     scripts = language.section("scripts")
     entry = (scripts.get(reason) or {}).get(action) or (scripts.get(DEFAULT) or {}).get(action)
     if not isinstance(entry, Mapping):
-        raise LanguageFileError(f"{language.source}: no script for reason {reason!r} and action {action!r} "
-                                f"(add scripts.{reason}.{action} or scripts.{DEFAULT}.{action})")
+        raise LanguageFileError(
+            f"{language.source}: no script for reason {reason!r} and action {action!r} "
+            f"(add scripts.{reason}.{action} or scripts.{DEFAULT}.{action})"
+        )
     return entry
 
 
@@ -49,17 +52,27 @@ def offer_terms(reason: str, action: str, scripts_cfg: Mapping[str, Any]) -> dic
     return terms
 
 
-def _section(entry: Mapping[str, Any], key: str, facts: Mapping[str, Any], language: Language,
-             reason: str, action: str) -> tuple[str, frozenset[str]]:
+def _section(
+    entry: Mapping[str, Any], key: str, facts: Mapping[str, Any], language: Language, reason: str, action: str
+) -> tuple[str, frozenset[str]]:
     rendered = render(entry.get(key), facts, language)
     if rendered is None:
-        raise LanguageFileError(f"{language.source}: scripts.{reason}.{action}.{key} has no variant that fits "
-                                f"(give a last variant without `when` that needs only the offer terms)")
+        raise LanguageFileError(
+            f"{language.source}: scripts.{reason}.{action}.{key} has no variant that fits "
+            f"(give a last variant without `when` that needs only the offer terms)"
+        )
     return rendered.text, rendered.quoted
 
 
-def render_script(reason: str, action: str, facts: Mapping[str, Any], language: Language,
-                  terms: Mapping[str, Any], reason_text: str = "", reasons_text: str = "") -> CallScript:
+def render_script(
+    reason: str,
+    action: str,
+    facts: Mapping[str, Any],
+    language: Language,
+    terms: Mapping[str, Any],
+    reason_text: str = "",
+    reasons_text: str = "",
+) -> CallScript:
     """The call script for one customer. `facts`: the customer's facts; `terms`: the offer terms
     (`offer_terms`); `reason_text` / `reasons_text`: the pair's reason / all reasons in `language` (the
     situation line, and `{reason}` / `{reasons}` in the templates)."""
@@ -97,8 +110,13 @@ def _fill(line: object, **parts: str) -> str:
     return " ".join(text.split())
 
 
-def call_scripts(frame: pd.DataFrame, facts: pd.DataFrame, language: pd.Series, scripts_cfg: Mapping[str, Any],
-                 typical: Mapping[str, float] | None = None) -> pd.DataFrame:
+def call_scripts(
+    frame: pd.DataFrame,
+    facts: pd.DataFrame,
+    language: pd.Series,
+    scripts_cfg: Mapping[str, Any],
+    typical: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
     """`script_language` and `call_script` per row of `frame` (needs customer_id, recommended_action,
     action_reason, top_reasons_local); `facts`: indexed by customer_id; `language`: the row's service language
     (aligned with `frame`). Rows without an action get an empty script; a language without a texts file
@@ -117,8 +135,15 @@ def call_scripts(frame: pd.DataFrame, facts: pd.DataFrame, language: pd.Series, 
         f = {**(typical or {}), **f}
         own = render_reason(reason, f, language_file) if reason != DEFAULT else None
         situation = frame["top_reasons_local"].iloc[i]
-        texts[i] = render_script(reason, act[i], f, language_file, offer_terms(reason, act[i], scripts_cfg),
-                                 own.text if own else "", situation if isinstance(situation, str) else "").text
+        texts[i] = render_script(
+            reason,
+            act[i],
+            f,
+            language_file,
+            offer_terms(reason, act[i], scripts_cfg),
+            own.text if own else "",
+            situation if isinstance(situation, str) else "",
+        ).text
     out = pd.DataFrame({"script_language": lang.to_numpy(), "call_script": texts}, index=frame.index)
     out.loc[act == NONE, "script_language"] = ""
     return out

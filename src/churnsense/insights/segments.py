@@ -5,6 +5,7 @@ facts), signed-log1p transformed (counts and sums are heavy-tailed), missing -> 
 K: the K in `k_range` with the highest mean silhouette on a sample (stated criterion; all scores kept in state).
 State is plain JSON (medians, mean/scale, centres, names, 2-D PCA basis for plots): no pickle.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,7 +22,9 @@ log = logging.getLogger(__name__)
 
 
 def _select(facts: pd.DataFrame, patterns: Sequence[str]) -> list[str]:
-    numeric = [c for c in facts.columns if pd.api.types.is_numeric_dtype(facts[c]) and not pd.api.types.is_bool_dtype(facts[c])]
+    numeric = [
+        c for c in facts.columns if pd.api.types.is_numeric_dtype(facts[c]) and not pd.api.types.is_bool_dtype(facts[c])
+    ]
     if not patterns:
         return numeric
     return [c for c in numeric if any(c == p or (p.endswith("*") and c.startswith(p[:-1])) for p in patterns)]
@@ -34,9 +37,16 @@ def _matrix(facts: pd.DataFrame, state: Mapping[str, Any]) -> np.ndarray:
     return (x - np.asarray(state["mean"])) / np.asarray(state["scale"])
 
 
-def fit_segments(facts: pd.DataFrame, features: Sequence[str] = (), k_range: Sequence[int] = (2, 8),
-                 labels: Mapping[str, str] | None = None, sample: int = 5000, seed: int = 0) -> dict[str, Any]:
+def fit_segments(
+    facts: pd.DataFrame,
+    features: Sequence[str] = (),
+    k_range: Sequence[int] = (2, 8),
+    labels: Mapping[str, str] | None = None,
+    sample: int = 5000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Fit the segmentation; returns its JSON-able state (see module doc)."""
+
     def usable(columns: list[str]) -> list[str]:
         return [c for c in columns if facts[c].notna().mean() > 0.05 and facts[c].nunique() > 1]
 
@@ -51,8 +61,12 @@ def fit_segments(facts: pd.DataFrame, features: Sequence[str] = (), k_range: Seq
     logged = np.sign(raw) * np.log1p(np.abs(raw))
     mean, scale = logged.mean(axis=0), logged.std(axis=0)
     scale[scale < 1e-9] = 1.0
-    state: dict[str, Any] = {"features": cols, "medians": medians.tolist(), "mean": mean.tolist(),
-                             "scale": scale.tolist()}
+    state: dict[str, Any] = {
+        "features": cols,
+        "medians": medians.tolist(),
+        "mean": mean.tolist(),
+        "scale": scale.tolist(),
+    }
     x = (logged - mean) / scale
     rng = np.random.default_rng(seed)
     xs = x[rng.choice(len(x), size=min(sample, len(x)), replace=False)]
@@ -66,8 +80,14 @@ def fit_segments(facts: pd.DataFrame, features: Sequence[str] = (), k_range: Seq
     best = max(scores, key=scores.get)
     centers = fits[best].cluster_centers_
     _, _, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
-    state.update(k=best, criterion="silhouette", silhouette=scores, centers=centers.tolist(),
-                 pca=vt[:2].tolist(), names=[segment_name(c, cols, labels) for c in centers])
+    state.update(
+        k=best,
+        criterion="silhouette",
+        silhouette=scores,
+        centers=centers.tolist(),
+        pca=vt[:2].tolist(),
+        names=[segment_name(c, cols, labels) for c in centers],
+    )
     return state
 
 
@@ -78,18 +98,31 @@ def assign_segments(facts: pd.DataFrame, state: Mapping[str, Any]) -> pd.Series:
     return pd.Series(d.argmin(axis=1), index=facts.index, name="segment")
 
 
-def segment_name(center: np.ndarray, features: Sequence[str], labels: Mapping[str, str] | None = None,
-                 n_terms: int = 2, min_z: float = 0.3) -> str:
+def segment_name(
+    center: np.ndarray,
+    features: Sequence[str],
+    labels: Mapping[str, str] | None = None,
+    n_terms: int = 2,
+    min_z: float = 0.3,
+) -> str:
     """A readable name from the centre's largest standardised deviations, e.g. "high outages, low usage"."""
     labels = dict(labels or {})
     order = np.argsort(-np.abs(center))[:n_terms]
-    terms = [f"{'high' if center[j] > 0 else 'low'} {labels.get(features[j], features[j].replace('_', ' '))}"
-             for j in order if abs(center[j]) >= min_z]
+    terms = [
+        f"{'high' if center[j] > 0 else 'low'} {labels.get(features[j], features[j].replace('_', ' '))}"
+        for j in order
+        if abs(center[j]) >= min_z
+    ]
     return ", ".join(terms) if terms else "typical"
 
 
-def profile_segments(frame: pd.DataFrame, facts: pd.DataFrame | None, state: Mapping[str, Any], label: str | None = None,
-                     n_attributes: int = 4) -> pd.DataFrame:
+def profile_segments(
+    frame: pd.DataFrame,
+    facts: pd.DataFrame | None,
+    state: Mapping[str, Any],
+    label: str | None = None,
+    n_attributes: int = 4,
+) -> pd.DataFrame:
     """One row per segment: size, share, churn rate (observed `label` if given, else mean `churn_probability`),
     mean risk, typical attributes (largest deviations: median value in the segment), dominant reasons, name.
     `frame`: customer_id, segment, churn_probability[, reason_1][, label]."""
@@ -106,19 +139,33 @@ def profile_segments(frame: pd.DataFrame, facts: pd.DataFrame | None, state: Map
         reasons = f.loc[m, "reason_1"].replace("", np.nan).dropna() if "reason_1" in f else pd.Series(dtype=str)
         top = reasons.value_counts(normalize=True).head(3)
         observed = label and label in f and f.loc[m, label].notna().any()
-        rows.append({
-            "segment": seg, "name": state["names"][seg], "size": int(m.sum()), "share": float(m.mean()),
-            "churn_rate": float(f.loc[m, label].mean()) if observed else float(f.loc[m, "churn_probability"].mean()),
-            "churn_rate_source": "observed" if observed else "predicted",
-            "mean_risk": float(f.loc[m, "churn_probability"].mean()) if m.any() else np.nan,
-            "typical_attributes": "; ".join(attrs),
-            "dominant_reasons": "; ".join(f"{r} {s:.0%}" for r, s in top.items()),
-        })
+        rows.append(
+            {
+                "segment": seg,
+                "name": state["names"][seg],
+                "size": int(m.sum()),
+                "share": float(m.mean()),
+                "churn_rate": float(f.loc[m, label].mean())
+                if observed
+                else float(f.loc[m, "churn_probability"].mean()),
+                "churn_rate_source": "observed" if observed else "predicted",
+                "mean_risk": float(f.loc[m, "churn_probability"].mean()) if m.any() else np.nan,
+                "typical_attributes": "; ".join(attrs),
+                "dominant_reasons": "; ".join(f"{r} {s:.0%}" for r, s in top.items()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def plot_segments(facts: pd.DataFrame, segment: pd.Series, risk: pd.Series, state: Mapping[str, Any],
-                  path: str | Path, max_points: int = 5000, seed: int = 0) -> Path:
+def plot_segments(
+    facts: pd.DataFrame,
+    segment: pd.Series,
+    risk: pd.Series,
+    state: Mapping[str, Any],
+    path: str | Path,
+    max_points: int = 5000,
+    seed: int = 0,
+) -> Path:
     """2-D PCA scatter of the standardised facts, coloured by segment, sized by churn risk; saved as PNG."""
     import matplotlib
 

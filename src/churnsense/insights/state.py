@@ -1,5 +1,6 @@
 """The fitted insights of a release (`insights.json`: plain JSON, and `insights_background.npz`: the attribution
 background as plain arrays; no pickle) and the insights config it was fit with."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields

@@ -16,6 +16,7 @@ Propensity e(x) = P(t = 1 | x) within the contrast: the design's share when the 
 (`propensity="design"`), else a cross-fitted LightGBM classifier, clipped to [clip, 1 - clip].
 State is plain JSON (boosters as LightGBM model strings), no pickle.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -26,8 +27,17 @@ import numpy as np
 import pandas as pd
 
 KINDS = ("t", "x", "dr", "ct")
-PARAMS = {"learning_rate": 0.05, "num_leaves": 8, "min_data_in_leaf": 40, "feature_fraction": 0.9,
-          "lambda_l2": 1.0, "verbose": -1, "num_threads": 1, "seed": 0, "deterministic": True}
+PARAMS = {
+    "learning_rate": 0.05,
+    "num_leaves": 8,
+    "min_data_in_leaf": 40,
+    "feature_fraction": 0.9,
+    "lambda_l2": 1.0,
+    "verbose": -1,
+    "num_threads": 1,
+    "seed": 0,
+    "deterministic": True,
+}
 
 
 class Features:
@@ -37,8 +47,9 @@ class Features:
         self.numeric, self.levels = list(numeric), {k: list(v) for k, v in levels.items()}
 
     @classmethod
-    def fit(cls, facts: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str],
-            min_count: int = 20) -> Features:
+    def fit(
+        cls, facts: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str], min_count: int = 20
+    ) -> Features:
         levels = {}
         for c in categorical:
             if c in facts:
@@ -54,16 +65,23 @@ class Features:
         parts = [facts.reindex(columns=self.numeric).to_numpy(dtype=np.float64)]
         for c, vs in self.levels.items():
             col = facts[c].astype("string").to_numpy() if c in facts else np.full(len(facts), None)
-            parts.append(np.stack([col == v for v in vs], axis=1).astype(np.float64) if vs
-                         else np.zeros((len(facts), 0)))
+            parts.append(
+                np.stack([col == v for v in vs], axis=1).astype(np.float64) if vs else np.zeros((len(facts), 0))
+            )
         return np.concatenate(parts, axis=1)
 
     def to_dict(self) -> dict[str, Any]:
         return {"numeric": self.numeric, "levels": self.levels}
 
 
-def _train(x: np.ndarray, y: np.ndarray, objective: str, params: Mapping[str, Any], rounds: int,
-           weight: np.ndarray | None = None) -> lgb.Booster:
+def _train(
+    x: np.ndarray,
+    y: np.ndarray,
+    objective: str,
+    params: Mapping[str, Any],
+    rounds: int,
+    weight: np.ndarray | None = None,
+) -> lgb.Booster:
     data = lgb.Dataset(x, y, weight=weight, feature_name=[f"f{i}" for i in range(x.shape[1])], free_raw_data=True)
     return lgb.train({**params, "objective": objective}, data, num_boost_round=rounds)
 
@@ -75,8 +93,15 @@ def _folds(n: int, k: int, seed: int) -> np.ndarray:
 class UpliftLearner:
     """One action's effect model of kind `kind` (see module doc)."""
 
-    def __init__(self, kind: str, params: Mapping[str, Any] | None = None, rounds: int = 150, folds: int = 3,
-                 clip: float = 0.05, seed: int = 0) -> None:
+    def __init__(
+        self,
+        kind: str,
+        params: Mapping[str, Any] | None = None,
+        rounds: int = 150,
+        folds: int = 3,
+        clip: float = 0.05,
+        seed: int = 0,
+    ) -> None:
         if kind not in KINDS:
             raise ValueError(f"uplift learner {kind!r}: expected one of {list(KINDS)}")
         self.kind, self.rounds, self.folds, self.clip, self.seed = kind, int(rounds), int(folds), float(clip), seed
@@ -152,9 +177,16 @@ class UpliftLearner:
         return 2.0 * m["z"].predict(x) - 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "rounds": self.rounds, "folds": self.folds, "clip": self.clip, "seed": self.seed,
-                "params": self.params, "share": self.share,
-                "models": {k: b.model_to_string() for k, b in self.models.items()}}
+        return {
+            "kind": self.kind,
+            "rounds": self.rounds,
+            "folds": self.folds,
+            "clip": self.clip,
+            "seed": self.seed,
+            "params": self.params,
+            "share": self.share,
+            "models": {k: b.model_to_string() for k, b in self.models.items()},
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> UpliftLearner:
@@ -170,9 +202,15 @@ class UpliftModel:
     `supported[a]`: held-out evidence that the predicted effect varies by customer; `average[a]`: the average effect
     of offering `a`, for actions whose average effect in a randomised log is above zero."""
 
-    def __init__(self, features: Features, learners: Mapping[str, UpliftLearner],
-                 scale: Mapping[str, float] | None = None, design: str = "randomised",
-                 supported: Mapping[str, bool] | None = None, average: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        features: Features,
+        learners: Mapping[str, UpliftLearner],
+        scale: Mapping[str, float] | None = None,
+        design: str = "randomised",
+        supported: Mapping[str, bool] | None = None,
+        average: Mapping[str, float] | None = None,
+    ) -> None:
         self.features, self.learners = features, dict(learners)
         self.scale = {a: float((scale or {}).get(a, 1.0)) for a in self.learners}
         self.design = design
@@ -186,17 +224,27 @@ class UpliftModel:
     def predict_uplift(self, facts: pd.DataFrame) -> pd.DataFrame:
         """Churn reduction per action (columns = actions), index = facts' index."""
         x = self.features.matrix(facts)
-        return pd.DataFrame({a: self.scale[a] * lr.predict(x) for a, lr in self.learners.items()},
-                            index=facts.index)
+        return pd.DataFrame({a: self.scale[a] * lr.predict(x) for a, lr in self.learners.items()}, index=facts.index)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "uplift_model", "design": self.design, "features": self.features.to_dict(),
-                "scale": self.scale, "supported": self.supported, "average": self.average,
-                "learners": {a: lr.to_dict() for a, lr in self.learners.items()}}
+        return {
+            "kind": "uplift_model",
+            "design": self.design,
+            "features": self.features.to_dict(),
+            "scale": self.scale,
+            "supported": self.supported,
+            "average": self.average,
+            "learners": {a: lr.to_dict() for a, lr in self.learners.items()},
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> UpliftModel:
         f = d["features"]
-        return cls(Features(f["numeric"], f["levels"]),
-                   {a: UpliftLearner.from_dict(v) for a, v in d["learners"].items()}, d.get("scale"),
-                   str(d.get("design", "randomised")), d.get("supported"), d.get("average"))
+        return cls(
+            Features(f["numeric"], f["levels"]),
+            {a: UpliftLearner.from_dict(v) for a, v in d["learners"].items()},
+            d.get("scale"),
+            str(d.get("design", "randomised")),
+            d.get("supported"),
+            d.get("average"),
+        )

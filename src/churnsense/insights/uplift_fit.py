@@ -10,10 +10,11 @@ end of its held-out Qini interval is above the random line (its effect varies by
 *supported on average* when, in a randomised log, the interval of its average effect (treated minus control
 retention, Newcombe) is above zero: offering it helps on average even if who it helps most is not known.
 """
+
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,17 +31,34 @@ from churnsense.insights.uplift_metrics import (
 )
 
 log = logging.getLogger(__name__)
+EVIDENCE = (  # what `fit_action` reports of an action: held-out Qini / AUUC with the random line, effects, verdicts
+    "n",
+    "n_treated",
+    "qini",
+    "qini_low",
+    "qini_high",
+    "qini_random",
+    "auuc",
+    "auuc_random",
+    "predicted_ate",
+    "observed_ate",
+    "ate_low",
+    "ate_high",
+    "supported",
+    "supported_on_average",
+)
 NOTICES = {
     "observational": "uplift: the offer log's control arm was not randomised: effects are propensity-weighted "
-                     "(estimated propensities; assumes no unmeasured confounding)",
+    "(estimated propensities; assumes no unmeasured confounding)",
     "accepted_vs_declined": "uplift: the offer log has no control arm: effects compare accepted with declined "
-                            "offers, propensity-weighted and scaled by the acceptance rate (assumes acceptance "
-                            "depends on the features only)",
+    "offers, propensity-weighted and scaled by the acceptance rate (assumes acceptance "
+    "depends on the features only)",
 }
 
 
-def observed_outcomes(offers: pd.DataFrame, cutoff: pd.Timestamp, days: int,
-                      customers: pd.DataFrame | None = None) -> pd.DataFrame:
+def observed_outcomes(
+    offers: pd.DataFrame, cutoff: pd.Timestamp, days: int, customers: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Offers whose outcome window (`days` after the offer) ended before `cutoff`, one row per customer (the
     last), with `churned`: from the log when it has it, else from customers.churn_date."""
     o = offers[offers["ts"] + pd.Timedelta(days=days) <= cutoff]
@@ -95,8 +113,9 @@ def _params(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
 
 
 def _learner(kind: str, cfg: Mapping[str, Any], seed: int) -> UpliftLearner:
-    return UpliftLearner(kind, _params(cfg, seed), int(cfg["num_rounds"]), int(cfg["inner_folds"]),
-                         float(cfg["propensity_clip"]), seed)
+    return UpliftLearner(
+        kind, _params(cfg, seed), int(cfg["num_rounds"]), int(cfg["inner_folds"]), float(cfg["propensity_clip"]), seed
+    )
 
 
 def ipw_weights(x, t, cfg: Mapping[str, Any], seed: int = 0) -> np.ndarray:
@@ -110,8 +129,7 @@ def ipw_weights(x, t, cfg: Mapping[str, Any], seed: int = 0) -> np.ndarray:
     return np.where(t, 1 / e, 1 / (1 - e))
 
 
-def cross_fitted(x, t, y, kind: str, cfg: Mapping[str, Any], randomised: bool, folds: int,
-                 seed: int = 0) -> np.ndarray:
+def cross_fitted(x, t, y, kind: str, cfg: Mapping[str, Any], randomised: bool, folds: int, seed: int = 0) -> np.ndarray:
     """Out-of-fold predictions of one learner kind."""
     fold, pred = _folds(len(t), folds, seed + 1), np.empty(len(t))
     for k in range(folds):
@@ -120,8 +138,9 @@ def cross_fitted(x, t, y, kind: str, cfg: Mapping[str, Any], randomised: bool, f
     return pred
 
 
-def select_kind(x, t, y, cfg: Mapping[str, Any], randomised: bool, folds: int,
-                seed: int = 0) -> tuple[str, dict[str, float]]:
+def select_kind(
+    x, t, y, cfg: Mapping[str, Any], randomised: bool, folds: int, seed: int = 0
+) -> tuple[str, dict[str, float]]:
     """The learner kind with the best cross-fitted Qini, and every kind's Qini."""
     w = None if randomised else ipw_weights(x, t, cfg, seed)
     kinds = [k for k in cfg["learners"] if k in KINDS]
@@ -129,8 +148,9 @@ def select_kind(x, t, y, cfg: Mapping[str, Any], randomised: bool, folds: int,
     return max(cv, key=cv.get), cv
 
 
-def fit_action(x, t, y, cfg: Mapping[str, Any], randomised: bool,
-               seed: int = 0) -> tuple[UpliftLearner, dict[str, Any]]:
+def fit_action(
+    x, t, y, cfg: Mapping[str, Any], randomised: bool, seed: int = 0
+) -> tuple[UpliftLearner, dict[str, Any]]:
     """Held-out evidence by nested cross-fitting: in each of `cv_folds` folds the learner is selected (inner
     cross-fitting) and fitted on the other folds only, then predicts this fold; the Qini of these predictions over
     all rows, with its bootstrap interval, judges the whole procedure. The served learner is then selected and
@@ -147,20 +167,33 @@ def fit_action(x, t, y, cfg: Mapping[str, Any], randomised: bool,
     ww = np.ones(len(t)) if w is None else w
     observed = float(np.average(y[~t], weights=ww[~t]) - np.average(y[t], weights=ww[t]))
     if randomised:  # treated minus control retention with its interval: the average effect of the offer
-        _, ate_low, ate_high = difference_interval((1 - y[t]).sum(), t.sum(), (1 - y[~t]).sum(), (~t).sum(),
-                                                   float(cfg["level"]))
+        _, ate_low, ate_high = difference_interval(
+            (1 - y[t]).sum(), t.sum(), (1 - y[~t]).sum(), (~t).sum(), float(cfg["level"])
+        )
     else:  # a weighted difference has no simple interval here: no claim on average
         ate_low, ate_high = float("nan"), float("nan")
     best, cv = select_kind(x, t, y, cfg, randomised, int(cfg["cv_folds"]), seed)
-    row = {"learner": best, "fold_learners": ",".join(picks), **{f"cv_qini_{k}": v for k, v in cv.items()},
-           **uplift_metrics(*args), "qini_low": lo, "qini_high": hi, "supported": bool(lo > 0),
-           "predicted_ate": float(pred.mean()), "observed_ate": observed, "ate_low": ate_low, "ate_high": ate_high,
-           "supported_on_average": bool(ate_low > 0), **curve_points(*args)}
+    row = {
+        "learner": best,
+        "fold_learners": ",".join(picks),
+        **{f"cv_qini_{k}": v for k, v in cv.items()},
+        **uplift_metrics(*args),
+        "qini_low": lo,
+        "qini_high": hi,
+        "supported": bool(lo > 0),
+        "predicted_ate": float(pred.mean()),
+        "observed_ate": observed,
+        "ate_low": ate_low,
+        "ate_high": ate_high,
+        "supported_on_average": bool(ate_low > 0),
+        **curve_points(*args),
+    }
     return _learner(best, cfg, seed).fit(x, t, y, randomised), row
 
 
-def fit_uplift(facts: pd.DataFrame, offers: pd.DataFrame, cfg: Mapping[str, Any],
-               seed: int = 0) -> tuple[UpliftModel, list[dict[str, Any]], str]:
+def fit_uplift(
+    facts: pd.DataFrame, offers: pd.DataFrame, cfg: Mapping[str, Any], seed: int = 0
+) -> tuple[UpliftModel, list[dict[str, Any]], str]:
     """The uplift model of the offer log `offers` (one row per customer with `churned`; facts indexed by customer
     id at each offer date); returns (model, one metrics row per action, design). Raises ValueError when no
     action has `min_rows` rows in both arms."""
@@ -174,8 +207,13 @@ def fit_uplift(facts: pd.DataFrame, offers: pd.DataFrame, cfg: Mapping[str, Any]
     for action, (mask, treated, k) in contrasts(offers, design).items():
         t = treated[mask]
         if min(t.sum(), (~t).sum()) < int(cfg["min_rows"]):
-            log.warning("uplift: %s skipped (%d treated, %d untreated rows; min_rows %s)", action, t.sum(),
-                        (~t).sum(), cfg["min_rows"])
+            log.warning(
+                "uplift: %s skipped (%d treated, %d untreated rows; min_rows %s)",
+                action,
+                t.sum(),
+                (~t).sum(),
+                cfg["min_rows"],
+            )
             continue
         learner, row = fit_action(xs[mask], t, y[mask], cfg, design == "randomised", seed)
         learners[action], scale[action] = learner, k

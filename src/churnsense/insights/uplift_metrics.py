@@ -4,6 +4,7 @@ and bootstrap intervals.
 Outcome convention: `retained` (1 = stayed); a good score ranks first the customers whom treatment makes stay.
 Rows may carry weights (inverse propensity of the arm received, for logs whose assignment was not randomised).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,9 @@ def _sorted(score, treated, retained, weight):
     return np.asarray(treated, bool)[order], np.asarray(retained, np.float64)[order], w[order]
 
 
-def qini_curve(score: np.ndarray, treated: np.ndarray, retained: np.ndarray,
-               weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def qini_curve(
+    score: np.ndarray, treated: np.ndarray, retained: np.ndarray, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Qini curve: targeting the top fraction x by `score`, gain(x) = R_t - R_c * N_t / N_c (weighted counts of
     retained customers in treatment / control among the targeted), as a fraction of the population."""
     t, r, w = _sorted(score, treated, retained, weight)
@@ -28,8 +30,9 @@ def qini_curve(score: np.ndarray, treated: np.ndarray, retained: np.ndarray,
     return x, np.concatenate([[0.0], gain / w.sum()])
 
 
-def uplift_curve(score: np.ndarray, treated: np.ndarray, retained: np.ndarray,
-                 weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def uplift_curve(
+    score: np.ndarray, treated: np.ndarray, retained: np.ndarray, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Uplift curve: (retention rate treated - control among the targeted) x share targeted."""
     t, r, w = _sorted(score, treated, retained, weight)
     n_t, n_c = np.cumsum(w * t), np.cumsum(w * ~t)
@@ -49,21 +52,35 @@ def qini_above_random(score, treated, retained, weight=None) -> float:
     return _area(x, q) - q[-1] / 2.0
 
 
-def uplift_metrics(score: np.ndarray, treated: np.ndarray, retained: np.ndarray,
-                   weight: np.ndarray | None = None) -> dict[str, float]:
+def uplift_metrics(
+    score: np.ndarray, treated: np.ndarray, retained: np.ndarray, weight: np.ndarray | None = None
+) -> dict[str, float]:
     """Qini and AUUC of a ranking vs random targeting. `qini` = area between the Qini curve and random
     (`qini_area` - `qini_random`); `auuc` / `auuc_random` = areas under the uplift curve and its random line;
     `ate_retention` = the average effect on retention (treated - control) over all rows."""
     xq, q = qini_curve(score, treated, retained, weight)
     xu, u = uplift_curve(score, treated, retained, weight)
-    return {"qini_area": _area(xq, q), "qini_random": q[-1] / 2.0, "qini": _area(xq, q) - q[-1] / 2.0,
-            "auuc": _area(xu, u), "auuc_random": u[-1] / 2.0, "ate_retention": float(u[-1]),
-            "n": int(len(score)), "n_treated": int(np.asarray(treated, bool).sum())}
+    return {
+        "qini_area": _area(xq, q),
+        "qini_random": q[-1] / 2.0,
+        "qini": _area(xq, q) - q[-1] / 2.0,
+        "auuc": _area(xu, u),
+        "auuc_random": u[-1] / 2.0,
+        "ate_retention": float(u[-1]),
+        "n": int(len(score)),
+        "n_treated": int(np.asarray(treated, bool).sum()),
+    }
 
 
-def bootstrap_interval(score: np.ndarray, treated: np.ndarray, retained: np.ndarray,
-                       weight: np.ndarray | None = None, reps: int = 500, level: float = 0.95,
-                       seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    score: np.ndarray,
+    treated: np.ndarray,
+    retained: np.ndarray,
+    weight: np.ndarray | None = None,
+    reps: int = 500,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Percentile bootstrap interval of `qini` (rows resampled within each arm, so both arms keep their size;
     resampled rows shuffled, so tied scores are not ordered by arm)."""
     rng = np.random.default_rng(seed)

@@ -5,6 +5,7 @@ of a customer who is retained now, with m_i = monthly revenue, r = monthly reten
 population's churn probabilities: r = (1 - mean p)^(30.44 / horizon_days), or configured), d = monthly discount
 rate. Value at risk_i = CLTV_i * p_i. Expected saved value of action a = uplift_i(a) * CLTV_i - cost(a).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -22,8 +23,9 @@ def monthly_retention(p_churn: pd.Series, horizon_days: float) -> float:
     return float((1.0 - p) ** (DAYS_PER_MONTH / float(horizon_days)))
 
 
-def monthly_revenue(facts: pd.DataFrame, column: str | None = None, event_types: Sequence[str] = (),
-                    default: float = 1.0) -> pd.Series:
+def monthly_revenue(
+    facts: pd.DataFrame, column: str | None = None, event_types: Sequence[str] = (), default: float = 1.0
+) -> pd.Series:
     """Monthly revenue per customer: the `column` attribute if present, else the last 90 days' value of the
     revenue events (`<type>_sum_recent` spans 60 days) / months, else `default` (so value is in units of m)."""
     if column and column in facts:
@@ -45,8 +47,9 @@ def value_at_risk(cltv_values: pd.Series, p_churn: pd.Series) -> pd.Series:
     return (cltv_values.astype(float) * p_churn.astype(float)).rename("value_at_risk")
 
 
-def revenue_notice(insights_cfg: Mapping[str, Any] | None, attributes: Sequence[str],
-                   event_types: Sequence[str]) -> str | None:
+def revenue_notice(
+    insights_cfg: Mapping[str, Any] | None, attributes: Sequence[str], event_types: Sequence[str]
+) -> str | None:
     """None when customers have a monthly revenue (`value.revenue_column` is a customer attribute, or one of
     `value.revenue_events` occurs in the data); else one line saying what follows and what to set."""
     if not insights_cfg:
@@ -57,6 +60,8 @@ def revenue_notice(insights_cfg: Mapping[str, Any] | None, attributes: Sequence[
         return None
     said = f"revenue_column {column!r} is not a customer attribute" if column else "no revenue_column is set"
     said += f" and no revenue event ({', '.join(events)}) occurs" if events else ""
-    return (f"no revenue per customer ({said}): CLTV, value at risk and saved value count months of revenue "
-            "(1 per month), so actions costing more than that are not recommended; set `revenue_column: <numeric "
-            "attribute with the monthly revenue>` (or `revenue_events`) in the data config and retrain")
+    return (
+        f"no revenue per customer ({said}): CLTV, value at risk and saved value count months of revenue "
+        "(1 per month), so actions costing more than that are not recommended; set `revenue_column: <numeric "
+        "attribute with the monthly revenue>` (or `revenue_events`) in the data config and retrain"
+    )

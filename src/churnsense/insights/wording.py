@@ -17,6 +17,7 @@ whose facts are all known. A condition is `fact` (known, and > 0 for a number), 
 (also those written in the file) is wrapped in Unicode isolates (LRI ... PDI) and every inserted text that is not
 a name from the file in FSI ... PDI, so digits and Latin codes keep their order inside the sentence.
 """
+
 from __future__ import annotations
 
 import functools
@@ -167,8 +168,9 @@ def load_language(code: str, directory: str | Path | None = None) -> Language:
     """The language file `<directory>/<code>.yaml` (default: the bundled `texts/`), re-read when it changes."""
     path = Path(directory or TEXTS_DIR) / f"{code}.yaml"
     if not path.is_file():
-        raise LanguageFileError(f"language file {path} not found (languages there: "
-                                f"{', '.join(available_languages(directory)) or 'none'})")
+        raise LanguageFileError(
+            f"language file {path} not found (languages there: {', '.join(available_languages(directory)) or 'none'})"
+        )
     return _load(code, str(path.parent), path.stat().st_mtime_ns)
 
 
@@ -186,14 +188,14 @@ class _FactFormatter(string.Formatter):
         self.language, self.facts, self.alias = language, facts, alias
         self.used: set[str] = set()
 
-    def get_value(self, key, args, kwargs):  # noqa: D102 - unknown / missing facts fail the variant
+    def get_value(self, key, args, kwargs):
         value = self.facts.get(key)
         if is_missing(value):
             raise KeyError(key)
         self.used.add(self.alias.get(key, key))
         return key, value
 
-    def format_field(self, value, format_spec):  # noqa: D102
+    def format_field(self, value, format_spec):
         name, raw = value
         lang = self.language
         number = as_number(raw)
@@ -206,8 +208,10 @@ class _FactFormatter(string.Formatter):
                 raise ValueError(f"{name} is not a number")
             return lang.number(number, format_spec)
         if format_spec:
-            raise LanguageFileError(f"{lang.source}: unknown format `{{{name}:{format_spec}}}` (not a noun of "
-                                    f"`nouns` nor percent/ratio/int/number/money)")
+            raise LanguageFileError(
+                f"{lang.source}: unknown format `{{{name}:{format_spec}}}` (not a noun of "
+                f"`nouns` nor percent/ratio/int/number/money)"
+            )
         if number is not None and not isinstance(raw, str):
             return lang.number(number)
         return lang.value_name(self.alias.get(name, name), raw)
@@ -251,8 +255,13 @@ def variants_of(entry: object) -> list[Mapping[str, Any]]:
     return [v if isinstance(v, Mapping) else {"text": v} for v in items if v is not None]
 
 
-def render(entry: object, facts: Mapping[str, Any], language: Language, avoid: Iterable[str] = (),
-           alias: Mapping[str, str] | None = None) -> Rendered | None:
+def render(
+    entry: object,
+    facts: Mapping[str, Any],
+    language: Language,
+    avoid: Iterable[str] = (),
+    alias: Mapping[str, str] | None = None,
+) -> Rendered | None:
     """The first variant of `entry` whose `when` conditions hold, whose facts are known and that states none of
     the facts in `avoid` (quoted in its text or read by its conditions); None when no variant fits.
     `alias`: template name -> the customer fact it stands for."""

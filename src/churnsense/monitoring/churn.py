@@ -7,6 +7,7 @@ From a `Snapshot` (the model's view of the customers at a cutoff) and the churn 
   there, `feedback_language` and `feedback_text_length`;
 - prediction: `churn_probability` and `at_risk` (probability >= the release's at-risk threshold).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -35,8 +36,9 @@ def events_per_customer(snapshot: Snapshot) -> np.ndarray:
     return counts.reindex(keys).fillna(0).to_numpy(dtype=np.int64)
 
 
-def snapshot_values(snapshot: Snapshot, categorical: Sequence[str],
-                    numeric: Sequence[str]) -> dict[str, tuple[str, Any]]:
+def snapshot_values(
+    snapshot: Snapshot, categorical: Sequence[str], numeric: Sequence[str]
+) -> dict[str, tuple[str, Any]]:
     """`{feature: (group, values)}` of the inputs and derived summaries of one snapshot."""
     st = snapshot.static
     out: dict[str, tuple[str, Any]] = {c: ("input", st[c]) for c in categorical if c in st}
@@ -59,10 +61,15 @@ def prediction_values(probability: np.ndarray, at_risk_threshold: float) -> dict
     return {"churn_probability": ("prediction", p), "at_risk": ("prediction", pd.Series(flag, dtype=object))}
 
 
-def churn_reference_profile(snapshot: Snapshot, categorical: Sequence[str], numeric: Sequence[str],
-                            settings: ProfileSettings, probability: np.ndarray | None = None,
-                            at_risk_threshold: float | None = None,
-                            meta: Mapping[str, Any] | None = None) -> Profile:
+def churn_reference_profile(
+    snapshot: Snapshot,
+    categorical: Sequence[str],
+    numeric: Sequence[str],
+    settings: ProfileSettings,
+    probability: np.ndarray | None = None,
+    at_risk_threshold: float | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Profile:
     """Reference profile of a churn release: inputs and derived summaries of `snapshot` (the training split) and,
     when given, the prediction distribution of `probability` (the calibrated validation predictions)."""
     values = snapshot_values(snapshot, categorical, numeric)
@@ -75,8 +82,9 @@ def churn_reference_profile(snapshot: Snapshot, categorical: Sequence[str], nume
     return reference_profile(values, settings, info)
 
 
-def scoring_values(snapshot: Snapshot, probability: np.ndarray, reference: Profile,
-                   categorical: Sequence[str], numeric: Sequence[str]) -> dict[str, Any]:
+def scoring_values(
+    snapshot: Snapshot, probability: np.ndarray, reference: Profile, categorical: Sequence[str], numeric: Sequence[str]
+) -> dict[str, Any]:
     """`{feature: values}` of one scored partition, for `ProfileAccumulator.add`."""
     values = snapshot_values(snapshot, categorical, numeric)
     threshold = reference.meta.get("at_risk_threshold")
@@ -89,7 +97,8 @@ def churn_observer(monitor: DriftMonitor, categorical: Sequence[str], numeric: S
     """The per-partition hook of churn scoring: `(snapshot, scored)` -> counts added to `monitor`."""
 
     def observe(snapshot: Snapshot, scored: pd.DataFrame) -> None:
-        monitor.add(scoring_values(snapshot, scored["churn_probability"].to_numpy(), monitor.reference,
-                                   categorical, numeric))
+        monitor.add(
+            scoring_values(snapshot, scored["churn_probability"].to_numpy(), monitor.reference, categorical, numeric)
+        )
 
     return observe

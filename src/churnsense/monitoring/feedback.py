@@ -3,6 +3,7 @@
 From scored feedback rows (the output of `score_feedback_batch`): `text_length` (characters) and the language mix
 the release detects (derived), and its predictions: `sentiment`, `p_negative`, `topic`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -31,12 +32,16 @@ def feedback_scoring_values(scored: pd.DataFrame, text_column: str = "text") -> 
     return {name: values for name, (_, values) in feedback_values(scored, text_column).items()}
 
 
-def feedback_reference_profile(scored: pd.DataFrame, settings: ProfileSettings, text_column: str = "text",
-                               meta: Mapping[str, Any] | None = None) -> Profile:
+def feedback_reference_profile(
+    scored: pd.DataFrame, settings: ProfileSettings, text_column: str = "text", meta: Mapping[str, Any] | None = None
+) -> Profile:
     """Reference profile of a feedback release from its reference texts scored by the release itself (so the
     language mix and the predictions compare like with like at serving time)."""
-    return reference_profile(feedback_values(scored, text_column), settings,
-                             {"task": "feedback", "rows": int(len(scored)), **dict(meta or {})})
+    return reference_profile(
+        feedback_values(scored, text_column),
+        settings,
+        {"task": "feedback", "rows": int(len(scored)), **dict(meta or {})},
+    )
 
 
 def reference_texts(frame: pd.DataFrame, preferred_source: str | None, rows: int, seed: int) -> pd.DataFrame:

@@ -3,6 +3,7 @@
 Fed partition by partition (`add`), compared once (`finish`): writes `<output stem>.drift.json` and `.drift.html`
 next to the scores, logs them to MLflow (when `drift.mlflow.enabled`) and prints one line when a feature drifted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,15 +21,22 @@ REFERENCE_FILE = "drift_reference.json"
 log = logging.getLogger(__name__)
 
 
-def log_to_mlflow(report: DriftReport, files: list[Path], task: str, info: Mapping[str, Any],
-                  cfg: Mapping[str, Any]) -> str | None:
+def log_to_mlflow(
+    report: DriftReport, files: list[Path], task: str, info: Mapping[str, Any], cfg: Mapping[str, Any]
+) -> str | None:
     """One MLflow run per scoring run (experiment `cfg["experiment_name"]`): PSI per feature, drifted share and
     count, pass/fail and the run's files as tags, drift.json + drift.html as artifacts; returns its run id."""
     s = report.summary
-    run = TrackedRun.start({**cfg, "enabled": True}, run_name("drift", task, Path(str(info.get("scores", ""))).stem),
-                           {"task": task, "drift.passed": str(s["passed"]),
-                            "drift.drifted_features": ",".join(s["drifted_features"]) or "-",
-                            **{f"drift.{k}": str(v) for k, v in info.items()}})
+    run = TrackedRun.start(
+        {**cfg, "enabled": True},
+        run_name("drift", task, Path(str(info.get("scores", ""))).stem),
+        {
+            "task": task,
+            "drift.passed": str(s["passed"]),
+            "drift.drifted_features": ",".join(s["drifted_features"]) or "-",
+            **{f"drift.{k}": str(v) for k, v in info.items()},
+        },
+    )
     metrics = {"drift/drifted_share": s["drifted_share"], "drift/drifted": s["drifted"], "drift/tested": s["tested"]}
     metrics.update({f"drift/psi/{_metric_name(f.name)}": f.value for f in report.features if f.value is not None})
     run.log_metrics(metrics)
@@ -45,8 +53,9 @@ def _metric_name(name: str) -> str:
 class DriftMonitor:
     """Accumulates a run's counts in the reference's bins and compares them at the end."""
 
-    def __init__(self, reference: Profile, thresholds: DriftThresholds, source: str = "",
-                 mlflow: Mapping[str, Any] | None = None):
+    def __init__(
+        self, reference: Profile, thresholds: DriftThresholds, source: str = "", mlflow: Mapping[str, Any] | None = None
+    ):
         self.reference, self.thresholds, self.source = reference, thresholds, source
         self.mlflow = dict(mlflow) if mlflow and mlflow.get("enabled") else None
         self.accumulator = ProfileAccumulator(reference, thresholds.max_new_categories)
@@ -64,8 +73,13 @@ class DriftMonitor:
         current = self.accumulator.profile()
         report = compare(self.reference, current, self.thresholds)
         json_path, html_path = drift_paths(output)
-        info = {"task": task, "scores": str(output), "reference": self.source, **dict(meta or {}),
-                "accumulate_seconds": round(self.seconds, 3)}
+        info = {
+            "task": task,
+            "scores": str(output),
+            "reference": self.source,
+            **dict(meta or {}),
+            "accumulate_seconds": round(self.seconds, 3),
+        }
         write_drift_json(report, current, json_path, info)
         write_drift_html(report, html_path, f"Drift of {Path(output).name} against its training reference", info)
         if self.mlflow is not None:
@@ -77,21 +91,28 @@ class DriftMonitor:
         line = alert_line(report, task, html_path)
         if line:
             print(line)
-        log.info("drift: %d/%d features drifted (%.2f s) -> %s", report.summary["drifted"],
-                 report.summary["tested"], self.seconds, html_path)
+        log.info(
+            "drift: %d/%d features drifted (%.2f s) -> %s",
+            report.summary["drifted"],
+            report.summary["tested"],
+            self.seconds,
+            html_path,
+        )
         return report
 
 
-def open_monitor(release_dir: str | Path, cfg: Mapping[str, Any] | None,
-                 tracking_uri: str | None = None) -> DriftMonitor | None:
+def open_monitor(
+    release_dir: str | Path, cfg: Mapping[str, Any] | None, tracking_uri: str | None = None
+) -> DriftMonitor | None:
     """The run's monitor: None when `cfg` (the `drift` config block) is absent or disabled, or when the release
     has no reference profile (older release: warned once, scoring goes on). `tracking_uri`: the MLflow store."""
     if not cfg or not cfg.get("enabled", False):
         return None
     path = Path(release_dir) / REFERENCE_FILE
     if not path.is_file():
-        log.warning("drift monitoring skipped: %s has no %s (retrain the release to add one)", release_dir,
-                    REFERENCE_FILE)
+        log.warning(
+            "drift monitoring skipped: %s has no %s (retrain the release to add one)", release_dir, REFERENCE_FILE
+        )
         return None
     settings = {k: v for k, v in cfg.items() if k != "mlflow"}
     mlflow = {**cfg["mlflow"], "tracking_uri": tracking_uri} if cfg.get("mlflow") else None

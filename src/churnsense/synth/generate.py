@@ -4,6 +4,7 @@ Writes customers / events / feedback / offers / ground_truth / uplift_truth Parq
 chunk (memory is bounded by `chunk_size`, not by `n_customers`). Mechanisms and offers: see `churnsense.synth.world`;
 `uplift_truth` holds the true uplift of an offer made on each month start (`churnsense.synth.truth`).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churnsense.config import conf_dir
-from churnsense.synth.text import make_feedback_texts
 from churnsense.synth.events import EVENT_TYPES, make_events, make_feedback_rows
+from churnsense.synth.text import make_feedback_texts
 from churnsense.synth.truth import truth_table
 from churnsense.synth.world import MECHANISMS, World, make_world
 
@@ -38,10 +39,15 @@ def _ids(offset: int, n: int) -> np.ndarray:
 def _customers(w: World, ids: np.ndarray, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     c = w.cust.drop(columns="signup_day")
     churn = np.where(np.isfinite(w.churn_day), w.churn_day, np.nan)
-    return pd.DataFrame({"customer_id": ids, "signup_date": _ts(start, w.cust["signup_day"].to_numpy()),
-                         **{k: c[k].to_numpy() for k in c},
-                         "churn_date": pd.to_datetime(_ts(start, churn)).where(np.isfinite(churn)),
-                         "observed_until": np.full(w.n, end.to_datetime64())})
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "signup_date": _ts(start, w.cust["signup_day"].to_numpy()),
+            **{k: c[k].to_numpy() for k in c},
+            "churn_date": pd.to_datetime(_ts(start, churn)).where(np.isfinite(churn)),
+            "observed_until": np.full(w.n, end.to_datetime64()),
+        }
+    )
 
 
 def _events(rng, w: World, ids: pa.Array, start: pd.Timestamp, cfg, start_doy: int) -> pa.Table:
@@ -49,23 +55,39 @@ def _events(rng, w: World, ids: pa.Array, start: pd.Timestamp, cfg, start_doy: i
     order = np.lexsort((day, idx))
     idx, day, etype, value = idx[order], day[order], etype[order], value[order]
     types = pa.DictionaryArray.from_arrays(pa.array(etype.astype(np.int32)), pa.array(EVENT_TYPES))
-    return pa.table({"customer_id": ids.take(pa.array(idx)), "ts": pa.array(_ts(start, day)),
-                     "event_type": types.cast(pa.string()), "value": pa.array(value)})
+    return pa.table(
+        {
+            "customer_id": ids.take(pa.array(idx)),
+            "ts": pa.array(_ts(start, day)),
+            "event_type": types.cast(pa.string()),
+            "value": pa.array(value),
+        }
+    )
 
 
 def _feedback(rng, w: World, ids: np.ndarray, start: pd.Timestamp, cfg) -> pd.DataFrame:
     fb = make_feedback_rows(rng, w, cfg).sort_values(["idx", "day"], kind="stable", ignore_index=True)
     sent = fb["sentiment"].to_numpy(object)
-    texts = make_feedback_texts(rng, sent, fb["topic"].to_numpy(object), fb["language"].to_numpy(object),
-                                float(cfg["mixed_language_rate"]))
+    texts = make_feedback_texts(
+        rng, sent, fb["topic"].to_numpy(object), fb["language"].to_numpy(object), float(cfg["mixed_language_rate"])
+    )
     noisy = rng.random(len(fb)) < float(cfg["label_noise"])  # the stored label is wrong for these
     shift = rng.integers(1, 3, len(fb))
     labels = np.array(["negative", "neutral", "positive"], dtype=object)
     code = pd.Categorical(sent, categories=labels).codes
     label = np.where(noisy, labels[(code + shift) % 3], sent)
-    return pd.DataFrame({"customer_id": ids[fb["idx"].to_numpy()], "ts": _ts(start, fb["day"].to_numpy()),
-                         "channel": fb["channel"].to_numpy(), "text": texts, "language": fb["language"].to_numpy(),
-                         "sentiment": label, "topic": fb["topic"].to_numpy(), "true_sentiment": sent})
+    return pd.DataFrame(
+        {
+            "customer_id": ids[fb["idx"].to_numpy()],
+            "ts": _ts(start, fb["day"].to_numpy()),
+            "channel": fb["channel"].to_numpy(),
+            "text": texts,
+            "language": fb["language"].to_numpy(),
+            "sentiment": label,
+            "topic": fb["topic"].to_numpy(),
+            "true_sentiment": sent,
+        }
+    )
 
 
 def _offers(w: World, ids: np.ndarray, start: pd.Timestamp, outcome_days: float) -> pd.DataFrame:
@@ -75,10 +97,18 @@ def _offers(w: World, ids: np.ndarray, start: pd.Timestamp, outcome_days: float)
     churn = w.churn_day[o["idx"].to_numpy()]
     within = (churn > day) & (churn <= day + outcome_days)
     blank = lambda col: o[col].where(o[col] != "", None).to_numpy()  # noqa: E731
-    return pd.DataFrame({"customer_id": ids[o["idx"].to_numpy()], "ts": _ts(start, day), "action": blank("action"),
-                         "treated": o["treated"].to_numpy(), "team": blank("team"),
-                         "propensity": o["propensity"].to_numpy(), "accepted": o["accepted"].to_numpy(),
-                         f"churned_within_{int(outcome_days)}d": within})
+    return pd.DataFrame(
+        {
+            "customer_id": ids[o["idx"].to_numpy()],
+            "ts": _ts(start, day),
+            "action": blank("action"),
+            "treated": o["treated"].to_numpy(),
+            "team": blank("team"),
+            "propensity": o["propensity"].to_numpy(),
+            "accepted": o["accepted"].to_numpy(),
+            f"churned_within_{int(outcome_days)}d": within,
+        }
+    )
 
 
 def _ground_truth(w: World, ids: np.ndarray, start: pd.Timestamp) -> pd.DataFrame:
@@ -86,9 +116,16 @@ def _ground_truth(w: World, ids: np.ndarray, start: pd.Timestamp) -> pd.DataFram
     exposed = np.full(w.n, "", dtype=object)
     for m in MECHANISMS:
         exposed = np.where(w.exposed[m], np.where(exposed == "", m, exposed + ";" + m), exposed)
-    gt = pd.DataFrame({"customer_id": ids, "churned": churned,
-                       "churn_date": pd.to_datetime(_ts(start, np.where(churned, w.churn_day, 0))).where(churned),
-                       "drivers": w.drivers, "exposed": exposed, "p_churn_no_offer": w.p_churn})
+    gt = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "churned": churned,
+            "churn_date": pd.to_datetime(_ts(start, np.where(churned, w.churn_day, 0))).where(churned),
+            "drivers": w.drivers,
+            "exposed": exposed,
+            "p_churn_no_offer": w.p_churn,
+        }
+    )
     for m in MECHANISMS:
         gt[f"onset_{m}"] = pd.to_datetime(_ts(start, w.onset[m])).where(w.exposed[m])
     for a, u in w.uplift.items():
@@ -147,23 +184,33 @@ def generate(cfg: dict[str, Any]) -> dict[str, Any]:
         w = make_world(rng, n, horizon, cfg)
         ids = _ids(offset, n)
         ev = _events(rng, w, pa.array(ids, pa.string()), start, cfg, start.day_of_year)
-        for name, table in (("customers", _customers(w, ids, start, end)), ("events", ev),
-                            ("feedback", _feedback(rng, w, ids, start, cfg)),
-                            ("offers", _offers(w, ids, start, window)), ("ground_truth", _ground_truth(w, ids, start)),
-                            ("uplift_truth", truth_table(w, ids, start, cutoffs, window, float(cfg["background_churn"]),
-                                                         ocfg))):
+        for name, table in (
+            ("customers", _customers(w, ids, start, end)),
+            ("events", ev),
+            ("feedback", _feedback(rng, w, ids, start, cfg)),
+            ("offers", _offers(w, ids, start, window)),
+            ("ground_truth", _ground_truth(w, ids, start)),
+            ("uplift_truth", truth_table(w, ids, start, cutoffs, window, float(cfg["background_churn"]), ocfg)),
+        ):
             writers.write(name, table)
-            stats[name] = stats.get(name, 0) + table.num_rows if isinstance(table, pa.Table) \
-                else stats.get(name, 0) + len(table)
+            stats[name] = (
+                stats.get(name, 0) + table.num_rows if isinstance(table, pa.Table) else stats.get(name, 0) + len(table)
+            )
         stats["churned"] += int(np.isfinite(w.churn_day).sum())
         stats["offers_control"] = stats.get("offers_control", 0) + int((~w.offer["treated"]).sum())
         for codes in w.drivers[w.drivers != ""]:
             for m in codes.split(";"):
                 drivers[m] = drivers.get(m, 0) + 1
     writers.close()
-    summary = {**stats, "churn_rate": stats["churned"] / max(n_total, 1), "driver_counts": drivers,
-               "events_per_customer": stats["events"] / max(n_total, 1), "seconds": time.perf_counter() - t0,
-               "start": str(start.date()), "end": str(end.date())}
+    summary = {
+        **stats,
+        "churn_rate": stats["churned"] / max(n_total, 1),
+        "driver_counts": drivers,
+        "events_per_customer": stats["events"] / max(n_total, 1),
+        "seconds": time.perf_counter() - t0,
+        "start": str(start.date()),
+        "end": str(end.date()),
+    }
     (out / "summary.json").write_text(json.dumps({"config": cfg, "summary": summary}, indent=1, default=str))
     return summary
 
@@ -175,7 +222,7 @@ def main() -> None:
     @hydra.main(config_path=str(conf_dir()), config_name="synth", version_base="1.3")
     def _run(cfg) -> None:
         summary = generate(OmegaConf.to_container(cfg, resolve=True))
-        print(json.dumps({k: v for k, v in summary.items()}, indent=1, default=str))
+        print(json.dumps(dict(summary.items()), indent=1, default=str))
 
     _run()
 

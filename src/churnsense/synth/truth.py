@@ -1,12 +1,12 @@
 """The simulator's true effect of a retention offer made on a given day: what an oracle knows.
 
 For a customer active on `day`, a mechanism causes churn inside [day, day + window) when it fires (its
-probability, after the logged offer when that came before `day`) and its latent churn day falls in that window; mechanisms whose latent
-day is already past did not fire (the customer is still here). An offer of action `a` made on `day` is accepted with
-`accept[a]` and then removes `effect[a][m]` of each such mechanism's probability. Background churn is independent of
-offers. `uplift_at` returns P(churn in the window | no offer) and, per action, that minus P(churn | offer): the
-churners one offer prevents in expectation.
-"""
+probability, after the logged offer when that came before `day`) and its latent churn day falls in that window;
+mechanisms whose latent day is already past did not fire (the customer is still here). An offer of action `a` made on
+`day` is accepted with `accept[a]` and then removes `effect[a][m]` of each such mechanism's probability. Background
+churn is independent of offers. `uplift_at` returns P(churn in the window | no offer) and, per action, that minus
+P(churn | offer): the churners one offer prevents in expectation."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -26,8 +26,14 @@ def _background_in_window(w: World, rate: float, day: float, window: float) -> n
     return rate * inside / np.clip(1 - rate * before, 1e-9, None)
 
 
-def uplift_at(w: World, day: float, window: float, background_churn: float, accept: Mapping[str, float],
-              effect: Mapping[str, Mapping[str, float]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def uplift_at(
+    w: World,
+    day: float,
+    window: float,
+    background_churn: float,
+    accept: Mapping[str, float],
+    effect: Mapping[str, Mapping[str, float]],
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(P(churn in window | no offer), {action: true uplift}) for every customer of `w` (meaningful for those
     active on `day`)."""
     keep_no, keep = np.ones(w.n), {a: np.ones(w.n) for a in ACTIONS}
@@ -44,8 +50,15 @@ def uplift_at(w: World, day: float, window: float, background_churn: float, acce
     return p0, {a: stay_bg * (keep[a] - keep_no) for a in ACTIONS}
 
 
-def truth_table(w: World, ids: np.ndarray, start: pd.Timestamp, cutoffs: list[pd.Timestamp], window: float,
-                background_churn: float, ocfg: Mapping) -> pd.DataFrame:
+def truth_table(
+    w: World,
+    ids: np.ndarray,
+    start: pd.Timestamp,
+    cutoffs: list[pd.Timestamp],
+    window: float,
+    background_churn: float,
+    ocfg: Mapping,
+) -> pd.DataFrame:
     """Rows (customer_id, cutoff, window_days, p_churn_no_offer, uplift_<action>) for the customers active on each
     cutoff (signed up before it, not churned before it)."""
     parts = []
@@ -53,7 +66,15 @@ def truth_table(w: World, ids: np.ndarray, start: pd.Timestamp, cutoffs: list[pd
         day = (cutoff - start) / pd.Timedelta(days=1)
         active = (w.cust["signup_day"].to_numpy() < day) & (w.churn_day >= day)
         p0, up = uplift_at(w, day, window, background_churn, ocfg["accept"], ocfg["effect"])
-        parts.append(pd.DataFrame({"customer_id": ids[active], "cutoff": np.full(active.sum(), cutoff.to_datetime64()),
-                                   "window_days": float(window), "p_churn_no_offer": p0[active],
-                                   **{f"uplift_{a}": up[a][active] for a in ACTIONS}}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "customer_id": ids[active],
+                    "cutoff": np.full(active.sum(), cutoff.to_datetime64()),
+                    "window_days": float(window),
+                    "p_churn_no_offer": p0[active],
+                    **{f"uplift_{a}": up[a][active] for a in ACTIONS},
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)

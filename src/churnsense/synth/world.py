@@ -20,6 +20,7 @@ towards those with a live mechanism (the business targets risk); of the customer
 the log the assignment is randomised with known probabilities (`propensity`). Each customer is picked at most once.
 The true uplift of an offer depends on when it is made: `truth.uplift_at` gives it for any date and window.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,14 +28,29 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-MECHANISMS = ("usage_decline", "outages", "unresolved_support", "price_increase", "late_payments",
-              "short_contract", "negative_feedback", "need_met")
+MECHANISMS = (
+    "usage_decline",
+    "outages",
+    "unresolved_support",
+    "price_increase",
+    "late_payments",
+    "short_contract",
+    "negative_feedback",
+    "need_met",
+)
 ACTIONS = ("discount", "plan_upgrade", "call")
 TEAMS = ("retention_a", "retention_b", "care")
 # delay (days) from a mechanism's onset to churn: (min, max)
-DELAY = {"usage_decline": (45, 90), "outages": (24, 50), "unresolved_support": (25, 50),
-         "price_increase": (14, 60), "late_payments": (65, 90), "short_contract": (0, 1),
-         "negative_feedback": (17, 45), "need_met": (20, 45)}
+DELAY = {
+    "usage_decline": (45, 90),
+    "outages": (24, 50),
+    "unresolved_support": (25, 50),
+    "price_increase": (14, 60),
+    "late_payments": (65, 90),
+    "short_contract": (0, 1),
+    "negative_feedback": (17, 45),
+    "need_met": (20, 45),
+}
 ATTRS = {
     "plan": (("basic", "standard", "premium", "unlimited"), (0.3, 0.35, 0.2, 0.15)),
     "contract": (("month_to_month", "one_year", "two_year"), (0.55, 0.22, 0.23)),
@@ -111,8 +127,9 @@ def make_world(rng: np.random.Generator, n: int, horizon: float, cfg: dict) -> W
     bg = rng.random(n) < float(cfg["background_churn"])
     bg_day = np.where(bg, rng.uniform(a + 10, np.maximum(a + 11, horizon)), np.inf)
     fire_draw = {m: rng.random(n) for m in MECHANISMS}
-    base_first = _first_churn({m: fire_draw[m] < float(mech[m]["churn_prob"]) * exposed[m] for m in MECHANISMS},
-                              latent, bg_day)
+    base_first = _first_churn(
+        {m: fire_draw[m] < float(mech[m]["churn_prob"]) * exposed[m] for m in MECHANISMS}, latent, bg_day
+    )
     offer, reduce = campaign_offers(rng, a, base_first, exposed, onset, latent, cfg["offers"], mech, horizon)
     offer_day = np.full(n, np.nan)
     offer_day[offer["idx"].to_numpy()] = offer["day"].to_numpy()
@@ -127,8 +144,26 @@ def make_world(rng: np.random.Generator, n: int, horizon: float, cfg: dict) -> W
         codes = np.where(hit, np.where(codes == "", m, codes + ";" + m), codes)
     codes = np.where(np.isfinite(churn_day) & (codes == ""), "other", codes)
     uplift, p_churn = _true_uplift(exposed, mech, float(cfg["background_churn"]), cfg["offers"])
-    return World(n, horizon, cust, a, rng.lognormal(0, 1.0, n), rng.lognormal(0, 0.4, n), exposed, onset,
-                 fired, churn_day, codes, offer, uplift, p_churn, latent, fire_prob, base_prob, offer_day)
+    return World(
+        n,
+        horizon,
+        cust,
+        a,
+        rng.lognormal(0, 1.0, n),
+        rng.lognormal(0, 0.4, n),
+        exposed,
+        onset,
+        fired,
+        churn_day,
+        codes,
+        offer,
+        uplift,
+        p_churn,
+        latent,
+        fire_prob,
+        base_prob,
+        offer_day,
+    )
 
 
 def _first_churn(fired: dict[str, np.ndarray], latent: dict[str, np.ndarray], bg_day: np.ndarray) -> np.ndarray:
@@ -141,14 +176,18 @@ def _first_churn(fired: dict[str, np.ndarray], latent: dict[str, np.ndarray], bg
 def live_risk(day: float, exposed, onset, latent, mech) -> np.ndarray:
     """The business's view of risk on `day`: summed churn probability of the mechanisms under way (started, and
     their churn window not over yet)."""
-    return sum(exposed[m] * float(mech[m]["churn_prob"]) * ((onset[m] <= day) & (day < onset[m] + DELAY[m][1]))
-               for m in MECHANISMS)
+    return sum(
+        exposed[m] * float(mech[m]["churn_prob"]) * ((onset[m] <= day) & (day < onset[m] + DELAY[m][1]))
+        for m in MECHANISMS
+    )
 
 
-def campaign_offers(rng, a, base_first, exposed, onset, latent, ocfg, mech,
-                    horizon: float) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def campaign_offers(
+    rng, a, base_first, exposed, onset, latent, ocfg, mech, horizon: float
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Monthly campaigns (see module doc); returns the offer log and per-mechanism churn reductions (an accepted
-    offer removes `offers.effect[action][mechanism]` of a mechanism's churn probability when it comes before that mechanism's churn day)."""
+    offer removes `offers.effect[action][mechanism]` of a mechanism's churn probability when it comes before that
+    mechanism's churn day)."""
     n = len(a)
     share, floor = float(ocfg["campaign_share"]), float(ocfg["random_share"])
     logged = np.zeros(n, bool)
@@ -156,8 +195,9 @@ def campaign_offers(rng, a, base_first, exposed, onset, latent, ocfg, mech,
     for start in np.arange(30.44, horizon - 7, 30.44):  # one campaign a month, from the second month on
         t = start + rng.uniform(0, 7, n)  # contact day within the campaign week
         free = (a <= start) & (base_first > t) & ~logged
-        weight = np.where(free, floor + (1 - floor) * np.clip(live_risk(start, exposed, onset, latent, mech)
-                                                              / 0.5, 0, 1), 0.0)
+        weight = np.where(
+            free, floor + (1 - floor) * np.clip(live_risk(start, exposed, onset, latent, mech) / 0.5, 0, 1), 0.0
+        )
         k = min(int(round(share * free.sum())), int((weight > 0).sum()))
         if k == 0:
             continue
@@ -174,20 +214,29 @@ def campaign_offers(rng, a, base_first, exposed, onset, latent, ocfg, mech,
     idx = np.flatnonzero(logged)
     names = np.where(treated, np.asarray(ACTIONS, dtype=object)[action], "")
     propensity = np.where(control, control_share, (1 - control_share) / len(ACTIONS))
-    offer = pd.DataFrame({"idx": idx, "day": day[idx], "action": names[idx], "treated": treated[idx],
-                          "team": np.where(treated[idx], np.asarray(TEAMS, dtype=object)[
-                              rng.integers(0, len(TEAMS), idx.size)], ""),
-                          "propensity": propensity[idx], "accepted": accepted[idx]})
+    offer = pd.DataFrame(
+        {
+            "idx": idx,
+            "day": day[idx],
+            "action": names[idx],
+            "treated": treated[idx],
+            "team": np.where(treated[idx], np.asarray(TEAMS, dtype=object)[rng.integers(0, len(TEAMS), idx.size)], ""),
+            "propensity": propensity[idx],
+            "accepted": accepted[idx],
+        }
+    )
     return offer.sort_values("day", kind="stable", ignore_index=True), reduce
 
 
 def _true_uplift(exposed, mech, bg: float, ocfg) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """P(churn | no offer) - P(churn | offer of each action), accounting for acceptance (ignores censoring)."""
+
     def p_churn(eff: dict[str, float], acc: float) -> np.ndarray:
         keep = np.full(len(next(iter(exposed.values()))), 1 - bg)
         for m in MECHANISMS:
             p = float(mech[m]["churn_prob"]) * exposed[m]
             keep *= acc * (1 - p * (1 - eff.get(m, 0.0))) + (1 - acc) * (1 - p)
         return 1 - keep
+
     base = p_churn({}, 0.0)
     return {a: base - p_churn(ocfg["effect"][a], float(ocfg["accept"][a])) for a in ACTIONS}, base

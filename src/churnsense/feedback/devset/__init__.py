@@ -4,6 +4,7 @@
 `python -m churnsense.feedback.devset --write-readme` refreshes the tables in README.md
 (`--check-readme` exits non-zero when they are stale).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,9 @@ def load_devset(path: Path = DEVSET) -> pd.DataFrame:
         tags = row.phenomena.split(";")
         unknown = [t for t in tags if t not in PHENOMENA]
         if unknown or not row.phenomena:
-            _fail(path, i, "phenomena", f"unknown or empty tags {unknown or [row.phenomena]}; allowed {list(PHENOMENA)}")
+            _fail(
+                path, i, "phenomena", f"unknown or empty tags {unknown or [row.phenomena]}; allowed {list(PHENOMENA)}"
+            )
         if not row.text.strip():
             _fail(path, i, "text", "empty text")
     dup = df["text"].duplicated(keep="first")
@@ -61,25 +64,40 @@ def _markdown(table: pd.DataFrame, index_name: str) -> str:
 def describe_devset(df: pd.DataFrame) -> str:
     """Markdown tables: language x sentiment, phenomenon x language, phenomenon x sentiment, domain, topic."""
     lang = pd.Categorical(df["language"], categories=LANGUAGES)
-    sent = pd.crosstab(lang, pd.Categorical(df["sentiment"], categories=SENTIMENTS), margins=True, margins_name="all",
-                       dropna=False)
+    sent = pd.crosstab(
+        lang, pd.Categorical(df["sentiment"], categories=SENTIMENTS), margins=True, margins_name="all", dropna=False
+    )
     tags = df.assign(tag=df["phenomena"].str.split(";")).explode("tag")
-    phen = pd.crosstab(pd.Categorical(tags["tag"], categories=PHENOMENA),
-                       pd.Categorical(tags["language"], categories=LANGUAGES), dropna=False)
+    phen = pd.crosstab(
+        pd.Categorical(tags["tag"], categories=PHENOMENA),
+        pd.Categorical(tags["language"], categories=LANGUAGES),
+        dropna=False,
+    )
     dom = pd.crosstab(pd.Categorical(df["domain"], categories=DOMAINS), lang, dropna=False)
     top = pd.crosstab(pd.Categorical(df["topic"], categories=TOPICS), lang, dropna=False)
     hard = tags[tags["tag"].isin(DIRECTIONAL)]
     keys = [f"{t} / {s}" for t in DIRECTIONAL for s in SENTIMENTS]
-    direction = pd.crosstab(pd.Categorical(hard["tag"] + " / " + hard["sentiment"], categories=keys),
-                            pd.Categorical(hard["language"], categories=LANGUAGES), dropna=False)
+    direction = pd.crosstab(
+        pd.Categorical(hard["tag"] + " / " + hard["sentiment"], categories=keys),
+        pd.Categorical(hard["language"], categories=LANGUAGES),
+        dropna=False,
+    )
     direction = direction[direction.sum(axis=1) > 0]
-    return "\n\n".join([
-        f"Rows: {len(df)}.", "Language x sentiment:", _markdown(sent, "language"),
-        "Phenomenon x language (a row can carry several tags):", _markdown(phen, "phenomenon"),
-        "Stance-bearing phenomena by sentiment (both directions of sarcasm, negation, mixed stance):",
-        _markdown(direction, "phenomenon / sentiment"),
-        "Domain x language:", _markdown(dom, "domain"), "Topic x language:", _markdown(top, "topic"),
-    ])
+    return "\n\n".join(
+        [
+            f"Rows: {len(df)}.",
+            "Language x sentiment:",
+            _markdown(sent, "language"),
+            "Phenomenon x language (a row can carry several tags):",
+            _markdown(phen, "phenomenon"),
+            "Stance-bearing phenomena by sentiment (both directions of sarcasm, negation, mixed stance):",
+            _markdown(direction, "phenomenon / sentiment"),
+            "Domain x language:",
+            _markdown(dom, "domain"),
+            "Topic x language:",
+            _markdown(top, "topic"),
+        ]
+    )
 
 
 def _with_tables(readme: str, tables: str) -> str:

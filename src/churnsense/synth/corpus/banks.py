@@ -6,12 +6,13 @@ for every seed, so a check generated from the `holdout` part measures generalisa
 model never saw. Lists of one item are never held out; frames made only of slots and punctuation ("{ask}?") are
 in both parts; a held-out item that occurs inside any training phrase or mixing word (of any language) is dropped.
 """
+
 from __future__ import annotations
 
 import hashlib
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -22,10 +23,34 @@ BANK_DIR = Path(__file__).with_name("banks")
 SPLITS = ("train", "holdout", "all")
 TOPIC_SLOTS = ("issue", "good", "no_problem", "unmet", "ask", "loaded", "aspect")
 SHORT_SLOTS = ("short_neg", "short_pos", "short_neu")
-WORD_SLOTS = ("open_neg", "open_neu", "open_pos", "close_neg", "close_neu", "close_pos", "threat", "stay", "praise",
-              "context", "slang_neg", "slang_pos", "slang_intens")
-FRAME_SLOTS = (*TOPIC_SLOTS, *SHORT_SLOTS, *WORD_SLOTS, "issue2", "good2", "threat_lc", "stay_lc", "n", "n_few",
-               "nth", "amt")
+WORD_SLOTS = (
+    "open_neg",
+    "open_neu",
+    "open_pos",
+    "close_neg",
+    "close_neu",
+    "close_pos",
+    "threat",
+    "stay",
+    "praise",
+    "context",
+    "slang_neg",
+    "slang_pos",
+    "slang_intens",
+)
+FRAME_SLOTS = (
+    *TOPIC_SLOTS,
+    *SHORT_SLOTS,
+    *WORD_SLOTS,
+    "issue2",
+    "good2",
+    "threat_lc",
+    "stay_lc",
+    "n",
+    "n_few",
+    "nth",
+    "amt",
+)
 SLOT = re.compile(r"\{(\w+)\}")
 
 
@@ -34,7 +59,7 @@ class BankError(ValueError):
 
 
 def _rank(key: str, item: str) -> str:
-    return hashlib.md5(f"{key}\x1f{item}".encode("utf-8")).hexdigest()
+    return hashlib.md5(f"{key}\x1f{item}".encode()).hexdigest()
 
 
 def split_items(items: list[str], key: str, share: float) -> tuple[list[str], list[str]]:
@@ -53,7 +78,7 @@ def _pick_split(items: list[str], key: str, split: str, share: float) -> list[st
     return train if split == "train" else held
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read(name: str) -> dict:
     path = BANK_DIR / f"{name}.yaml"
     try:
@@ -97,7 +122,7 @@ def validate_language_bank(raw: dict, lang: str) -> None:
             if sent not in SENTIMENTS:
                 raise BankError(f"{where}: frames.{family}.{sent}: unknown sentiment")
             for frame in _strings(frames, f"{where}: frames.{family}.{sent}"):
-                bad = {s for s in SLOT.findall(frame)} - set(FRAME_SLOTS)
+                bad = set(SLOT.findall(frame)) - set(FRAME_SLOTS)
                 if bad:
                     raise BankError(f"{where}: frames.{family}.{sent}: unknown slot(s) {sorted(bad)} in {frame!r}")
 
@@ -124,7 +149,7 @@ class LanguageBank:
         return by_domain["any"].get(slot, []) + by_domain.get(domain, {}).get(slot, [])
 
 
-@lru_cache(maxsize=None)
+@cache
 def language_bank(lang: str, split: str = "train", share: float = 0.2) -> LanguageBank:
     """The bank of `lang` restricted to `split` ('train', 'holdout' or 'all'); cached."""
     if lang not in LANGUAGES or split not in SPLITS:
@@ -136,12 +161,22 @@ def language_bank(lang: str, split: str = "train", share: float = 0.2) -> Langua
     def part(items: list[str], key: str) -> list[str]:  # held-out items found inside training phrases are dropped
         return [s for s in _pick_split(items, key, split, share) if not _occurs_in(s, seen)]
 
-    topics = {t: {d: {s: part(items, f"{lang}/topics/{t}/{d}/{s}") for s, items in slots.items()}
-                  for d, slots in by_domain.items()} for t, by_domain in raw["topics"].items()}
+    topics = {
+        t: {
+            d: {s: part(items, f"{lang}/topics/{t}/{d}/{s}") for s, items in slots.items()}
+            for d, slots in by_domain.items()
+        }
+        for t, by_domain in raw["topics"].items()
+    }
     words = {s: part(raw["words"][s], f"{lang}/words/{s}") for s in WORD_SLOTS}
-    frames = {f: {s: [x for x in items if is_structural(x)]
-                  + part([x for x in items if not is_structural(x)], f"{lang}/frames/{f}/{s}")
-                  for s, items in by_sent.items()} for f, by_sent in raw["frames"].items()}
+    frames = {
+        f: {
+            s: [x for x in items if is_structural(x)]
+            + part([x for x in items if not is_structural(x)], f"{lang}/frames/{f}/{s}")
+            for s, items in by_sent.items()
+        }
+        for f, by_sent in raw["frames"].items()
+    }
     return LanguageBank(lang, tuple(raw["money"]), topics, words, frames)
 
 
@@ -153,7 +188,7 @@ def _occurs_in(item: str, text: str) -> bool:
     return any(len(p) >= 12 and p in text for p in parts)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _training_text(share: float) -> str:
     """Every training phrase and mixing word, lower-cased and joined (for the substring check of held-out items)."""
     mix = mixing("train", share)
@@ -162,7 +197,7 @@ def _training_text(share: float) -> str:
     return "\n".join(sorted(_strings_of(LANGUAGES, "train", share))).lower() + "\n" + "\n".join(words).lower()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _strings_of(langs: tuple[str, ...], split: str, share: float) -> frozenset[str]:
     """Every phrase (clauses, words, frames) of `split` in `langs`."""
     out: set[str] = set()
@@ -178,7 +213,7 @@ def _strings_of(langs: tuple[str, ...], split: str, share: float) -> frozenset[s
     return frozenset(out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def mixing(split: str = "train", share: float = 0.2) -> dict:
     """Code-switch and surzhyk word pairs (split by their native word), native frames around English, translit
     tables and emoji (these last two are writing systems, not vocabulary: never split)."""

@@ -10,6 +10,7 @@ mixed message wins, questions with loaded words are neutral), the clauses decide
 All randomness is drawn in bulk from one seeded numpy generator, so a seed gives the same corpus everywhere;
 `split="holdout"` composes only from the held-out share of every bank (see `banks`), `split="train"` never uses it.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -22,15 +23,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from churnsense.data.contract import DOMAINS, LANGUAGES, SENTIMENTS, TOPICS
 from churnsense.synth.corpus import transforms as tf
 from churnsense.synth.corpus.banks import SLOT, TOPIC_SLOTS, LanguageBank, language_bank, mixing
-from churnsense.data.contract import DOMAINS, LANGUAGES, SENTIMENTS, TOPICS
 
 STYLE_PATH = Path(__file__).with_name("style.yaml")
 COLUMNS = ("text", "sentiment", "topic", "language", "domain", "phenomena")
 _N_DRAWS = 33  # uniforms per message: 0 family, 1 frame, 2-11 slots, 12+ transformations (see `_Row`)
 _ORDINAL = {1: "st", 2: "nd", 3: "rd"}
-_NATIVE = {"ru": re.compile("[А-Яа-яЁё]"), "uk": re.compile("[А-Яа-яІіЇїЄєҐґ]"), "he": re.compile("[\u0590-\u05FF]")}
+_NATIVE = {"ru": re.compile("[А-Яа-яЁё]"), "uk": re.compile("[А-Яа-яІіЇїЄєҐґ]"), "he": re.compile("[\u0590-\u05ff]")}
 _NUMERIC = ("n", "n_few", "nth", "amt")  # filled after the phrase slots: a count 5-20, a count 2-4, "7th", money
 
 
@@ -75,16 +76,24 @@ def _families(rng_u: np.ndarray, sentiment: np.ndarray, style: Style) -> np.ndar
         rows = np.flatnonzero(sentiment == sent)
         names = list(style.families[sent])
         cum = np.cumsum([style.families[sent][f] for f in names])
-        out[rows] = np.asarray(names, dtype=object)[np.minimum(np.searchsorted(cum / cum[-1], rng_u[rows]),
-                                                                 len(names) - 1)]
+        out[rows] = np.asarray(names, dtype=object)[
+            np.minimum(np.searchsorted(cum / cum[-1], rng_u[rows]), len(names) - 1)
+        ]
     return out
 
 
 class _Row:
     """Composes one message from its labels and its row of uniforms `u`."""
 
-    def __init__(self, bank: LanguageBank, mix: dict, style: Style, labels: tuple[str, str, str, str],
-                 u: np.ndarray, nums: tuple[int, int, int]) -> None:
+    def __init__(
+        self,
+        bank: LanguageBank,
+        mix: dict,
+        style: Style,
+        labels: tuple[str, str, str, str],
+        u: np.ndarray,
+        nums: tuple[int, int, int],
+    ) -> None:
         self.bank, self.mix, self.style, self.u, self.nums = bank, mix, style, u, nums
         self.sentiment, self.topic, self.lang, self.domain = labels
         self.sources: list[str] = []
@@ -138,8 +147,12 @@ class _Row:
         n, few, amt = self.nums
         money = tf.pick(self.bank.money, (self.u[31] * 7.0) % 1.0)
         nth = f"{n}{_ORDINAL.get(n % 10, 'th') if n // 10 != 1 else 'th'}"
-        return (text.replace("{n}", str(n)).replace("{n_few}", str(few)).replace("{nth}", nth)
-                .replace("{amt}", money.replace("{}", str(amt))))
+        return (
+            text.replace("{n}", str(n))
+            .replace("{n_few}", str(few))
+            .replace("{nth}", nth)
+            .replace("{amt}", money.replace("{}", str(amt)))
+        )
 
     def frame(self, family: str) -> tuple[str, str]:
         """(family actually used, frame): the drawn family, else the first of the sentiment's families (style
@@ -216,8 +229,15 @@ def _surface(text: str, row: _Row, family: str, tags: list[str]) -> str:
     return text
 
 
-def compose_row(bank: LanguageBank, mix: dict, style: Style, labels: tuple[str, str, str, str], family: str,
-                u: np.ndarray, nums: tuple[int, int, int]) -> tuple[str, list[str], list[str]]:
+def compose_row(
+    bank: LanguageBank,
+    mix: dict,
+    style: Style,
+    labels: tuple[str, str, str, str],
+    family: str,
+    u: np.ndarray,
+    nums: tuple[int, int, int],
+) -> tuple[str, list[str], list[str]]:
     """(text, phenomena tags, bank items used) of one message."""
     row = _Row(bank, mix, style, labels, u, nums)
     family, frame = row.frame(family)
@@ -235,20 +255,29 @@ def compose_row(bank: LanguageBank, mix: dict, style: Style, labels: tuple[str, 
     return text, tags, row.sources
 
 
-def compose(rng: np.random.Generator, labels: dict[str, np.ndarray], split: str = "train", share: float = 0.2,
-            style: Style | None = None) -> pd.DataFrame:
+def compose(
+    rng: np.random.Generator,
+    labels: dict[str, np.ndarray],
+    split: str = "train",
+    share: float = 0.2,
+    style: Style | None = None,
+) -> pd.DataFrame:
     """Messages for given label arrays (`sentiment`, `topic`, `language`, `domain`, equal length)."""
     style = style or default_style()
     n = len(labels["sentiment"])
     u = rng.random((n, _N_DRAWS))
     families = _families(u[:, 0], labels["sentiment"], style)
-    nums = np.stack([rng.integers(5, 21, n), rng.integers(2, 5, n),
-                     np.round(rng.lognormal(3.6, 0.9, n)).astype(int) + 1], axis=1)
+    nums = np.stack(
+        [rng.integers(5, 21, n), rng.integers(2, 5, n), np.round(rng.lognormal(3.6, 0.9, n)).astype(int) + 1], axis=1
+    )
     mix = mixing(split, share)
     banks = {lang: language_bank(lang, split, share) for lang in LANGUAGES}
-    rows = [compose_row(banks[lang], mix, style, (s, t, lang, d), fam, u[i], tuple(int(x) for x in nums[i]))
-            for i, (s, t, lang, d, fam) in enumerate(zip(labels["sentiment"], labels["topic"], labels["language"],
-                                                         labels["domain"], families))]
+    rows = [
+        compose_row(banks[lang], mix, style, (s, t, lang, d), fam, u[i], tuple(int(x) for x in nums[i]))
+        for i, (s, t, lang, d, fam) in enumerate(
+            zip(labels["sentiment"], labels["topic"], labels["language"], labels["domain"], families)
+        )
+    ]
     out = pd.DataFrame({k: labels[k] for k in ("sentiment", "topic", "language", "domain")})
     out.insert(0, "text", [r[0] for r in rows])
     out["phenomena"] = [";".join(r[1]) for r in rows]
@@ -256,15 +285,22 @@ def compose(rng: np.random.Generator, labels: dict[str, np.ndarray], split: str 
     return out
 
 
-def generate_corpus(n: int, seed: int, split: str = "train", share: float = 0.2,
-                    style: Style | None = None) -> pd.DataFrame:
+def generate_corpus(
+    n: int, seed: int, split: str = "train", share: float = 0.2, style: Style | None = None
+) -> pd.DataFrame:
     """`n` balanced labelled messages (columns COLUMNS + `sources`, the bank items each message was built from)."""
     rng = np.random.default_rng(seed)
     return compose(rng, balanced_labels(rng, n), split, share, style)
 
 
-def make_feedback_texts(rng: np.random.Generator, sentiment: np.ndarray, topic: np.ndarray, language: np.ndarray,
-                        mixed_rate: float, domain: str | np.ndarray = "telecom") -> list[str]:
+def make_feedback_texts(
+    rng: np.random.Generator,
+    sentiment: np.ndarray,
+    topic: np.ndarray,
+    language: np.ndarray,
+    mixed_rate: float,
+    domain: str | np.ndarray = "telecom",
+) -> list[str]:
     """Texts for given labels (the synthetic customer base's feedback), from the training banks only.
 
     `mixed_rate` (0..1) is the share of messages that mix languages or scripts (code-switching, surzhyk,
@@ -274,8 +310,12 @@ def make_feedback_texts(rng: np.random.Generator, sentiment: np.ndarray, topic: 
     if not (len(sentiment) == len(topic) == len(language)):
         raise ValueError("sentiment, topic and language must have the same length")
     domain = np.broadcast_to(np.asarray(domain).astype(str), sentiment.shape)
-    for name, arr, allowed in (("sentiment", sentiment, SENTIMENTS), ("topic", topic, TOPICS),
-                               ("language", language, LANGUAGES), ("domain", domain, DOMAINS)):
+    for name, arr, allowed in (
+        ("sentiment", sentiment, SENTIMENTS),
+        ("topic", topic, TOPICS),
+        ("language", language, LANGUAGES),
+        ("domain", domain, DOMAINS),
+    ):
         bad = set(np.unique(arr)) - set(allowed)
         if bad:
             raise ValueError(f"unknown {name} values {sorted(bad)}; expected {allowed}")

@@ -3,6 +3,7 @@
 Each function is pure: it takes the text and the uniform draws it needs (from the generator's bulk draws), so the
 same draws always give the same output.
 """
+
 from __future__ import annotations
 
 import re
@@ -47,7 +48,7 @@ def swap_words(text: str, pairs: dict[str, str], u: float) -> tuple[str, int]:
     out, last = [], 0
     for i, m in enumerate(matches):
         if i in keep:
-            out.append(text[last:m.start()] + lookup[m.group(1).lower()])
+            out.append(text[last : m.start()] + lookup[m.group(1).lower()])
             last = m.end()
     return "".join(out) + text[last:], len(keep)
 
@@ -83,9 +84,9 @@ def typo(text: str, u: float, v: float) -> str:
         return text
     i = idx[min(int(u * len(idx)), len(idx) - 1)]
     if v < 0.5:
-        return text[:i] + text[i + 1] + text[i] + text[i + 2:]
+        return text[:i] + text[i + 1] + text[i] + text[i + 2 :]
     if v < 0.75:
-        return text[:i] + text[i + 1:]
+        return text[:i] + text[i + 1 :]
     return text[:i] + text[i] + text[i:]
 
 
