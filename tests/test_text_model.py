@@ -187,3 +187,34 @@ def test_feedback_drift_reference_and_serving_report(tiny_encoder, tmp_path, cap
     assert docs["same"]["summary"]["drifted_features"] == [] and docs["same"]["summary"]["tested"] == 5
     assert docs["longer"]["summary"]["drifted_features"] == ["text_length"]
     assert next(line for line in out.splitlines() if line.startswith("DRIFT feedback")).count("text_length") == 1
+
+
+def test_feedback_training_registers_a_champion_with_its_card(tiny_encoder, tmp_path, monkeypatch):
+    """The whole `train.py task=feedback` path on the tiny encoder: release published, run tracked, version
+    registered as `churnsense-feedback@champion` with the model card as description and its tags."""
+    import mlflow
+
+    from churnsense.feedback.train import train_feedback
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = feedback_config(
+        tiny_encoder,
+        tmp_path,
+        "logger=mlflow",
+        f"logger.tracking_uri={uri}",
+        "model.max_steps=2",
+        "model.batch_size=8",
+        "model.eval_batch_size=16",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "drift.feedback_reference_rows=16",
+    )
+    metrics = train_feedback(cfg)
+    assert 0.0 <= metrics["val/macro_f1"] <= 1.0
+    client = mlflow.MlflowClient(uri)
+    version = client.get_model_version_by_alias("churnsense-feedback", "champion")
+    assert version.tags["task"] == "feedback" and version.tags["serve_model"] == "model.onnx"
+    assert version.description.startswith("# churnsense feedback model")
+    assert "data" not in client.get_registered_model("churnsense-feedback").tags  # no empty tag
+    assert (tmp_path / "rel" / "MODEL_CARD.md").is_file()

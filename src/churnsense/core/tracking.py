@@ -260,7 +260,7 @@ class TrackedRun:
         except MlflowException:
             self.client.create_registered_model(
                 name,
-                tags={"task": tags.get("task", ""), "data": tags.get("data", "")},
+                tags={k: str(tags[k]) for k in ("task", "data") if tags.get(k)},
                 description=REGISTERED_DESCRIPTION,
             )
         version = self.client.create_model_version(

@@ -269,6 +269,10 @@ def _track(
         uri,
         cfg.logger.registered_model_name,
         (release / "MODEL_CARD.md").read_text(encoding="utf-8"),
-        {"task": "feedback"},
+        {
+            "task": "feedback",
+            "languages": ",".join(HEADS["language"]),
+            "serve_model": str(read_json(release / "metadata.json")["serve_model"]),
+        },
         promote_on=str(cfg.logger.promote_on),
     )
