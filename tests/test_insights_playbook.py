@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from churnsense.insights import playbook as pb
 from churnsense.insights.decisions import allocate
@@ -142,6 +143,9 @@ def test_enriched_schema():
     )
     out = add_insights(scored, facts, reasons, InsightsState(monthly_retention=0.97), cfg)
     assert list(out.columns) == ["customer_id", "churn_probability"] + INSIGHT_COLUMNS
+    older = {**cfg, "value": {k: v for k, v in cfg["value"].items() if k != "horizon_months"}}
+    with pytest.raises(ValueError, match=r"no insights\.value\.horizon_months \(trained by an older version\)"):
+        add_insights(scored, facts, reasons, InsightsState(monthly_retention=0.97), older)  # no silent default
     assert out["recommended_action"].tolist() == ["discount", "none", "call"]
     assert out["action_reason"].tolist() == ["price_increase", "", "outages"]
     assert out["queue"].tolist() == ["he-critical", "", "ru-standard"]

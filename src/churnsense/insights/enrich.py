@@ -39,7 +39,7 @@ from churnsense.insights.reasons import customer_facts, reasons_frame
 from churnsense.insights.risk_direction import cached_directions, static_group_eligibility
 from churnsense.insights.scripts import call_scripts
 from churnsense.insights.segments import assign_segments
-from churnsense.insights.state import InsightsState
+from churnsense.insights.state import InsightsState, setting
 from churnsense.insights.uplift import UpliftModel
 
 INSIGHT_COLUMNS = [
@@ -109,8 +109,8 @@ def _batch_fallback(what: str) -> None:
 def risk_threshold(p: np.ndarray, cfg: Mapping[str, Any]) -> float:
     """At risk: p >= `at_risk`, or within the top `at_risk_share` of `p` by risk (whichever admits more).
     Applied once at training time to the validation predictions (`InsightsState.at_risk_threshold`)."""
-    threshold = float(cfg.get("at_risk", 0.2))
-    share = cfg.get("at_risk_share")
+    threshold = float(setting(cfg, "at_risk"))
+    share = setting(cfg, "at_risk_share")
     if share and len(p):
         threshold = min(threshold, float(np.quantile(p, 1.0 - float(share))))
     return threshold
@@ -146,10 +146,12 @@ def explain(
     attributes are reasons only on their risk-raising side (`risk_direction`; `cat_cardinalities` of the
     pipeline)."""
     index = build_group_index(
-        layout, groups_from_config(rcfg.get("groups") or {}), auto=bool(rcfg.get("auto_groups", True))
+        layout,
+        groups_from_config(setting(rcfg, "groups", "insights.reasons") or {}),
+        auto=bool(setting(rcfg, "auto_groups", "insights.reasons")),
     )
     ref = dict(background) if background else {k: v for k, v in batch.items() if k in INPUT_KEYS}
-    step = max(1, int(rcfg.get("max_rows", 20000)))
+    step = max(1, int(setting(rcfg, "max_rows", "insights.reasons")))
     parts = [np.zeros((0, len(index.names)))]
     for lo in range(0, len(rows), step):
         chunk = rows[lo : lo + step]
@@ -160,9 +162,9 @@ def explain(
                 sub,
                 index,
                 ref,
-                method=str(rcfg.get("method", "shapley")),
-                n_samples=int(rcfg.get("n_samples", 6)),
-                n_background=int(rcfg.get("n_background", 3)),
+                method=str(setting(rcfg, "method", "insights.reasons")),
+                n_samples=int(setting(rcfg, "n_samples", "insights.reasons")),
+                n_background=int(setting(rcfg, "n_background", "insights.reasons")),
                 seed=seed,
                 keys=ids[chunk],
             )
@@ -177,7 +179,7 @@ def explain(
         index.event_type,
         len(index.names),
         directions,
-        float(rcfg.get("min_deviation", 0.5)),
+        float(setting(rcfg, "min_deviation", "insights.reasons")),
         layout.num_names,
     )
     return reasons_frame(
@@ -185,13 +187,13 @@ def explain(
         attr,
         index.names,
         facts,
-        int(rcfg.get("top_k", 3)),
-        float(rcfg.get("min_logit", 0.0)),
-        rcfg.get("not_reasons") or (),
-        float(rcfg.get("min_share", 0.0)),
+        int(setting(rcfg, "top_k", "insights.reasons")),
+        float(setting(rcfg, "min_logit", "insights.reasons")),
+        setting(rcfg, "not_reasons", "insights.reasons") or (),
+        float(setting(rcfg, "min_share", "insights.reasons")),
         language_of,
         typical,
-        str(rcfg.get("language", "en")),
+        str(setting(rcfg, "language", "insights.reasons")),
         texts_dir,
         eligible,
     )
@@ -199,12 +201,12 @@ def explain(
 
 def service_languages(facts: pd.DataFrame, cfg: Mapping[str, Any]) -> pd.Series:
     """Per customer (facts' index): the language of their queue and call script (`routing` rule)."""
-    rcfg = cfg.get("routing") or {}
+    rcfg = setting(cfg, "routing") or {}
     return pb.service_language(
         facts,
-        rcfg.get("language_columns") or ["language"],
-        rcfg.get("languages") or ["en"],
-        str(rcfg.get("default_language", "en")),
+        setting(rcfg, "language_columns", "insights.routing"),
+        setting(rcfg, "languages", "insights.routing"),
+        str(setting(rcfg, "default_language", "insights.routing")),
     )
 
 
@@ -236,44 +238,54 @@ def add_insights(
         out["segment_name"] = [state.segments["names"][s] for s in seg]
     else:
         out["segment"], out["segment_name"] = -1, ""
-    vcfg = cfg.get("value") or {}
-    revenue = val.monthly_revenue(f, vcfg.get("revenue_column"), vcfg.get("revenue_events") or ())
-    retention = vcfg.get("monthly_retention") or state.monthly_retention
+    vcfg = setting(cfg, "value") or {}
+    revenue = val.monthly_revenue(
+        f, setting(vcfg, "revenue_column", "insights.value"), setting(vcfg, "revenue_events", "insights.value") or ()
+    )
+    retention = setting(vcfg, "monthly_retention", "insights.value") or state.monthly_retention
     if not retention:
         _batch_fallback("monthly retention")
         retention = val.monthly_retention(p, 30)
     out["cltv"] = val.cltv(
-        revenue, float(retention), int(vcfg.get("horizon_months", 24)), float(vcfg.get("discount_rate", 0.01))
+        revenue,
+        float(retention),
+        int(setting(vcfg, "horizon_months", "insights.value")),
+        float(setting(vcfg, "discount_rate", "insights.value")),
     ).to_numpy()
     out["value_at_risk"] = val.value_at_risk(out["cltv"], p).to_numpy()
     model = uplift_model(state)
     uplift = model.predict_uplift(f).set_index(out.index) if model is not None else None
-    dcfg = cfg.get("decisions") or {}
+    dcfg = setting(cfg, "decisions") or {}
     rec = recommend_actions(
         out,
-        cfg.get("playbook") or {},
-        cfg.get("actions") or {},
+        setting(cfg, "playbook") or {},
+        setting(cfg, "actions") or {},
         uplift,
         model.supported if model is not None else None,
         out["at_risk"],
-        float(dcfg.get("min_uplift", 0.0)),
-        model.average if model is not None and dcfg.get("average_effect", True) else None,
+        float(setting(dcfg, "min_uplift", "insights.decisions")),
+        model.average if model is not None and setting(dcfg, "average_effect", "insights.decisions") else None,
     )
     out = pd.concat([out, rec], axis=1)
-    rcfg = cfg.get("routing") or {}
+    rcfg = setting(cfg, "routing") or {}
     lang = service_languages(f, cfg).set_axis(out.index)
     out["queue"] = pb.route(
         lang,
         p,
         out["recommended_action"],
-        rcfg.get("languages") or ["en"],
-        rcfg.get("tiers") or {"standard": 0.0},
-        str(rcfg.get("default_language", "en")),
+        setting(rcfg, "languages", "insights.routing"),
+        setting(rcfg, "tiers", "insights.routing"),
+        str(setting(rcfg, "default_language", "insights.routing")),
     )
     teams = pd.DataFrame(state.teams) if state.teams else None
-    team = pb.best_team(out["segment"], out["recommended_action"], teams, str(rcfg.get("default_team", "retention")))
+    team = pb.best_team(
+        out["segment"], out["recommended_action"], teams, str(setting(rcfg, "default_team", "insights.routing"))
+    )
     out["team"] = team.where(out["recommended_action"].ne(pb.NONE), "")
-    scfg = {"fallback_language": str(rcfg.get("default_language", "en")), **(cfg.get("scripts") or {})}
+    scfg = {
+        "fallback_language": str(setting(rcfg, "default_language", "insights.routing")),
+        **(setting(cfg, "scripts") or {}),
+    }
     out = pd.concat([out, call_scripts(out, facts, lang, scfg, typical)], axis=1)
     for col, fact in TONALITY.items():  # typed the same whatever the batch holds
         values = f[fact].to_numpy() if fact in f else np.full(len(out), np.nan)
@@ -334,9 +346,7 @@ def enrich(
     cust = customers if customers is not None else _customers_from_history(scored, events, cutoff)
     if state.event_types is None:
         _batch_fallback("event types for customer facts")
-    facts = customer_facts(
-        cust, events, feedback, cutoff, (cfg.get("reasons") or {}).get("languages"), state.event_types
-    )
+    facts = customer_facts(cust, events, feedback, cutoff, setting(cfg, "reasons")["languages"], state.event_types)
     snap = (
         snapshot
         if snapshot is not None
@@ -345,12 +355,14 @@ def enrich(
     batch = batch if batch is not None else release.pipeline.transform(snap)
     ids = snap.static["customer_id"].to_numpy()
     p = pd.Series(ids).map(scored.set_index("customer_id")["churn_probability"]).to_numpy(dtype=float)
-    rcfg = cfg.get("reasons") or {}
+    rcfg = setting(cfg, "reasons") or {}
     threshold = at_risk_threshold(state, p, cfg)
     rows = np.flatnonzero(p >= threshold)  # every at-risk customer: a cap per batch would depend on the batch
-    typical = typical_facts(getattr(release.pipeline, "num_stats", {}) or {}, float(rcfg.get("min_deviation", 0.5)))
+    typical = typical_facts(
+        getattr(release.pipeline, "num_stats", {}) or {}, float(setting(rcfg, "min_deviation", "insights.reasons"))
+    )
     reasons = None
-    if len(rows) and (rcfg.get("groups") or rcfg.get("auto_groups", True)):
+    if len(rows) and (setting(rcfg, "groups", "insights.reasons") or setting(rcfg, "auto_groups", "insights.reasons")):
         if not state.background:
             _batch_fallback("attribution background")
         prob_fn = lambda b: release.run(b)["churn_probability"]  # noqa: E731
@@ -362,11 +374,11 @@ def enrich(
             release.pipeline.batch_layout(),
             facts,
             rcfg,
-            int(cfg.get("seed", 0)),
+            int(setting(cfg, "seed")),
             state.background or None,
             service_languages(facts, cfg).to_dict(),
             typical,
-            (cfg.get("scripts") or {}).get("texts_dir"),
+            setting(cfg, "scripts")["texts_dir"],
             list(release.pipeline.cat_cardinalities),
         )
     return add_insights(scored, facts, reasons, state, cfg, threshold, typical)

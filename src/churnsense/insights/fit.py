@@ -25,7 +25,7 @@ from churnsense.insights.enrich import risk_threshold
 from churnsense.insights.playbook import team_scores
 from churnsense.insights.reasons import customer_facts
 from churnsense.insights.segments import assign_segments, fit_segments
-from churnsense.insights.state import InsightsState
+from churnsense.insights.state import InsightsState, setting
 from churnsense.insights.uplift_fit import fit_uplift, observed_outcomes
 from churnsense.insights.value import monthly_retention
 
@@ -60,16 +60,14 @@ def fit_offer_uplift(
 ) -> pd.DataFrame | None:
     """Fit the uplift model on the offers whose outcome was known at `cutoff` into `state` (uplift, metrics);
     returns those offers (None when there are none). No model (too few rows, or no log): a one-line notice."""
-    ucfg = cfg.get("uplift") or {}
+    ucfg = setting(cfg, "uplift")
     known = observed_outcomes(offers, cutoff, int(ucfg["outcome_days"]), customers)
     if known.empty:
         log.warning(
             "insights: no offer outcome known before %s: uplift is off (no action claims a saving)", cutoff.date()
         )
         return None
-    facts = offer_facts(
-        customers, events, feedback, known, (cfg.get("reasons") or {}).get("languages"), state.event_types
-    )
+    facts = offer_facts(customers, events, feedback, known, setting(cfg, "reasons")["languages"], state.event_types)
     try:
         model, rows, design = fit_uplift(facts, known, ucfg, seed)
     except ValueError as err:
@@ -109,9 +107,9 @@ def fit_insights(
     model_inputs: Mapping[str, np.ndarray] | None = None,
 ) -> InsightsState:
     """Fit everything in `InsightsState` (see module doc)."""
-    langs = (cfg.get("reasons") or {}).get("languages")
-    seed = int(cfg.get("seed", 0))
-    n_background = int((cfg.get("reasons") or {}).get("background_rows", 64))
+    langs = setting(cfg, "reasons")["languages"]
+    seed = int(setting(cfg, "seed"))
+    n_background = int(setting(setting(cfg, "reasons"), "background_rows", "insights.reasons"))
     state = InsightsState(
         monthly_retention=monthly_retention(p_churn, horizon_days),
         at_risk_threshold=risk_threshold(p_churn.to_numpy(dtype=float), cfg),
@@ -123,14 +121,14 @@ def fit_insights(
         return state
     active = customers[customers["customer_id"].isin(p_churn.index)]
     facts = customer_facts(active, events, feedback, pd.Timestamp(cutoff), langs, state.event_types)
-    scfg = cfg.get("segments") or {}
+    scfg = setting(cfg, "segments")
     try:
         seg = fit_segments(
             facts,
-            list(scfg.get("features") or []),
-            list(scfg.get("k_range") or (2, 8)),
-            scfg.get("labels"),
-            int(scfg.get("sample", 4000)),
+            list(setting(scfg, "features", "insights.segments") or []),
+            list(setting(scfg, "k_range", "insights.segments")),
+            setting(scfg, "labels", "insights.segments"),
+            int(setting(scfg, "sample", "insights.segments")),
             seed,
         )
     except ValueError as err:  # e.g. no numeric facts at all: no segments, the rest still works
@@ -153,6 +151,8 @@ def fit_insights(
     if treated is not None and len(treated) and "team" in treated:
         of = offer_facts(customers, events, feedback, treated, langs, state.event_types)
         segment_of = assign_segments(of, seg) if seg else None
-        rcfg = cfg.get("routing") or {}
-        state.teams = team_scores(treated, segment_of, float(rcfg.get("prior_strength", 20))).to_dict("records")
+        rcfg = setting(cfg, "routing")
+        state.teams = team_scores(
+            treated, segment_of, float(setting(rcfg, "prior_strength", "insights.routing"))
+        ).to_dict("records")
     return state

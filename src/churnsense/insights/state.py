@@ -3,6 +3,7 @@ background as plain arrays; no pickle) and the insights config it was fit with."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,15 @@ def load_config(release_dir: str | Path) -> dict[str, Any] | None:
         return None
     section = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("insights")
     return dict(section) if section else None
+
+
+def setting(section: Mapping[str, Any], key: str, name: str = "insights") -> Any:
+    """`section[key]` of the insights config a release carries (resolved from `conf/insights/` at training, so every
+    key is there); a release trained before `key` existed gets one clear error instead of a silent default."""
+    try:
+        return section[key]
+    except KeyError:
+        raise ValueError(
+            f"the release's insights config has no {name}.{key} (trained by an older version): retrain the release, "
+            f"or add {name}.{key} to its config.yaml"
+        ) from None
