@@ -23,7 +23,7 @@ from churnsense.churn.metrics import evaluate_probabilities
 from churnsense.churn.plots import save_evaluation_plots
 from churnsense.churn.release import ChurnRelease
 from churnsense.core.release import write_json
-from churnsense.core.tracking import TableInput, TrackedRun, registered_version, run_name
+from churnsense.core.tracking import TableInput, TrackedRun, registered_version, run_name, serving_logger
 from churnsense.data.contract import KINDS, DataSpec
 from churnsense.data.framing import end_of_observation, make_snapshot
 from churnsense.data.loading import Tables, load_tables
@@ -119,12 +119,7 @@ def _track(
     """An evaluation run: metrics linked to the registered model version and the evaluated customers table."""
     name = f"{version.name}-v{version.version}" if version is not None else Path(str(release.path)).name
     run = TrackedRun.start(
-        {
-            "enabled": cfg.mlflow.enabled,
-            "tracking_uri": cfg.tracking_uri,
-            "experiment_name": cfg.mlflow.experiment_name,
-            "artifact_location": None,
-        },
+        serving_logger(cfg.mlflow, cfg.tracking_uri),
         run_name("evaluate", name, str(cutoff.date())),
         {
             "task": "evaluate",

@@ -99,6 +99,17 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
         return None
 
 
+def serving_logger(mlflow_cfg: Mapping[str, Any], tracking_uri: str | None) -> dict[str, Any]:
+    """`TrackedRun.start` settings of a serve.py job: its `mlflow` block (`enabled`, `experiment_name`) and the store
+    `tracking_uri`; artifacts go next to the store."""
+    return {
+        "enabled": mlflow_cfg["enabled"],
+        "tracking_uri": tracking_uri,
+        "experiment_name": mlflow_cfg["experiment_name"],
+        "artifact_location": None,
+    }
+
+
 @dataclass
 class TableInput:
     """A table a run read, for dataset lineage (`TrackedRun.log_tables`)."""

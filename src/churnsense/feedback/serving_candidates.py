@@ -8,7 +8,7 @@ texts are generated messages, never the dev set.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from churnsense.feedback.data import synthetic_feedback
 from churnsense.feedback.evaluate import evaluate_release, per_language_drop
 from churnsense.feedback.quantize import Int8Recipe, build_serving_model, calibration_feeds
-from churnsense.feedback.release import load_release
+from churnsense.feedback.release import FeedbackRelease, load_release
 
 EXPORT_FILE = "model.onnx"
 
@@ -51,13 +51,17 @@ def calibration_texts(recipe: Int8Recipe) -> list[str]:
     return synthetic_feedback(int(recipe.calibration_texts), int(recipe.calibration_seed))["text"].tolist()
 
 
+def _metrics_by_batch_size(release: FeedbackRelease, dev: pd.DataFrame, sizes: list[int]) -> dict[int, dict]:
+    return {b: evaluate_release(replace(release, batch_size=b), dev) for b in sizes}
+
+
 def select_serving_model(out: Path, export: DictConfig, dev: pd.DataFrame, num_heads: int) -> tuple[str, dict]:
     """Build and gate the candidates inside release `out`; returns (served file, report). The drop is the worst
     over `export.gate_batch_sizes` (dynamic int8 ranges depend on what shares a batch). Rejected candidates are
     deleted; the export stays (the caller decides whether to keep it)."""
     sizes = [int(b) for b in export.gate_batch_sizes]
-    reference = load_release(out, EXPORT_FILE)
-    base = {b: evaluate_release(load_release(out, EXPORT_FILE, batch_size=b), dev) for b in sizes}
+    reference = load_release(out, EXPORT_FILE)  # one session per graph; the gate varies only the batch size
+    base = _metrics_by_batch_size(reference, dev, sizes)
     recipe = recipe_from(export)
     feeds = calibration_feeds(reference.tokenizer, calibration_texts(recipe), reference.batch_size)
     limit = float(export.int8_max_f1_drop)
@@ -72,7 +76,7 @@ def select_serving_model(out: Path, export: DictConfig, dev: pd.DataFrame, num_h
             recipe=recipe,
             feeds=feeds,
         )
-        metrics = {b: evaluate_release(load_release(out, cand.file, batch_size=b), dev) for b in sizes}
+        metrics = _metrics_by_batch_size(load_release(out, cand.file), dev, sizes)
         drops = {b: per_language_drop(base[b], metrics[b]) for b in sizes}
         accepted = max(drops.values()) <= limit
         report["candidates"].append(

@@ -23,7 +23,7 @@ import pandas as pd
 
 from churnsense.core.io import read_table
 from churnsense.core.release import read_yaml
-from churnsense.core.tracking import TrackedRun, run_name
+from churnsense.core.tracking import TrackedRun, run_name, serving_logger
 from churnsense.data.contract import DataSpec
 from churnsense.data.validation import split_valid_rows
 from churnsense.insights.crm_export import CALL_LIST, write_export
@@ -327,12 +327,7 @@ def serve_report(cfg) -> dict[str, Path]:
     tables = _read_inputs(cfg, Path(str(cfg.model)))
     files = write_report(scores, cfg.output_dir, state, icfg, tables, int(cfg.horizon_days), cfg.page, cfg.crm_export)
     run = TrackedRun.start(
-        {
-            "enabled": cfg.mlflow.enabled,
-            "tracking_uri": cfg.tracking_uri,
-            "experiment_name": cfg.mlflow.experiment_name,
-            "artifact_location": None,
-        },
+        serving_logger(cfg.mlflow, cfg.tracking_uri),
         cfg.mlflow.run_name or run_name("report", Path(str(cfg.input.scores)).stem),
         {"task": "report", "release": str(cfg.model)},
     )
