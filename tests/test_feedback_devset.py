@@ -8,31 +8,17 @@ import re
 import pandas as pd
 import pytest
 
+from churnsense.data.contract import DOMAINS, LANGUAGES, PHENOMENA, SENTIMENTS, TOPICS
 from churnsense.feedback.devset import DEVSET, load_devset, readme_is_current
 
 HEADER = ["language", "sentiment", "topic", "domain", "phenomena", "text"]
 SCHEME = {
-    "language": {"en", "ru", "uk", "he"},
-    "sentiment": {"negative", "neutral", "positive"},
-    "topic": {"billing", "price", "outage", "support", "app", "contract", "delivery", "other"},
-    "domain": {"telecom", "banking", "saas", "streaming", "ecommerce", "utilities"},
+    "language": set(LANGUAGES),
+    "sentiment": set(SENTIMENTS),
+    "topic": set(TOPICS),
+    "domain": set(DOMAINS),
 }
-TAGS = {
-    "plain",
-    "sarcasm",
-    "negation",
-    "polite_complaint",
-    "mixed_stance",
-    "loaded_neutral",
-    "code_switch",
-    "translit",
-    "slang",
-    "typos",
-    "emoji",
-    "caps",
-    "long",
-    "short",
-}
+TAGS = set(PHENOMENA)
 HAND_TAGS = TAGS - {"plain", "typos", "emoji", "caps", "long", "short"}
 # Minimum rows per language for the phenomena the set is built to stress (translit only exists for ru/uk).
 MIN_PER_LANGUAGE = {

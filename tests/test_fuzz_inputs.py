@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, Phase, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from churnsense.core import io  # noqa: E402
-from helpers import feedback_config  # noqa: E402
+from helpers import run_serving_captured, serve_config, untrained_feedback_release  # noqa: E402
 from test_serving_bad_inputs import serve  # noqa: E402
 from test_serving_churn import tiny_inputs  # noqa: E402
 
@@ -280,23 +280,7 @@ TEXT_FATAL = {"zero_bytes", "no_text_column", "duplicate_header"}
 @pytest.fixture(scope="module")
 def tiny_feedback_release(tiny_encoder, tmp_path_factory):
     """A feedback release on the tiny random BERT (conftest) (untrained heads: only the contract counts)."""
-    from churnsense.feedback.data import dev_set
-    from churnsense.feedback.tokenize import TextTokenizer
-    from churnsense.feedback.train import build_net, write_feedback_release
-
-    encoder = tiny_encoder
-    root = tmp_path_factory.mktemp("feedback-release")
-    cfg = feedback_config(encoder, root)
-    (root / "rel").mkdir()
-    write_feedback_release(
-        root / "rel",
-        build_net(cfg.model).eval(),
-        cfg,
-        dev_set().head(4),
-        TextTokenizer.from_file(encoder / "tokenizer.json", 32),
-        {},
-    )
-    return root / "rel"
+    return untrained_feedback_release(tiny_encoder, tmp_path_factory.mktemp("feedback-release"))
 
 
 def render_feedback(damage: list[int], whole: str) -> tuple[bytes, list[str]]:
@@ -339,36 +323,22 @@ def render_feedback(damage: list[int], whole: str) -> tuple[bytes, list[str]]:
 def test_any_feedback_file_is_scored_and_balanced_or_one_error(
     tiny_feedback_release, capsys, monkeypatch, damage, whole
 ):
-    from hydra import compose, initialize_config_dir
-
-    from churnsense.cli import run_serving
-
     monkeypatch.delenv("CHURNSENSE_DEBUG", raising=False)
     with tempfile.TemporaryDirectory() as tmp:
         source, outputs = Path(tmp) / "feedback.csv", Path(tmp) / "out"
         data, kinds = render_feedback(damage, whole)
         source.write_bytes(data)
         outputs.mkdir()
-        with initialize_config_dir(config_dir=str(ROOT / "conf" / "serve"), version_base="1.3"):
-            cfg = compose(
-                "serve",
-                overrides=[
-                    "task=feedback",
-                    f"model={tiny_feedback_release}",
-                    f"input={source}",
-                    f"output={outputs / 'scores.csv'}",
-                    "progress=false",
-                    "drift.enabled=false",
-                    "chunk_size=5",
-                ],
-            )
-        capsys.readouterr()
-        try:
-            run_serving(cfg)
-            code = 0
-        except SystemExit as stop:
-            code = stop.code
-        out, err = capsys.readouterr()
+        cfg = serve_config(
+            "task=feedback",
+            f"model={tiny_feedback_release}",
+            f"input={source}",
+            f"output={outputs / 'scores.csv'}",
+            "progress=false",
+            "drift.enabled=false",
+            "chunk_size=5",
+        )
+        code, out, err = run_serving_captured(cfg, capsys)
         assert "Traceback" not in out + err
         event(f"feedback exit {code}")
         if code == 2:

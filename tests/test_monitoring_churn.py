@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from churnsense.churn.features import FeaturePipeline
@@ -23,7 +22,7 @@ from churnsense.data.loading import load_tables
 from churnsense.monitoring.churn import churn_reference_profile, events_per_customer
 from churnsense.monitoring.run import REFERENCE_FILE
 from churnsense.synth.generate import generate, synth_config
-from helpers import default_insights_config, train_config
+from helpers import default_insights_config, serve_config, train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 N_CUSTOMERS = 3000
@@ -107,24 +106,20 @@ def demo(tmp_path_factory) -> dict[str, Path]:
 def serve(release: Path, base: Path, output: Path, *extra: str):
     from churnsense.churn.serve import serve_churn
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf" / "serve"), version_base="1.3"):
-        cfg = compose(
-            "serve",
-            overrides=[
-                "task=churn",
-                f"model={release}",
-                f"input.customers={base / 'customers.parquet'}",
-                f"input.events={base / 'events.parquet'}",
-                f"input.feedback={base / 'feedback.parquet'}",
-                f"output={output}",
-                "progress=false",
-                "feedback_model=null",
-                "insights=false",
-                "partitions=3",
-                "drift.mlflow.enabled=false",
-                *extra,
-            ],
-        )
+    cfg = serve_config(
+        "task=churn",
+        f"model={release}",
+        f"input.customers={base / 'customers.parquet'}",
+        f"input.events={base / 'events.parquet'}",
+        f"input.feedback={base / 'feedback.parquet'}",
+        f"output={output}",
+        "progress=false",
+        "feedback_model=null",
+        "insights=false",
+        "partitions=3",
+        "drift.mlflow.enabled=false",
+        *extra,
+    )
     serve_churn(cfg)
     report = output.with_name(f"{output.stem}.drift.json")
     return json.loads(report.read_text()) if report.is_file() else None

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from churnsense.cli import run_serving, run_training
 from churnsense.core import io
 from churnsense.insights.value import revenue_notice
+from helpers import serve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = {  # a customers-only table without ids, as the public IBM Telco export
@@ -134,20 +135,16 @@ def test_table_without_ids_trains_and_scores_by_source_row(tmp_path, capsys):
     scoring = telco_like(30, seed=1, churn=False).astype({"tenure": object})
     scoring.loc[4, "tenure"] = "inf"  # data row 5: rejected, the others keep their row numbers
     scoring.to_csv(tmp_path / "score.csv", index=False)
-    with initialize_config_dir(config_dir=str(ROOT / "conf" / "serve"), version_base="1.3"):
-        cfg = compose(
-            "serve",
-            overrides=[
-                "task=churn",
-                f"model={release}",
-                f"input.customers={tmp_path}/score.csv",
-                f"output={tmp_path}/scores.csv",
-                "progress=false",
-                "feedback_model=null",
-                "drift.enabled=false",
-                "insights=false",
-            ],
-        )
+    cfg = serve_config(
+        "task=churn",
+        f"model={release}",
+        f"input.customers={tmp_path}/score.csv",
+        f"output={tmp_path}/scores.csv",
+        "progress=false",
+        "feedback_model=null",
+        "drift.enabled=false",
+        "insights=false",
+    )
     run_serving(cfg)
     assert "rows in 30 = scored 29 + rejected 1" in capsys.readouterr().out
     scores = io.read_table(tmp_path / "scores.csv")

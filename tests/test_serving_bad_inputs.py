@@ -10,13 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 
-from churnsense.cli import debug_enabled, run_serving
+from churnsense.cli import debug_enabled
 from churnsense.core import io
+from helpers import run_serving_captured, serve_config
 from test_serving_churn import tiny_inputs
-
-CONF = Path(__file__).resolve().parents[1] / "conf" / "serve"
 
 
 def write_csvs(folder: Path, **frames: pd.DataFrame) -> dict[str, Path]:
@@ -33,29 +31,17 @@ def write_csvs(folder: Path, **frames: pd.DataFrame) -> dict[str, Path]:
 def serve(release: Path, paths: dict[str, Path], output: Path, *extra: str, capsys=None):
     """Run `serve.py task=churn` in-process; (exit code, stdout, stderr)."""
     inputs = [f"input.{kind}={path}" for kind, path in paths.items()]
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            "serve",
-            overrides=[
-                "task=churn",
-                f"model={release}",
-                *inputs,
-                f"output={output}",
-                "progress=false",
-                "feedback_model=null",
-                "insights=false",
-                *extra,
-            ],
-        )
-    if capsys is not None:
-        capsys.readouterr()
-    try:
-        run_serving(cfg)
-        code = 0
-    except SystemExit as stop:
-        code = stop.code
-    out = capsys.readouterr() if capsys is not None else None
-    return code, (out.out if out else ""), (out.err if out else "")
+    cfg = serve_config(
+        "task=churn",
+        f"model={release}",
+        *inputs,
+        f"output={output}",
+        "progress=false",
+        "feedback_model=null",
+        "insights=false",
+        *extra,
+    )
+    return run_serving_captured(cfg, capsys)
 
 
 def rejects_of(output: Path) -> pd.DataFrame:

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from churnsense.churn.features import FeaturePipeline
 from churnsense.churn.release import ChurnRelease
@@ -23,9 +22,8 @@ from churnsense.data.framing import make_snapshot
 from churnsense.data.validation import validate_chunk
 from churnsense.insights.enrich import INSIGHT_COLUMNS
 from churnsense.insights.fit import fit_insights
-from helpers import default_insights_config
+from helpers import default_insights_config, serve_config
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "serve"
 DATA = {  # source column names differ from canonical ones: the release's mapping is exercised
     "name": "tiny",
     "customers": {
@@ -200,22 +198,18 @@ def write_inputs(tmp_path: Path) -> dict[str, Path]:
 
 
 def serve_cfg(release_dir: Path, paths: dict[str, Path], output: Path, *extra: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(
-            "serve",
-            overrides=[
-                "task=churn",
-                f"model={release_dir}",
-                f"input.customers={paths['customers']}",
-                f"input.events={paths['events']}",
-                f"input.feedback={paths['feedback']}",
-                f"output={output}",
-                "chunk_size=7",
-                "progress=false",
-                "feedback_model=null",
-                *extra,
-            ],
-        )
+    return serve_config(
+        "task=churn",
+        f"model={release_dir}",
+        f"input.customers={paths['customers']}",
+        f"input.events={paths['events']}",
+        f"input.feedback={paths['feedback']}",
+        f"output={output}",
+        "chunk_size=7",
+        "progress=false",
+        "feedback_model=null",
+        *extra,
+    )
 
 
 @pytest.mark.parametrize("suffix,partitions", [("csv", 3), ("parquet", 1)])

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from churnsense.feedback.labels import HEADS
 from churnsense.feedback.tokenize import TextTokenizer
-from helpers import CONF, feedback_config
+from helpers import feedback_config, serve_config, untrained_feedback_release
 
 
 def test_tokenizer_round_trip_cyrillic_hebrew_emoji(tiny_encoder, tiny_texts):
@@ -91,36 +89,21 @@ def test_training_step_export_parity_and_scoring(tiny_encoder, tmp_path):
 
 
 def test_serve_feedback_with_bad_rows(tiny_encoder, tmp_path):
-    from churnsense.feedback.data import dev_set
     from churnsense.feedback.serve import serve_feedback
-    from churnsense.feedback.train import build_net, write_feedback_release
 
-    cfg = feedback_config(tiny_encoder, tmp_path)
-    (tmp_path / "rel").mkdir()
-    write_feedback_release(
-        tmp_path / "rel",
-        build_net(cfg.model).eval(),
-        cfg,
-        dev_set().head(4),
-        TextTokenizer.from_file(tiny_encoder / "tokenizer.json", 32),
-        {},
-    )
+    untrained_feedback_release(tiny_encoder, tmp_path)
     src = tmp_path / "in.csv"
     src.write_text(
         "customer_id,text,channel\n1,Приложение вылетает,app\n2,,chat\n3,שלום תודה,mail\n4,  ,chat\n", encoding="utf-8"
     )
-    with initialize_config_dir(config_dir=str(Path(CONF) / "serve"), version_base="1.3"):
-        serve = compose(
-            "serve",
-            overrides=[
-                "task=feedback",
-                f"model={tmp_path / 'rel'}",
-                f"input={src}",
-                f"output={tmp_path / 'o.parquet'}",
-                "chunk_size=2",
-                "progress=false",
-            ],
-        )
+    serve = serve_config(
+        "task=feedback",
+        f"model={tmp_path / 'rel'}",
+        f"input={src}",
+        f"output={tmp_path / 'o.parquet'}",
+        "chunk_size=2",
+        "progress=false",
+    )
     summary = serve_feedback(serve)
     out = pd.read_parquet(tmp_path / "o.parquet")
     rej = pd.read_csv(tmp_path / "o.rejects.csv")
@@ -133,22 +116,14 @@ def test_feedback_drift_reference_and_serving_report(tiny_encoder, tmp_path, cap
     """The release's reference (its texts scored by itself) is written at training time; serving another sample of
     the same texts flags nothing, serving much longer texts flags their length."""
     from churnsense.core.drift import Profile
-    from churnsense.feedback.data import dev_set, synthetic_feedback
+    from churnsense.feedback.data import synthetic_feedback
     from churnsense.feedback.serve import serve_feedback
-    from churnsense.feedback.train import build_net, write_drift_reference, write_feedback_release
+    from churnsense.feedback.train import write_drift_reference
 
     cfg = feedback_config(tiny_encoder, tmp_path)
     cfg.seed = 0
     torch.manual_seed(0)  # the untrained heads: their predictions are part of the profile
-    (tmp_path / "rel").mkdir()
-    write_feedback_release(
-        tmp_path / "rel",
-        build_net(cfg.model).eval(),
-        cfg,
-        dev_set().head(4),
-        TextTokenizer.from_file(tiny_encoder / "tokenizer.json", 32),
-        {},
-    )
+    untrained_feedback_release(tiny_encoder, tmp_path, cfg)
     frame = pd.concat(
         [
             synthetic_feedback(400, 0).assign(source="feedback.parquet"),
@@ -168,19 +143,15 @@ def test_feedback_drift_reference_and_serving_report(tiny_encoder, tmp_path, cap
     ):
         src = tmp_path / f"{name}.csv"
         pd.DataFrame({"customer_id": range(400), "text": texts}).to_csv(src, index=False)
-        with initialize_config_dir(config_dir=str(Path(CONF) / "serve"), version_base="1.3"):
-            serve = compose(
-                "serve",
-                overrides=[
-                    "task=feedback",
-                    f"model={tmp_path / 'rel'}",
-                    f"input={src}",
-                    f"output={tmp_path / f'{name}.csv.out.parquet'}",
-                    "chunk_size=128",
-                    "progress=false",
-                    "drift.mlflow.enabled=false",
-                ],
-            )
+        serve = serve_config(
+            "task=feedback",
+            f"model={tmp_path / 'rel'}",
+            f"input={src}",
+            f"output={tmp_path / f'{name}.csv.out.parquet'}",
+            "chunk_size=128",
+            "progress=false",
+            "drift.mlflow.enabled=false",
+        )
         serve_feedback(serve)
         docs[name] = json.loads((tmp_path / f"{name}.csv.out.drift.json").read_text())
     out = capsys.readouterr().out

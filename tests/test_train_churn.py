@@ -9,27 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
-
-
-def tiny_overrides(root: Path) -> list[str]:
-    return [
-        f"paths.data_dir={root / 'data'}",
-        f"paths.output_dir={root / 'out'}",
-        f"paths.artifacts_dir={root / 'artifacts'}",
-        "trainer=cpu",
-        "trainer.max_epochs=1",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        "data.framing.horizon_days=60",
-        "data.framing.n_train_cutoffs=1",
-        "model.d_model=8",
-        "model.d_token=4",
-        "model.hidden_dim=8",
-        "model.n_frequencies=4",
-        "model.batch_size=64",
-        "export.parity_batch_sizes=[1,16]",
-    ]
+from helpers import CONF, serve_config, tiny_churn_overrides, train_config
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +18,7 @@ def synth_root(tmp_path_factory) -> Path:
     raised so every split holds churners (training refuses a split it could not measure)."""
     synth = pytest.importorskip("churnsense.synth.generate")
     root = tmp_path_factory.mktemp("churn")
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(
             "synth", overrides=["n_customers=300", "background_churn=0.3", f"out_dir={root / 'data' / 'demo'}"]
         )
@@ -52,15 +32,11 @@ def test_one_epoch_tracked_run(synth_root: Path):
     from churnsense.churn.train import train_churn
 
     uri = f"sqlite:///{synth_root / 'mlflow.db'}"
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                *tiny_overrides(synth_root),
-                f"logger.tracking_uri={uri}",
-                f"logger.artifact_location={synth_root / 'mlartifacts'}",
-            ],
-        )
+    cfg = train_config(
+        *tiny_churn_overrides(synth_root),
+        f"logger.tracking_uri={uri}",
+        f"logger.artifact_location={synth_root / 'mlartifacts'}",
+    )
     metrics = train_churn(cfg)
     for key in (
         "val/auroc",
@@ -117,19 +93,15 @@ def test_one_epoch_tracked_run(synth_root: Path):
 def test_transformer_without_logger(synth_root: Path, tmp_path: Path):
     from churnsense.churn.train import train_churn
 
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                *tiny_overrides(synth_root),
-                "logger=none",
-                "model.seq_encoder=transformer",
-                "model.heads=2",
-                "model.hazard_horizons=[]",
-                "export.enabled=false",
-                f"paths.output_dir={tmp_path}",
-            ],
-        )
+    cfg = train_config(
+        *tiny_churn_overrides(synth_root),
+        "logger=none",
+        "model.seq_encoder=transformer",
+        "model.heads=2",
+        "model.hazard_horizons=[]",
+        "export.enabled=false",
+        f"paths.output_dir={tmp_path}",
+    )
     metrics = train_churn(cfg)
     assert 0.0 <= metrics["val/auroc"] <= 1.0 and not any(k.startswith("val/hazard") for k in metrics)
 
@@ -142,19 +114,15 @@ def test_evaluate_a_labelled_period_against_the_registered_champion(synth_root: 
 
     uri = f"sqlite:///{synth_root / 'mlflow.db'}"
     demo = synth_root / "data" / "demo"
-    with initialize_config_dir(config_dir=str(Path(CONF) / "serve"), version_base="1.3"):
-        cfg = compose(
-            "serve",
-            overrides=[
-                "task=evaluate",
-                "model=models:/churnsense-churn@champion",
-                f"tracking_uri={uri}",
-                f"input.customers={demo / 'customers.parquet'}",
-                f"input.events={demo / 'events.parquet'}",
-                "cutoff=2025-09-01",
-                f"output_dir={tmp_path / 'eval'}",
-            ],
-        )
+    cfg = serve_config(
+        "task=evaluate",
+        "model=models:/churnsense-churn@champion",
+        f"tracking_uri={uri}",
+        f"input.customers={demo / 'customers.parquet'}",
+        f"input.events={demo / 'events.parquet'}",
+        "cutoff=2025-09-01",
+        f"output_dir={tmp_path / 'eval'}",
+    )
     metrics = serve_evaluate(cfg)
     doc = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert doc["cutoff"] == "2025-09-01" and doc["model_name"] == "churnsense-churn"

@@ -15,6 +15,7 @@ import torch
 
 from churnsense.churn.datamodule import ChurnDataModule
 from churnsense.churn.examples import random_arrays
+from helpers import tiny_churn_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,22 +41,8 @@ def test_distributed_fit_shards_training_rows_but_evaluates_all():
 def _train(root: Path, trainer: str, artifacts: str) -> dict[str, float]:
     overrides = [
         "task=churn",
-        f"paths.data_dir={root / 'data'}",
-        f"paths.output_dir={root / 'out'}",
-        f"paths.artifacts_dir={root / artifacts}",
+        *tiny_churn_overrides(root, artifacts, trainer, epochs=3),
         "logger=none",
-        f"trainer={trainer}",
-        "trainer.max_epochs=3",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        "data.framing.horizon_days=60",
-        "data.framing.n_train_cutoffs=1",
-        "model.d_model=8",
-        "model.d_token=4",
-        "model.hidden_dim=8",
-        "model.n_frequencies=4",
-        "model.batch_size=64",
-        "export.parity_batch_sizes=[1,16]",
         "insights.enabled=false",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *sys.path])}
