@@ -1,9 +1,11 @@
 """Scoring throughput — not a test.
 
-    python bench/bench_scoring.py [--model artifacts/churn] [--threads 2] [--sizes 100000,1000000] [--months 3]
+    python bench/bench_scoring.py [--model artifacts/churn] [--threads 2] [--workers 0] [--sizes 100000,1000000]
+                                  [--months 3] [--insights off,on]
 
 (1) ONNX Runtime vs PyTorch eager, rows/s at batch 1, 64 and 1024 (same architecture and threads; the model part
-only: features precomputed). (2) End to end `serve.py task=churn` rows/s and peak RSS on synthetic bases of each
+only: features precomputed). ONNX Runtime is timed as serving runs it (row-parallel slices, `onnx_slice_rows`)
+and as one plain call with intra-op threads. (2) End to end `serve.py task=churn` rows/s and peak RSS on synthetic bases of each
 size (`churnsense.synth.generate`, `--months` of history): read + validate + partition + features + ONNX + write.
 Without `--model` (or if it does not exist) an untrained release of the configured architecture is built on a small
 synthetic base (weights do not change the cost); with it, eager timing uses an untrained net of its architecture.
@@ -20,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -85,32 +86,43 @@ def rows_per_second(fn, batch: int, seconds: float) -> float:
     return n * batch / (time.perf_counter() - start)
 
 
-def micro(graph, arrays: dict[str, np.ndarray], release: Path, threads: int, seconds: float) -> None:
+def micro(graph, arrays: dict[str, np.ndarray], release: Path, threads: int, seconds: float, slice_rows: int) -> None:
     from churnsense.churn.export import model_inputs
     from churnsense.churn.net import MODEL_INPUTS
+    from churnsense.core.runtime import RowParallelRunner
 
     torch.set_num_threads(threads)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(str(release / "model.onnx"), options, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
+    runner = RowParallelRunner(release / "model.onnx", workers=threads, slice_rows=slice_rows)  # what serving runs
+    plain = RowParallelRunner(release / "model.onnx", workers=1, threads=threads)  # one call, intra-op threads
+    names, outputs = runner.input_names, runner.output_names
     n = len(arrays["cat"])
     print(f"\n## Model only, {threads} thread(s), history length {arrays['seq_type'].shape[1]}")
-    print("| batch | ONNX Runtime rows/s | PyTorch eager rows/s | speed-up |\n|---|---|---|---|")
+    print(
+        f"ONNX Runtime as served: row-parallel, slices of <= {slice_rows} rows on {threads} threads; plain: one "
+        f"call with {threads} intra-op threads; eager: PyTorch with {threads} threads."
+    )
+    print(
+        "| batch | ONNX Runtime rows/s (served) | ONNX Runtime plain rows/s | PyTorch eager rows/s | served / eager |\n"
+        "|---|---|---|---|---|"
+    )
     for batch in (1, 64, 1024):
         idx = np.arange(batch) % n
         feed = {k: arrays[k][idx] for k in names}
         tensors = model_inputs({k: arrays[k][idx] for k in MODEL_INPUTS})
-        onnx = rows_per_second(lambda feed=feed: session.run(None, feed), batch, seconds)
+        served = rows_per_second(lambda feed=feed: runner.run(outputs, feed), batch, seconds)
+        single = rows_per_second(lambda feed=feed: plain.run(outputs, feed), batch, seconds)
         with torch.inference_mode():
             eager = rows_per_second(lambda tensors=tensors: graph(*tensors), batch, seconds)
-        print(f"| {batch} | {onnx:,.0f} | {eager:,.0f} | {onnx / eager:.1f}x |", flush=True)
+        print(f"| {batch} | {served:,.0f} | {single:,.0f} | {eager:,.0f} | {served / eager:.2f}x |", flush=True)
 
 
 def end_to_end(
-    release: Path, work: Path, sizes: list[int], months: int, threads: int, insights_modes: list[str]
+    release: Path, work: Path, sizes: list[int], months: int, threads: int, insights_modes: list[str], workers: int
 ) -> None:
-    print(f"\n## End to end `serve.py task=churn` ({threads} ONNX thread(s), {months} months of history)")
+    print(
+        f"\n## End to end `serve.py task=churn` (workers={workers}, num_threads={threads}, {months} months of history;"
+        " peak RSS counts the worker processes)"
+    )
     print(
         "| customers | insights | events | seconds | rows/s | peak RSS MiB | partitions |\n"
         "|---|---|---|---|---|---|---|"
@@ -129,6 +141,7 @@ def end_to_end(
             f"output={out}",
             "progress=false",
             f"num_threads={threads}",
+            f"workers={workers}",
             "feedback_model=null",
             f"tmp_dir={work}",
             f"insights={mode == 'on'}",
@@ -149,6 +162,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="a release directory (default: build an untrained one)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
+    parser.add_argument("--workers", type=int, default=0, help="serve.py workers (0 = one per core)")
+    parser.add_argument("--slice-rows", type=int, default=128, help="serve.py onnx_slice_rows (row-parallel slices)")
     parser.add_argument("--sizes", default="100000,1000000", help="customers per end-to-end run ('' to skip)")
     parser.add_argument("--months", type=int, default=3, help="months of synthetic history")
     parser.add_argument("--work", default=None, help="scratch directory (default: a temp dir)")
@@ -161,10 +176,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-scoring-") as tmp:
         work = Path(args.work or tmp)
         graph, arrays, release = build(work, args.months, Path(args.model) if args.model else None)
-        micro(graph, arrays, release, args.threads, args.seconds)
+        micro(graph, arrays, release, args.threads, args.seconds, args.slice_rows)
         sizes = [int(s) for s in args.sizes.split(",") if s]
         if sizes:
-            end_to_end(release, work, sizes, args.months, args.threads, args.insights.split(","))
+            end_to_end(release, work, sizes, args.months, args.threads, args.insights.split(","), args.workers)
 
 
 if __name__ == "__main__":

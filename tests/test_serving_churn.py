@@ -259,21 +259,26 @@ def test_serve_rejects_bad_rows_and_drops_nothing(release_dir, tmp_path, capsys,
     assert calls["call_script"].str.len().gt(0).all() and calls["rank"].is_monotonic_increasing
 
 
-def test_pure_batch_scorer_matches_serve(release_dir, tmp_path):
-    """score_churn_batch on raw frames (as in Spark) = serve.py partitioned output; partition count is irrelevant
-    for every column, insights (at risk, reasons, segment, action, routing, value) included."""
+def test_pure_batch_scorer_matches_serve(release_dir, tmp_path, capsys):
+    """score_churn_batch on raw frames (as in Spark) = serve.py partitioned output; partition count and worker
+    processes are irrelevant for every column, insights (at risk, reasons, segment, action, routing, value) and
+    rejects included."""
     from churnsense.churn.serve import serve_churn
 
     paths = write_inputs(tmp_path)
-    outs = []
-    for k in (1, 4):
+    outs, rejected = [], []
+    for k, workers in ((1, 1), (4, 2)):  # 4 partitions over 2 spawned worker processes
         out = tmp_path / f"k{k}.parquet"
-        serve_churn(serve_cfg(release_dir, paths, out, f"partitions={k}"))
+        serve_churn(serve_cfg(release_dir, paths, out, f"partitions={k}", f"workers={workers}"))
+        assert f"{k} partition(s), {workers} worker(s)" in capsys.readouterr().out
         outs.append(io.read_table(out).sort_values("customer_id", ignore_index=True))
+        table = io.read_table(tmp_path / f"k{k}.rejects.csv")
+        rejected.append(table.sort_values(list(table.columns), ignore_index=True))
     assert set(INSIGHT_COLUMNS) <= set(outs[0].columns)
     assert 0 < outs[0]["at_risk"].sum() < len(outs[0]) and outs[0]["reason_1"].ne("").any()  # the real path ran
     assert outs[0]["segment"].ge(0).all()  # fitted segments were used
     pd.testing.assert_frame_equal(outs[0], outs[1], check_exact=True)
+    pd.testing.assert_frame_equal(rejected[0], rejected[1], check_exact=True)
     release = ChurnRelease.load(release_dir)
     raw = {k: io.read_table(p) for k, p in paths.items()}
     scored, rejects = score_churn_batch(
@@ -288,6 +293,7 @@ def test_pure_batch_scorer_matches_serve(release_dir, tmp_path):
 
 
 def test_crash_mid_run_publishes_nothing(release_dir, tmp_path, monkeypatch):
+    import churnsense.churn.partition_scoring as scoring
     import churnsense.churn.serve as churn
 
     calls = []
@@ -298,11 +304,11 @@ def test_crash_mid_run_publishes_nothing(release_dir, tmp_path, monkeypatch):
             raise RuntimeError("simulated crash in partition 2")
         return score_churn_batch(*args, **kwargs)
 
-    monkeypatch.setattr(churn, "score_churn_batch", failing)
+    monkeypatch.setattr(scoring, "score_churn_batch", failing)
     paths = write_inputs(tmp_path)
     output = tmp_path / "out" / "scores.csv"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        churn.serve_churn(serve_cfg(release_dir, paths, output, "partitions=3"))
+        churn.serve_churn(serve_cfg(release_dir, paths, output, "partitions=3", "workers=1"))
     assert not output.parent.exists() or list(output.parent.iterdir()) == []
 
 

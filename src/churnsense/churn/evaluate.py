@@ -73,7 +73,12 @@ def evaluate_period(
 
 def serve_evaluate(cfg: DictConfig) -> dict[str, float]:
     """Composition root of `serve.py task=evaluate` (see conf/serve/task/evaluate.yaml)."""
-    release = ChurnRelease.load(str(cfg.model), num_threads=int(cfg.num_threads), tracking_uri=cfg.tracking_uri)
+    release = ChurnRelease.load(
+        str(cfg.model),
+        num_threads=int(cfg.num_threads),
+        tracking_uri=cfg.tracking_uri,
+        slice_rows=int(cfg.onnx_slice_rows),
+    )
     inputs = {kind: str(cfg.input[kind]) for kind in KINDS if cfg.input[kind]}
     if not inputs:
         raise ValueError("task=evaluate: give the labelled period's files (input.customers / input.events ...)")

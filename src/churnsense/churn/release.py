@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from churnsense.churn.features import FeaturePipeline
 from churnsense.core.release import fetch_release, read_json, read_yaml, write_json, write_yaml
-from churnsense.core.runtime import input_names, onnx_session, output_names
+from churnsense.core.runtime import RowParallelRunner, row_parallel_workers
 from churnsense.data.contract import DataSpec
 from churnsense.insights.state import InsightsState, load_state
 
@@ -28,10 +27,11 @@ FILES = ("model.onnx", "pipeline.json", "config.yaml", "metadata.json")
 
 @dataclass
 class ChurnRelease:
-    """What scoring needs: the ONNX session, the fitted feature pipeline, the data mapping and the config."""
+    """What scoring needs: the ONNX model (run row-parallel), the fitted feature pipeline, the data mapping and the
+    config."""
 
     path: Path
-    session: ort.InferenceSession
+    runner: RowParallelRunner
     pipeline: FeaturePipeline
     spec: DataSpec
     config: dict[str, Any] = field(default_factory=dict)
@@ -45,16 +45,28 @@ class ChurnRelease:
 
     @classmethod
     def load(
-        cls, path_or_uri: str | os.PathLike, num_threads: int = 0, tracking_uri: str | None = None
+        cls,
+        path_or_uri: str | os.PathLike,
+        num_threads: int = 0,
+        tracking_uri: str | None = None,
+        slice_rows: int = 128,
     ) -> ChurnRelease:
-        """Load a release folder or MLflow URI; `num_threads` = onnxruntime intra-op threads (0 = default)."""
+        """Load a release folder or MLflow URI. `num_threads`: cores for onnxruntime (0 = every core this process
+        may use); `slice_rows` > 0 runs the model row-parallel (`core.runtime.RowParallelRunner`: slices of at most
+        this many rows, `num_threads` at once), 0 runs each batch as one call with `num_threads` intra-op threads
+        (0 = the library default)."""
         path = fetch_release(path_or_uri, FILES, "churn", tracking_uri)
         config = read_yaml(path / "config.yaml")
         if "data" not in config:
             raise ValueError(f"{path}/config.yaml: no `data` section; the release does not describe its inputs")
         return cls(
             path=path,
-            session=onnx_session(path / "model.onnx", num_threads),
+            runner=RowParallelRunner(
+                path / "model.onnx",
+                workers=row_parallel_workers(num_threads) if slice_rows > 0 else 1,
+                slice_rows=slice_rows,
+                threads=num_threads,
+            ),
             pipeline=FeaturePipeline.load(path / "pipeline.json"),
             spec=DataSpec.from_config(config["data"]),
             config=config,
@@ -65,7 +77,7 @@ class ChurnRelease:
     @property
     def input_names(self) -> list[str]:
         """The model inputs the ONNX graph declares (the batch-contract keys)."""
-        return input_names(self.session)
+        return self.runner.input_names
 
     @property
     def horizons(self) -> list[int]:
@@ -79,10 +91,10 @@ class ChurnRelease:
         missing = [n for n in names if n not in batch]
         if missing:
             raise KeyError(f"feature pipeline produced no {missing} (model inputs: {names})")
-        outputs = output_names(self.session)
+        outputs = self.runner.output_names
         n = len(batch[names[0]]) if names else 0
         parts = [
-            self.session.run(outputs, {k: batch[k][lo : lo + batch_size] for k in names})
+            self.runner.run(outputs, {k: batch[k][lo : lo + batch_size] for k in names})
             for lo in range(0, n, batch_size)
         ]
         raw = {

@@ -48,10 +48,13 @@ class MaskedAttentionPool(nn.Module):
         self.output_dim = 2 * d_model
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        scores = self.score(h).squeeze(-1).masked_fill(~mask, _NEG)
+        # Padding is pushed out by adding a large negative number, not by masked_fill: a broadcast Add is several
+        # times faster than a broadcast Where in ONNX Runtime, and the result is the same (padding never wins).
+        penalty = (~mask).to(h.dtype) * _NEG
+        scores = self.score(h).squeeze(-1) + penalty
         attn = torch.softmax(scores, dim=-1) * mask.to(h.dtype)
         attended = (attn[..., None] * h).sum(1)
-        maxed = h.masked_fill(~mask[..., None], _NEG).amax(1)
+        maxed = (h + penalty[..., None]).amax(1)
         has_events = mask.any(dim=1, keepdim=True)
         empty = self.no_history.to(h.dtype).expand_as(attended)
         return torch.cat([torch.where(has_events, attended, empty), torch.where(has_events, maxed, empty)], -1)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
+from churnsense.churn.partition_scoring import PartitionJob, score_partitions, worker_count
 from churnsense.churn.release import ChurnRelease
-from churnsense.churn.score import score_churn_batch
 from churnsense.core import io
 from churnsense.core.partition import PartitionWriter, choose_partitions
 from churnsense.core.rejects import RejectsWriter, rejects_path_for
@@ -30,7 +30,6 @@ from churnsense.data.validation import read_columns, validate_chunk
 from churnsense.feedback.release import FeedbackRelease, load_release
 from churnsense.insights.crm_export import CrmExport, export_dir_for
 from churnsense.insights.value import revenue_notice
-from churnsense.monitoring.churn import churn_observer
 from churnsense.monitoring.run import open_monitor
 
 log = logging.getLogger(__name__)
@@ -144,7 +143,12 @@ def outputs_of(cfg: DictConfig) -> dict[str, Path]:
 
 def serve_churn(cfg: DictConfig) -> RunSummary:
     """Composition root of churn batch scoring; prints and returns the run summary."""
-    release = ChurnRelease.load(str(cfg.model), num_threads=int(cfg.num_threads), tracking_uri=cfg.tracking_uri)
+    release = ChurnRelease.load(
+        str(cfg.model),
+        num_threads=int(cfg.num_threads),
+        tracking_uri=cfg.tracking_uri,
+        slice_rows=int(cfg.onnx_slice_rows),
+    )
     inputs = resolve_inputs(cfg, release)
     outputs = outputs_of(cfg)
     io.check_outputs_apart(outputs, {f"input.{kind}": path for kind, path in inputs.items()})
@@ -160,7 +164,6 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
         if notice:
             print(f"notice: {notice}")
     monitor = open_monitor(release.path, cfg.drift, cfg.tracking_uri)  # drift of this run vs the release's reference
-    observe = churn_observer(monitor, release.pipeline.categorical, release.pipeline.numeric) if monitor else None
     scores_writer, rejects_writer = io.AtomicTableWriter(output), RejectsWriter(rejects_path)
     with (
         crm_export_for(cfg, output, release) as crm,
@@ -169,33 +172,33 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
     ):
         parts = partition_inputs(inputs, release, k, tmp, int(cfg.chunk_size), rejects, show)
         cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, parts.days)
+        job = PartitionJob(
+            writers=parts.writers,
+            primary=primary,
+            cutoff=cutoff,
+            sources=inputs,
+            risk_bands=dict(cfg.risk_bands),
+            batch_size=int(cfg.batch_size),
+            text_column=str(cfg.text_column),
+            insights=bool(cfg.insights),
+            rejects_detail=bool(cfg.rejects_detail),
+            drift=(monitor.reference, release.pipeline.categorical, release.pipeline.numeric) if monitor else None,
+            rejected_ids=PartitionJob.split_rejected(parts.rejected_ids, k),
+        )
+        summary.workers = worker_count(int(cfg.workers), k)
         scored_customers = 0
         bar = progress(parts.rows[primary], "score", show)
-        for part in range(k):
-            frames = {kind: parts.writers[kind].read(part) if kind in parts.writers else None for kind in KINDS}
-            scored, rej = score_churn_batch(
-                frames["customers"],
-                frames["events"],
-                frames["feedback"],
-                release,
-                cutoff,
-                validated=True,
-                sources=inputs,
-                rejected_ids=parts.rejected_ids,
-                risk_bands=dict(cfg.risk_bands),
-                batch_size=int(cfg.batch_size),
-                feedback_release=feedback_release,
-                text_column=str(cfg.text_column),
-                insights=bool(cfg.insights),
-                monitor=observe,
-                rejects_detail=bool(cfg.rejects_detail),
-            )
+        for scored, rej, values, rows in score_partitions(
+            job, k, summary.workers, release, feedback_release, cfg, inputs
+        ):
             writer.write(scored)
             rejects.write(rej)
             if crm is not None:
                 crm.add(scored)
+            if monitor is not None and values is not None:
+                monitor.add(values)
             scored_customers += len(scored)
-            bar.update(len(frames[primary]))
+            bar.update(rows)
         bar.close()
         summary.rows_in = parts.rows[primary]
         summary.rejected = rejects.by_source.get(inputs[primary], 0)
@@ -209,7 +212,10 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
     unit = "" if primary == "customers" else f" ({scored_customers:,} customers from events)"
     print(summary.line() + unit)
     rule = cutoff_rule(cfg, release, parts.days)
-    print(f"cutoff {cutoff.date()}{rule} | {k} partition(s) | scores -> {output} | rejects -> {rejects_path}")
+    print(
+        f"cutoff {cutoff.date()}{rule} | {k} partition(s), {summary.workers} worker(s) | scores -> {output} | "
+        f"rejects -> {rejects_path}"
+    )
     outliers = history_end(parts.days, release.spec.framing) if not cfg.cutoff and parts.days is not None else None
     if outliers is not None and outliers.outliers:
         print(f"notice: {outliers.describe()}")

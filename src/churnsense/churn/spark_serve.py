@@ -200,7 +200,12 @@ def output_schema(
 
 def serve_churn_spark(cfg: DictConfig) -> RunSummary:
     """Composition root of churn scoring on Spark; prints and returns the run summary."""
-    release = ChurnRelease.load(str(cfg.model), num_threads=int(cfg.num_threads), tracking_uri=cfg.tracking_uri)
+    release = ChurnRelease.load(
+        str(cfg.model),
+        num_threads=int(cfg.num_threads),
+        tracking_uri=cfg.tracking_uri,
+        slice_rows=int(cfg.onnx_slice_rows),
+    )
     inputs = resolve_inputs(cfg, release)
     feedback_release = load_feedback_release(cfg, inputs, release)
     if cfg.drift.enabled or (cfg.crm_export.enabled and cfg.insights):

@@ -10,10 +10,13 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB."""
+def peak_rss_mb(workers: int = 0) -> float:
+    """Peak resident set size in MiB of this process, plus `workers` times the largest peak of its finished child
+    processes (worker pools): an upper bound of what the job held at once."""
+    scale = (1 << 20) if sys.platform == "darwin" else 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if workers > 0 else 0
+    return (peak + workers * child) / scale
 
 
 @dataclass
@@ -32,6 +35,7 @@ class RunSummary:
     other_rejected: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     seconds: float | None = None
+    workers: int = 1  # processes that did the work (more than 1: worker processes, counted in the peak RSS)
 
     def finish(self) -> RunSummary:
         """Stop the clock."""
@@ -47,9 +51,10 @@ class RunSummary:
         rate = self.rows_in / seconds if seconds > 0 else float("inf")
         extra = "".join(f" | {name} rows rejected {count:,}" for name, count in self.other_rejected.items())
         check = "" if self.balanced else "  [MISMATCH: rows in != scored + rejected]"
+        peak = peak_rss_mb(self.workers if self.workers > 1 else 0)
         return (
             f"[{self.task}] rows in {self.rows_in:,} = scored {self.scored:,} + rejected {self.rejected:,}"
-            f"{extra} | {seconds:.1f} s, {rate:,.0f} rows/s, peak RSS {peak_rss_mb():,.0f} MiB{check}"
+            f"{extra} | {seconds:.1f} s, {rate:,.0f} rows/s, peak RSS {peak:,.0f} MiB{check}"
         )
 
 

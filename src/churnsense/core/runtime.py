@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import onnxruntime as ort
 
 
@@ -33,3 +36,59 @@ def output_names(session: ort.InferenceSession) -> list[str]:
 
 def input_names(session: ort.InferenceSession) -> list[str]:
     return [i.name for i in session.get_inputs()]
+
+
+class RowParallelRunner:
+    """Runs one session over a batch in row slices, `workers` slices at a time on a thread pool.
+
+    ONNX Runtime spreads an op over its intra-op threads, which pays for wide ops but not for a recurrent net of
+    small steps (a GRU over 64 events: two intra-op threads give ~1.3x one). Splitting the rows instead keeps every
+    core busy for the whole graph: the session is built with one intra-op thread and `workers` slices run at once
+    (`InferenceSession.run` is thread-safe and releases the GIL). A batch is cut into slices of
+    `min(slice_rows, ceil(rows / workers))` rows, so a small batch still uses every worker; a batch of one row
+    runs inline. `workers` 1 is a plain session with `threads` intra-op threads."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike | bytes,
+        workers: int = 1,
+        slice_rows: int = 128,
+        threads: int = 0,
+    ) -> None:
+        self.workers = max(1, int(workers))
+        self.slice_rows = max(1, int(slice_rows))
+        self.session = onnx_session(path, 1 if self.workers > 1 else threads)
+        self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+
+    @property
+    def input_names(self) -> list[str]:
+        return input_names(self.session)
+
+    @property
+    def output_names(self) -> list[str]:
+        return output_names(self.session)
+
+    def run(self, outputs: Sequence[str], feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """`session.run(outputs, feed)` with the rows of `feed` split over the workers; outputs concatenated in
+        row order (every output must have the batch as its first axis)."""
+        n = len(next(iter(feed.values()))) if feed else 0
+        size = max(1, min(self.slice_rows, math.ceil(n / self.workers)))
+        if self._pool is None or n <= size:
+            return self.session.run(list(outputs), dict(feed))
+        starts = range(0, n, size)
+        parts = list(
+            self._pool.map(
+                lambda lo: self.session.run(list(outputs), {k: v[lo : lo + size] for k, v in feed.items()}), starts
+            )
+        )
+        return [np.concatenate([p[i] for p in parts]) for i in range(len(outputs))]
+
+
+def row_parallel_workers(threads: int) -> int:
+    """Workers of a `RowParallelRunner` for `threads` (0 = every core this process may use)."""
+    if threads > 0:
+        return int(threads)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)

@@ -1,0 +1,135 @@
+"""Scoring the partitions of a local churn run, in this process or in worker processes (one per core).
+
+Partitions are independent (each holds every row of its customers), so they are scored in parallel by
+`workers` processes, each with its own single-threaded ONNX Runtime session: on a small recurrent net, processes
+over partitions scale with cores where onnxruntime's intra-op threads do not, and so does the pandas work around
+the model (validation rules, snapshots, features, reasons). Results come back in partition order, so the output
+is the same whatever the number of workers. Workers are spawned (never forked from a process holding ONNX
+Runtime thread pools) and load the release once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from churnsense.churn.release import ChurnRelease
+from churnsense.churn.score import score_churn_batch
+from churnsense.core.partition import PartitionWriter, partition_of
+from churnsense.core.runtime import row_parallel_workers
+from churnsense.data.contract import KINDS
+from churnsense.monitoring.churn import scoring_values
+
+
+@dataclass
+class PartitionJob:
+    """What scoring one partition needs besides the releases (picklable: sent once to each worker)."""
+
+    writers: dict[str, PartitionWriter]
+    primary: str
+    cutoff: pd.Timestamp
+    sources: dict[str, str]
+    risk_bands: dict[str, float]
+    batch_size: int
+    text_column: str
+    insights: bool
+    rejects_detail: bool
+    drift: tuple[Any, list[str], list[str]] | None = None  # (reference profile, categorical, numeric) or None
+    rejected_ids: dict[int, set] = field(default_factory=dict)  # rejected customer ids by partition
+
+    @classmethod
+    def split_rejected(cls, ids: set, k: int) -> dict[int, set]:
+        """Rejected customer ids grouped by their partition (a partition only needs its own)."""
+        if not ids:
+            return {}
+        ids_list = list(ids)
+        parts = partition_of(pd.Series(ids_list, dtype=object), k)
+        out: dict[int, set] = {}
+        for part, cid in zip(parts.tolist(), ids_list):
+            out.setdefault(part, set()).add(cid)
+        return out
+
+    def score(
+        self, part: int, release: ChurnRelease, feedback_release=None
+    ) -> tuple[pd.DataFrame, pd.DataFrame, Any, int]:
+        """(scores, rejects, drift values or None, rows of the primary input) of partition `part`."""
+        frames = {kind: self.writers[kind].read(part) if kind in self.writers else None for kind in KINDS}
+        observed: list = []
+        monitor = None
+        if self.drift is not None:
+            reference, categorical, numeric = self.drift
+
+            def monitor(snapshot, scored) -> None:
+                observed.append(
+                    scoring_values(snapshot, scored["churn_probability"].to_numpy(), reference, categorical, numeric)
+                )
+
+        scored, rejects = score_churn_batch(
+            frames["customers"],
+            frames["events"],
+            frames["feedback"],
+            release,
+            self.cutoff,
+            validated=True,
+            sources=self.sources,
+            rejected_ids=self.rejected_ids.get(part, set()),
+            risk_bands=self.risk_bands,
+            batch_size=self.batch_size,
+            feedback_release=feedback_release,
+            text_column=self.text_column,
+            insights=self.insights,
+            monitor=monitor,
+            rejects_detail=self.rejects_detail,
+        )
+        return scored, rejects, (observed[0] if observed else None), len(frames[self.primary])
+
+
+def worker_count(requested: int, partitions: int) -> int:
+    """Processes to score `partitions` with: `requested` (0 = one per core), never more than the partitions."""
+    return max(1, min(row_parallel_workers(requested) if requested <= 0 else int(requested), partitions))
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(model_path: str, cfg: DictConfig, inputs: Mapping[str, str], job: PartitionJob) -> None:
+    from churnsense.churn.serve import load_feedback_release  # the serving module imports this one
+
+    release = ChurnRelease.load(model_path, num_threads=1, tracking_uri=cfg.tracking_uri, slice_rows=0)
+    one_thread = OmegaConf.merge(cfg, {"num_threads": 1})
+    _WORKER.update(job=job, release=release, feedback=load_feedback_release(one_thread, dict(inputs), release))
+
+
+def _score_in_worker(part: int):
+    return _WORKER["job"].score(part, _WORKER["release"], _WORKER["feedback"])
+
+
+def score_partitions(
+    job: PartitionJob,
+    k: int,
+    workers: int,
+    release: ChurnRelease,
+    feedback_release,
+    cfg: DictConfig,
+    inputs: Mapping[str, str],
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, Any, int]]:
+    """`job.score` of partitions 0..k-1, in order: in this process with `workers` 1, else in that many spawned
+    processes (each loads the release from `release.path` with one onnxruntime thread)."""
+    if workers <= 1:
+        for part in range(k):
+            yield job.score(part, release, feedback_release)
+        return
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(str(release.path), cfg, dict(inputs), job)
+    )
+    try:
+        yield from pool.map(_score_in_worker, range(k))
+    finally:  # a failed run does not wait for the partitions still queued
+        pool.shutdown(wait=True, cancel_futures=True)
