@@ -4,9 +4,10 @@
                                   [--months 3] [--insights off,on]
 
 (1) ONNX Runtime vs PyTorch eager, rows/s at batch 1, 64 and 1024 (same architecture and threads; the model part
-only: features precomputed). ONNX Runtime is timed as serving runs it (row-parallel slices, `onnx_slice_rows`)
-and as one plain call with intra-op threads. (2) End to end `serve.py task=churn` rows/s and peak RSS on synthetic bases of each
-size (`churnsense.synth.generate`, `--months` of history): read + validate + partition + features + ONNX + write.
+only: features precomputed; engines interleaved, median of 3 rounds). ONNX Runtime is timed as serving runs it
+(row-parallel slices, `onnx_slice_rows`) and as one plain call with intra-op threads. (2) End to end
+`serve.py task=churn` rows/s and peak RSS on synthetic bases of each size (`churnsense.synth.generate`, `--months`
+of history): read + validate + partition + features + ONNX + write.
 Without `--model` (or if it does not exist) an untrained release of the configured architecture is built on a small
 synthetic base (weights do not change the cost); with it, eager timing uses an untrained net of its architecture.
 """
@@ -29,6 +30,7 @@ from omegaconf import OmegaConf
 from churnsense.synth.generate import generate, synth_config
 
 ROOT = Path(__file__).resolve().parents[1]
+ROUNDS = 3  # model-only timing: rounds per engine and batch size
 
 
 def synth_base(out_dir: Path, n: int, months: int, seed: int = 7) -> Path:
@@ -109,10 +111,17 @@ def micro(graph, arrays: dict[str, np.ndarray], release: Path, threads: int, sec
         idx = np.arange(batch) % n
         feed = {k: arrays[k][idx] for k in names}
         tensors = model_inputs({k: arrays[k][idx] for k in MODEL_INPUTS})
-        served = rows_per_second(lambda feed=feed: runner.run(outputs, feed), batch, seconds)
-        single = rows_per_second(lambda feed=feed: plain.run(outputs, feed), batch, seconds)
+        engines = {
+            "served": lambda feed=feed: runner.run(outputs, feed),
+            "plain": lambda feed=feed: plain.run(outputs, feed),
+            "eager": lambda tensors=tensors: graph(*tensors),
+        }
+        rates: dict[str, list[float]] = {name: [] for name in engines}
         with torch.inference_mode():
-            eager = rows_per_second(lambda tensors=tensors: graph(*tensors), batch, seconds)
+            for _ in range(ROUNDS):  # engines interleaved, median of the rounds: drift of a shared machine cancels
+                for name, fn in engines.items():
+                    rates[name].append(rows_per_second(fn, batch, seconds / ROUNDS))
+        served, single, eager = (float(np.median(rates[name])) for name in engines)
         print(f"| {batch} | {served:,.0f} | {single:,.0f} | {eager:,.0f} | {served / eager:.2f}x |", flush=True)
 
 

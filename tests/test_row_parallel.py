@@ -49,3 +49,16 @@ def test_row_parallel_runner_uses_every_worker_on_small_batches(tiny_churn_relea
     sizes.clear()
     runner.run(runner.output_names, _feed(inputs, 300, seq=8))
     assert sorted(sizes) == [44, 128, 128]  # large batches: slices of at most slice_rows
+
+
+def test_partitions_shrink_with_workers_so_memory_held_at_once_stays_the_same(tmp_path, monkeypatch):
+    from churnsense.churn.partition_scoring import worker_count
+    from churnsense.core import partition
+
+    monkeypatch.setattr(partition, "TARGET_PARTITION_BYTES", 1000)
+    path = tmp_path / "events.csv"
+    path.write_bytes(b"x" * 4500)
+    assert partition.choose_partitions([path]) == 5
+    assert partition.choose_partitions([path], workers=2) == 9  # two partitions held at once, each half the size
+    assert partition.choose_partitions([path], requested=3, workers=2) == 3  # an explicit count is kept
+    assert worker_count(4, 3) == 3 and worker_count(1, 9) == 1 and worker_count(0, 1) == 1

@@ -154,7 +154,9 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
     io.check_outputs_apart(outputs, {f"input.{kind}": path for kind, path in inputs.items()})
     feedback_release = load_feedback_release(cfg, inputs, release)
     output, rejects_path = outputs["output"], outputs["rejects"]
-    k = choose_partitions(list(inputs.values()), int(cfg.partitions))
+    files = list(inputs.values())
+    workers = worker_count(int(cfg.workers), choose_partitions(files, int(cfg.partitions)))
+    k = choose_partitions(files, int(cfg.partitions), workers)
     primary = "customers" if "customers" in inputs else "events"
     summary = RunSummary(task="churn")
     show = bool(cfg.progress)
@@ -185,7 +187,7 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
             drift=(monitor.reference, release.pipeline.categorical, release.pipeline.numeric) if monitor else None,
             rejected_ids=PartitionJob.split_rejected(parts.rejected_ids, k),
         )
-        summary.workers = worker_count(int(cfg.workers), k)
+        summary.workers = workers
         scored_customers = 0
         bar = progress(parts.rows[primary], "score", show)
         for scored, rej, values, rows in score_partitions(

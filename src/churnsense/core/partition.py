@@ -23,12 +23,13 @@ TARGET_PARTITION_BYTES = 64 << 20  # about this much input (CSV bytes; Parquet c
 MAX_PARTITIONS = 256  # x3 tables open Parquet writers; stays under the usual 1024 file limit
 
 
-def choose_partitions(paths: list[str | os.PathLike], requested: int = 0) -> int:
-    """`requested` if > 0, else enough partitions for about TARGET_PARTITION_BYTES of input each."""
+def choose_partitions(paths: list[str | os.PathLike], requested: int = 0, workers: int = 1) -> int:
+    """`requested` if > 0, else enough partitions for about TARGET_PARTITION_BYTES of input each, divided among
+    `workers` processes that each hold one partition at a time (the memory held at once stays the same)."""
     if requested > 0:
         return int(requested)
     size = sum(Path(p).stat().st_size * (4 if table_format(p) == "parquet" else 1) for p in paths if p)
-    return max(1, min(MAX_PARTITIONS, math.ceil(size / TARGET_PARTITION_BYTES)))
+    return max(1, min(MAX_PARTITIONS, math.ceil(size * max(1, workers) / TARGET_PARTITION_BYTES)))
 
 
 def partition_of(ids: pd.Series, k: int) -> np.ndarray:
