@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from churnsense.churn.release import ChurnRelease
 from churnsense.churn.score import score_churn_batch
 from churnsense.core.partition import PartitionWriter, partition_of
+from churnsense.core.runs import peak_rss_mb
 from churnsense.core.runtime import row_parallel_workers
 from churnsense.data.contract import KINDS
 from churnsense.monitoring.churn import scoring_values
@@ -107,7 +108,8 @@ def _start_worker(model_path: str, cfg: DictConfig, inputs: Mapping[str, str], j
 
 
 def _score_in_worker(part: int):
-    return _WORKER["job"].score(part, _WORKER["release"], _WORKER["feedback"])
+    """`PartitionJob.score` of `part` in a worker, with the worker's peak RSS (MiB) so far."""
+    return (*_WORKER["job"].score(part, _WORKER["release"], _WORKER["feedback"]), peak_rss_mb())
 
 
 def score_partitions(
@@ -118,12 +120,13 @@ def score_partitions(
     feedback_release,
     cfg: DictConfig,
     inputs: Mapping[str, str],
-) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, Any, int]]:
-    """`job.score` of partitions 0..k-1, in order: in this process with `workers` 1, else in that many spawned
-    processes (each loads the release from `release.path` with one onnxruntime thread)."""
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, Any, int, float]]:
+    """`job.score` of partitions 0..k-1, in order, each with the peak RSS (MiB) of the process that scored it: in
+    this process with `workers` 1, else in that many spawned processes (each loads the release from `release.path`
+    with one onnxruntime thread)."""
     if workers <= 1:
         for part in range(k):
-            yield job.score(part, release, feedback_release)
+            yield (*job.score(part, release, feedback_release), 0.0)
         return
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(

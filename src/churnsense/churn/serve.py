@@ -190,9 +190,10 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
         summary.workers = workers
         scored_customers = 0
         bar = progress(parts.rows[primary], "score", show)
-        for scored, rej, values, rows in score_partitions(
+        for scored, rej, values, rows, worker_peak in score_partitions(
             job, k, summary.workers, release, feedback_release, cfg, inputs
         ):
+            summary.worker_peak_mb = max(summary.worker_peak_mb, worker_peak)
             writer.write(scored)
             rejects.write(rej)
             if crm is not None:

@@ -10,13 +10,18 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 
-def peak_rss_mb(workers: int = 0) -> float:
-    """Peak resident set size in MiB of this process, plus `workers` times the largest peak of its finished child
-    processes (worker pools): an upper bound of what the job held at once."""
-    scale = (1 << 20) if sys.platform == "darwin" else 1024
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB since its program started (Linux `VmHWM`; `ru_maxrss`
+    elsewhere, which on Linux would also count a spawned worker's parent, inherited across fork + exec)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if workers > 0 else 0
-    return (peak + workers * child) / scale
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
 
 @dataclass
@@ -36,6 +41,7 @@ class RunSummary:
     started: float = field(default_factory=time.perf_counter)
     seconds: float | None = None
     workers: int = 1  # processes that did the work (more than 1: worker processes, counted in the peak RSS)
+    worker_peak_mb: float = 0.0  # the largest peak RSS of one worker process
 
     def finish(self) -> RunSummary:
         """Stop the clock."""
@@ -51,7 +57,8 @@ class RunSummary:
         rate = self.rows_in / seconds if seconds > 0 else float("inf")
         extra = "".join(f" | {name} rows rejected {count:,}" for name, count in self.other_rejected.items())
         check = "" if self.balanced else "  [MISMATCH: rows in != scored + rejected]"
-        peak = peak_rss_mb(self.workers if self.workers > 1 else 0)
+        # with workers: this process's peak plus every worker at the largest worker peak (a bound of the total)
+        peak = peak_rss_mb() + (self.workers * self.worker_peak_mb if self.workers > 1 else 0.0)
         return (
             f"[{self.task}] rows in {self.rows_in:,} = scored {self.scored:,} + rejected {self.rejected:,}"
             f"{extra} | {seconds:.1f} s, {rate:,.0f} rows/s, peak RSS {peak:,.0f} MiB{check}"
