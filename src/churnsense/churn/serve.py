@@ -2,8 +2,9 @@
 
 Memory stays bounded whatever the file sizes: (1) one streaming pass per input validates rows chunk by chunk
 (bad rows -> rejects with file and row number) and hash-partitions the good ones by customer id into K temporary
-Parquet files; (2) each partition, holding all rows of its customers, is scored with `score_churn_batch` and
-appended to the output, which is published atomically together with the rejects file.
+Arrow IPC files; (2) each partition, holding all rows of its customers, is scored with `score_churn_batch` (in
+`workers` processes at once: `churn.partition_scoring`) and appended to the output in partition order, which is
+published atomically together with the rejects file.
 """
 
 from __future__ import annotations
