@@ -10,7 +10,7 @@ import onnx
 import pytest
 from omegaconf import OmegaConf
 
-from churnsense.core.runtime import onnx_session
+from churnsense.core.runtime import cpu_flags, int8_weights_saturate, onnx_session
 from churnsense.feedback.export import export_onnx
 from churnsense.feedback.fusion import fuse_attention, fuse_gelu
 from churnsense.feedback.quantize import (
@@ -20,7 +20,9 @@ from churnsense.feedback.quantize import (
     calibration_feeds,
     check_graph_parity,
     compact_embeddings,
+    quantize_projections,
 )
+from churnsense.feedback.release import full_range_int8
 from churnsense.feedback.tokenize import TextTokenizer
 from helpers import feedback_config
 
@@ -28,6 +30,7 @@ RECIPE = Int8Recipe(
     fuse_attention=True,
     fuse_gelu=True,
     per_channel=True,
+    reduce_range=True,
     smooth_alpha=0.75,
     ffn_outlier_channels=8,
     calibration_texts=32,
@@ -116,6 +119,38 @@ def test_int8_graph_loads_keeps_shapes_and_stays_close(exported, tiny_texts, tmp
             assert np.abs(g[name] - r[name]).max() < 0.05, name  # 32-wide random encoder, logits x20
 
 
+@pytest.mark.parametrize("reduce_range, limit", [(True, 64), (False, 127)])
+def test_int8_weight_range(exported, reduce_range, limit):
+    """7-bit weights keep u8 x s8 pair sums inside int16 (255 * 64 * 2 <= 32767): exact on CPUs without VNNI."""
+    path, _ = exported
+    model = onnx.load(str(path))
+    fuse_attention(model, HEADS)
+    quantized = quantize_projections(model, per_channel=True, exclude=[], reduce_range=reduce_range)
+    consumers = {n.input[1] for n in quantized.graph.node if n.op_type in ("MatMulInteger", "QAttention")}
+    weights = [onnx.numpy_helper.to_array(i) for i in quantized.graph.initializer if i.name in consumers]
+    assert len(weights) >= 2 * 4  # per layer: the fused QKV projection, attention output, FFN up and down
+    assert {w.dtype for w in weights} == {np.dtype(np.int8)}
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == limit  # symmetric: the range is used
+
+
+def test_saturating_cpu_is_recognised(tmp_path):
+    for flags, saturates in (
+        ("fpu sse4_2 avx avx2 fma", True),  # AVX2 without VNNI: vpmaddubsw adds products in int16
+        ("avx2 avx512f avx512bw", True),
+        ("avx2 avx512f avx512_vnni", False),
+        ("avx2 avx_vnni", False),
+        ("fp asimd asimddp", False),  # arm64 (`Features`): dot products in int32
+    ):
+        info = tmp_path / "cpuinfo"
+        info.write_text(f"processor\t: 0\n{'Features' if 'asimd' in flags else 'flags'}\t\t: {flags}\n")
+        assert int8_weights_saturate(cpu_flags(info)) is saturates, flags
+    assert cpu_flags(tmp_path / "missing") is None and int8_weights_saturate(None) is False
+    old = {"serving_candidates": [{"file": "model.int8.onnx", "int8": True}]}  # written before reduce_range
+    new = {"serving_candidates": [{"file": "model.int8.onnx", "int8": True, "reduce_range": True}]}
+    assert full_range_int8(old, "model.int8.onnx") and not full_range_int8(new, "model.int8.onnx")
+    assert not full_range_int8(old, "model.onnx")
+
+
 def test_compact_embeddings_sizes_and_values(exported, tiny_texts):
     path, tok = exported
     feeds = _feeds(tok, tiny_texts)
@@ -166,5 +201,7 @@ def test_release_gate_serves_first_passing_candidate(tiny_encoder, tmp_path, lim
     )
     assert result["export/int8_accepted"] == float(limit > 0) and result["export/serve_model_mb"] > 0
     assert meta["session"]["disabled_optimizers"] == ["SkipLayerNormFusion"]
+    assert [c["reduce_range"] for c in meta["serving_candidates"]] == [True, None][: len(tried)]
+    assert isinstance(meta["gated_on_cpu_saturating_int8"], bool)
     scored, _ = score_feedback_batch(dev[["text"]], load_release(tmp_path / "rel"))
     assert len(scored) == len(dev) and scored["sentiment"].notna().all()

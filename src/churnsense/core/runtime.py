@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -28,6 +29,31 @@ def onnx_session(
     return ort.InferenceSession(
         model, options, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled_optimizers)
     )
+
+
+X86_INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # u8 x s8 dot products summed in int32
+
+
+def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> set[str] | None:
+    """The instruction-set flags of this CPU (Linux `/proc/cpuinfo`), None where they cannot be read."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return None
+
+
+def int8_weights_saturate(flags: set[str] | None) -> bool:
+    """True on an x86 CPU whose int8 kernels multiply u8 activations by full-range s8 weights with AVX2/AVX-512
+    `vpmaddubsw`, which adds pairs of products in int16 with saturation (255 * 127 * 2 > 32767): no VNNI/AMX.
+    Weights quantised to 7 bits (`reduce_range`) stay exact there (255 * 64 * 2 <= 32767). Unknown CPU: False."""
+    if not flags or "avx2" not in flags:
+        return False
+    return not any(f in flags for f in X86_INT8_DOT_FLAGS)
 
 
 def output_names(session: ort.InferenceSession) -> list[str]:

@@ -43,6 +43,7 @@ class Int8Recipe:
     fuse_attention: bool
     fuse_gelu: bool
     per_channel: bool
+    reduce_range: bool
     smooth_alpha: float | None
     ffn_outlier_channels: int
     calibration_texts: int
@@ -82,7 +83,7 @@ def build_serving_model(
         keep_fp32 = _tame_outliers(model, recipe, feeds)
     check_graph_parity(reference, model, feeds, recipe.parity_atol)
     if int8:
-        model = quantize_projections(model, recipe.per_channel, keep_fp32)
+        model = quantize_projections(model, recipe.per_channel, keep_fp32, recipe.reduce_range)
     compact_embeddings(model, embeddings)
     dst = Path(dst)
     onnx.save(model, str(dst))
@@ -115,9 +116,13 @@ def check_graph_parity(
     return worst
 
 
-def quantize_projections(model: onnx.ModelProto, per_channel: bool, exclude: list[str]) -> onnx.ModelProto:
+def quantize_projections(
+    model: onnx.ModelProto, per_channel: bool, exclude: list[str], reduce_range: bool = True
+) -> onnx.ModelProto:
     """Dynamic int8 (uint8 activations per tensor, int8 weights) of every MatMul / Attention on a constant weight,
-    except `exclude`; heads (Gemm) and embeddings stay float."""
+    except `exclude`; heads (Gemm) and embeddings stay float. `reduce_range`: 7-bit weights, whose products the
+    int8 kernels of every x86 CPU sum exactly (without VNNI, full-range weights saturate in int16:
+    `core.runtime.int8_weights_saturate`), so the graph computes the same on the CPU that gated it and on any other."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "int8.onnx"
         quantize_dynamic(
@@ -126,6 +131,7 @@ def quantize_projections(model: onnx.ModelProto, per_channel: bool, exclude: lis
             op_types_to_quantize=["MatMul", "Attention"],
             per_channel=per_channel,
             weight_type=QuantType.QInt8,
+            reduce_range=reduce_range,
             nodes_to_exclude=list(exclude),
             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
         )

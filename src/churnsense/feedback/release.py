@@ -4,14 +4,17 @@ no Lightning)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnxruntime as ort
 
 from churnsense.core.release import fetch_release, read_json
-from churnsense.core.runtime import onnx_session
+from churnsense.core.runtime import cpu_flags, int8_weights_saturate, onnx_session
 from churnsense.feedback.tokenize import TextTokenizer
+
+log = logging.getLogger(__name__)
 
 FILES = ("tokenizer.json", "labels.json", "config.yaml", "metadata.json")  # + the model named by `serve_model`
 
@@ -46,8 +49,22 @@ def load_release(
         raise FileNotFoundError(
             f"{path}: model file {model_file!r} missing (metadata.json serve_model={meta.get('serve_model')!r})"
         )
+    if full_range_int8(meta, model_file) and int8_weights_saturate(cpu_flags()):
+        log.warning(
+            "%s: %s has 8-bit int8 weights, which saturate on this CPU (no VNNI): scores may differ from the "
+            "gated ones; rebuild the release with export.quantize.reduce_range=true",
+            path,
+            model_file,
+        )
     opts = meta.get("session", {})  # releases written before session options were recorded have none
     session = onnx_session(
         path / model_file, threads, opts.get("disabled_optimizers", ()), opts.get("allow_spinning", True)
     )
     return FeedbackRelease(path, session, tok, labels["heads"], meta, batch_size)
+
+
+def full_range_int8(meta: dict, model_file: str) -> bool:
+    """Whether `model_file` is an int8 serving candidate of the release quantised with 8-bit weights (releases
+    written before `reduce_range` was recorded all were)."""
+    cand = next((c for c in meta.get("serving_candidates", ()) if c.get("file") == model_file), None)
+    return bool(cand and cand.get("int8") and not cand.get("reduce_range"))

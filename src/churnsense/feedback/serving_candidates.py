@@ -3,7 +3,8 @@
 Candidates built from the exported `model.onnx` (int8 graph, then fused fp32 graph, both with compact embeddings)
 are tried in order; the first whose dev-set sentiment macro-F1 drops by no more than `int8_max_f1_drop` in any
 language (and overall) serves. Both sides are scored through `load_release`, the path serving uses. Calibration
-texts are generated messages, never the dev set.
+texts are generated messages, never the dev set. Each candidate's entry records whether its int8 weights are 7-bit
+(`reduce_range`, exact on every CPU), and the report whether the gating CPU is one where 8-bit weights saturate.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from churnsense.core.runtime import cpu_flags, int8_weights_saturate
 from churnsense.feedback.data import synthetic_feedback
 from churnsense.feedback.evaluate import evaluate_release, per_language_drop
 from churnsense.feedback.quantize import Int8Recipe, build_serving_model, calibration_feeds
@@ -65,7 +67,12 @@ def select_serving_model(out: Path, export: DictConfig, dev: pd.DataFrame, num_h
     recipe = recipe_from(export)
     feeds = calibration_feeds(reference.tokenizer, calibration_texts(recipe), reference.batch_size)
     limit = float(export.int8_max_f1_drop)
-    report: dict = {"base_metrics": base[sizes[-1]], "max_f1_drop_allowed": limit, "candidates": []}
+    report: dict = {
+        "base_metrics": base[sizes[-1]],
+        "max_f1_drop_allowed": limit,
+        "candidates": [],
+        "gated_on_cpu_saturating_int8": int8_weights_saturate(cpu_flags()),
+    }
     for cand in candidates(export):
         build_serving_model(
             out / EXPORT_FILE,
@@ -82,6 +89,7 @@ def select_serving_model(out: Path, export: DictConfig, dev: pd.DataFrame, num_h
         report["candidates"].append(
             {
                 **asdict(cand),
+                "reduce_range": recipe.reduce_range if cand.int8 else None,
                 "max_f1_drop": max(drops.values()),
                 "accepted": accepted,
                 "drop_by_batch_size": drops,

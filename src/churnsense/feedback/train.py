@@ -123,7 +123,11 @@ def write_feedback_release(
     result = {"export/onnx_parity_max_abs": parity}
     if candidates(cfg.export):
         served, report = select_serving_model(folder, cfg.export, dev, int(net.encoder.bert.config.num_attention_heads))
-        meta.update(serve_model=served, serving_candidates=report["candidates"])
+        meta.update(
+            serve_model=served,
+            serving_candidates=report["candidates"],
+            gated_on_cpu_saturating_int8=report["gated_on_cpu_saturating_int8"],
+        )
         if served != EXPORT_FILE and not cfg.export.keep_fp32:
             (folder / EXPORT_FILE).unlink()
         write_json(folder / "metadata.json", meta)
