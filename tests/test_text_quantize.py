@@ -92,8 +92,10 @@ def test_parity_check_is_loud(exported, tiny_texts):
         check_graph_parity(reference, model, _feeds(tok, tiny_texts), atol=1e-4)
 
 
-@pytest.mark.parametrize("embeddings", ["float16", "int8"])
-def test_int8_graph_loads_keeps_shapes_and_stays_close(exported, tiny_texts, tmp_path, embeddings):
+# 32-wide random encoder, logits x20: float heads and 7-bit weights stay within ~1e-3 of fp32 on every CPU (8-bit
+# weights saturate without VNNI: ~1e-2; quantised heads as well: 0.1); int8 embeddings alone cost up to 2e-2.
+@pytest.mark.parametrize("embeddings, atol", [("float16", 3e-3), ("int8", 2e-2)])
+def test_int8_graph_loads_keeps_shapes_and_stays_close(exported, tiny_texts, tmp_path, embeddings, atol):
     path, tok = exported
     calib = ["Интернет", "crashes every", "האינטרנט", "ok ok ok", "app 😡 time"] * 6  # not the texts scored below
     out = build_serving_model(
@@ -116,7 +118,7 @@ def test_int8_graph_loads_keeps_shapes_and_stays_close(exported, tiny_texts, tmp
         for name in names:
             assert g[name].shape == r[name].shape and g[name].shape[0] == f["input_ids"].shape[0]
             assert np.allclose(g[name].sum(1), 1, atol=1e-5)
-            assert np.abs(g[name] - r[name]).max() < 0.05, name  # 32-wide random encoder, logits x20
+            assert np.abs(g[name] - r[name]).max() < atol, name
 
 
 @pytest.mark.parametrize("reduce_range, limit", [(True, 64), (False, 127)])
@@ -128,7 +130,9 @@ def test_int8_weight_range(exported, reduce_range, limit):
     quantized = quantize_projections(model, per_channel=True, exclude=[], reduce_range=reduce_range)
     consumers = {n.input[1] for n in quantized.graph.node if n.op_type in ("MatMulInteger", "QAttention")}
     weights = [onnx.numpy_helper.to_array(i) for i in quantized.graph.initializer if i.name in consumers]
-    assert len(weights) >= 2 * 4  # per layer: the fused QKV projection, attention output, FFN up and down
+    assert len(weights) == 2 * 4  # per layer: the fused QKV projection, attention output, FFN up and down
+    heads = [n for n in quantized.graph.node if n.op_type in ("MatMul", "Gemm") and "heads" in "".join(n.input)]
+    assert len(heads) == 3  # sentiment, topic, language heads stay float
     assert {w.dtype for w in weights} == {np.dtype(np.int8)}
     assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == limit  # symmetric: the range is used
 

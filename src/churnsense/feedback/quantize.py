@@ -123,16 +123,22 @@ def quantize_projections(
     except `exclude`; heads (Gemm) and embeddings stay float. `reduce_range`: 7-bit weights, whose products the
     int8 kernels of every x86 CPU sum exactly (without VNNI, full-range weights saturate in int16:
     `core.runtime.int8_weights_saturate`), so the graph computes the same on the CPU that gated it and on any other."""
+    consts = {i.name for i in model.graph.initializer}
+    chosen = [
+        n.name
+        for n in model.graph.node
+        if n.op_type in ("MatMul", "Attention") and n.input[1] in consts and n.name not in exclude
+    ]  # named up front: onnxruntime turns the heads' Gemms into MatMuls of new names, which stay float
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "int8.onnx"
         quantize_dynamic(
             model,
             out,
             op_types_to_quantize=["MatMul", "Attention"],
+            nodes_to_quantize=chosen,
             per_channel=per_channel,
             weight_type=QuantType.QInt8,
             reduce_range=reduce_range,
-            nodes_to_exclude=list(exclude),
             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
         )
         return onnx.load(str(out))
