@@ -28,12 +28,14 @@ class FeedbackLitModule(pl.LightningModule):
         layer_decay: float = 0.8,
         weight_decay: float = 0.01,
         head_weights: dict[str, float] | None = None,
+        label_smoothing: float = 0.0,
     ):
         super().__init__()
         self.net = net
         self.label_names = label_names
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.head_weights = dict(head_weights or dict.fromkeys(net.heads, 1.0))
+        self.label_smoothing = float(label_smoothing)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self._val_outputs: list[dict[str, np.ndarray]] = []
         self.last_metrics: dict[str, float] = {}
@@ -47,7 +49,9 @@ class FeedbackLitModule(pl.LightningModule):
         for name, out in logits.items():
             target = batch[name]
             if (target != IGNORE).any():
-                loss = loss + self.head_weights.get(name, 1.0) * F.cross_entropy(out, target, ignore_index=IGNORE)
+                loss = loss + self.head_weights.get(name, 1.0) * F.cross_entropy(
+                    out, target, ignore_index=IGNORE, label_smoothing=self.label_smoothing if self.training else 0.0
+                )
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch["input_ids"]))
         return loss, logits
 
