@@ -37,6 +37,11 @@ WORD_SLOTS = (
     "slang_neg",
     "slang_pos",
     "slang_intens",
+    "mock_open",
+    "mock_close",
+    "claim",
+    "gripe_open",
+    "gripe_close",
 )
 FRAME_SLOTS = (
     *TOPIC_SLOTS,

@@ -209,7 +209,7 @@ def _surface(text: str, row: _Row, family: str, tags: list[str]) -> str:
         text = tf.transliterate(text, row.mix["translit"][row.lang], u[18])
         text = text.lower() if u[19] < 0.6 else text
         tags.append("translit")
-    caps_rate = rates["caps"] * (2.0 if row.sentiment == "negative" else 0.5)
+    caps_rate = rates["caps"] * (0.5 if row.sentiment == "neutral" else 1.0)  # praise is shouted too
     if u[20] < caps_rate:
         text = tf.shout(text, u[21])
         tags.append("caps")
