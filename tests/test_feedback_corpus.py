@@ -111,3 +111,17 @@ def test_malformed_bank_is_reported_with_file_and_path():
     raw["frames"]["sarcasm"]["negative"].append("Ну да, {isue}")
     with pytest.raises(banks.BankError, match=r"ru\.yaml: frames\.sarcasm\.negative: unknown slot.*isue"):
         banks.validate_language_bank(raw, "ru")
+
+
+def test_phrase_banks_hold_no_dev_set_text():
+    """Training phrases are written apart from the dev set: no 6-word run of a dev message occurs in any bank."""
+    from churnsense.feedback.data import dev_set
+
+    def runs(text: str, n: int = 6) -> set[str]:
+        words = re.findall(r"\w+", text.lower())
+        return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+    dev = set().union(*(runs(t) for t in dev_set()["text"]))
+    bank = set().union(*(runs(banks.SLOT.sub(" ", p)) for p in banks.all_phrases("all")))
+    assert len(dev) > 3000 and len(bank) > 1000
+    assert not dev & bank
