@@ -63,22 +63,6 @@ class MaskedAttentionPool(nn.Module):
         return torch.cat([torch.where(has_events, attended, empty), torch.where(has_events, maxed, empty)], -1)
 
 
-class EventSumPool(nn.Module):
-    """Deep-sets sum over real events: log1p(sum_i phi(token_i)) with phi a small MLP ending in a ReLU.
-
-    Attention and max pooling see averages and extremes; a sum is what counts and totals are ("3 outages in 30
-    days", "spend in 90 days"). phi sees each event's type, value and time before the cutoff, so it can learn
-    soft windows per type; log1p keeps counts of long histories in range. Padding adds exactly zero."""
-
-    def __init__(self, d_model: int, d_out: int) -> None:
-        super().__init__()
-        self.phi = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, d_out), nn.ReLU())
-        self.output_dim = d_out
-
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return torch.log1p((self.phi(tokens) * mask[..., None].to(tokens.dtype)).sum(1))
-
-
 class SequenceEncoder(nn.Module):
     """`seq_type/seq_value/seq_dt/seq_mask` [B, N] -> [B, output_dim] with a GRU or Transformer backbone."""
 
@@ -91,7 +75,6 @@ class SequenceEncoder(nn.Module):
         n_heads: int = 4,
         dropout: float = 0.1,
         n_frequencies: int = 8,
-        sum_pool_dim: int = 0,
         window_days: Sequence[float] = (),
         window_dim: int = 0,
     ) -> None:
@@ -110,12 +93,10 @@ class SequenceEncoder(nn.Module):
             )
             self.backbone = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.pool = MaskedAttentionPool(d_model)
-        self.sum_pool = EventSumPool(d_model, sum_pool_dim) if sum_pool_dim > 0 else None
         self.windows = (
             EventWindowStats(n_event_types, list(window_days), window_dim) if window_days and window_dim > 0 else None
         )
-        extra = (sum_pool_dim if self.sum_pool is not None else 0) + (window_dim if self.windows is not None else 0)
-        self.output_dim = self.pool.output_dim + extra
+        self.output_dim = self.pool.output_dim + (window_dim if self.windows is not None else 0)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         mask = batch["seq_mask"].bool()
@@ -131,8 +112,6 @@ class SequenceEncoder(nn.Module):
             attend = mask | (first & ~mask.any(dim=1, keepdim=True))
             h = self.backbone(x, src_key_padding_mask=~attend)
         parts = [self.pool(h, mask)]
-        if self.sum_pool is not None:
-            parts.append(self.sum_pool(x, mask))
         if self.windows is not None:
             parts.append(self.windows(batch["seq_type"], batch["seq_value"], batch["seq_dt"], mask))
         return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
