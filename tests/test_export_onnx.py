@@ -47,14 +47,18 @@ def test_parity_dynamic_axes(kind, tmp_path):
 
 
 def test_parity_ensemble_and_piecewise_embedding(tmp_path):
-    """The k-member ensemble and the piecewise-linear embedding export as one graph, within tolerance."""
+    """The k-member ensemble, the piecewise-linear embedding (clamped ends) and the per-type window statistics
+    export as one graph, within tolerance."""
     from churnsense.churn.tabular import quantile_bins
 
     torch.manual_seed(0)
     held_out = _batch(n=40, max_events=12)
     bins = quantile_bins(held_out["num"].numpy(), n_bins=6)
-    tab = TabularEncoder([3, 5], 4, d_token=4, hidden_dim=8, numeric_embedding="piecewise", bins=bins)
-    net = ChurnNet(tab, SequenceEncoder(6, "gru", d_model=8), hidden_dim=8, hazard_horizons=[30, 60], ensemble_size=4)
+    tab = TabularEncoder(
+        [3, 5], 4, d_token=4, hidden_dim=8, numeric_embedding="piecewise", bins=bins, piecewise_open_ends=False
+    )
+    seq = SequenceEncoder(6, "gru", d_model=8, window_days=[7, 30], window_dim=4)
+    net = ChurnNet(tab, seq, hidden_dim=8, hazard_horizons=[30, 60], ensemble_size=4)
     graph = ScoringGraph(net, temperature=1.3, logit_offset=0.2)
     path = export_onnx(graph, _batch(n=4, max_events=3), tmp_path / "model.onnx")
     assert len(onnx.load(str(path)).graph.input) == len(MODEL_INPUTS)

@@ -86,7 +86,8 @@ def test_wide_part_is_the_gbdt_aggregates():
     assert np.corrcoef(x[:, col], np.log1p(agg["n_usage_30d"]))[0, 1] > 0.95  # monotone scaling of the same count
     rec = pipe.numeric_names.index("history:recency_outage_days__missing")
     np.testing.assert_array_equal(x[:, rec], agg["recency_outage_days"].isna().to_numpy())
-    off = FeaturePipeline(["plan"], ["charge"], max_events=8).fit(snap)  # the default
+    assert FeaturePipeline(["plan"], ["charge"], max_events=8).fit(snap).aggregates == varying  # the default
+    off = FeaturePipeline(["plan"], ["charge"], max_events=8, history_features=False).fit(snap)
     assert off.numeric_names == ["charge", "charge__missing"]
     unseen = Snapshot(static=snap.static, history=snap.history.assign(event_type="never_seen"))
     assert pipe.transform(unseen)["num"].shape == x.shape  # the fitted columns, whatever the history holds

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -135,3 +137,34 @@ def test_piecewise_linear_embedding_encodes_thresholds():
         TabularEncoder([], 2, numeric_embedding="piecewise")
     tab = TabularEncoder([3], 2, d_token=4, hidden_dim=8, numeric_embedding="piecewise", bins=bins)
     assert tab({"cat": torch.zeros(4, 1, dtype=torch.long), "num": x}).shape == (4, 8)
+
+
+def test_event_window_stats_count_types_in_windows():
+    """With sharp windows the statistics are plain counts, value means and recency per event type."""
+    from churnsense.churn.event_windows import EventWindowStats
+
+    stats = EventWindowStats(4, window_days=[10, 100], d_out=3, sharpness_days=1e-3)
+    days = torch.tensor([[200.0, 50.0, 5.0, 2.0, 0.0]])
+    seq_type = torch.tensor([[2, 2, 3, 2, 0]])  # last slot is padding
+    seq_value = torch.tensor([[1.0, 2.0, 4.0, 3.0, 99.0]])
+    mask = torch.tensor([[True, True, True, True, False]])
+    s = stats.statistics(seq_type, seq_value, torch.log1p(days), mask)
+    assert torch.allclose(s["counts"][0, 2], torch.tensor([1.0, 2.0]), atol=1e-4)  # type 2: 2 days; 2 and 50 days
+    assert torch.allclose(s["counts"][0, 3], torch.tensor([1.0, 1.0]), atol=1e-4)
+    assert torch.allclose(s["means"][0, 2, 1], torch.tensor((2.0 + 3.0) / 3.0), atol=1e-4)
+    assert torch.allclose(s["recency"][0], torch.tensor([0.0, 0.0, math.log1p(2.0), math.log1p(5.0)]), atol=1e-5)
+    assert s["present"][0].tolist() == [0.0, 0.0, 1.0, 1.0]
+    assert stats(seq_type, seq_value, torch.log1p(days), mask).shape == (1, 3)
+
+
+def test_piecewise_embedding_clamps_outside_the_training_range_unless_open():
+    from churnsense.churn.tabular import PiecewiseLinearEmbedding
+
+    torch.manual_seed(0)
+    closed = PiecewiseLinearEmbedding([[0.0, 1.0, 2.0]], d_token=32, open_ends=False)
+    opened = PiecewiseLinearEmbedding([[0.0, 1.0, 2.0]], d_token=32, open_ends=True)
+    opened.linear.load_state_dict(closed.linear.state_dict())
+    x = torch.tensor([[2.0], [5.0], [0.0], [-3.0]])
+    c, o = closed(x), opened(x)
+    assert torch.allclose(c[0], c[1]) and torch.allclose(c[2], c[3])  # beyond the range = the range's end
+    assert not torch.allclose(o[0], o[1])

@@ -50,8 +50,9 @@ class FeaturePipeline:
 
     With `history_features`, the hand-made history aggregates the GBDT baselines get (`features.aggregates`) are
     appended to `num` as `history:<name>` columns (scaled like the static numerics), so the net never starts with
-    less than a GBDT; columns constant on the training snapshot are dropped. Off by default: measured on the
-    validation splits it did not pay (the net leans on them and learns less from the event sequence)."""
+    less than a GBDT; columns constant on the training snapshot are dropped. On by default (a no-op without event
+    history): on the validation splits of the generated base they lift the net most where the GBDT led it, on
+    churn that shows as a usage trend or a silence (counts and recency per event type over windows)."""
 
     def __init__(
         self,
@@ -63,7 +64,7 @@ class FeaturePipeline:
         max_categories: int = 1000,
         missing_indicators: bool = True,
         log_skew_threshold: float = 2.0,
-        history_features: bool = False,
+        history_features: bool = True,
     ):
         self.categorical, self.numeric = list(categorical), list(numeric)
         self.max_events, self.clip = int(max_events), float(clip)

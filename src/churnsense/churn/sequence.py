@@ -8,9 +8,12 @@ at real positions never see padding), Transformer without the nested-tensor fast
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from churnsense.churn.event_windows import EventWindowStats
 
 _NEG = -1e4  # finite "minus infinity": softmax over an all-masked row stays finite
 
@@ -72,6 +75,8 @@ class SequenceEncoder(nn.Module):
         n_heads: int = 4,
         dropout: float = 0.1,
         n_frequencies: int = 8,
+        window_days: Sequence[float] = (),
+        window_dim: int = 0,
     ) -> None:
         super().__init__()
         if kind not in ("gru", "transformer"):
@@ -88,7 +93,10 @@ class SequenceEncoder(nn.Module):
             )
             self.backbone = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.pool = MaskedAttentionPool(d_model)
-        self.output_dim = self.pool.output_dim
+        self.windows = (
+            EventWindowStats(n_event_types, list(window_days), window_dim) if window_days and window_dim > 0 else None
+        )
+        self.output_dim = self.pool.output_dim + (window_dim if self.windows is not None else 0)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         mask = batch["seq_mask"].bool()
@@ -103,4 +111,7 @@ class SequenceEncoder(nn.Module):
             first[:, 0] = True
             attend = mask | (first & ~mask.any(dim=1, keepdim=True))
             h = self.backbone(x, src_key_padding_mask=~attend)
-        return self.pool(h, mask)
+        parts = [self.pool(h, mask)]
+        if self.windows is not None:
+            parts.append(self.windows(batch["seq_type"], batch["seq_value"], batch["seq_dt"], mask))
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]

@@ -69,10 +69,12 @@ def quantile_bins(x: np.ndarray, n_bins: int) -> list[list[float]]:
 
 
 class PiecewiseLinearEmbedding(nn.Module):
-    """PLE-LR: x -> [bin_1 .. bin_T] with bin_t = clamp((x - e_{t-1}) / (e_t - e_{t-1}), 0, 1) (the first bin open
-    below, the last open above) -> per-feature linear -> ReLU. Features with fewer bins are zero-padded."""
+    """PLE-LR: x -> [bin_1 .. bin_T] with bin_t = clamp((x - e_{t-1}) / (e_t - e_{t-1}), 0, 1) -> per-feature
+    linear -> ReLU. Features with fewer bins are zero-padded. With `open_ends` the first bin is open below and the
+    last open above (the paper's encoding: values outside the training range extrapolate linearly); without, they
+    are clamped too, so a value beyond the training range is embedded like the range's end (as a tree splits)."""
 
-    def __init__(self, bins: Sequence[Sequence[float]], d_token: int) -> None:
+    def __init__(self, bins: Sequence[Sequence[float]], d_token: int, open_ends: bool = True) -> None:
         super().__init__()
         n_bins = max(len(e) - 1 for e in bins)
         left = torch.zeros(len(bins), n_bins)
@@ -85,8 +87,8 @@ class PiecewiseLinearEmbedding(nn.Module):
         self.register_buffer("left", left)
         self.register_buffer("width", width)
         self.register_buffer("valid", (t < count[:, None]).float())
-        self.register_buffer("clamp_low", t > 0)
-        self.register_buffer("clamp_high", t < count[:, None] - 1)
+        self.register_buffer("clamp_low", (t > 0) | (not open_ends))
+        self.register_buffer("clamp_high", (t < count[:, None] - 1) | (not open_ends))
         self.linear = PerFeatureLinear(len(bins), n_bins, d_token)
         self.output_dim = d_token
 
@@ -121,8 +123,10 @@ def make_numeric_embedding(
     n_frequencies: int,
     sigma: float,
     bins: Sequence[Sequence[float]] | None = None,
+    open_ends: bool = True,
 ) -> nn.Module:
-    """Build the numeric embedding named by `kind` (periodic | linear | piecewise; piecewise needs `bins`)."""
+    """Build the numeric embedding named by `kind` (periodic | linear | piecewise; piecewise needs `bins` and
+    takes `open_ends`)."""
     if kind == "periodic":
         return PeriodicEmbedding(n_features, d_token, n_frequencies, sigma)
     if kind == "linear":
@@ -130,7 +134,7 @@ def make_numeric_embedding(
     if kind == "piecewise":
         if bins is None or len(bins) != n_features:
             raise ValueError(f"piecewise numeric embedding needs bin edges for each of the {n_features} features")
-        return PiecewiseLinearEmbedding(bins, d_token)
+        return PiecewiseLinearEmbedding(bins, d_token, open_ends)
     raise ValueError(f"unknown numeric embedding {kind!r}: expected 'periodic', 'linear' or 'piecewise'")
 
 
@@ -148,6 +152,7 @@ class TabularEncoder(nn.Module):
         frequency_sigma: float = 1.0,
         dropout: float = 0.1,
         bins: Sequence[Sequence[float]] | None = None,
+        piecewise_open_ends: bool = True,
     ) -> None:
         super().__init__()
         n_cat, self.n_numeric = len(cat_cardinalities), int(n_numeric)
@@ -155,7 +160,9 @@ class TabularEncoder(nn.Module):
             raise ValueError("TabularEncoder needs at least one categorical or numeric column")
         self.cat = CategoricalEmbedding(cat_cardinalities, d_token) if n_cat else None
         self.num = (
-            make_numeric_embedding(numeric_embedding, self.n_numeric, d_token, n_frequencies, frequency_sigma, bins)
+            make_numeric_embedding(
+                numeric_embedding, self.n_numeric, d_token, n_frequencies, frequency_sigma, bins, piecewise_open_ends
+            )
             if self.n_numeric
             else None
         )
