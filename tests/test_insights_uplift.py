@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from churnsense.insights.uplift import KINDS, UpliftLearner, UpliftModel
-from churnsense.insights.uplift_fit import design_of, fit_uplift
+from churnsense.insights.uplift_fit import available_kinds, design_of, fit_uplift
 from churnsense.insights.uplift_metrics import bootstrap_interval, uplift_metrics
+from churnsense.insights.uplift_modifiers import effect_modifiers, reason_shares
 from helpers import default_insights_config
 
 # action -> the binary fact whose customers it helps (churn 0.5 -> 0.15 when offered); "survey" helps no one
@@ -100,6 +101,81 @@ def test_every_learner_kind_ranks_the_helped_first(kind):
         assert tau[helped].mean() - tau[~helped].mean() > 0.2, (kind, design)
 
 
+# action -> the relative effect it has on the churn risk caused by each reason (shares of the risk by reason)
+RELATIVE = {"discount": {"price": 0.8, "support": 0.0}, "call": {"price": 0.1, "support": 0.7}, "survey": {}}
+
+
+def relative_log(n: int = 4000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A randomised log where an offer removes a share of the customer's risk that depends on why it is at risk:
+    facts carry the model's risk and the reason shares (`uplift_modifiers` columns) and one noise fact."""
+    rng = np.random.default_rng(seed)
+    ids = [f"C{i:05d}" for i in range(n)]
+    risk = rng.uniform(0.05, 0.7, n)
+    price = rng.beta(0.5, 0.5, n)  # mostly one reason or the other
+    facts = pd.DataFrame(
+        {
+            "model_risk": risk,
+            "reason_share_price": price,
+            "reason_share_support": 1 - price,
+            "noise": rng.normal(size=n),
+        },
+        index=pd.Index(ids, name="customer_id"),
+    )
+    control = rng.random(n) < 0.35
+    action = np.where(control, None, np.array(list(RELATIVE), dtype=object)[rng.integers(0, len(RELATIVE), n)])
+    rho = np.zeros(n)
+    for a, eff in RELATIVE.items():
+        rho = np.where(action == a, eff.get("price", 0) * price + eff.get("support", 0) * (1 - price), rho)
+    offers = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "ts": pd.Timestamp("2025-03-01"),
+            "action": action,
+            "treated": ~control,
+            "propensity": np.where(control, 0.35, 0.65 / len(RELATIVE)),
+            "churned": rng.random(n) < risk * (1 - rho),
+        }
+    )
+    return facts, offers
+
+
+def test_relative_learner_recovers_the_effect_of_each_reason():
+    facts, offers = relative_log()
+    cfg = small_config(learners=["rr"], features=["model_risk", "reason_share_*", "noise"], categorical=[])
+    model, rows, _ = fit_uplift(facts, offers, cfg)
+    metrics = {r["action"]: r for r in rows}
+    up = UpliftModel.from_dict(json.loads(json.dumps(model.to_dict()))).predict_uplift(facts)
+    for action, eff in RELATIVE.items():
+        coef = metrics[action]["relative_effects"]
+        for reason in ("price", "support"):
+            assert abs(coef[f"reason_share_{reason}"] - eff.get(reason, 0.0)) < 0.2, (action, reason, coef)
+        planted = facts["model_risk"] * (
+            eff.get("price", 0) * facts["reason_share_price"] + eff.get("support", 0) * facts["reason_share_support"]
+        )
+        assert (up[action] - planted).abs().mean() < 0.05, action
+        assert metrics[action]["supported"] == bool(eff), action  # survey: no evidence, so no decision relies on it
+    assert abs(metrics["discount"]["relative_effects"]["b"] - 1.0) < 0.25  # the risk was calibrated
+
+
+def test_relative_learner_needs_the_model_risk():
+    cfg = small_config(learners=["t", "rr"])
+    assert available_kinds(cfg, ["price_hike", "noise"]) == ["t"]
+    assert available_kinds(cfg, ["model_risk", "reason_share_a"]) == ["t", "rr"]
+
+
+def test_effect_modifiers_share_the_risk_raising_attribution():
+    scored = pd.DataFrame(
+        {"customer_id": ["a", "b", "c"], "churn_probability": [0.2, 0.3, 0.4], "p_churn_90d": [0.5, 0.6, 0.7]}
+    )
+    attr = pd.DataFrame({"customer_id": ["b", "a"], "attr_price": [1.0, -0.5], "attr_support": [3.0, -0.1]})
+    mods = effect_modifiers(scored, attr, 90)
+    assert mods["model_risk"].tolist() == [0.5, 0.6, 0.7]  # the horizon of the offers' outcome window
+    assert effect_modifiers(scored, None, 30)["model_risk"].tolist() == [0.2, 0.3, 0.4]  # no such horizon
+    assert mods.loc["b"].tolist()[1:] == [0.25, 0.75] and mods.loc["a"].tolist()[1:] == [0.0, 0.0]
+    assert mods.loc["c"].iloc[1:].isna().all()  # not explained: no shares
+    np.testing.assert_allclose(reason_shares(np.array([[2.0, 2.0, -1.0]])), [[0.5, 0.5, 0.0]])
+
+
 def test_design_detection():
     _, offers = planted_log(300)
     assert design_of(offers) == "randomised"
@@ -141,3 +217,29 @@ def test_dr_learner_agrees_with_causalml():
     for tau in (ours.predict(x), theirs):
         assert tau[helped].mean() - tau[~helped].mean() > 0.2
     assert np.corrcoef(ours.predict(x), theirs)[0, 1] > 0.7
+
+
+def test_served_decisions_follow_the_reasons_the_model_gives():
+    """Serving: the relative-risk model turns each at-risk customer's risk and attribution into a per-action
+    uplift (`expected_uplift_<action>`; not at risk: none), and the action answers the customer's main reason."""
+    from churnsense.insights.enrich import add_insights
+    from churnsense.insights.state import InsightsState
+    from helpers import default_insights_config
+
+    facts, offers = relative_log()
+    cfg = small_config(learners=["rr"], features=["model_risk", "reason_share_*"], categorical=[])
+    model, _, _ = fit_uplift(facts, offers, cfg)
+    ids = ["P", "S", "L"]
+    scored = pd.DataFrame({"customer_id": ids, "churn_probability": [0.5, 0.5, 0.01], "p_churn_90d": [0.6, 0.6, 0.02]})
+    blank = dict.fromkeys(("reason_codes", "top_reasons", "top_reasons_local"), "")
+    blank.update({f"reason_{k}{t}": "" for k in (1, 2, 3) for t in ("", "_text")})
+    reasons = pd.DataFrame({"customer_id": ["P", "S"], **blank, "attr_price": [2.0, 0.1], "attr_support": [0.1, 2.0]})
+    state = InsightsState(monthly_retention=0.97, at_risk_threshold=0.2, uplift=model.to_dict())
+    out = add_insights(
+        scored, pd.DataFrame({"monthly_charge": 80.0}, index=ids), reasons, state, default_insights_config()
+    )
+    up = out.set_index("customer_id")[[f"expected_uplift_{a}" for a in RELATIVE]]
+    assert up.loc["L"].isna().all() and up.loc[["P", "S"]].notna().all().all()
+    assert up.loc["P", "expected_uplift_discount"] > up.loc["P", "expected_uplift_call"] > 0
+    assert up.loc["S", "expected_uplift_call"] > up.loc["S", "expected_uplift_discount"]
+    assert out["recommended_action"].tolist() == ["discount", "call", "none"]

@@ -27,7 +27,7 @@ from churnsense.core.tracking import TrackedRun, run_name, serving_logger
 from churnsense.data.contract import DataSpec
 from churnsense.data.validation import split_valid_rows
 from churnsense.insights.crm_export import CALL_LIST, write_export
-from churnsense.insights.enrich import uplift_model
+from churnsense.insights.enrich import UPLIFT_PREFIX, uplift_model
 from churnsense.insights.policy_eval import policy_table, uplift_spearman
 from churnsense.insights.reasons import customer_facts, hit_rates
 from churnsense.insights.report_page import write_page
@@ -231,38 +231,33 @@ def truth_evaluation(
     cfg: Mapping[str, Any],
     tables: Mapping[str, pd.DataFrame | None],
 ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """Policy value and predicted-vs-true uplift against the simulator's truth at the scores' cutoff (None when
-    there is no truth for that date, no uplift model or no customers to compute facts from)."""
-    truth, cust = tables.get("uplift_truth"), tables.get("customers")
-    model = uplift_model(state)
-    if truth is None or model is None or cust is None or "cutoff" not in scores or scores.empty:
+    """Policy value and predicted-vs-true uplift against the simulator's truth at the scores' cutoff, from the
+    served per-action predictions (`expected_uplift_<action>`, at-risk customers); None when there is no truth for
+    that date or the scores carry no predictions (no uplift model)."""
+    truth = tables.get("uplift_truth")
+    cols = [c for c in scores.columns if c.startswith(UPLIFT_PREFIX)]
+    if truth is None or not cols or "cutoff" not in scores or scores.empty:
         return None
     cutoff = pd.Timestamp(scores["cutoff"].iloc[0])
     truth = truth[pd.to_datetime(truth["cutoff"]) == cutoff]
     if truth.empty:
         log.warning("report: the uplift truth has no rows for cutoff %s: no policy evaluation", cutoff.date())
         return None
-    ids = scores["customer_id"]
-    facts = customer_facts(
-        cust[cust["customer_id"].isin(ids)],
-        tables.get("events"),
-        tables.get("feedback"),
-        cutoff,
-        None,
-        state.event_types,
-    )
-    predicted = model.predict_uplift(facts.reindex(ids.to_numpy()))
+    predicted = scores.set_index("customer_id")[cols].rename(columns=lambda c: c[len(UPLIFT_PREFIX) :])
+    predicted = predicted.astype(float).dropna(how="all")
     costs = {a: float(v.get("cost", 0.0)) for a, v in (cfg.get("actions") or {}).items()}
     table = policy_table(scores, predicted, truth, calls, cfg.get("playbook") or {}, costs)
     rho = uplift_spearman(predicted, truth)
     mean_true = truth.set_index("customer_id").reindex(predicted.index)
+    model = uplift_model(state)
     vs = pd.DataFrame(
         {
             "action": list(rho),
+            "customers": len(predicted),
             "spearman": list(rho.values()),
             "mean_predicted": [float(predicted[a].mean()) for a in rho],
             "mean_true": [float(mean_true[f"uplift_{a}"].mean()) for a in rho],
-            "supported": [model.supported.get(a, False) for a in rho],
+            "supported": [bool(model is not None and model.supported.get(a, False)) for a in rho],
         }
     )
     return table, vs

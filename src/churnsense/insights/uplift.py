@@ -12,6 +12,8 @@ learner returns the churn reduction tau(x) = P(churn | x, untreated) - P(churn |
 - `ct`: class transformation (Jaskowski & Jaroszewicz 2012): z = 1 when a treated customer stays or an untreated
   one churns; with rows weighted to balance the arms, tau = 2 P(z | x) - 1.
 
+- `rr`: the relative-risk learner on the churn model's own risk and reasons (`uplift_relative`).
+
 Propensity e(x) = P(t = 1 | x) within the contrast: the design's share when the assignment was randomised
 (`propensity="design"`), else a cross-fitted LightGBM classifier, clipped to [clip, 1 - clip].
 State is plain JSON (boosters as LightGBM model strings), no pickle.
@@ -25,6 +27,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+
+from churnsense.insights.uplift_relative import RelativeRiskLearner
 
 KINDS = ("t", "x", "dr", "ct")
 PARAMS = {
@@ -196,6 +200,12 @@ class UpliftLearner:
         return out
 
 
+def learner_from_dict(d: Mapping[str, Any]) -> Any:
+    """A fitted learner from its `to_dict()`: the relative-risk learner or a LightGBM one."""
+    from_dict = RelativeRiskLearner.from_dict if d["kind"] == RelativeRiskLearner.kind else UpliftLearner.from_dict
+    return from_dict(d)
+
+
 class UpliftModel:
     """The fitted learners of every supported action over shared features; `scale[a]` turns a learner's effect
     into the effect of making the offer (1, or the acceptance rate when the contrast is accepted vs declined);
@@ -205,7 +215,7 @@ class UpliftModel:
     def __init__(
         self,
         features: Features,
-        learners: Mapping[str, UpliftLearner],
+        learners: Mapping[str, UpliftLearner | RelativeRiskLearner],
         scale: Mapping[str, float] | None = None,
         design: str = "randomised",
         supported: Mapping[str, bool] | None = None,
@@ -242,7 +252,7 @@ class UpliftModel:
         f = d["features"]
         return cls(
             Features(f["numeric"], f["levels"]),
-            {a: UpliftLearner.from_dict(v) for a, v in d["learners"].items()},
+            {a: learner_from_dict(v) for a, v in d["learners"].items()},
             d.get("scale"),
             str(d.get("design", "randomised")),
             d.get("supported"),

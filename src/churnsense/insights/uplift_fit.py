@@ -29,6 +29,8 @@ from churnsense.insights.uplift_metrics import (
     qini_above_random,
     uplift_metrics,
 )
+from churnsense.insights.uplift_modifiers import modifier_columns
+from churnsense.insights.uplift_relative import RelativeRiskLearner
 
 log = logging.getLogger(__name__)
 EVIDENCE = (  # what `fit_action` reports of an action: held-out Qini / AUUC with the random line, effects, verdicts
@@ -112,7 +114,22 @@ def _params(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
     return {**dict(cfg.get("lightgbm") or {}), "seed": seed}
 
 
-def _learner(kind: str, cfg: Mapping[str, Any], seed: int) -> UpliftLearner:
+Learner = UpliftLearner | RelativeRiskLearner
+
+
+def available_kinds(cfg: Mapping[str, Any], names: list[str]) -> list[str]:
+    """The configured learner kinds that can be fitted on features `names` (`rr` needs the model's risk)."""
+    risk, _ = modifier_columns(names)
+    return [k for k in cfg["learners"] if k in KINDS or (k == RelativeRiskLearner.kind and risk is not None)]
+
+
+def _learner(kind: str, cfg: Mapping[str, Any], seed: int, names: list[str]) -> Learner:
+    if kind == RelativeRiskLearner.kind:
+        risk, shares = modifier_columns(names)
+        rcfg = cfg["relative"]
+        return RelativeRiskLearner(
+            risk, shares, float(rcfg["penalty"]), float(rcfg["lower"]), [names[i] for i in (risk, *shares)]
+        )
     return UpliftLearner(
         kind, _params(cfg, seed), int(cfg["num_rounds"]), int(cfg["inner_folds"]), float(cfg["propensity_clip"]), seed
     )
@@ -129,37 +146,42 @@ def ipw_weights(x, t, cfg: Mapping[str, Any], seed: int = 0) -> np.ndarray:
     return np.where(t, 1 / e, 1 / (1 - e))
 
 
-def cross_fitted(x, t, y, kind: str, cfg: Mapping[str, Any], randomised: bool, folds: int, seed: int = 0) -> np.ndarray:
-    """Out-of-fold predictions of one learner kind."""
+def cross_fitted(
+    x, t, y, kind: str, cfg: Mapping[str, Any], randomised: bool, folds: int, seed: int = 0, names=()
+) -> np.ndarray:
+    """Out-of-fold predictions of one learner kind (`names`: the feature names of x's columns)."""
     fold, pred = _folds(len(t), folds, seed + 1), np.empty(len(t))
     for k in range(folds):
         fit = fold != k
-        pred[~fit] = _learner(kind, cfg, seed).fit(x[fit], t[fit], y[fit], randomised).predict(x[~fit])
+        pred[~fit] = _learner(kind, cfg, seed, list(names)).fit(x[fit], t[fit], y[fit], randomised).predict(x[~fit])
     return pred
 
 
 def select_kind(
-    x, t, y, cfg: Mapping[str, Any], randomised: bool, folds: int, seed: int = 0
+    x, t, y, cfg: Mapping[str, Any], randomised: bool, folds: int, seed: int = 0, names=()
 ) -> tuple[str, dict[str, float]]:
     """The learner kind with the best cross-fitted Qini, and every kind's Qini."""
     w = None if randomised else ipw_weights(x, t, cfg, seed)
-    kinds = [k for k in cfg["learners"] if k in KINDS]
-    cv = {k: qini_above_random(cross_fitted(x, t, y, k, cfg, randomised, folds, seed), t, 1 - y, w) for k in kinds}
+    cv = {
+        k: qini_above_random(cross_fitted(x, t, y, k, cfg, randomised, folds, seed, names), t, 1 - y, w)
+        for k in available_kinds(cfg, list(names))
+    }
     return max(cv, key=cv.get), cv
 
 
 def fit_action(
-    x, t, y, cfg: Mapping[str, Any], randomised: bool, seed: int = 0
-) -> tuple[UpliftLearner, dict[str, Any]]:
+    x, t, y, cfg: Mapping[str, Any], randomised: bool, seed: int = 0, names=()
+) -> tuple[Learner, dict[str, Any]]:
     """Held-out evidence by nested cross-fitting: in each of `cv_folds` folds the learner is selected (inner
     cross-fitting) and fitted on the other folds only, then predicts this fold; the Qini of these predictions over
     all rows, with its bootstrap interval, judges the whole procedure. The served learner is then selected and
-    fitted on all rows."""
+    fitted on all rows. `names`: the feature names of x's columns."""
+    names = list(names)
     outer, pred, picks = _folds(len(t), int(cfg["cv_folds"]), seed + 2), np.empty(len(t)), []
     for k in range(int(cfg["cv_folds"])):
         fit = outer != k
-        kind, _ = select_kind(x[fit], t[fit], y[fit], cfg, randomised, int(cfg["inner_folds"]), seed)
-        pred[~fit] = _learner(kind, cfg, seed).fit(x[fit], t[fit], y[fit], randomised).predict(x[~fit])
+        kind, _ = select_kind(x[fit], t[fit], y[fit], cfg, randomised, int(cfg["inner_folds"]), seed, names)
+        pred[~fit] = _learner(kind, cfg, seed, names).fit(x[fit], t[fit], y[fit], randomised).predict(x[~fit])
         picks.append(kind)
     w = None if randomised else ipw_weights(x, t, cfg, seed)
     args = (pred, t, 1 - y, w)
@@ -172,7 +194,7 @@ def fit_action(
         )
     else:  # a weighted difference has no simple interval here: no claim on average
         ate_low, ate_high = float("nan"), float("nan")
-    best, cv = select_kind(x, t, y, cfg, randomised, int(cfg["cv_folds"]), seed)
+    best, cv = select_kind(x, t, y, cfg, randomised, int(cfg["cv_folds"]), seed, names)
     row = {
         "learner": best,
         "fold_learners": ",".join(picks),
@@ -188,7 +210,10 @@ def fit_action(
         "supported_on_average": bool(ate_low > 0),
         **curve_points(*args),
     }
-    return _learner(best, cfg, seed).fit(x, t, y, randomised), row
+    learner = _learner(best, cfg, seed, names).fit(x, t, y, randomised)
+    if isinstance(learner, RelativeRiskLearner):
+        row["relative_effects"] = learner.coefficients()
+    return learner, row
 
 
 def fit_uplift(
@@ -215,7 +240,7 @@ def fit_uplift(
                 cfg["min_rows"],
             )
             continue
-        learner, row = fit_action(xs[mask], t, y[mask], cfg, design == "randomised", seed)
+        learner, row = fit_action(xs[mask], t, y[mask], cfg, design == "randomised", seed, features.names)
         learners[action], scale[action] = learner, k
         rows.append({"action": action, "design": design, **row})
     if not learners:
