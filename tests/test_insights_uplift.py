@@ -164,6 +164,8 @@ def test_relative_learner_needs_the_model_risk():
 
 
 def test_effect_modifiers_share_the_risk_raising_attribution():
+    """Shares of the churn probability by cause: the attribution adds up to logit(p) - logit(p_ref), the excess over
+    the reference risk is split over the risk-raising groups; a customer at or below the reference has none."""
     scored = pd.DataFrame(
         {"customer_id": ["a", "b", "c"], "churn_probability": [0.2, 0.3, 0.4], "p_churn_90d": [0.5, 0.6, 0.7]}
     )
@@ -171,9 +173,12 @@ def test_effect_modifiers_share_the_risk_raising_attribution():
     mods = effect_modifiers(scored, attr, 90)
     assert mods["model_risk"].tolist() == [0.5, 0.6, 0.7]  # the horizon of the offers' outcome window
     assert effect_modifiers(scored, None, 30)["model_risk"].tolist() == [0.2, 0.3, 0.4]  # no such horizon
-    assert mods.loc["b"].tolist()[1:] == [0.25, 0.75] and mods.loc["a"].tolist()[1:] == [0.0, 0.0]
+    p_ref = 1 / (1 + np.exp(-(np.log(0.3 / 0.7) - 4.0)))
+    np.testing.assert_allclose(mods.loc["b"].iloc[1:], (1 - p_ref / 0.3) * np.array([0.25, 0.75]))
+    assert mods.loc["a"].iloc[1:].tolist() == [0.0, 0.0]  # below the reference risk: nothing to remove by cause
     assert mods.loc["c"].iloc[1:].isna().all()  # not explained: no shares
-    np.testing.assert_allclose(reason_shares(np.array([[2.0, 2.0, -1.0]])), [[0.5, 0.5, 0.0]])
+    at_reference = reason_shares(np.array([[0.0, 0.0], [2.0, -2.0]]), np.array([0.3, 0.3]))
+    np.testing.assert_allclose(at_reference, [[0.0, 0.0], [0.0, 0.0]])
 
 
 def test_design_detection():

@@ -272,7 +272,7 @@ def add_insights(
     ).to_numpy()
     out["value_at_risk"] = val.value_at_risk(out["cltv"], p).to_numpy()
     model = uplift_model(state)
-    uplift = predicted_uplift(model, out, f, reasons, cfg) if model is not None else None
+    uplift, average = predicted_uplift(model, out, f, reasons, cfg) if model is not None else (None, None)
     dcfg = setting(cfg, "decisions") or {}
     rec = recommend_actions(
         out,
@@ -282,7 +282,8 @@ def add_insights(
         model.supported if model is not None else None,
         out["at_risk"],
         float(setting(dcfg, "min_uplift", "insights.decisions")),
-        model.average if model is not None and setting(dcfg, "average_effect", "insights.decisions") else None,
+        average if setting(dcfg, "average_effect", "insights.decisions") else None,
+        model.chooses if model is not None else True,
     )
     out = pd.concat([out, rec], axis=1)
     if uplift is not None:
@@ -317,18 +318,21 @@ def add_insights(
 
 def predicted_uplift(
     model: UpliftModel, out: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFrame | None, cfg: Mapping[str, Any]
-) -> pd.DataFrame:
-    """Per action (columns), the predicted churn reduction of the at-risk rows of `out` (NaN for the others: they
-    are not acted on, and the model's reasons are computed for at-risk customers only), from their facts (`facts`,
-    aligned with `out`) and the model's risk and reasons (`uplift_modifiers`)."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(predicted churn reduction per action, average effect per action supported on average), for the at-risk
+    rows of `out` (NaN for the others: they are not acted on, and the model's reasons are computed for at-risk
+    customers only), from their facts (`facts`, aligned with `out`) and the model's risk and reasons
+    (`uplift_modifiers`)."""
     days = int(setting(setting(cfg, "uplift"), "outcome_days", "insights.uplift"))
     modifiers = effect_modifiers(out, reasons, days)
     x = facts.assign(**{c: modifiers[c].to_numpy() for c in modifiers.columns})
     risky = out["at_risk"].to_numpy(dtype=bool)
-    pred = pd.DataFrame(np.nan, index=out.index, columns=model.actions)
+    personal = pd.DataFrame(np.nan, index=out.index, columns=model.actions)
+    average = pd.DataFrame(np.nan, index=out.index, columns=list(model.average))
     if risky.any():
-        pred.loc[risky] = model.predict_uplift(x[risky]).to_numpy()
-    return pred
+        personal.loc[risky] = model.predict_uplift(x[risky]).to_numpy()
+        average.loc[risky] = model.predict_average(x[risky]).to_numpy()
+    return personal, average
 
 
 def uplift_columns(state: InsightsState) -> list[str]:

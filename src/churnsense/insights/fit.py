@@ -16,6 +16,7 @@ the logged customers on their offer dates (`churn.offer_context`; None: the upli
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -75,11 +76,13 @@ def fit_offer_uplift(
     facts = offer_facts(customers, events, feedback, known, setting(cfg, "reasons")["languages"], state.event_types)
     if offer_context is not None:
         facts = facts.join(offer_context(known.set_index("customer_id")["ts"], state.background))
+    t0 = time.process_time()
     try:
-        model, rows, design = fit_uplift(facts, known, ucfg, seed)
+        model, rows, design = fit_uplift(facts, known, ucfg, seed, setting(cfg, "playbook"), setting(cfg, "reasons"))
     except ValueError as err:
         log.warning("insights: uplift is off (%s); no action claims a saving", err)
         return known
+    log.info("uplift: learners fitted on %d offers (%.0f CPU s)", len(known), time.process_time() - t0)
     state.uplift = model.to_dict()
     state.metrics["uplift"] = rows
     state.metrics["uplift_log"] = {

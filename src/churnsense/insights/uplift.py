@@ -210,7 +210,12 @@ class UpliftModel:
     """The fitted learners of every supported action over shared features; `scale[a]` turns a learner's effect
     into the effect of making the offer (1, or the acceptance rate when the contrast is accepted vs declined);
     `supported[a]`: held-out evidence that the predicted effect varies by customer; `average[a]`: the average effect
-    of offering `a`, for actions whose average effect in a randomised log is above zero."""
+    of offering `a`, for actions whose average effect in a randomised log is above zero; `average_learners[a]`: for
+    those actions, when the log carries the model's risk, the same evidence on the relative scale (a relative-risk
+    learner without reasons: offering `a` removes the same share of everyone's recalibrated risk), which applies
+    the average to each customer's own risk (`predict_average`); `chooses`: held-out evidence that picking each
+    customer's action by predicted uplift beats the playbook's answer to its reasons (`uplift_policy`; without it,
+    decisions keep the playbook's action and the model values it)."""
 
     def __init__(
         self,
@@ -220,12 +225,16 @@ class UpliftModel:
         design: str = "randomised",
         supported: Mapping[str, bool] | None = None,
         average: Mapping[str, float] | None = None,
+        average_learners: Mapping[str, RelativeRiskLearner] | None = None,
+        chooses: bool = True,
     ) -> None:
         self.features, self.learners = features, dict(learners)
         self.scale = {a: float((scale or {}).get(a, 1.0)) for a in self.learners}
         self.design = design
         self.supported = {a: bool((supported or {}).get(a, False)) for a in self.learners}  # held-out evidence
         self.average = {a: float(v) for a, v in (average or {}).items() if a in self.learners}
+        self.average_learners = {a: lr for a, lr in (average_learners or {}).items() if a in self.average}
+        self.chooses = bool(chooses)  # held-out evidence that its choice of action beats the playbook's
 
     @property
     def actions(self) -> list[str]:
@@ -236,6 +245,19 @@ class UpliftModel:
         x = self.features.matrix(facts)
         return pd.DataFrame({a: self.scale[a] * lr.predict(x) for a, lr in self.learners.items()}, index=facts.index)
 
+    def predict_average(self, facts: pd.DataFrame) -> pd.DataFrame:
+        """Per action supported on average (columns), its average effect applied to each row: the relative average
+        effect times the row's recalibrated risk where there is a relative learner, else the average itself."""
+        x = self.features.matrix(facts) if self.average_learners else None
+        return pd.DataFrame(
+            {
+                a: self.average_learners[a].predict(x) if a in self.average_learners else np.full(len(facts), v)
+                for a, v in self.average.items()
+            },
+            index=facts.index,
+            columns=list(self.average),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": "uplift_model",
@@ -244,6 +266,8 @@ class UpliftModel:
             "scale": self.scale,
             "supported": self.supported,
             "average": self.average,
+            "average_learners": {a: lr.to_dict() for a, lr in self.average_learners.items()},
+            "chooses": self.chooses,
             "learners": {a: lr.to_dict() for a, lr in self.learners.items()},
         }
 
@@ -257,4 +281,6 @@ class UpliftModel:
             str(d.get("design", "randomised")),
             d.get("supported"),
             d.get("average"),
+            {a: RelativeRiskLearner.from_dict(v) for a, v in (d.get("average_learners") or {}).items()},
+            bool(d.get("chooses", True)),
         )

@@ -30,6 +30,7 @@ from churnsense.insights.uplift_metrics import (
     uplift_metrics,
 )
 from churnsense.insights.uplift_modifiers import modifier_columns
+from churnsense.insights.uplift_policy import playbook_actions, policy_evidence
 from churnsense.insights.uplift_relative import RelativeRiskLearner
 
 log = logging.getLogger(__name__)
@@ -171,11 +172,12 @@ def select_kind(
 
 def fit_action(
     x, t, y, cfg: Mapping[str, Any], randomised: bool, seed: int = 0, names=()
-) -> tuple[Learner, dict[str, Any]]:
+) -> tuple[Learner, dict[str, Any], np.ndarray]:
     """Held-out evidence by nested cross-fitting: in each of `cv_folds` folds the learner is selected (inner
     cross-fitting) and fitted on the other folds only, then predicts this fold; the Qini of these predictions over
     all rows, with its bootstrap interval, judges the whole procedure. The served learner is then selected and
-    fitted on all rows. `names`: the feature names of x's columns."""
+    fitted on all rows. `names`: the feature names of x's columns. Returns (learner, evidence row, the held-out
+    predictions)."""
     names = list(names)
     outer, pred, picks = _folds(len(t), int(cfg["cv_folds"]), seed + 2), np.empty(len(t)), []
     for k in range(int(cfg["cv_folds"])):
@@ -213,22 +215,30 @@ def fit_action(
     learner = _learner(best, cfg, seed, names).fit(x, t, y, randomised)
     if isinstance(learner, RelativeRiskLearner):
         row["relative_effects"] = learner.coefficients()
-    return learner, row
+    return learner, row, pred
 
 
 def fit_uplift(
-    facts: pd.DataFrame, offers: pd.DataFrame, cfg: Mapping[str, Any], seed: int = 0
+    facts: pd.DataFrame,
+    offers: pd.DataFrame,
+    cfg: Mapping[str, Any],
+    seed: int = 0,
+    playbook: Mapping[str, Mapping] | None = None,
+    reasons: Mapping[str, Any] | None = None,
 ) -> tuple[UpliftModel, list[dict[str, Any]], str]:
     """The uplift model of the offer log `offers` (one row per customer with `churned`; facts indexed by customer
-    id at each offer date); returns (model, one metrics row per action, design). Raises ValueError when no
-    action has `min_rows` rows in both arms."""
+    id at each offer date); returns (model, one metrics row per action, design). With a `playbook` (and the
+    `reasons` settings `not_reasons`, `min_share`), the model chooses actions only with held-out evidence that its
+    choices beat the playbook's (`uplift_policy`; the evidence is in the first row's `policy`). Raises ValueError
+    when no action has `min_rows` rows in both arms."""
     design = design_of(offers, str(cfg["assignment"]))
     if design in NOTICES:
         log.warning(NOTICES[design])
     x_all = facts.reindex(offers["customer_id"].to_numpy()).reset_index(drop=True)
     features = Features.fit(x_all, _select(x_all, list(cfg.get("features") or [])), cfg.get("categorical") or [])
     xs, y = features.matrix(x_all), offers["churned"].astype(float).to_numpy()
-    learners, scale, rows = {}, {}, []
+    risk, _ = modifier_columns(features.names)
+    learners, scale, rows, relative, held = {}, {}, [], {}, {}
     for action, (mask, treated, k) in contrasts(offers, design).items():
         t = treated[mask]
         if min(t.sum(), (~t).sum()) < int(cfg["min_rows"]):
@@ -240,11 +250,35 @@ def fit_uplift(
                 cfg["min_rows"],
             )
             continue
-        learner, row = fit_action(xs[mask], t, y[mask], cfg, design == "randomised", seed, features.names)
+        learner, row, pred = fit_action(xs[mask], t, y[mask], cfg, design == "randomised", seed, features.names)
+        held[action] = k * np.where(mask, np.nan, learner.predict(xs))  # customers this learner never saw
+        held[action][mask] = k * pred
         learners[action], scale[action] = learner, k
         rows.append({"action": action, "design": design, **row})
+        if row["supported_on_average"] and risk is not None:  # the average effect on the relative scale
+            rcfg = cfg["relative"]
+            average = RelativeRiskLearner(
+                risk, [], float(rcfg["penalty"]), float(rcfg["lower"]), [features.names[risk]]
+            )
+            relative[action] = average.fit(xs[mask], t, y[mask])
     if not learners:
         raise ValueError(f"uplift: no action with {cfg['min_rows']} rows in both arms ({len(offers)} offers)")
     supported = {r["action"]: r["supported"] for r in rows}
     average = {r["action"]: scale[r["action"]] * r["observed_ate"] for r in rows if r["supported_on_average"]}
-    return UpliftModel(features, learners, scale, design, supported, average), rows, design
+    chooses = True
+    if playbook is not None:
+        policy = _policy(pd.DataFrame(held), offers, x_all, design, cfg, playbook, reasons or {}, seed)
+        rows[0]["policy"], chooses = policy, bool(policy.get("model_chooses"))
+    model = UpliftModel(features, learners, scale, design, supported, average, relative, chooses)
+    return model, rows, design
+
+
+def _policy(held, offers, x_all, design, cfg, playbook, reasons, seed) -> dict[str, Any]:
+    """`uplift_policy.policy_evidence`, or why there is none (no logged propensity or no control arm)."""
+    control = _is_control(offers).to_numpy()
+    if design == "accepted_vs_declined" or "propensity" not in offers or offers["propensity"].isna().all():
+        return {"model_chooses": False, "why": "no control arm with logged propensities: no policy evidence"}
+    choice = playbook_actions(
+        x_all, playbook, list(reasons.get("not_reasons") or ()), float(reasons.get("min_share") or 0.0)
+    )
+    return policy_evidence(held, offers, control, choice, cfg, seed)
