@@ -141,7 +141,8 @@ def drift_reference(cfg: DictConfig, data: PreparedData, p_val: np.ndarray) -> P
 
 
 def insights_metrics(state: InsightsState | None) -> dict[str, float]:
-    """The fitted insights' numbers worth tracking (segments, at-risk threshold, held-out Qini / AUUC)."""
+    """The fitted insights' numbers worth tracking (segments, at-risk threshold, held-out Qini / AUUC, the held-out
+    value of the model's choice of action vs the playbook's)."""
     if state is None:
         return {}
     out = {
@@ -152,6 +153,9 @@ def insights_metrics(state: InsightsState | None) -> dict[str, float]:
         for key in EVIDENCE:
             if row.get(key) is not None:
                 out[f"insights/uplift_{key}_{row.get('action', 'all')}"] = float(row[key])
+        for key, value in (row.get("policy") or {}).items():
+            if isinstance(value, (bool, int, float)):
+                out[f"insights/uplift_policy_{key}"] = float(value)
     return out
 
 

@@ -3,11 +3,13 @@
 Reads the enriched scores of `serve.py task=churn` (+ optional raw tables for observed churn by period and the
 segment plot, the synthetic ground truth for reason hit rates) and the release's `insights.json` (segments, Qini).
 Files: summary.json, segments.csv, churn_by_segment_period.csv, top_reasons.csv, reason_hit_rates.csv,
-uplift_evidence.csv (held-out Qini per action with its interval), policy_value.csv + uplift_vs_truth.csv (with the
-simulator's `uplift_truth`: churners prevented by our decisions vs churn-risk targeting, random and the oracle at
-the same number of contacts; Spearman of predicted vs true uplift), segments.png, uplift_qini.png, report.html
-(`report_page`), and the CRM export in `crm/` (`crm_export`: call list per queue and team, segment membership; CSV +
-JSON Lines, versioned layout)."""
+uplift_evidence.csv (held-out Qini per action with its interval), uplift_relative_effects.csv (the relative-risk
+learner's effects per reason), uplift_policy_evidence.csv (the model's choice of action vs the playbook's on the
+offer log), policy_value.csv + uplift_vs_truth.csv (with the simulator's `uplift_truth`: churners prevented by our
+decisions vs churn-risk targeting, random and the oracle at the same number of contacts, from the served
+per-action predictions of the at-risk customers; Spearman of predicted vs true uplift), segments.png,
+uplift_qini.png, report.html (`report_page`), and the CRM export in `crm/` (`crm_export`: call list per queue and
+team, segment membership; CSV + JSON Lines, versioned layout)."""
 
 from __future__ import annotations
 
@@ -176,6 +178,7 @@ def write_report(
         )
     if state.metrics.get("uplift"):
         frames["uplift_evidence"] = uplift_evidence(state.metrics["uplift"])
+        frames.update(uplift_details(state.metrics["uplift"]))
         png = _plot_qini(state.metrics["uplift"], out / "uplift_qini.png")
         if png:
             files["uplift_png"] = png
@@ -222,6 +225,20 @@ def uplift_evidence(rows: list[dict]) -> pd.DataFrame:
     keep = ["action", "design", "learner", *EVIDENCE]
     frame = pd.DataFrame(rows)
     return frame[[c for c in keep if c in frame]]
+
+
+def uplift_details(rows: list[dict]) -> dict[str, pd.DataFrame]:
+    """`uplift_relative_effects` (per action, the relative-risk learner's share of the risk an offer removes, in
+    common and per reason, with the risk calibration a, b) and `uplift_policy_evidence` (the held-out value of the
+    model's choice of action vs the playbook's on the offer log), when the fit has them."""
+    out = {}
+    effects = [{"action": r["action"], **r["relative_effects"]} for r in rows if r.get("relative_effects")]
+    if effects:
+        out["uplift_relative_effects"] = pd.DataFrame(effects)
+    policy = next((r["policy"] for r in rows if r.get("policy")), None)
+    if policy:
+        out["uplift_policy_evidence"] = pd.DataFrame([policy])
+    return out
 
 
 def truth_evaluation(
