@@ -174,9 +174,11 @@ def test_effect_modifiers_share_the_risk_raising_attribution():
     assert mods["model_risk"].tolist() == [0.5, 0.6, 0.7]  # the horizon of the offers' outcome window
     assert effect_modifiers(scored, None, 30)["model_risk"].tolist() == [0.2, 0.3, 0.4]  # no such horizon
     p_ref = 1 / (1 + np.exp(-(np.log(0.3 / 0.7) - 4.0)))
-    np.testing.assert_allclose(mods.loc["b"].iloc[1:], (1 - p_ref / 0.3) * np.array([0.25, 0.75]))
-    assert mods.loc["a"].iloc[1:].tolist() == [0.0, 0.0]  # below the reference risk: nothing to remove by cause
-    assert mods.loc["c"].iloc[1:].isna().all()  # not explained: no shares
+    shares = mods[["reason_share_price", "reason_share_support"]]
+    np.testing.assert_allclose(shares.loc["b"], (1 - p_ref / 0.3) * np.array([0.25, 0.75]))
+    assert shares.loc["a"].tolist() == [0.0, 0.0]  # below the reference risk: nothing to remove by cause
+    assert shares.loc["c"].isna().all()  # not explained: no shares
+    assert mods["churn_probability"].tolist() == [0.2, 0.3, 0.4]  # kept for the at-risk rule
     at_reference = reason_shares(np.array([[0.0, 0.0], [2.0, -2.0]]), np.array([0.3, 0.3]))
     np.testing.assert_allclose(at_reference, [[0.0, 0.0], [0.0, 0.0]])
 

@@ -78,7 +78,9 @@ def fit_offer_uplift(
         facts = facts.join(offer_context(known.set_index("customer_id")["ts"], state.background))
     t0 = time.process_time()
     try:
-        model, rows, design = fit_uplift(facts, known, ucfg, seed, setting(cfg, "playbook"), setting(cfg, "reasons"))
+        model, rows, design = fit_uplift(
+            facts, known, ucfg, seed, setting(cfg, "playbook"), setting(cfg, "reasons"), state.at_risk_threshold
+        )
     except ValueError as err:
         log.warning("insights: uplift is off (%s); no action claims a saving", err)
         return known

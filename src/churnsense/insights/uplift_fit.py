@@ -225,12 +225,14 @@ def fit_uplift(
     seed: int = 0,
     playbook: Mapping[str, Mapping] | None = None,
     reasons: Mapping[str, Any] | None = None,
+    at_risk: float | None = None,
 ) -> tuple[UpliftModel, list[dict[str, Any]], str]:
     """The uplift model of the offer log `offers` (one row per customer with `churned`; facts indexed by customer
     id at each offer date); returns (model, one metrics row per action, design). With a `playbook` (and the
     `reasons` settings `not_reasons`, `min_share`), the model chooses actions only with held-out evidence that its
-    choices beat the playbook's (`uplift_policy`; the evidence is in the first row's `policy`). Raises ValueError
-    when no action has `min_rows` rows in both arms."""
+    choices beat the playbook's (`uplift_policy`; the evidence is in the first row's `policy`), judged on the logged
+    customers the decisions would act on (`churn_probability` at the offer date >= `at_risk`, when facts have it).
+    Raises ValueError when no action has `min_rows` rows in both arms."""
     design = design_of(offers, str(cfg["assignment"]))
     if design in NOTICES:
         log.warning(NOTICES[design])
@@ -267,10 +269,28 @@ def fit_uplift(
     average = {r["action"]: scale[r["action"]] * r["observed_ate"] for r in rows if r["supported_on_average"]}
     chooses = True
     if playbook is not None:
-        policy = _policy(pd.DataFrame(held), offers, x_all, design, cfg, playbook, reasons or {}, seed)
+        rows_at_risk = _at_risk_rows(x_all, at_risk, int(cfg["min_rows"]))
+        policy = _policy(
+            pd.DataFrame(held)[rows_at_risk],
+            offers[rows_at_risk],
+            x_all[rows_at_risk],
+            design,
+            cfg,
+            playbook,
+            reasons or {},
+            seed,
+        )
         rows[0]["policy"], chooses = policy, bool(policy.get("model_chooses"))
     model = UpliftModel(features, learners, scale, design, supported, average, relative, chooses)
     return model, rows, design
+
+
+def _at_risk_rows(x_all: pd.DataFrame, at_risk: float | None, min_rows: int) -> np.ndarray:
+    """The logged customers at risk at their offer date (all when unknown, or when fewer than `min_rows` are)."""
+    if at_risk is None or "churn_probability" not in x_all:
+        return np.ones(len(x_all), bool)
+    rows = (x_all["churn_probability"] >= at_risk).to_numpy()
+    return rows if rows.sum() >= min_rows else np.ones(len(x_all), bool)
 
 
 def _policy(held, offers, x_all, design, cfg, playbook, reasons, seed) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """What the relative-risk uplift learner conditions on: the churn model's own risk and reasons for a customer.
 
 The same columns at fit time (each logged customer as the model saw it on the day of its offer) and at serving
-(each at-risk customer at the scoring cutoff), so the learner sees one definition:
+(each at-risk customer at the scoring cutoff), so the learner sees one definition (`churn_probability` is kept
+beside them: the at-risk rule the decisions apply):
 - `model_risk`: the model's churn probability over the offer's outcome window, `p_churn_<outcome_days>d` when the
   model has that hazard horizon, else `churn_probability` (its label horizon);
 - `reason_share_<group>`: the share of the customer's churn probability `p` that the group causes. The attribution
@@ -20,6 +21,7 @@ import pandas as pd
 from scipy.special import expit, logit
 
 RISK = "model_risk"
+PROBABILITY = "churn_probability"  # the label-horizon probability: the at-risk rule of the decisions
 SHARE = "reason_share_"
 ATTR = "attr_"
 
@@ -49,7 +51,10 @@ def effect_modifiers(scored: pd.DataFrame, attributions: pd.DataFrame | None, ou
     of that probability's logit (None: no shares)."""
     ids = scored["customer_id"].to_numpy()
     out = pd.DataFrame(
-        {RISK: scored[risk_column(list(scored.columns), outcome_days)].to_numpy(dtype=np.float64)},
+        {
+            RISK: scored[risk_column(list(scored.columns), outcome_days)].to_numpy(dtype=np.float64),
+            PROBABILITY: scored[PROBABILITY].to_numpy(dtype=np.float64),
+        },
         index=pd.Index(ids, name="customer_id"),
     )
     if attributions is None or attributions.empty:
