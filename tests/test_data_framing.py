@@ -9,7 +9,7 @@ import pytest
 from churnsense.churn.aggregates import history_aggregates
 from churnsense.churn.features import FeaturePipeline
 from churnsense.data.contract import DataSpec
-from churnsense.data.framing import make_scoring_snapshot, make_splits, split_cutoffs
+from churnsense.data.framing import make_dated_snapshot, make_scoring_snapshot, make_splits, split_cutoffs
 from churnsense.data.loading import Tables, load_tables
 from churnsense.synth.generate import generate, synth_config
 
@@ -136,3 +136,26 @@ def test_sequence_view_keeps_most_recent_chronological(synth):
     k = int(mask[row].sum()) - 1
     days = (key[1] - last.loc[key]) / pd.Timedelta(days=1)
     assert x["seq_dt"][row, k] == pytest.approx(np.log1p(days), rel=1e-5)
+
+
+def test_dated_snapshot_sees_each_customer_as_of_its_own_day(synth):
+    """Each customer on its own date (e.g. the day of its retention offer): only history before the start of that
+    day, the same rows as a one-date snapshot of that customer, tenure as of that day."""
+    spec, tables = synth
+    ids = tables.customers["customer_id"].iloc[:40].to_numpy()
+    days = pd.to_datetime("2025-04-01") + pd.to_timedelta(np.arange(40) * 5, unit="D") + pd.Timedelta(hours=13)
+    dates = pd.Series(days, index=ids)
+    snap = make_dated_snapshot(tables, spec, dates)
+    static = snap.static.set_index("customer_id")
+    assert set(static.index) == set(ids) and "label" not in static
+    assert (static["cutoff"] == dates.dt.normalize().reindex(static.index)).all()
+    assert (snap.history["ts"] < snap.history["customer_id"].map(dates.dt.normalize())).all()
+    one = ids[7]
+    alone = make_scoring_snapshot(
+        Tables(tables.customers[tables.customers["customer_id"] == one], tables.events, tables.feedback),
+        spec,
+        dates[one].normalize(),
+    )
+    mine = snap.history[snap.history["customer_id"] == one].reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine, alone.history.reset_index(drop=True))
+    assert static.loc[one, "tenure_days"] == alone.static["tenure_days"].iloc[0]

@@ -66,6 +66,15 @@ def test_action_supported_on_average_answers_the_customers_reasons():
     assert rec.loc[3, "why"].startswith("none: the best supported action (discount) saves -5")
     personal = decide(frame, PLAYBOOK, ACTIONS, uplift, {"call": True, "discount": False}, average={"discount": 0.05})
     assert personal.loc[0, "recommended_action"] == "call"  # 0.3 x 1000 - 5 beats the average discount
+    per_customer = pd.DataFrame({"discount": [0.02, np.nan, np.nan, 0.2]})  # the average applied to each one's risk
+    scaled = decide(frame, PLAYBOOK, ACTIONS, uplift, {"call": False, "discount": False}, average=per_customer)
+    assert scaled["expected_uplift"].tolist() == [0.02, 0.0, 0.0, 0.2] and scaled.loc[3, "expected_saved_value"] == 10
+    # the model's choice has no evidence of beating the playbook: the playbook's answer, valued by the model
+    kept = decide(
+        frame, PLAYBOOK, ACTIONS, uplift, {"call": True, "discount": False}, average={"discount": 0.05}, chooses=False
+    )
+    assert kept["recommended_action"].tolist() == ["discount", "call", "none", "none"]
+    assert "no evidence that choosing otherwise helps" in kept.loc[1, "why"]
 
 
 def test_without_offer_history_no_saving_is_claimed():

@@ -19,12 +19,14 @@ from churnsense.churn.datamodule import ArrayBatches
 from churnsense.churn.evaluation import evaluate_split, predict, summary_line
 from churnsense.churn.export import ScoringGraph, check_parity, export_onnx
 from churnsense.churn.net import MODEL_INPUTS
+from churnsense.churn.offer_context import offer_context
 from churnsense.churn.plots import save_evaluation_plots
 from churnsense.churn.pyfunc import ChurnPyfunc
-from churnsense.churn.release import write_churn_release
+from churnsense.churn.release import ChurnRelease, write_churn_release
 from churnsense.core.drift import Profile, ProfileSettings
 from churnsense.core.io import read_table
 from churnsense.core.release import staged_release
+from churnsense.core.runtime import RowParallelRunner, row_parallel_workers
 from churnsense.core.tracking import TrackedRun, package_versions
 from churnsense.insights.enrich import risk_threshold
 from churnsense.insights.fit import fit_insights
@@ -69,10 +71,19 @@ def export_checked(cfg: DictConfig, data: PreparedData, graph: ScoringGraph, out
     return onnx_path, parity
 
 
-def fit_release_insights(cfg: DictConfig, data: PreparedData, p_val: np.ndarray) -> InsightsState | None:
+def scoring_release(onnx_path: Path, data: PreparedData, metadata: dict[str, Any]) -> ChurnRelease:
+    """The exported model as a scoring release before it is published (the offer-date risk and reasons)."""
+    runner = RowParallelRunner(onnx_path, workers=row_parallel_workers(0))
+    return ChurnRelease(onnx_path.parent, runner, data.pipeline, data.spec, metadata=metadata)
+
+
+def fit_release_insights(
+    cfg: DictConfig, data: PreparedData, p_val: np.ndarray, release: ChurnRelease | None = None
+) -> InsightsState | None:
     """Segments, the uplift learner and the team table at the validation cutoff, the at-risk threshold from the
     validation predictions and the attribution background from the training split's model inputs (None when
-    there are no validation rows). Without a customers table only the last two (and retention)."""
+    there are no validation rows). Without a customers table only the last two (and retention). `release`: the
+    exported model, whose risk and reasons on each logged customer's offer date the uplift learners see."""
     snap = data.snapshots["val"].static
     if snap.empty:
         log.info("insights: skipped (no validation rows)")
@@ -87,6 +98,8 @@ def fit_release_insights(cfg: DictConfig, data: PreparedData, p_val: np.ndarray)
     offers = data.tables.offers  # the contract's offer log; fit_insights keeps what was known at the cutoff
     p_churn = pd.Series(p_val, index=snap["customer_id"].to_numpy()).groupby(level=0).last()
     tables = data.tables
+    insights = OmegaConf.to_container(cfg.insights, resolve=True)
+    context = offer_context(release, tables, insights) if release is not None else None
     state = fit_insights(
         tables.customers,
         tables.events,
@@ -94,9 +107,10 @@ def fit_release_insights(cfg: DictConfig, data: PreparedData, p_val: np.ndarray)
         offers,
         cutoff,
         p_churn,
-        OmegaConf.to_container(cfg.insights, resolve=True),
+        insights,
         data.spec.framing.horizon_days,
         model_inputs=data.arrays["train"],
+        offer_context=context,
     )
     seg = state.metrics.get("segments", {})
     supported = [a for a, ok in (state.uplift.get("supported") or {}).items() if ok]
@@ -127,7 +141,8 @@ def drift_reference(cfg: DictConfig, data: PreparedData, p_val: np.ndarray) -> P
 
 
 def insights_metrics(state: InsightsState | None) -> dict[str, float]:
-    """The fitted insights' numbers worth tracking (segments, at-risk threshold, held-out Qini / AUUC)."""
+    """The fitted insights' numbers worth tracking (segments, at-risk threshold, held-out Qini / AUUC, the held-out
+    value of the model's choice of action vs the playbook's)."""
     if state is None:
         return {}
     out = {
@@ -138,6 +153,9 @@ def insights_metrics(state: InsightsState | None) -> dict[str, float]:
         for key in EVIDENCE:
             if row.get(key) is not None:
                 out[f"insights/uplift_{key}_{row.get('action', 'all')}"] = float(row[key])
+        for key, value in (row.get("policy") or {}).items():
+            if isinstance(value, (bool, int, float)):
+                out[f"insights/uplift_policy_{key}"] = float(value)
     return out
 
 
@@ -208,7 +226,8 @@ def finish_run(
         metrics.update({f"export/{k}": v for k, v in parity.items()})
         metadata.update(parity_max_abs_diff=max(parity.values()), opset=int(cfg.export.opset))
         p_val = calibrated_probs(val["logit"], temperature, offset).numpy()
-        state = fit_release_insights(cfg, data, p_val) if cfg.insights.enabled else None
+        scorer = scoring_release(onnx_path, data, metadata)
+        state = fit_release_insights(cfg, data, p_val, scorer) if cfg.insights.enabled else None
         metrics.update(insights_metrics(state))
         config = OmegaConf.to_container(cfg, resolve=True)
         card = model_card(cfg, metrics, data)

@@ -283,6 +283,24 @@ def make_snapshot(
     return Snapshot(static=static, history=history, feedback=_feedback_before(tables.feedback, static))
 
 
+def make_dated_snapshot(tables: Tables, spec: DataSpec, dates: pd.Series) -> Snapshot:
+    """No labels; one row per entry of `dates` (customer id -> a date), with that customer's attributes and history
+    as of the start of that day: e.g. each logged customer as the model saw it on the day of its retention offer."""
+    customers = tables.customers if tables.customers is not None else customers_from_events(tables.events)
+    days = pd.to_datetime(pd.Series(dates)).dt.normalize()
+    parts = [
+        _static_at(customers[customers["customer_id"].isin(ids.index)], tables, spec, pd.Timestamp(day), False)
+        for day, ids in days.groupby(days)
+    ]
+    static = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else _static_at(customers.iloc[:0], tables, spec, pd.Timestamp(0), False)
+    )
+    history = _history(tables, static, spec)
+    return Snapshot(static=static, history=history, feedback=_feedback_before(tables.feedback, static))
+
+
 def _static_at(
     customers: pd.DataFrame,
     tables: Tables,

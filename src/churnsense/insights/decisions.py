@@ -6,7 +6,8 @@ expected saved value = uplift(a) x CLTV - cost(a), uplift capped at the customer
 horizon; an action supported on average only (`UpliftModel.average`: its average effect in a randomised offer log
 is above zero, but who it helps most is not known) competes with its average effect where it is the playbook's
 answer to the customer's reasons; the best one with a positive saving and an uplift above `min_uplift` is
-recommended, else `none`. Without
+recommended, else `none`. Unless the model's choice of action has held-out evidence of beating the playbook's
+(`UpliftModel.chooses`, `uplift_policy`), only the playbook's answer competes, valued by the model. Without
 an uplift model (no offer log) the action follows the playbook for the customer's top reason and claims no saving
 (expected uplift and saving left empty). The `why` column says which case applied, with the numbers.
 
@@ -77,12 +78,16 @@ def recommend_actions(
     supported: Mapping[str, bool] | None = None,
     at_risk: pd.Series | None = None,
     min_uplift: float = 0.0,
-    average: Mapping[str, float] | None = None,
+    average: pd.DataFrame | Mapping[str, float] | None = None,
+    chooses: bool = True,
 ) -> pd.DataFrame:
     """`DECISION_COLUMNS` per row of `frame` (needs reason_codes, cltv; see module doc). `uplift`: predicted churn
     reduction per action (columns); `supported`: action -> held-out evidence that its effect varies by customer as
-    predicted; `average`: action -> average effect, for actions supported on average only (offered as the
-    playbook's answer to a customer's reasons, valued at that average)."""
+    predicted; `average`: the average effect of the actions supported on average (offered as the playbook's answer
+    to a customer's reasons, valued at that average): per row and action (a frame aligned with `frame`, e.g. the
+    average relative effect applied to each customer's risk) or one number per action; `chooses`: the model's choice
+    of action has held-out evidence of beating the playbook's (`UpliftModel.chooses`), else every customer gets the
+    playbook's answer to its reasons, when that action has evidence of an effect."""
     n = len(frame)
     risky = np.ones(n, bool) if at_risk is None else at_risk.to_numpy(dtype=bool)
     codes = [_codes(c) for c in (frame["reason_codes"] if "reason_codes" in frame else [""] * n)]
@@ -103,14 +108,14 @@ def recommend_actions(
     cltv, cap = frame["cltv"].to_numpy(dtype=float), churn_cap(frame)
     names = [a for a in uplift.columns if a in actions]
     personal = np.array([bool((supported or {}).get(a)) for a in names], dtype=bool)
-    mean_effect = np.array([float((average or {}).get(a, np.nan)) for a in names])
-    on_average = ~personal & np.isfinite(mean_effect)
+    mean_effect = _average_matrix(average, names, n)
+    on_average = ~personal & np.isfinite(mean_effect).any(axis=0)
     answer = [_playbook_choice(c, playbook)[0] for c in codes]  # the playbook's action for the customer's reasons
     answers = np.array([[a == ans for a in names] for ans in answer], dtype=bool).reshape(n, len(names))
-    eligible = personal[None, :] | (on_average[None, :] & answers)
+    eligible = (personal[None, :] & (chooses or answers)) | (on_average[None, :] & answers)
     cost = np.array([float(actions[a].get("cost", 0.0)) for a in names])
     predicted = uplift[names].to_numpy(dtype=float) if names else np.zeros((n, 0))
-    effect = np.where(personal[None, :], predicted, np.nan_to_num(mean_effect)[None, :])
+    effect = np.where(personal[None, :], predicted, np.nan_to_num(mean_effect))
     u = np.minimum(effect, cap[:, None])
     saved = u * cltv[:, None] - cost[None, :]
     masked = np.where(eligible & (u > min_uplift) & (saved > 0), saved, -np.inf)
@@ -136,11 +141,14 @@ def recommend_actions(
             continue
         a = names[j]
         reason = answering_reason(codes[i], a, playbook)
-        evidence = (
-            f"held-out evidence; best of {int(eligible[i].sum())} supported"
-            if personal[j]
-            else f"average effect in the randomised offer log; the playbook's answer to {reason}"
-        )
+        if not personal[j]:
+            evidence = f"average effect in the randomised offer log; the playbook's answer to {reason}"
+        elif chooses:
+            evidence = f"held-out evidence; best of {int(eligible[i].sum())} supported"
+        else:
+            evidence = (
+                f"held-out evidence; the playbook's answer to {reason} (no evidence that choosing otherwise helps)"
+            )
         out.iloc[i] = [
             a,
             reason,
@@ -151,6 +159,14 @@ def recommend_actions(
             f"{a}: uplift {u[i, j]:.1%} x CLTV {cltv[i]:,.0f} - cost {cost[j]:,.0f} = {saved[i, j]:,.0f} ({evidence})",
         ]
     return out
+
+
+def _average_matrix(average: pd.DataFrame | Mapping[str, float] | None, names: list[str], n: int) -> np.ndarray:
+    """[n, actions] average effects (NaN: the action has none)."""
+    if isinstance(average, pd.DataFrame):
+        return average.reindex(columns=names).to_numpy(dtype=float).reshape(n, len(names))
+    row = np.array([float((average or {}).get(a, np.nan)) for a in names])
+    return np.broadcast_to(row, (n, len(names)))
 
 
 def _playbook_decisions(out: pd.DataFrame, codes, risky, playbook, actions) -> pd.DataFrame:

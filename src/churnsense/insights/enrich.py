@@ -3,7 +3,8 @@
 Added columns (documented in README): at_risk, reason_codes, top_reasons (primary language), top_reasons_local
 (the customer's language), reason_1..3(_text), segment, segment_name, cltv, value_at_risk, recommended_action,
 action_reason, talking_points, action_cost, expected_uplift, expected_saved_value, why, queue, team, script_language,
-call_script, and the feedback tonality feedback_last_sentiment, feedback_last_topic, feedback_negative_90d.
+call_script, the feedback tonality feedback_last_sentiment, feedback_last_topic, feedback_negative_90d, and with an
+uplift model expected_uplift_<action> per action (its predicted churn reduction; at-risk customers only).
 
 Every output row is a function of that customer's rows and the release only (never of the other customers in the
 batch), so partitioning, batch size and row order do not change it: the at-risk threshold, monthly retention, the
@@ -28,6 +29,7 @@ from churnsense.insights import value as val
 from churnsense.insights.attribution import (
     INPUT_KEYS,
     BatchLayout,
+    GroupIndex,
     attribute_groups,
     build_group_index,
     groups_from_config,
@@ -41,6 +43,7 @@ from churnsense.insights.scripts import call_scripts
 from churnsense.insights.segments import assign_segments
 from churnsense.insights.state import InsightsState, setting
 from churnsense.insights.uplift import UpliftModel
+from churnsense.insights.uplift_modifiers import effect_modifiers
 
 INSIGHT_COLUMNS = [
     "at_risk",
@@ -82,6 +85,7 @@ REASON_COLUMNS = {
     "top_reasons_local",
     *(f"reason_{k}{t}" for k in (1, 2, 3) for t in ("", "_text")),
 }
+UPLIFT_PREFIX = "expected_uplift_"  # + action: predicted churn reduction of that action (at-risk customers)
 TONALITY = {
     "feedback_last_sentiment": "feedback_last_sentiment",
     "feedback_last_topic": "feedback_last_topic",
@@ -124,27 +128,20 @@ def at_risk_threshold(state: InsightsState, p: np.ndarray, cfg: Mapping[str, Any
     return risk_threshold(p, cfg)
 
 
-def explain(
+def attribute_rows(
     batch: dict[str, np.ndarray],
     ids: np.ndarray,
     rows: np.ndarray,
     prob_fn,
     layout: BatchLayout,
-    facts: pd.DataFrame,
     rcfg: Mapping[str, Any],
     seed: int = 0,
     background: Mapping[str, np.ndarray] | None = None,
-    language_of: Mapping | None = None,
-    typical: Mapping[str, float] | None = None,
-    texts_dir: str | None = None,
-    cat_cardinalities: Sequence[int] = (),
-) -> pd.DataFrame:
-    """Reasons for the batch rows `rows`, explained `reasons.max_rows` at a time. Reference population:
-    `background` (the release's sample of training customers); None: the whole batch (older releases). Each
-    customer's reference draws and permutations are seeded by `seed` and its id. `language_of`: customer id ->
-    the language of `top_reasons_local`; `typical`: `reason_texts.typical_facts` of the release. Static
-    attributes are reasons only on their risk-raising side (`risk_direction`; `cat_cardinalities` of the
-    pipeline)."""
+) -> tuple[np.ndarray, GroupIndex, dict[str, np.ndarray]]:
+    """Reason-group attributions [len(rows), groups] (logit units) of the batch rows `rows`, `reasons.max_rows` at a
+    time, with the group index and the reference population used (`background`, the release's sample of training
+    customers; None: the whole batch, for older releases). Each customer's reference draws and permutations are
+    seeded by `seed` and its id."""
     index = build_group_index(
         layout,
         groups_from_config(setting(rcfg, "groups", "insights.reasons") or {}),
@@ -169,7 +166,28 @@ def explain(
                 keys=ids[chunk],
             )
         )
-    attr = np.concatenate(parts)
+    return np.concatenate(parts), index, ref
+
+
+def explain(
+    batch: dict[str, np.ndarray],
+    ids: np.ndarray,
+    rows: np.ndarray,
+    prob_fn,
+    layout: BatchLayout,
+    facts: pd.DataFrame,
+    rcfg: Mapping[str, Any],
+    seed: int = 0,
+    background: Mapping[str, np.ndarray] | None = None,
+    language_of: Mapping | None = None,
+    typical: Mapping[str, float] | None = None,
+    texts_dir: str | None = None,
+    cat_cardinalities: Sequence[int] = (),
+) -> pd.DataFrame:
+    """Reasons for the batch rows `rows` (attributions by `attribute_rows`). `language_of`: customer id -> the
+    language of `top_reasons_local`; `typical`: `reason_texts.typical_facts` of the release. Static attributes are
+    reasons only on their risk-raising side (`risk_direction`; `cat_cardinalities` of the pipeline)."""
+    attr, index, ref = attribute_rows(batch, ids, rows, prob_fn, layout, rcfg, seed, background)
     directions = cached_directions(prob_fn, ref, cat_cardinalities, fixed=bool(background))
     own = {k: v[rows] for k, v in batch.items() if k in ("cat", "num")}
     eligible = static_group_eligibility(
@@ -254,7 +272,7 @@ def add_insights(
     ).to_numpy()
     out["value_at_risk"] = val.value_at_risk(out["cltv"], p).to_numpy()
     model = uplift_model(state)
-    uplift = model.predict_uplift(f).set_index(out.index) if model is not None else None
+    uplift, average = predicted_uplift(model, out, f, reasons, cfg) if model is not None else (None, None)
     dcfg = setting(cfg, "decisions") or {}
     rec = recommend_actions(
         out,
@@ -264,9 +282,12 @@ def add_insights(
         model.supported if model is not None else None,
         out["at_risk"],
         float(setting(dcfg, "min_uplift", "insights.decisions")),
-        model.average if model is not None and setting(dcfg, "average_effect", "insights.decisions") else None,
+        average if setting(dcfg, "average_effect", "insights.decisions") else None,
+        model.chooses if model is not None else True,
     )
     out = pd.concat([out, rec], axis=1)
+    if uplift is not None:
+        out = pd.concat([out, uplift.add_prefix(UPLIFT_PREFIX)], axis=1)
     rcfg = setting(cfg, "routing") or {}
     lang = service_languages(f, cfg).set_axis(out.index)
     out["queue"] = pb.route(
@@ -293,6 +314,31 @@ def add_insights(
     if "neg_feedback_n_90d" in f:  # a feedback table was given: no message in 90 days = 0 negative
         out["feedback_negative_90d"] = out["feedback_negative_90d"].fillna(0.0)
     return out
+
+
+def predicted_uplift(
+    model: UpliftModel, out: pd.DataFrame, facts: pd.DataFrame, reasons: pd.DataFrame | None, cfg: Mapping[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(predicted churn reduction per action, average effect per action supported on average), for the at-risk
+    rows of `out` (NaN for the others: they are not acted on, and the model's reasons are computed for at-risk
+    customers only), from their facts (`facts`, aligned with `out`) and the model's risk and reasons
+    (`uplift_modifiers`)."""
+    days = int(setting(setting(cfg, "uplift"), "outcome_days", "insights.uplift"))
+    modifiers = effect_modifiers(out, reasons, days)
+    x = facts.assign(**{c: modifiers[c].to_numpy() for c in modifiers.columns})
+    risky = out["at_risk"].to_numpy(dtype=bool)
+    personal = pd.DataFrame(np.nan, index=out.index, columns=model.actions)
+    average = pd.DataFrame(np.nan, index=out.index, columns=list(model.average))
+    if risky.any():
+        personal.loc[risky] = model.predict_uplift(x[risky]).to_numpy()
+        average.loc[risky] = model.predict_average(x[risky]).to_numpy()
+    return personal, average
+
+
+def uplift_columns(state: InsightsState) -> list[str]:
+    """The per-action predicted uplift columns a release adds (none without an uplift model)."""
+    model = uplift_model(state)
+    return [UPLIFT_PREFIX + a for a in model.actions] if model is not None else []
 
 
 def uplift_model(state: InsightsState) -> UpliftModel | None:
@@ -341,7 +387,10 @@ def enrich(
             "columns are left empty"
         )
     if len(scored) == 0 or cfg is None:
-        return scored.assign(**{c: pd.Series(dtype=INSIGHT_DTYPES.get(c, object)) for c in INSIGHT_COLUMNS})
+        empty = {c: pd.Series(dtype=INSIGHT_DTYPES.get(c, object)) for c in INSIGHT_COLUMNS}
+        if cfg is not None:
+            empty.update({c: pd.Series(dtype="float64") for c in uplift_columns(state)})
+        return scored.assign(**empty)
     cutoff = pd.Timestamp(scored["cutoff"].iloc[0]) if "cutoff" in scored else pd.Timestamp(cutoff)
     cust = customers if customers is not None else _customers_from_history(scored, events, cutoff)
     if state.event_types is None:

@@ -8,13 +8,16 @@ Hook for `train_churn` (`fit_release_insights`): after the model is trained and 
 `offers` = the contract's offer log (or None: uplift off, no teams; only offers whose outcome window ended
 before `cutoff` are used), `p_churn` = churn probabilities of the customers at `cutoff`
 (customer_id-indexed Series, e.g. the validation predictions), `model_inputs` = the training split's model inputs
-(a seeded sample of them is the attribution background). `customers` None (events-only data): no segments / uplift.
+(a seeded sample of them is the attribution background), `offer_context` = the churn model's risk and reasons of
+the logged customers on their offer dates (`churn.offer_context`; None: the uplift learners see facts only).
+`customers` None (events-only data): no segments / uplift.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -57,9 +60,12 @@ def fit_offer_uplift(
     cfg: Mapping[str, Any],
     state: InsightsState,
     seed: int = 0,
+    offer_context: Callable[[pd.Series, Mapping[str, np.ndarray]], pd.DataFrame] | None = None,
 ) -> pd.DataFrame | None:
     """Fit the uplift model on the offers whose outcome was known at `cutoff` into `state` (uplift, metrics);
-    returns those offers (None when there are none). No model (too few rows, or no log): a one-line notice."""
+    returns those offers (None when there are none). No model (too few rows, or no log): a one-line notice.
+    `offer_context`: (customer id -> offer date, attribution background) -> the churn model's risk and reasons
+    of those customers on those dates (`uplift_modifiers` columns), joined to their facts (None: facts only)."""
     ucfg = setting(cfg, "uplift")
     known = observed_outcomes(offers, cutoff, int(ucfg["outcome_days"]), customers)
     if known.empty:
@@ -68,11 +74,17 @@ def fit_offer_uplift(
         )
         return None
     facts = offer_facts(customers, events, feedback, known, setting(cfg, "reasons")["languages"], state.event_types)
+    if offer_context is not None:
+        facts = facts.join(offer_context(known.set_index("customer_id")["ts"], state.background))
+    t0 = time.process_time()
     try:
-        model, rows, design = fit_uplift(facts, known, ucfg, seed)
+        model, rows, design = fit_uplift(
+            facts, known, ucfg, seed, setting(cfg, "playbook"), setting(cfg, "reasons"), state.at_risk_threshold
+        )
     except ValueError as err:
         log.warning("insights: uplift is off (%s); no action claims a saving", err)
         return known
+    log.info("uplift: learners fitted on %d offers (%.0f CPU s)", len(known), time.process_time() - t0)
     state.uplift = model.to_dict()
     state.metrics["uplift"] = rows
     state.metrics["uplift_log"] = {
@@ -105,8 +117,9 @@ def fit_insights(
     cfg: Mapping[str, Any],
     horizon_days: float = 30.0,
     model_inputs: Mapping[str, np.ndarray] | None = None,
+    offer_context: Callable[[pd.Series, Mapping[str, np.ndarray]], pd.DataFrame] | None = None,
 ) -> InsightsState:
-    """Fit everything in `InsightsState` (see module doc)."""
+    """Fit everything in `InsightsState` (see module doc; `offer_context`: see `fit_offer_uplift`)."""
     langs = setting(cfg, "reasons")["languages"]
     seed = int(setting(cfg, "seed"))
     n_background = int(setting(setting(cfg, "reasons"), "background_rows", "insights.reasons"))
@@ -140,7 +153,7 @@ def fit_insights(
     if offers is None or not len(offers):
         log.warning("insights: no offer log: uplift is off; actions follow the playbook and claim no saving")
         return state
-    known = fit_offer_uplift(customers, events, feedback, offers, pd.Timestamp(cutoff), cfg, state, seed)
+    known = fit_offer_uplift(customers, events, feedback, offers, pd.Timestamp(cutoff), cfg, state, seed, offer_context)
     treated = (
         known[
             known["action"].notna() & known.get("treated", pd.Series(True, index=known.index)).fillna(True).astype(bool)

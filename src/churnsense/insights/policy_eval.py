@@ -3,7 +3,8 @@
 With the true uplift of every action for every scored customer at the scoring date (`uplift_truth`, written by
 the generator), each targeting policy contacts the same number of customers K (our call list's size; the number
 at risk when the list is empty) and is scored by the true churners its contacts prevent in expectation:
-our decisions (the call list), ranking by predicted uplift (best predicted action), ranking by churn risk (the
+our decisions (the call list), ranking by predicted uplift (best predicted action, among the customers with a
+prediction), ranking by churn risk (the
 playbook's action for the top reason, what a risk-only system does), random customers with random actions (its
 expectation), and the oracle (best true action of the customers with the largest true uplift).
 """
@@ -76,7 +77,7 @@ def policy_table(
             calls["expected_uplift"].to_numpy(dtype=float),
         )
     ]
-    pred = predicted.reindex(s.index)
+    pred = predicted.reindex(s.index).dropna(how="all")
     best = pred.max(axis=1).sort_values(ascending=False, kind="stable").head(k)
     rows.append(
         _row(

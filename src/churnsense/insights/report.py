@@ -3,11 +3,13 @@
 Reads the enriched scores of `serve.py task=churn` (+ optional raw tables for observed churn by period and the
 segment plot, the synthetic ground truth for reason hit rates) and the release's `insights.json` (segments, Qini).
 Files: summary.json, segments.csv, churn_by_segment_period.csv, top_reasons.csv, reason_hit_rates.csv,
-uplift_evidence.csv (held-out Qini per action with its interval), policy_value.csv + uplift_vs_truth.csv (with the
-simulator's `uplift_truth`: churners prevented by our decisions vs churn-risk targeting, random and the oracle at
-the same number of contacts; Spearman of predicted vs true uplift), segments.png, uplift_qini.png, report.html
-(`report_page`), and the CRM export in `crm/` (`crm_export`: call list per queue and team, segment membership; CSV +
-JSON Lines, versioned layout)."""
+uplift_evidence.csv (held-out Qini per action with its interval), uplift_relative_effects.csv (the relative-risk
+learner's effects per reason), uplift_policy_evidence.csv (the model's choice of action vs the playbook's on the
+offer log), policy_value.csv + uplift_vs_truth.csv (with the simulator's `uplift_truth`: churners prevented by our
+decisions vs churn-risk targeting, random and the oracle at the same number of contacts, from the served
+per-action predictions of the at-risk customers; Spearman of predicted vs true uplift), segments.png,
+uplift_qini.png, report.html (`report_page`), and the CRM export in `crm/` (`crm_export`: call list per queue and
+team, segment membership; CSV + JSON Lines, versioned layout)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from churnsense.core.tracking import TrackedRun, run_name, serving_logger
 from churnsense.data.contract import DataSpec
 from churnsense.data.validation import split_valid_rows
 from churnsense.insights.crm_export import CALL_LIST, write_export
-from churnsense.insights.enrich import uplift_model
+from churnsense.insights.enrich import UPLIFT_PREFIX, uplift_model
 from churnsense.insights.policy_eval import policy_table, uplift_spearman
 from churnsense.insights.reasons import customer_facts, hit_rates
 from churnsense.insights.report_page import write_page
@@ -176,6 +178,7 @@ def write_report(
         )
     if state.metrics.get("uplift"):
         frames["uplift_evidence"] = uplift_evidence(state.metrics["uplift"])
+        frames.update(uplift_details(state.metrics["uplift"]))
         png = _plot_qini(state.metrics["uplift"], out / "uplift_qini.png")
         if png:
             files["uplift_png"] = png
@@ -224,6 +227,20 @@ def uplift_evidence(rows: list[dict]) -> pd.DataFrame:
     return frame[[c for c in keep if c in frame]]
 
 
+def uplift_details(rows: list[dict]) -> dict[str, pd.DataFrame]:
+    """`uplift_relative_effects` (per action, the relative-risk learner's share of the risk an offer removes, in
+    common and per reason, with the risk calibration a, b) and `uplift_policy_evidence` (the held-out value of the
+    model's choice of action vs the playbook's on the offer log), when the fit has them."""
+    out = {}
+    effects = [{"action": r["action"], **r["relative_effects"]} for r in rows if r.get("relative_effects")]
+    if effects:
+        out["uplift_relative_effects"] = pd.DataFrame(effects)
+    policy = next((r["policy"] for r in rows if r.get("policy")), None)
+    if policy:
+        out["uplift_policy_evidence"] = pd.DataFrame([policy])
+    return out
+
+
 def truth_evaluation(
     scores: pd.DataFrame,
     calls: pd.DataFrame,
@@ -231,38 +248,33 @@ def truth_evaluation(
     cfg: Mapping[str, Any],
     tables: Mapping[str, pd.DataFrame | None],
 ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """Policy value and predicted-vs-true uplift against the simulator's truth at the scores' cutoff (None when
-    there is no truth for that date, no uplift model or no customers to compute facts from)."""
-    truth, cust = tables.get("uplift_truth"), tables.get("customers")
-    model = uplift_model(state)
-    if truth is None or model is None or cust is None or "cutoff" not in scores or scores.empty:
+    """Policy value and predicted-vs-true uplift against the simulator's truth at the scores' cutoff, from the
+    served per-action predictions (`expected_uplift_<action>`, at-risk customers); None when there is no truth for
+    that date or the scores carry no predictions (no uplift model)."""
+    truth = tables.get("uplift_truth")
+    cols = [c for c in scores.columns if c.startswith(UPLIFT_PREFIX)]
+    if truth is None or not cols or "cutoff" not in scores or scores.empty:
         return None
     cutoff = pd.Timestamp(scores["cutoff"].iloc[0])
     truth = truth[pd.to_datetime(truth["cutoff"]) == cutoff]
     if truth.empty:
         log.warning("report: the uplift truth has no rows for cutoff %s: no policy evaluation", cutoff.date())
         return None
-    ids = scores["customer_id"]
-    facts = customer_facts(
-        cust[cust["customer_id"].isin(ids)],
-        tables.get("events"),
-        tables.get("feedback"),
-        cutoff,
-        None,
-        state.event_types,
-    )
-    predicted = model.predict_uplift(facts.reindex(ids.to_numpy()))
+    predicted = scores.set_index("customer_id")[cols].rename(columns=lambda c: c[len(UPLIFT_PREFIX) :])
+    predicted = predicted.astype(float).dropna(how="all")
     costs = {a: float(v.get("cost", 0.0)) for a, v in (cfg.get("actions") or {}).items()}
     table = policy_table(scores, predicted, truth, calls, cfg.get("playbook") or {}, costs)
     rho = uplift_spearman(predicted, truth)
     mean_true = truth.set_index("customer_id").reindex(predicted.index)
+    model = uplift_model(state)
     vs = pd.DataFrame(
         {
             "action": list(rho),
+            "customers": len(predicted),
             "spearman": list(rho.values()),
             "mean_predicted": [float(predicted[a].mean()) for a in rho],
             "mean_true": [float(mean_true[f"uplift_{a}"].mean()) for a in rho],
-            "supported": [model.supported.get(a, False) for a in rho],
+            "supported": [bool(model is not None and model.supported.get(a, False)) for a in rho],
         }
     )
     return table, vs

@@ -12,6 +12,8 @@ learner returns the churn reduction tau(x) = P(churn | x, untreated) - P(churn |
 - `ct`: class transformation (Jaskowski & Jaroszewicz 2012): z = 1 when a treated customer stays or an untreated
   one churns; with rows weighted to balance the arms, tau = 2 P(z | x) - 1.
 
+- `rr`: the relative-risk learner on the churn model's own risk and reasons (`uplift_relative`).
+
 Propensity e(x) = P(t = 1 | x) within the contrast: the design's share when the assignment was randomised
 (`propensity="design"`), else a cross-fitted LightGBM classifier, clipped to [clip, 1 - clip].
 State is plain JSON (boosters as LightGBM model strings), no pickle.
@@ -25,6 +27,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+
+from churnsense.insights.uplift_relative import RelativeRiskLearner
 
 KINDS = ("t", "x", "dr", "ct")
 PARAMS = {
@@ -196,26 +200,41 @@ class UpliftLearner:
         return out
 
 
+def learner_from_dict(d: Mapping[str, Any]) -> Any:
+    """A fitted learner from its `to_dict()`: the relative-risk learner or a LightGBM one."""
+    from_dict = RelativeRiskLearner.from_dict if d["kind"] == RelativeRiskLearner.kind else UpliftLearner.from_dict
+    return from_dict(d)
+
+
 class UpliftModel:
     """The fitted learners of every supported action over shared features; `scale[a]` turns a learner's effect
     into the effect of making the offer (1, or the acceptance rate when the contrast is accepted vs declined);
     `supported[a]`: held-out evidence that the predicted effect varies by customer; `average[a]`: the average effect
-    of offering `a`, for actions whose average effect in a randomised log is above zero."""
+    of offering `a`, for actions whose average effect in a randomised log is above zero; `average_learners[a]`: for
+    those actions, when the log carries the model's risk, the same evidence on the relative scale (a relative-risk
+    learner without reasons: offering `a` removes the same share of everyone's recalibrated risk), which applies
+    the average to each customer's own risk (`predict_average`); `chooses`: held-out evidence that picking each
+    customer's action by predicted uplift beats the playbook's answer to its reasons (`uplift_policy`; without it,
+    decisions keep the playbook's action and the model values it)."""
 
     def __init__(
         self,
         features: Features,
-        learners: Mapping[str, UpliftLearner],
+        learners: Mapping[str, UpliftLearner | RelativeRiskLearner],
         scale: Mapping[str, float] | None = None,
         design: str = "randomised",
         supported: Mapping[str, bool] | None = None,
         average: Mapping[str, float] | None = None,
+        average_learners: Mapping[str, RelativeRiskLearner] | None = None,
+        chooses: bool = True,
     ) -> None:
         self.features, self.learners = features, dict(learners)
         self.scale = {a: float((scale or {}).get(a, 1.0)) for a in self.learners}
         self.design = design
         self.supported = {a: bool((supported or {}).get(a, False)) for a in self.learners}  # held-out evidence
         self.average = {a: float(v) for a, v in (average or {}).items() if a in self.learners}
+        self.average_learners = {a: lr for a, lr in (average_learners or {}).items() if a in self.average}
+        self.chooses = bool(chooses)  # held-out evidence that its choice of action beats the playbook's
 
     @property
     def actions(self) -> list[str]:
@@ -226,6 +245,19 @@ class UpliftModel:
         x = self.features.matrix(facts)
         return pd.DataFrame({a: self.scale[a] * lr.predict(x) for a, lr in self.learners.items()}, index=facts.index)
 
+    def predict_average(self, facts: pd.DataFrame) -> pd.DataFrame:
+        """Per action supported on average (columns), its average effect applied to each row: the relative average
+        effect times the row's recalibrated risk where there is a relative learner, else the average itself."""
+        x = self.features.matrix(facts) if self.average_learners else None
+        return pd.DataFrame(
+            {
+                a: self.average_learners[a].predict(x) if a in self.average_learners else np.full(len(facts), v)
+                for a, v in self.average.items()
+            },
+            index=facts.index,
+            columns=list(self.average),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": "uplift_model",
@@ -234,6 +266,8 @@ class UpliftModel:
             "scale": self.scale,
             "supported": self.supported,
             "average": self.average,
+            "average_learners": {a: lr.to_dict() for a, lr in self.average_learners.items()},
+            "chooses": self.chooses,
             "learners": {a: lr.to_dict() for a, lr in self.learners.items()},
         }
 
@@ -242,9 +276,11 @@ class UpliftModel:
         f = d["features"]
         return cls(
             Features(f["numeric"], f["levels"]),
-            {a: UpliftLearner.from_dict(v) for a, v in d["learners"].items()},
+            {a: learner_from_dict(v) for a, v in d["learners"].items()},
             d.get("scale"),
             str(d.get("design", "randomised")),
             d.get("supported"),
             d.get("average"),
+            {a: RelativeRiskLearner.from_dict(v) for a, v in (d.get("average_learners") or {}).items()},
+            bool(d.get("chooses", True)),
         )
