@@ -1,12 +1,5 @@
 """churnsense: which customers are about to leave, why, and what to do about it."""
 
-import warnings
-
-# pandera imports pyspark.pandas when PySpark (the optional Spark engine) is installed, and PySpark 4.x warns on
-# import that it does not fully support pandas 3; the Spark engine uses plain DataFrames only, so the line is noise
-# on every run's stderr.
-warnings.filterwarnings("ignore", message="PySpark does not yet fully support", category=FutureWarning)
-
-from churnsense import config as _config  # noqa: E402, F401  (registers the OmegaConf resolvers used in conf/)
+from churnsense import config as _config  # noqa: F401  (registers the OmegaConf resolvers used in conf/)
 
 __version__ = "0.1.0"
