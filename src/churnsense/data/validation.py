@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
+from churnsense.core.frames import is_in
 from churnsense.core.io import MALFORMED
 from churnsense.core.partition import ROW
 from churnsense.core.rejects import REJECT_COLUMNS
@@ -336,21 +337,22 @@ def duplicate_ids(ids: pd.Series, rejected: Collection = ()) -> tuple[np.ndarray
     """Rows whose customer id occurs more than once (every one of them: which is right is unknown), or whose id
     was already rejected on another row; (mask, reason per row)."""
     dup = ids.duplicated(keep=False).to_numpy()
-    also = ids.isin(list(rejected)).to_numpy() if rejected else np.zeros(len(ids), bool)
-    reason = np.where(dup, "duplicate customer id", "duplicate customer id (another row with it was rejected)")
+    also = is_in(ids, rejected) if rejected else np.zeros(len(ids), bool)
+    reason = _texts(["duplicate customer id (another row with it was rejected)", "duplicate customer id"], dup)
     return dup | also, reason
 
 
 def unknown_ids(ids: pd.Series, known: pd.Index, rejected: Collection = ()) -> tuple[np.ndarray, np.ndarray]:
     """Event/feedback rows whose customer is not in the customers table, or whose customer row was rejected."""
-    bad = ~ids.isin(known).to_numpy()
-    was_rejected = ids.isin(list(rejected)).to_numpy() if rejected else np.zeros(len(ids), bool)
-    reason = np.where(
-        was_rejected,
-        "customer row rejected (see the customers rejects)",
-        "unknown customer id (not in the customers table)",
-    )
-    return bad, reason
+    bad = ~is_in(ids, known)
+    was_rejected = is_in(ids, rejected) if rejected else np.zeros(len(ids), bool)
+    texts = ["unknown customer id (not in the customers table)", "customer row rejected (see the customers rejects)"]
+    return bad, _texts(texts, was_rejected)
+
+
+def _texts(texts: list[str], choice: np.ndarray) -> np.ndarray:
+    """`texts[choice[i]]` per row as an object array (the same string objects, not one copy per row)."""
+    return np.asarray(texts, dtype=object)[np.asarray(choice, dtype=np.intp)]
 
 
 def inactive_customers(customers: pd.DataFrame, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -401,13 +403,9 @@ def reject_rule(
 
 def dated_from(ts: pd.Series, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
     """History rows dated on or after the scoring date: not history at that date (events and feedback)."""
-    mask = (ts >= cutoff).fillna(False).to_numpy(dtype=bool)
-    reason = np.full(
-        len(ts),
-        f"dated on or after the scoring date {pd.Timestamp(cutoff).date()} (not history at that date)",
-        dtype=object,
-    )
-    return mask, reason
+    mask = ts.to_numpy(dtype="datetime64[ns]") >= np.datetime64(pd.Timestamp(cutoff))  # NaT compares False
+    reason = f"dated on or after the scoring date {pd.Timestamp(cutoff).date()} (not history at that date)"
+    return mask, _texts([reason], np.zeros(len(ts), dtype=np.intp))
 
 
 # ---------------------------------------------------------------- scoring inputs
