@@ -10,9 +10,7 @@ Runtime thread pools) and load the release once.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from churnsense.churn.release import ChurnRelease
 from churnsense.churn.score import score_churn_batch
 from churnsense.core.partition import PartitionWriter, partition_of
+from churnsense.core.pool import ordered_map
 from churnsense.core.runs import peak_rss_mb
 from churnsense.core.runtime import row_parallel_workers
 from churnsense.data.contract import KINDS
@@ -128,11 +127,10 @@ def score_partitions(
         for part in range(k):
             yield (*job.score(part, release, feedback_release), 0.0)
         return
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(str(release.path), cfg, dict(inputs), job)
+    yield from ordered_map(
+        _score_in_worker,
+        range(k),
+        workers,
+        initializer=_start_worker,
+        initargs=(str(release.path), cfg, dict(inputs), job),
     )
-    try:
-        yield from pool.map(_score_in_worker, range(k))
-    finally:  # a failed run does not wait for the partitions still queued
-        pool.shutdown(wait=True, cancel_futures=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,13 +22,15 @@ from churnsense.churn.partition_scoring import PartitionJob, score_partitions, w
 from churnsense.churn.release import ChurnRelease
 from churnsense.core import io
 from churnsense.core.partition import PartitionWriter, choose_partitions
+from churnsense.core.pool import ordered_map
 from churnsense.core.rejects import RejectsWriter, rejects_path_for
 from churnsense.core.release import MLFLOW_SCHEMES
 from churnsense.core.runs import RunSummary, progress
 from churnsense.core.scratch import scratch_dir
+from churnsense.data.chunks import ChunkTask, prepare_chunk
 from churnsense.data.contract import KINDS
-from churnsense.data.framing import history_days, history_end, scoring_cutoff
-from churnsense.data.validation import read_columns, validate_chunk
+from churnsense.data.framing import history_end, scoring_cutoff
+from churnsense.data.validation import read_columns
 from churnsense.feedback.release import FeedbackRelease, load_release
 from churnsense.insights.crm_export import CrmExport, export_dir_for
 from churnsense.insights.value import revenue_notice
@@ -74,30 +77,40 @@ def partition_inputs(
     chunk_size: int,
     rejects: RejectsWriter,
     show_progress: bool,
+    workers: int = 1,
 ) -> PassResult:
-    """Validate every input chunk by chunk, write rejects, hash-partition the valid rows into `tmp`."""
+    """Validate every input chunk by chunk, write rejects, hash-partition the valid rows into `tmp`. Chunks are
+    validated and grouped by `workers` processes (`data.chunks.prepare_chunk`); this process reads them and
+    writes rejects and partitions in input order, so the files are the same whatever the number of workers."""
     result = PassResult()
+    bars = {}
+    for kind, path in inputs.items():
+        result.writers[kind] = PartitionWriter(tmp, kind, k)
+        result.rows[kind] = 0
+        bars[kind] = progress(io.count_rows(path), f"read {kind}", show_progress)
+    for done in ordered_map(prepare_chunk, chunk_tasks(inputs, release, k, chunk_size), workers):
+        rejects.write(done.rejects)
+        result.writers[done.kind].write_grouped(done.valid_rows(), done.bounds)
+        result.rejected_ids.update(done.rejected_ids)
+        if done.days is not None:
+            result.days = done.days if result.days is None else result.days.add(done.days, fill_value=0)
+        result.rows[done.kind] += done.rows
+        bars[done.kind].update(done.rows)
+    for kind in inputs:
+        result.writers[kind].close()
+        bars[kind].close()
+    if result.days is not None:
+        result.days = result.days.astype("int64")
+    return result
+
+
+def chunk_tasks(inputs: dict[str, str], release: ChurnRelease, k: int, chunk_size: int) -> Iterator[ChunkTask]:
+    """Every input's chunks (only the columns scoring reads), in input order, as tasks for `prepare_chunk`."""
     for kind, path in inputs.items():
         table = release.spec.table(kind)
-        present = io.table_columns(path, table.read_options)
-        columns = read_columns(table, kind, present)
-        writer = result.writers[kind] = PartitionWriter(tmp, kind, k)
-        bar = progress(io.count_rows(path), f"read {kind}", show_progress)
-        result.rows[kind] = 0
-        for first_row, chunk in io.iter_chunks(path, chunk_size, columns=columns, read_options=table.read_options):
-            valid, rej = validate_chunk(chunk, table, kind, path, first_row)
-            rejects.write(rej)
-            writer.write(valid)
-            if kind == "customers":
-                result.rejected_ids.update(rej["customer_id"].dropna())
-            if "ts" in valid and len(valid):
-                days = history_days(valid)
-                result.days = days if result.days is None else result.days.add(days, fill_value=0).astype("int64")
-            result.rows[kind] += len(chunk)
-            bar.update(len(chunk))
-        writer.close()
-        bar.close()
-    return result
+        columns = read_columns(table, kind, io.table_columns(path, table.read_options))
+        for first_row, chunk in io.iter_tables(path, chunk_size, columns=columns, read_options=table.read_options):
+            yield ChunkTask(kind, table, path, first_row, io.to_ipc(chunk), k)
 
 
 def load_feedback_release(cfg: DictConfig, inputs: dict[str, str], release: ChurnRelease) -> FeedbackRelease | None:
@@ -173,7 +186,7 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
         scratch_dir(cfg.tmp_dir, PARTS_PREFIX) as tmp,
         io.publish_together(scores_writer, rejects_writer) as (writer, rejects),
     ):
-        parts = partition_inputs(inputs, release, k, tmp, int(cfg.chunk_size), rejects, show)
+        parts = partition_inputs(inputs, release, k, tmp, int(cfg.chunk_size), rejects, show, workers)
         cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, parts.days)
         job = PartitionJob(
             writers=parts.writers,

@@ -36,11 +36,27 @@ def choose_partitions(paths: list[str | os.PathLike], requested: int = 0, worker
 
 
 def partition_of(ids: pd.Series, k: int) -> np.ndarray:
-    """Stable partition index in [0, k) of each customer id (same id -> same partition in every table)."""
+    """Stable partition index in [0, k) of each customer id (same id -> same partition in every table): a hash
+    of the id's text, computed once per distinct id."""
     if k == 1:
         return np.zeros(len(ids), dtype=np.int64)
-    hashed = pd.util.hash_array(ids.astype(str).to_numpy(dtype=object), categorize=False)
-    return (hashed % np.uint64(k)).astype(np.int64)
+    codes, uniques = pd.factorize(ids, use_na_sentinel=False)
+    text = pd.Series(uniques).astype(str).to_numpy(dtype=object)
+    hashed = pd.util.hash_array(text, categorize=False)
+    return (hashed % np.uint64(k)).astype(np.int64)[codes]
+
+
+def by_partition(table: pa.Table, ids: pd.Series, k: int) -> tuple[pa.Table, np.ndarray]:
+    """`table`'s rows grouped by partition (their order kept within each) and the bounds: the rows of partition
+    p are `[bounds[p], bounds[p + 1])`. `ids`: the customer id of each row."""
+    parts = partition_of(ids, k)
+    order = np.argsort(parts, kind="stable")
+    return table.take(order), np.searchsorted(parts[order], np.arange(k + 1))
+
+
+def arrow_table(frame: pd.DataFrame) -> pa.Table:
+    """A frame as the Arrow table a partition file holds (no pandas metadata)."""
+    return pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
 
 
 class PartitionWriter:
@@ -61,24 +77,25 @@ class PartitionWriter:
     def write(self, frame: pd.DataFrame) -> None:
         """Append `frame`'s rows to their partitions; the first frame (even an empty one) fixes the columns, so a
         table without valid rows still reads back with them."""
-        table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+        table = arrow_table(frame)
+        self.write_grouped(*by_partition(table, frame["customer_id"], self.k) if len(frame) else (table, None))
+
+    def write_grouped(self, table: pa.Table, bounds: np.ndarray | None) -> None:
+        """Append rows already grouped by partition (`by_partition`); the first table fixes the columns."""
         if self.schema is None:
             self.schema = pa.schema(
                 [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
             )
-        if frame.empty:
+        if table.num_rows == 0:
             return
         table = table.select(self.schema.names).cast(self.schema)
-        parts = partition_of(frame["customer_id"], self.k)
-        order = np.argsort(parts, kind="stable")
-        bounds = np.searchsorted(parts[order], np.arange(self.k + 1))
         for part in range(self.k):
             lo, hi = bounds[part], bounds[part + 1]
             if hi > lo:
                 if part not in self._writers:
                     self._writers[part] = pa.ipc.new_file(self.path(part), self.schema, options=IPC_OPTIONS)
-                self._writers[part].write_table(table.take(order[lo:hi]))
-        self.rows += len(frame)
+                self._writers[part].write_table(table.slice(lo, hi - lo))
+        self.rows += table.num_rows
 
     def close(self) -> None:
         for writer in self._writers.values():

@@ -23,6 +23,7 @@ SENTIMENT_SCORE = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
 HISTORY_COLUMNS = ["customer_id", "cutoff", "ts", "event_type", "value"]
 LABEL_COLUMNS = ["label", "ttc_days", "followup_days"]
 DAY = pd.Timedelta(days=1)
+NAT = np.datetime64("NaT").astype("datetime64[ns]").view(np.int64)  # a missing timestamp as int64 nanoseconds
 log = logging.getLogger(__name__)
 
 
@@ -196,11 +197,10 @@ def check_splits(snapshots: Mapping[str, Snapshot], spec: DataSpec) -> None:
 
 def history_days(*frames: pd.DataFrame | None) -> pd.Series:
     """Rows per day (normalised `ts`, sorted) over the history frames given (events, feedback); empty without."""
-    parts = [f["ts"].dropna().dt.normalize().value_counts() for f in frames if f is not None and len(f)]
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return pd.Series(dtype="int64", index=pd.DatetimeIndex([]))
-    return pd.concat(parts).groupby(level=0).sum().sort_index().astype("int64")
+    ns = [f["ts"].to_numpy(dtype="datetime64[ns]").view(np.int64) for f in frames if f is not None and len(f)]
+    ns = np.concatenate(ns) if ns else np.zeros(0, dtype=np.int64)
+    days, counts = np.unique(ns[ns != NAT] // DAY.value, return_counts=True)  # floor: the calendar day
+    return pd.Series(counts.astype("int64"), index=pd.DatetimeIndex((days * DAY.value).astype("datetime64[ns]")))
 
 
 @dataclass(frozen=True)
