@@ -11,7 +11,7 @@ Runtime thread pools) and load the release once.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from churnsense.churn.release import ChurnRelease
 from churnsense.churn.score import score_churn_batch
 from churnsense.core.partition import PartitionWriter, partition_of
-from churnsense.core.pool import ordered_map
+from churnsense.core.pool import WorkerPool
 from churnsense.core.runs import peak_rss_mb
 from churnsense.core.runtime import row_parallel_workers
 from churnsense.data.contract import KINDS
@@ -29,7 +29,7 @@ from churnsense.monitoring.churn import scoring_values
 
 @dataclass
 class PartitionJob:
-    """What scoring one partition needs besides the releases (picklable: sent once to each worker)."""
+    """What scoring one partition needs besides the releases (picklable: sent with each partition to a worker)."""
 
     writers: dict[str, PartitionWriter]
     primary: str
@@ -54,6 +54,10 @@ class PartitionJob:
         for part, cid in zip(parts.tolist(), ids_list):
             out.setdefault(part, set()).add(cid)
         return out
+
+    def for_part(self, part: int) -> PartitionJob:
+        """This job with only partition `part`'s rejected ids (what a worker scoring it needs)."""
+        return replace(self, rejected_ids={part: self.rejected_ids[part]} if part in self.rejected_ids else {})
 
     def score(
         self, part: int, release: ChurnRelease, feedback_release=None
@@ -98,39 +102,34 @@ def worker_count(requested: int, partitions: int) -> int:
 _WORKER: dict[str, Any] = {}
 
 
-def _start_worker(model_path: str, cfg: DictConfig, inputs: Mapping[str, str], job: PartitionJob) -> None:
+def _start_worker(model_path: str, cfg: DictConfig, inputs: Mapping[str, str]) -> None:
     from churnsense.churn.serve import load_feedback_release  # the serving module imports this one
 
     release = ChurnRelease.load(model_path, num_threads=1, tracking_uri=cfg.tracking_uri, slice_rows=0)
     one_thread = OmegaConf.merge(cfg, {"num_threads": 1})
-    _WORKER.update(job=job, release=release, feedback=load_feedback_release(one_thread, dict(inputs), release))
+    _WORKER.update(release=release, feedback=load_feedback_release(one_thread, dict(inputs), release))
 
 
-def _score_in_worker(part: int):
-    """`PartitionJob.score` of `part` in a worker, with the worker's peak RSS (MiB) so far."""
-    return (*_WORKER["job"].score(part, _WORKER["release"], _WORKER["feedback"]), peak_rss_mb())
+def scoring_pool(workers: int, release: ChurnRelease, cfg: DictConfig, inputs: Mapping[str, str]) -> WorkerPool:
+    """The run's worker processes: each loads the release from `release.path` (one onnxruntime thread) and the
+    feedback release once; they validate the input chunks first, then score the partitions."""
+    return WorkerPool(workers, initializer=_start_worker, initargs=(str(release.path), cfg, dict(inputs)))
+
+
+def _score_in_worker(task: tuple[PartitionJob, int]):
+    """`PartitionJob.score` of a partition in a worker, with the worker's peak RSS (MiB) so far."""
+    job, part = task
+    return (*job.score(part, _WORKER["release"], _WORKER["feedback"]), peak_rss_mb())
 
 
 def score_partitions(
-    job: PartitionJob,
-    k: int,
-    workers: int,
-    release: ChurnRelease,
-    feedback_release,
-    cfg: DictConfig,
-    inputs: Mapping[str, str],
+    job: PartitionJob, k: int, pool: WorkerPool, release: ChurnRelease, feedback_release
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, Any, int, float]]:
     """`job.score` of partitions 0..k-1, in order, each with the peak RSS (MiB) of the process that scored it: in
-    this process with `workers` 1, else in that many spawned processes (each loads the release from `release.path`
-    with one onnxruntime thread)."""
-    if workers <= 1:
+    this process (with `release` and `feedback_release`) when the pool has one worker, else in its workers (each
+    gets the job with its partition's rejected ids only)."""
+    if pool.workers <= 1:
         for part in range(k):
             yield (*job.score(part, release, feedback_release), 0.0)
         return
-    yield from ordered_map(
-        _score_in_worker,
-        range(k),
-        workers,
-        initializer=_start_worker,
-        initargs=(str(release.path), cfg, dict(inputs), job),
-    )
+    yield from pool.map(_score_in_worker, ((job.for_part(part), part) for part in range(k)))

@@ -2,9 +2,11 @@
 
 Memory stays bounded whatever the file sizes: (1) one streaming pass per input validates rows chunk by chunk
 (bad rows -> rejects with file and row number) and hash-partitions the good ones by customer id into K temporary
-Arrow IPC files; (2) each partition, holding all rows of its customers, is scored with `score_churn_batch` (in
-`workers` processes at once: `churn.partition_scoring`) and appended to the output in partition order, which is
-published atomically together with the rejects file.
+Arrow IPC files; (2) each partition, holding all rows of its customers, is scored with `score_churn_batch` and
+appended to the output in partition order, which is published atomically together with the rejects file. Both
+stages run on the same `workers` processes (`churn.partition_scoring.scoring_pool`): they validate the chunks
+this process reads, then score the partitions; results come back in order, so the files are the same whatever
+the number of workers.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
-from churnsense.churn.partition_scoring import PartitionJob, score_partitions, worker_count
+from churnsense.churn.partition_scoring import PartitionJob, score_partitions, scoring_pool, worker_count
 from churnsense.churn.release import ChurnRelease
 from churnsense.core import io
 from churnsense.core.partition import PartitionWriter, choose_partitions
-from churnsense.core.pool import ordered_map
+from churnsense.core.pool import WorkerPool
 from churnsense.core.rejects import RejectsWriter, rejects_path_for
 from churnsense.core.release import MLFLOW_SCHEMES
 from churnsense.core.runs import RunSummary, progress
@@ -77,18 +79,18 @@ def partition_inputs(
     chunk_size: int,
     rejects: RejectsWriter,
     show_progress: bool,
-    workers: int = 1,
+    pool: WorkerPool,
 ) -> PassResult:
     """Validate every input chunk by chunk, write rejects, hash-partition the valid rows into `tmp`. Chunks are
-    validated and grouped by `workers` processes (`data.chunks.prepare_chunk`); this process reads them and
-    writes rejects and partitions in input order, so the files are the same whatever the number of workers."""
+    validated and grouped by the pool's workers (`data.chunks.prepare_chunk`); this process reads them and writes
+    rejects and partitions in input order, so the files are the same whatever the number of workers."""
     result = PassResult()
     bars = {}
     for kind, path in inputs.items():
         result.writers[kind] = PartitionWriter(tmp, kind, k)
         result.rows[kind] = 0
         bars[kind] = progress(io.count_rows(path), f"read {kind}", show_progress)
-    for done in ordered_map(prepare_chunk, chunk_tasks(inputs, release, k, chunk_size), workers):
+    for done in pool.map(prepare_chunk, chunk_tasks(inputs, release, k, chunk_size)):
         rejects.write(done.rejects)
         result.writers[done.kind].write_grouped(done.valid_rows(), done.bounds)
         result.rejected_ids.update(done.rejected_ids)
@@ -185,8 +187,9 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
         crm_export_for(cfg, output, release) as crm,
         scratch_dir(cfg.tmp_dir, PARTS_PREFIX) as tmp,
         io.publish_together(scores_writer, rejects_writer) as (writer, rejects),
+        scoring_pool(workers, release, cfg, inputs) as pool,
     ):
-        parts = partition_inputs(inputs, release, k, tmp, int(cfg.chunk_size), rejects, show, workers)
+        parts = partition_inputs(inputs, release, k, tmp, int(cfg.chunk_size), rejects, show, pool)
         cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, parts.days)
         job = PartitionJob(
             writers=parts.writers,
@@ -204,9 +207,7 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
         summary.workers = workers
         scored_customers = 0
         bar = progress(parts.rows[primary], "score", show)
-        for scored, rej, values, rows, worker_peak in score_partitions(
-            job, k, summary.workers, release, feedback_release, cfg, inputs
-        ):
+        for scored, rej, values, rows, worker_peak in score_partitions(job, k, pool, release, feedback_release):
             summary.worker_peak_mb = max(summary.worker_peak_mb, worker_peak)
             writer.write(scored)
             rejects.write(rej)
