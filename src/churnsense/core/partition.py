@@ -24,6 +24,7 @@ ROW = "_row"  # 1-based data-row number in the source file, carried through part
 TARGET_PARTITION_BYTES = 64 << 20  # about this much input (CSV bytes; Parquet counted 4x) per partition
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 MAX_PARTITIONS = 256  # x3 tables open writers; stays under the usual 1024 file limit
+BUFFER_ROWS = 1 << 21  # rows of a table held back per writer (over all its partitions) to write large batches
 
 
 def choose_partitions(paths: list[str | os.PathLike], requested: int = 0, workers: int = 1) -> int:
@@ -62,13 +63,19 @@ def arrow_table(frame: pd.DataFrame) -> pa.Table:
 class PartitionWriter:
     """Appends frames of one table to `<dir>/<name>-<k>.arrow`, one open Arrow IPC writer per partition.
 
-    The schema is fixed by the first frame; later frames are cast to it (all-null columns typed as strings).
+    The schema is fixed by the first frame; later frames are cast to it (all-null columns typed as strings). Rows
+    are held back per partition until about `BUFFER_ROWS / k` of them are pending and then written as one record
+    batch (`close` writes the rest): a chunk spread over many partitions would otherwise make many tiny batches,
+    each costly to write and to read back.
     """
 
     def __init__(self, directory: Path, name: str, k: int) -> None:
         self.directory, self.name, self.k = Path(directory), name, k
         self.schema: pa.Schema | None = None
         self._writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
+        self._pending: dict[int, list[pa.Table]] = {}  # rows of each partition not written yet
+        self._pending_rows: dict[int, int] = {}
+        self.flush_rows = max(1, BUFFER_ROWS // max(1, k))
         self.rows = 0
 
     def path(self, part: int) -> Path:
@@ -92,12 +99,25 @@ class PartitionWriter:
         for part in range(self.k):
             lo, hi = bounds[part], bounds[part + 1]
             if hi > lo:
-                if part not in self._writers:
-                    self._writers[part] = pa.ipc.new_file(self.path(part), self.schema, options=IPC_OPTIONS)
-                self._writers[part].write_table(table.slice(lo, hi - lo))
+                self._pending.setdefault(part, []).append(table.slice(lo, hi - lo))
+                self._pending_rows[part] = self._pending_rows.get(part, 0) + int(hi - lo)
+                if self._pending_rows[part] >= self.flush_rows:
+                    self._flush(part)
         self.rows += table.num_rows
 
+    def _flush(self, part: int) -> None:
+        """Write partition `part`'s pending rows as one record batch."""
+        rows = self._pending.pop(part, [])
+        self._pending_rows.pop(part, None)
+        if not rows:
+            return
+        if part not in self._writers:
+            self._writers[part] = pa.ipc.new_file(self.path(part), self.schema, options=IPC_OPTIONS)
+        self._writers[part].write_table(pa.concat_tables(rows).combine_chunks())
+
     def close(self) -> None:
+        for part in list(self._pending):
+            self._flush(part)
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
