@@ -10,6 +10,7 @@ Runtime thread pools) and load the release once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from churnsense.churn.release import ChurnRelease
 from churnsense.churn.score import score_churn_batch
+from churnsense.core.drift import ProfileAccumulator
 from churnsense.core.partition import PartitionWriter, partition_of
 from churnsense.core.pool import WorkerPool
 from churnsense.core.runs import peak_rss_mb
@@ -62,7 +64,7 @@ class PartitionJob:
     def score(
         self, part: int, release: ChurnRelease, feedback_release=None
     ) -> tuple[pd.DataFrame, pd.DataFrame, Any, int]:
-        """(scores, rejects, drift values or None, rows of the primary input) of partition `part`."""
+        """(scores, rejects, drift counts or None, rows of the primary input) of partition `part`."""
         frames = {kind: self.writers[kind].read(part) if kind in self.writers else None for kind in KINDS}
         observed: list = []
         monitor = None
@@ -70,9 +72,9 @@ class PartitionJob:
             reference, categorical, numeric = self.drift
 
             def monitor(snapshot, scored) -> None:
-                observed.append(
-                    scoring_values(snapshot, scored["churn_probability"].to_numpy(), reference, categorical, numeric)
-                )
+                p = scored["churn_probability"].to_numpy()
+                values = scoring_values(snapshot, p, reference, categorical, numeric)
+                observed.append(ProfileAccumulator.count(reference, values))  # counts, not the rows, travel
 
         scored, rejects = score_churn_batch(
             frames["customers"],
@@ -117,19 +119,22 @@ def scoring_pool(workers: int, release: ChurnRelease, cfg: DictConfig, inputs: M
 
 
 def _score_in_worker(task: tuple[PartitionJob, int]):
-    """`PartitionJob.score` of a partition in a worker, with the worker's peak RSS (MiB) so far."""
+    """`PartitionJob.score` of a partition in a worker, with the worker's peak RSS (MiB) so far and the CPU
+    seconds it took."""
+    started = time.process_time()
     job, part = task
-    return (*job.score(part, _WORKER["release"], _WORKER["feedback"]), peak_rss_mb())
+    scored = job.score(part, _WORKER["release"], _WORKER["feedback"])
+    return (*scored, peak_rss_mb(), time.process_time() - started)
 
 
 def score_partitions(
     job: PartitionJob, k: int, pool: WorkerPool, release: ChurnRelease, feedback_release
-) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, Any, int, float]]:
-    """`job.score` of partitions 0..k-1, in order, each with the peak RSS (MiB) of the process that scored it: in
-    this process (with `release` and `feedback_release`) when the pool has one worker, else in its workers (each
-    gets the job with its partition's rejected ids only)."""
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, Any, int, float, float]]:
+    """`job.score` of partitions 0..k-1, in order, each with the peak RSS (MiB) and CPU seconds of the worker
+    that scored it (0 in this process): in this process (with `release` and `feedback_release`) when the pool has
+    one worker, else in its workers (each gets the job with its partition's rejected ids only)."""
     if pool.workers <= 1:
         for part in range(k):
-            yield (*job.score(part, release, feedback_release), 0.0)
+            yield (*job.score(part, release, feedback_release), 0.0, 0.0)
         return
     yield from pool.map(_score_in_worker, ((job.for_part(part), part) for part in range(k)))

@@ -27,7 +27,7 @@ from churnsense.core.partition import PartitionWriter, choose_partitions
 from churnsense.core.pool import WorkerPool
 from churnsense.core.rejects import RejectsWriter, rejects_path_for
 from churnsense.core.release import MLFLOW_SCHEMES
-from churnsense.core.runs import RunSummary, progress
+from churnsense.core.runs import RunSummary, Stage, progress
 from churnsense.core.scratch import scratch_dir
 from churnsense.data.chunks import ChunkTask, prepare_chunk
 from churnsense.data.contract import KINDS
@@ -80,6 +80,7 @@ def partition_inputs(
     rejects: RejectsWriter,
     show_progress: bool,
     pool: WorkerPool,
+    stage: Stage,
 ) -> PassResult:
     """Validate every input chunk by chunk, write rejects, hash-partition the valid rows into `tmp`. Chunks are
     validated and grouped by the pool's workers (`data.chunks.prepare_chunk`); this process reads them and writes
@@ -98,6 +99,7 @@ def partition_inputs(
             result.days = done.days if result.days is None else result.days.add(done.days, fill_value=0)
         result.rows[done.kind] += done.rows
         bars[done.kind].update(done.rows)
+        stage.worker_cpu += done.cpu if pool.workers > 1 else 0.0
     for kind in inputs:
         result.writers[kind].close()
         bars[kind].close()
@@ -189,7 +191,9 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
         io.publish_together(scores_writer, rejects_writer) as (writer, rejects),
         scoring_pool(workers, release, cfg, inputs) as pool,
     ):
-        parts = partition_inputs(inputs, release, k, tmp, int(cfg.chunk_size), rejects, show, pool)
+        stage = summary.stage("read+validate+partition")
+        parts = partition_inputs(inputs, release, k, tmp, int(cfg.chunk_size), rejects, show, pool, stage)
+        stage.stop()
         cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, parts.days)
         job = PartitionJob(
             writers=parts.writers,
@@ -207,17 +211,20 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
         summary.workers = workers
         scored_customers = 0
         bar = progress(parts.rows[primary], "score", show)
-        for scored, rej, values, rows, worker_peak in score_partitions(job, k, pool, release, feedback_release):
+        stage = summary.stage("score")
+        for scored, rej, values, rows, worker_peak, cpu in score_partitions(job, k, pool, release, feedback_release):
+            stage.worker_cpu += cpu
             summary.worker_peak_mb = max(summary.worker_peak_mb, worker_peak)
             writer.write(scored)
             rejects.write(rej)
             if crm is not None:
                 crm.add(scored)
             if monitor is not None and values is not None:
-                monitor.add(values)
+                monitor.add_counts(values)
             scored_customers += len(scored)
             bar.update(rows)
         bar.close()
+        stage.stop()
         summary.rows_in = parts.rows[primary]
         summary.rejected = rejects.by_source.get(inputs[primary], 0)
         summary.scored = scored_customers if primary == "customers" else summary.rows_in - summary.rejected
@@ -234,6 +241,7 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
         f"cutoff {cutoff.date()}{rule} | {k} partition(s), {summary.workers} worker(s) | scores -> {output} | "
         f"rejects -> {rejects_path}"
     )
+    print(summary.stages_line())
     outliers = history_end(parts.days, release.spec.framing) if not cfg.cutoff and parts.days is not None else None
     if outliers is not None and outliers.outliers:
         print(f"notice: {outliers.describe()}")

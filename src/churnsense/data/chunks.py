@@ -5,6 +5,7 @@ rows per day, rejected customer ids). Rows travel between processes as Arrow IPC
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +44,7 @@ class PreparedChunk:
     rejects: pd.DataFrame
     days: pd.Series | None = None
     rejected_ids: list = field(default_factory=list)
+    cpu: float = 0.0  # CPU seconds the preparing process spent on it
 
     def valid_rows(self) -> pa.Table:
         return from_ipc(self.valid)
@@ -50,6 +52,7 @@ class PreparedChunk:
 
 def prepare_chunk(task: ChunkTask) -> PreparedChunk:
     """Validate one chunk (`validate_chunk`) and group its valid rows by partition."""
+    started = time.process_time()
     chunk = as_frame(from_ipc(task.rows))
     valid, rejects = validate_chunk(chunk, task.table, task.kind, task.source, task.first_row)
     table, bounds = arrow_table(valid), None
@@ -63,4 +66,5 @@ def prepare_chunk(task: ChunkTask) -> PreparedChunk:
         rejects=rejects,
         days=history_days(valid) if "ts" in valid and len(valid) else None,
         rejected_ids=rejects["customer_id"].dropna().tolist() if task.kind == "customers" else [],
+        cpu=time.process_time() - started,
     )
