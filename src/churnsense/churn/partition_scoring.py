@@ -66,6 +66,12 @@ class PartitionJob:
     ) -> tuple[pd.DataFrame, pd.DataFrame, Any, int]:
         """(scores, rejects, drift counts or None, rows of the primary input) of partition `part`."""
         frames = {kind: self.writers[kind].read(part) if kind in self.writers else None for kind in KINDS}
+        return self.score_frames(frames, self.rejected_ids.get(part, set()), release, feedback_release)
+
+    def score_frames(
+        self, frames: dict[str, pd.DataFrame | None], rejected_ids: set, release: ChurnRelease, feedback_release=None
+    ) -> tuple[pd.DataFrame, pd.DataFrame, Any, int]:
+        """`score` of a partition's validated rows per table (with `_row`) and its rejected customer ids."""
         observed: list = []
         monitor = None
         if self.drift is not None:
@@ -84,7 +90,7 @@ class PartitionJob:
             self.cutoff,
             validated=True,
             sources=self.sources,
-            rejected_ids=self.rejected_ids.get(part, set()),
+            rejected_ids=rejected_ids,
             risk_bands=self.risk_bands,
             batch_size=self.batch_size,
             feedback_release=feedback_release,

@@ -248,10 +248,12 @@ def as_frame(table: pa.Table) -> pd.DataFrame:
     return _as_text(table).to_pandas()
 
 
-def to_ipc(table: pa.Table) -> pa.Buffer:
-    """`table` as one Arrow IPC stream: only its own rows (pickling a slice would carry its parent's buffers)."""
+def to_ipc(table: pa.Table, compression: str | None = None) -> pa.Buffer:
+    """`table` as one Arrow IPC stream: only its own rows (pickling a slice would carry its parent's buffers);
+    `compression`: Arrow's buffer compression (`lz4`, `zstd`) for bytes that are stored, not just passed on."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     return sink.getvalue()
 

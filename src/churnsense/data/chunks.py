@@ -39,7 +39,7 @@ class PreparedChunk:
 
     kind: Kind
     rows: int
-    valid: pa.Buffer
+    valid: pa.Buffer | None
     bounds: np.ndarray | None
     rejects: pd.DataFrame
     days: pd.Series | None = None
@@ -53,18 +53,28 @@ class PreparedChunk:
 def prepare_chunk(task: ChunkTask) -> PreparedChunk:
     """Validate one chunk (`validate_chunk`) and group its valid rows by partition."""
     started = time.process_time()
-    chunk = as_frame(from_ipc(task.rows))
-    valid, rejects = validate_chunk(chunk, task.table, task.kind, task.source, task.first_row)
+    table, done = prepare_rows(from_ipc(task.rows), task.kind, task.table, task.source, task.first_row, task.partitions)
+    done.valid, done.cpu = to_ipc(table), time.process_time() - started
+    return done
+
+
+def prepare_rows(
+    rows: pa.Table, kind: Kind, spec: TableSpec, source: str, first_row: int, partitions: int
+) -> tuple[pa.Table, PreparedChunk]:
+    """`prepare_chunk` of consecutive raw rows (as `core.io.iter_tables` reads them) starting at data row
+    `first_row`: (the valid rows grouped by partition, the chunk's rejects and counts without them)."""
+    chunk = as_frame(rows)
+    valid, rejects = validate_chunk(chunk, spec, kind, source, first_row)
     table, bounds = arrow_table(valid), None
     if len(valid):
-        table, bounds = by_partition(table, valid["customer_id"], task.partitions)
-    return PreparedChunk(
-        kind=task.kind,
+        table, bounds = by_partition(table, valid["customer_id"], partitions)
+    done = PreparedChunk(
+        kind=kind,
         rows=len(chunk),
-        valid=to_ipc(table),
+        valid=None,
         bounds=bounds,
         rejects=rejects,
         days=history_days(valid) if "ts" in valid and len(valid) else None,
-        rejected_ids=rejects["customer_id"].dropna().tolist() if task.kind == "customers" else [],
-        cpu=time.process_time() - started,
+        rejected_ids=rejects["customer_id"].dropna().tolist() if kind == "customers" else [],
     )
+    return table, done
