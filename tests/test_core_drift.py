@@ -228,3 +228,18 @@ def test_misspelt_config_key_is_named():
     cfg["psi_treshold"] = cfg.pop("psi")
     with pytest.raises(ValueError, match=r"unknown keys \['psi_treshold'\], missing keys \['psi'\]"):
         DriftThresholds.from_config(cfg)
+
+
+def test_counts_made_elsewhere_add_up_to_the_values(reference):
+    """A worker counts its partition (`count`, pickled back) and the run adds the counts: the same profile as
+    adding the values, the cap on unknown categories included."""
+    import pickle
+
+    frame = customers(3_000, seed=8, new_plan=0.02).assign(plan=lambda f: f["plan"] + f.index.astype(str).str[-1])
+    direct, counted = ProfileAccumulator(reference, max_new_categories=3), ProfileAccumulator(reference, 3)
+    for chunk in np.array_split(np.arange(len(frame)), 5):
+        values = {c: frame[c].iloc[chunk] for c in frame}
+        direct.add(values)
+        counted.add_counts(pickle.loads(pickle.dumps(ProfileAccumulator.count(reference, values))))
+    assert counted.profile().to_dict() == direct.profile().to_dict()
+    assert direct.profile().features["plan"].other > 0  # the cap was reached

@@ -16,7 +16,12 @@ from churnsense.insights.enrich import INSIGHT_COLUMNS
 from test_serving_churn import build_release, serve_cfg, write_inputs
 
 pytestmark = pytest.mark.slow  # starts a JVM: run with `make test-all`
-SPARK = ("engine=spark", "spark.master='local[2]'", "spark.partitions=3", "spark.rows_per_batch=20")
+SPARK = (
+    "engine=spark",
+    "spark.master='local[2]'",
+    "spark.partitions=3",
+    "+spark.conf.spark.sql.execution.arrow.maxRecordsPerBatch=7",
+)
 
 
 @pytest.fixture(scope="module")

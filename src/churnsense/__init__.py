@@ -2,8 +2,8 @@
 
 import warnings
 
-# pandera imports pyspark.pandas when PySpark (the optional Spark engine) is installed, and PySpark 4.x warns on
-# import that it does not fully support pandas 3; the Spark engine uses plain DataFrames only, so the line is noise
+# PySpark 4.x warns on every Arrow/pandas call that it does not fully support pandas 3; the Spark engine hands
+# Arrow batches to the same pandas scorer as the local engine (its test compares the rows), so the line is noise
 # on every run's stderr.
 warnings.filterwarnings("ignore", message="PySpark does not yet fully support", category=FutureWarning)
 

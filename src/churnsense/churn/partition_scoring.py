@@ -10,10 +10,9 @@ Runtime thread pools) and load the release once.
 
 from __future__ import annotations
 
-import multiprocessing
+import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -21,7 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from churnsense.churn.release import ChurnRelease
 from churnsense.churn.score import score_churn_batch
+from churnsense.core.drift import ProfileAccumulator
 from churnsense.core.partition import PartitionWriter, partition_of
+from churnsense.core.pool import WorkerPool
 from churnsense.core.runs import peak_rss_mb
 from churnsense.core.runtime import row_parallel_workers
 from churnsense.data.contract import KINDS
@@ -30,7 +31,7 @@ from churnsense.monitoring.churn import scoring_values
 
 @dataclass
 class PartitionJob:
-    """What scoring one partition needs besides the releases (picklable: sent once to each worker)."""
+    """What scoring one partition needs besides the releases (picklable: sent with each partition to a worker)."""
 
     writers: dict[str, PartitionWriter]
     primary: str
@@ -56,20 +57,30 @@ class PartitionJob:
             out.setdefault(part, set()).add(cid)
         return out
 
+    def for_part(self, part: int) -> PartitionJob:
+        """This job with only partition `part`'s rejected ids (what a worker scoring it needs)."""
+        return replace(self, rejected_ids={part: self.rejected_ids[part]} if part in self.rejected_ids else {})
+
     def score(
         self, part: int, release: ChurnRelease, feedback_release=None
     ) -> tuple[pd.DataFrame, pd.DataFrame, Any, int]:
-        """(scores, rejects, drift values or None, rows of the primary input) of partition `part`."""
+        """(scores, rejects, drift counts or None, rows of the primary input) of partition `part`."""
         frames = {kind: self.writers[kind].read(part) if kind in self.writers else None for kind in KINDS}
+        return self.score_frames(frames, self.rejected_ids.get(part, set()), release, feedback_release)
+
+    def score_frames(
+        self, frames: dict[str, pd.DataFrame | None], rejected_ids: set, release: ChurnRelease, feedback_release=None
+    ) -> tuple[pd.DataFrame, pd.DataFrame, Any, int]:
+        """`score` of a partition's validated rows per table (with `_row`) and its rejected customer ids."""
         observed: list = []
         monitor = None
         if self.drift is not None:
             reference, categorical, numeric = self.drift
 
             def monitor(snapshot, scored) -> None:
-                observed.append(
-                    scoring_values(snapshot, scored["churn_probability"].to_numpy(), reference, categorical, numeric)
-                )
+                p = scored["churn_probability"].to_numpy()
+                values = scoring_values(snapshot, p, reference, categorical, numeric)
+                observed.append(ProfileAccumulator.count(reference, values))  # counts, not the rows, travel
 
         scored, rejects = score_churn_batch(
             frames["customers"],
@@ -79,7 +90,7 @@ class PartitionJob:
             self.cutoff,
             validated=True,
             sources=self.sources,
-            rejected_ids=self.rejected_ids.get(part, set()),
+            rejected_ids=rejected_ids,
             risk_bands=self.risk_bands,
             batch_size=self.batch_size,
             feedback_release=feedback_release,
@@ -99,40 +110,37 @@ def worker_count(requested: int, partitions: int) -> int:
 _WORKER: dict[str, Any] = {}
 
 
-def _start_worker(model_path: str, cfg: DictConfig, inputs: Mapping[str, str], job: PartitionJob) -> None:
+def _start_worker(model_path: str, cfg: DictConfig, inputs: Mapping[str, str]) -> None:
     from churnsense.churn.serve import load_feedback_release  # the serving module imports this one
 
     release = ChurnRelease.load(model_path, num_threads=1, tracking_uri=cfg.tracking_uri, slice_rows=0)
     one_thread = OmegaConf.merge(cfg, {"num_threads": 1})
-    _WORKER.update(job=job, release=release, feedback=load_feedback_release(one_thread, dict(inputs), release))
+    _WORKER.update(release=release, feedback=load_feedback_release(one_thread, dict(inputs), release))
 
 
-def _score_in_worker(part: int):
-    """`PartitionJob.score` of `part` in a worker, with the worker's peak RSS (MiB) so far."""
-    return (*_WORKER["job"].score(part, _WORKER["release"], _WORKER["feedback"]), peak_rss_mb())
+def scoring_pool(workers: int, release: ChurnRelease, cfg: DictConfig, inputs: Mapping[str, str]) -> WorkerPool:
+    """The run's worker processes: each loads the release from `release.path` (one onnxruntime thread) and the
+    feedback release once; they validate the input chunks first, then score the partitions."""
+    return WorkerPool(workers, initializer=_start_worker, initargs=(str(release.path), cfg, dict(inputs)))
+
+
+def _score_in_worker(task: tuple[PartitionJob, int]):
+    """`PartitionJob.score` of a partition in a worker, with the worker's peak RSS (MiB) so far and the CPU
+    seconds it took."""
+    started = time.process_time()
+    job, part = task
+    scored = job.score(part, _WORKER["release"], _WORKER["feedback"])
+    return (*scored, peak_rss_mb(), time.process_time() - started)
 
 
 def score_partitions(
-    job: PartitionJob,
-    k: int,
-    workers: int,
-    release: ChurnRelease,
-    feedback_release,
-    cfg: DictConfig,
-    inputs: Mapping[str, str],
-) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, Any, int, float]]:
-    """`job.score` of partitions 0..k-1, in order, each with the peak RSS (MiB) of the process that scored it: in
-    this process with `workers` 1, else in that many spawned processes (each loads the release from `release.path`
-    with one onnxruntime thread)."""
-    if workers <= 1:
+    job: PartitionJob, k: int, pool: WorkerPool, release: ChurnRelease, feedback_release
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, Any, int, float, float]]:
+    """`job.score` of partitions 0..k-1, in order, each with the peak RSS (MiB) and CPU seconds of the worker
+    that scored it (0 in this process): in this process (with `release` and `feedback_release`) when the pool has
+    one worker, else in its workers (each gets the job with its partition's rejected ids only)."""
+    if pool.workers <= 1:
         for part in range(k):
-            yield (*job.score(part, release, feedback_release), 0.0)
+            yield (*job.score(part, release, feedback_release), 0.0, 0.0)
         return
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(str(release.path), cfg, dict(inputs), job)
-    )
-    try:
-        yield from pool.map(_score_in_worker, range(k))
-    finally:  # a failed run does not wait for the partitions still queued
-        pool.shutdown(wait=True, cancel_futures=True)
+    yield from pool.map(_score_in_worker, ((job.for_part(part), part) for part in range(k)))

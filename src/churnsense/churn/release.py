@@ -23,6 +23,7 @@ from churnsense.data.contract import DataSpec
 from churnsense.insights.state import InsightsState, load_state
 
 FILES = ("model.onnx", "pipeline.json", "config.yaml", "metadata.json")
+SEQ_PREFIX = "seq_"  # model inputs with an event axis (batch contract: seq_type, seq_value, seq_dt, seq_mask)
 
 
 @dataclass
@@ -85,22 +86,30 @@ class ChurnRelease:
         return [int(h) for h in self.metadata.get("hazard_horizons") or []]
 
     def run(self, batch: dict[str, np.ndarray], batch_size: int = 1024) -> dict[str, np.ndarray]:
-        """Feed the model inputs in slices of `batch_size`; returns `churn_probability` [B] (calibrated) and, with
-        a hazard head, `p_churn_<h>d` [B] per horizon."""
+        """Feed the model inputs in batches of `batch_size`; returns `churn_probability` [B] (calibrated) and,
+        with a hazard head, `p_churn_<h>d` [B] per horizon, in the rows' order.
+
+        Rows are batched by history length and each batch's event axis is cut to its longest history (at least
+        one slot): events are left-aligned and padding is masked, so a row's output does not change, and the
+        model runs over the events customers have rather than over padding."""
         names = self.input_names
         missing = [n for n in names if n not in batch]
         if missing:
             raise KeyError(f"feature pipeline produced no {missing} (model inputs: {names})")
         outputs = self.runner.output_names
         n = len(batch[names[0]]) if names else 0
-        parts = [
-            self.runner.run(outputs, {k: batch[k][lo : lo + batch_size] for k in names})
-            for lo in range(0, n, batch_size)
-        ]
-        raw = {
-            name: (np.concatenate([p[i] for p in parts]) if parts else np.zeros((0,), np.float32))
-            for i, name in enumerate(outputs)
-        }
+        lengths = batch["seq_mask"].sum(axis=1) if "seq_mask" in batch and n else np.zeros(n, dtype=np.int64)
+        order = np.argsort(lengths, kind="stable")
+        raw: dict[str, np.ndarray] = {}
+        for lo in range(0, n, batch_size):
+            rows = order[lo : lo + batch_size]
+            width = max(1, int(lengths[rows].max()))
+            feed = {k: batch[k][rows][:, :width] if k.startswith(SEQ_PREFIX) else batch[k][rows] for k in names}
+            for name, values in zip(outputs, self.runner.run(outputs, feed)):
+                if name not in raw:
+                    raw[name] = np.zeros((n, *values.shape[1:]), dtype=values.dtype)
+                raw[name][rows] = values
+        raw = {name: raw.get(name, np.zeros((0,), np.float32)) for name in outputs}
         out = {"churn_probability": raw["p_churn"].astype(np.float64)}
         if "p_horizon" in raw:
             for k, h in enumerate(self.horizons):

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from churnsense.churn.release import ChurnRelease
+from churnsense.core.frames import stable_sort
 from churnsense.core.partition import ROW
 from churnsense.core.rejects import REJECT_COLUMNS, summarize_by_customer, with_counts
 from churnsense.data.contract import KINDS, DataSpec
@@ -183,7 +184,7 @@ def _canonical(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     if frame is None:
         return None
     frame = frame.drop(columns=[ROW], errors="ignore")
-    return frame.sort_values(["customer_id", "ts"], kind="stable", ignore_index=True) if "ts" in frame else frame
+    return stable_sort(frame, ["customer_id", "ts"]) if "ts" in frame else frame
 
 
 def _score(customers, events, feedback, release: ChurnRelease, cutoff, bands, batch_size):

@@ -2,32 +2,37 @@
 
 Memory stays bounded whatever the file sizes: (1) one streaming pass per input validates rows chunk by chunk
 (bad rows -> rejects with file and row number) and hash-partitions the good ones by customer id into K temporary
-Arrow IPC files; (2) each partition, holding all rows of its customers, is scored with `score_churn_batch` (in
-`workers` processes at once: `churn.partition_scoring`) and appended to the output in partition order, which is
-published atomically together with the rejects file.
+Arrow IPC files; (2) each partition, holding all rows of its customers, is scored with `score_churn_batch` and
+appended to the output in partition order, which is published atomically together with the rejects file. Both
+stages run on the same `workers` processes (`churn.partition_scoring.scoring_pool`): they validate the chunks
+this process reads, then score the partitions; results come back in order, so the files are the same whatever
+the number of workers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from omegaconf import DictConfig
 
-from churnsense.churn.partition_scoring import PartitionJob, score_partitions, worker_count
+from churnsense.churn.partition_scoring import PartitionJob, score_partitions, scoring_pool, worker_count
 from churnsense.churn.release import ChurnRelease
 from churnsense.core import io
 from churnsense.core.partition import PartitionWriter, choose_partitions
+from churnsense.core.pool import WorkerPool
 from churnsense.core.rejects import RejectsWriter, rejects_path_for
 from churnsense.core.release import MLFLOW_SCHEMES
-from churnsense.core.runs import RunSummary, progress
+from churnsense.core.runs import RunSummary, Stage, progress
 from churnsense.core.scratch import scratch_dir
+from churnsense.data.chunks import ChunkTask, prepare_chunk
 from churnsense.data.contract import KINDS
-from churnsense.data.framing import history_days, history_end, scoring_cutoff
-from churnsense.data.validation import read_columns, validate_chunk
+from churnsense.data.framing import history_end, scoring_cutoff
+from churnsense.data.validation import read_columns
 from churnsense.feedback.release import FeedbackRelease, load_release
 from churnsense.insights.crm_export import CrmExport, export_dir_for
 from churnsense.insights.value import revenue_notice
@@ -74,30 +79,42 @@ def partition_inputs(
     chunk_size: int,
     rejects: RejectsWriter,
     show_progress: bool,
+    pool: WorkerPool,
+    stage: Stage,
 ) -> PassResult:
-    """Validate every input chunk by chunk, write rejects, hash-partition the valid rows into `tmp`."""
+    """Validate every input chunk by chunk, write rejects, hash-partition the valid rows into `tmp`. Chunks are
+    validated and grouped by the pool's workers (`data.chunks.prepare_chunk`); this process reads them and writes
+    rejects and partitions in input order, so the files are the same whatever the number of workers."""
     result = PassResult()
+    bars = {}
+    for kind, path in inputs.items():
+        result.writers[kind] = PartitionWriter(tmp, kind, k)
+        result.rows[kind] = 0
+        bars[kind] = progress(io.count_rows(path), f"read {kind}", show_progress)
+    for done in pool.map(prepare_chunk, chunk_tasks(inputs, release, k, chunk_size)):
+        rejects.write(done.rejects)
+        result.writers[done.kind].write_grouped(done.valid_rows(), done.bounds)
+        result.rejected_ids.update(done.rejected_ids)
+        if done.days is not None:
+            result.days = done.days if result.days is None else result.days.add(done.days, fill_value=0)
+        result.rows[done.kind] += done.rows
+        bars[done.kind].update(done.rows)
+        stage.worker_cpu += done.cpu if pool.workers > 1 else 0.0
+    for kind in inputs:
+        result.writers[kind].close()
+        bars[kind].close()
+    if result.days is not None:
+        result.days = result.days.astype("int64")
+    return result
+
+
+def chunk_tasks(inputs: dict[str, str], release: ChurnRelease, k: int, chunk_size: int) -> Iterator[ChunkTask]:
+    """Every input's chunks (only the columns scoring reads), in input order, as tasks for `prepare_chunk`."""
     for kind, path in inputs.items():
         table = release.spec.table(kind)
-        present = io.table_columns(path, table.read_options)
-        columns = read_columns(table, kind, present)
-        writer = result.writers[kind] = PartitionWriter(tmp, kind, k)
-        bar = progress(io.count_rows(path), f"read {kind}", show_progress)
-        result.rows[kind] = 0
-        for first_row, chunk in io.iter_chunks(path, chunk_size, columns=columns, read_options=table.read_options):
-            valid, rej = validate_chunk(chunk, table, kind, path, first_row)
-            rejects.write(rej)
-            writer.write(valid)
-            if kind == "customers":
-                result.rejected_ids.update(rej["customer_id"].dropna())
-            if "ts" in valid and len(valid):
-                days = history_days(valid)
-                result.days = days if result.days is None else result.days.add(days, fill_value=0).astype("int64")
-            result.rows[kind] += len(chunk)
-            bar.update(len(chunk))
-        writer.close()
-        bar.close()
-    return result
+        columns = read_columns(table, kind, io.table_columns(path, table.read_options))
+        for first_row, chunk in io.iter_tables(path, chunk_size, columns=columns, read_options=table.read_options):
+            yield ChunkTask(kind, table, path, first_row, io.to_ipc(chunk), k)
 
 
 def load_feedback_release(cfg: DictConfig, inputs: dict[str, str], release: ChurnRelease) -> FeedbackRelease | None:
@@ -172,8 +189,11 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
         crm_export_for(cfg, output, release) as crm,
         scratch_dir(cfg.tmp_dir, PARTS_PREFIX) as tmp,
         io.publish_together(scores_writer, rejects_writer) as (writer, rejects),
+        scoring_pool(workers, release, cfg, inputs) as pool,
     ):
-        parts = partition_inputs(inputs, release, k, tmp, int(cfg.chunk_size), rejects, show)
+        stage = summary.stage("read+validate+partition")
+        parts = partition_inputs(inputs, release, k, tmp, int(cfg.chunk_size), rejects, show, pool, stage)
+        stage.stop()
         cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, parts.days)
         job = PartitionJob(
             writers=parts.writers,
@@ -191,19 +211,20 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
         summary.workers = workers
         scored_customers = 0
         bar = progress(parts.rows[primary], "score", show)
-        for scored, rej, values, rows, worker_peak in score_partitions(
-            job, k, summary.workers, release, feedback_release, cfg, inputs
-        ):
+        stage = summary.stage("score")
+        for scored, rej, values, rows, worker_peak, cpu in score_partitions(job, k, pool, release, feedback_release):
+            stage.worker_cpu += cpu
             summary.worker_peak_mb = max(summary.worker_peak_mb, worker_peak)
             writer.write(scored)
             rejects.write(rej)
             if crm is not None:
                 crm.add(scored)
             if monitor is not None and values is not None:
-                monitor.add(values)
+                monitor.add_counts(values)
             scored_customers += len(scored)
             bar.update(rows)
         bar.close()
+        stage.stop()
         summary.rows_in = parts.rows[primary]
         summary.rejected = rejects.by_source.get(inputs[primary], 0)
         summary.scored = scored_customers if primary == "customers" else summary.rows_in - summary.rejected
@@ -220,6 +241,7 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
         f"cutoff {cutoff.date()}{rule} | {k} partition(s), {summary.workers} worker(s) | scores -> {output} | "
         f"rejects -> {rejects_path}"
     )
+    print(summary.stages_line())
     outliers = history_end(parts.days, release.spec.framing) if not cfg.cutoff and parts.days is not None else None
     if outliers is not None and outliers.outliers:
         print(f"notice: {outliers.describe()}")

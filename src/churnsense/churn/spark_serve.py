@@ -1,37 +1,48 @@
 """`python serve.py task=churn engine=spark [spark.master=spark://host:7077] input.customers=… output=DIR`: churn
 batch scoring on Spark, the same rows as the local engine.
 
-Spark reads every input (with each row's 1-based number in its file), puts all rows of a customer, from every
-table, in one partition (`repartition` by customer id), sorts each partition by customer and hands it to
-`score_churn_batch` in frames of whole customers (`mapInPandas`): validation, rejects, features, the ONNX model
-(one session per Python worker, loaded once from the release shipped to every executor) and insights run
-unchanged. Scores and rejects are written as Parquet datasets (folders of part files) and published together.
-Drift monitoring and the CRM export run with the local engine only.
+The local engine's two stages, with Spark reading the files and moving the rows between them:
+1. Spark reads every input (each row with its 1-based number in its file) and hands its batches to
+   `data.chunks.prepare_rows` (`mapInArrow`): validated exactly as the local engine validates a chunk, grouped by
+   customer partition, and sent on as Arrow IPC blocks (a few large records instead of millions of rows), with
+   the reject lines, the rejected customer ids and the valid history rows per day. Kept on disk (`persist`).
+2. The default scoring date comes from the day counts; the blocks are shuffled by partition and each partition's
+   tables are rebuilt in file order and scored by `PartitionJob.score_frames`, the local engine's scorer (one
+   ONNX Runtime session per Python worker, loaded once from the release shipped to every executor).
+Scores and rejects are written as Parquet datasets (folders of part files) and published together. Drift
+monitoring and the CRM export run with the local engine only.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from omegaconf import DictConfig, OmegaConf
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
+from churnsense.churn.partition_scoring import PartitionJob
 from churnsense.churn.release import ChurnRelease
 from churnsense.churn.score import score_churn_batch
 from churnsense.churn.serve import load_feedback_release, resolve_inputs
 from churnsense.core import io
-from churnsense.core.rejects import REJECT_COLUMNS, relative_source
+from churnsense.core.partition import BUFFER_ROWS, arrow_table, choose_partitions, partition_of
+from churnsense.core.rejects import REJECT_COLUMNS, relative_source, with_counts
 from churnsense.core.runs import RunSummary
 from churnsense.core.spark import (
     ROW,
     DatasetPublisher,
-    complete_groups,
     conform,
     on_worker,
     read_rows,
@@ -40,74 +51,154 @@ from churnsense.core.spark import (
     spark_schema,
     spark_session,
 )
-from churnsense.data.contract import KINDS
-from churnsense.data.framing import history_days, scoring_cutoff
+from churnsense.data.chunks import prepare_rows
+from churnsense.data.contract import KINDS, TableSpec
+from churnsense.data.framing import scoring_cutoff
 from churnsense.data.validation import read_columns, validate_chunk
 from churnsense.feedback.release import load_release
 
 log = logging.getLogger(__name__)
-KEY, KIND, PART = "_key", "_kind", "_part"  # customer id as text, input table, output part (scores / rejects)
+PART = "_part"  # output: scores / rejects
 REJECT = {c: f"_reject_{c}" for c in REJECT_COLUMNS if c != "customer_id"}  # reject columns beside the scores'
+IDS, REJECTS, DAYS = "rejected_ids", "rejects", "days"  # stage one's records besides the tables' blocks
+PREPARED = T.StructType(  # stage one's output: blocks of valid rows, reject lines, rejected ids, rows per day
+    [
+        T.StructField("partition", T.LongType()),
+        T.StructField("kind", T.StringType()),
+        T.StructField("seq", T.LongType()),  # a block's first data row: blocks in this order are in file order
+        T.StructField("block", T.BinaryType()),
+        T.StructField("day", T.TimestampNTZType()),
+        T.StructField("n", T.LongType()),
+        *[T.StructField(c, T.LongType() if c in ("row", "rows") else T.StringType()) for c in REJECT_COLUMNS],
+    ]
+)
 
 
-def prefixed(kind: str, column: str) -> str:
-    """A table's column in the one wide frame that carries every table's rows."""
-    return f"{kind}__{column}"
+def _records(prepared: pa.Schema, **columns) -> pa.RecordBatch:
+    """Stage-one records: the given columns, every other one null."""
+    n = len(next(iter(columns.values())))
+    arrays = [_array(columns[f.name], f.type) if f.name in columns else pa.nulls(n, f.type) for f in prepared]
+    return pa.RecordBatch.from_arrays(arrays, schema=prepared)
+
+
+def _array(values, type_: pa.DataType) -> pa.Array:
+    return values.cast(type_) if isinstance(values, pa.Array) else pa.array(values, type_)
+
+
+def consecutive_runs(rows: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+    """`(first data row, rows)` of each run of consecutive `_row` numbers (the `_row` column dropped)."""
+    numbers = rows.column(ROW).to_numpy()
+    if not len(numbers):
+        return
+    breaks = [0, *(np.flatnonzero(np.diff(numbers) != 1) + 1).tolist(), len(numbers)]
+    for lo, hi in itertools.pairwise(breaks):
+        yield int(numbers[lo]), rows.slice(lo, hi - lo).drop_columns([ROW])
 
 
 @dataclass(frozen=True)
-class ChurnPartitions:
-    """Scores one Spark partition (`mapInPandas`); pickled to the executors with everything it needs."""
+class PrepareRows:
+    """Stage one over one input table (`mapInArrow`): `prepare_rows` of every run of consecutive rows, the valid
+    rows of each partition held back until a large block can be sent."""
 
+    kind: str
+    table: TableSpec
+    source: str
+    nanos: list[str]
+    partitions: int
+
+    def __call__(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        schema = to_arrow_schema(PREPARED, prefers_large_types=True)
+        pending: dict[int, list[tuple[int, pa.Table]]] = {}
+        counts: dict[int, int] = {}
+        days: pd.Series | None = None
+        flush_rows = max(1, BUFFER_ROWS // self.partitions)
+        for batch in batches:
+            for first_row, raw in consecutive_runs(pa.Table.from_batches([batch])):
+                rows, done = prepare_rows(
+                    restore_nanos(raw, self.nanos), self.kind, self.table, self.source, first_row, self.partitions
+                )
+                if len(done.rejects):
+                    yield _records(schema, kind=[REJECTS] * len(done.rejects), **_reject_columns(done.rejects))
+                if done.rejected_ids:
+                    yield self.rejected_ids(schema, done.rejected_ids)
+                if done.days is not None:
+                    days = done.days if days is None else days.add(done.days, fill_value=0)
+                for part in range(self.partitions) if done.bounds is not None else ():
+                    lo, hi = int(done.bounds[part]), int(done.bounds[part + 1])
+                    if hi > lo:
+                        pending.setdefault(part, []).append((first_row, rows.slice(lo, hi - lo)))
+                        counts[part] = counts.get(part, 0) + hi - lo
+                        if counts[part] >= flush_rows:
+                            yield self.block(schema, part, pending.pop(part))
+                            counts.pop(part)
+        for part, blocks in pending.items():
+            yield self.block(schema, part, blocks)
+        if days is not None and len(days):
+            day = pa.array(days.index.to_numpy(dtype="datetime64[us]"), pa.timestamp("us"))
+            yield _records(schema, kind=[DAYS] * len(days), day=day, n=days.to_numpy(dtype="int64"))
+
+    def block(self, schema: pa.Schema, part: int, blocks: list[tuple[int, pa.Table]]) -> pa.RecordBatch:
+        rows = pa.concat_tables([t for _, t in blocks], promote_options="permissive").combine_chunks()
+        block = io.to_ipc(rows, compression="lz4").to_pybytes()
+        return _records(schema, partition=[part], kind=[self.kind], seq=[blocks[0][0]], block=[block])
+
+    def rejected_ids(self, schema: pa.Schema, ids: list) -> pa.RecordBatch:
+        """A partition's rejected customer ids, sent to it (events of those customers get that reason)."""
+        parts = partition_of(pd.Series(ids, dtype=object), self.partitions)
+        by_part = {p: [i for i, q in zip(ids, parts) if q == p] for p in sorted(set(parts.tolist()))}
+        blocks = [io.to_ipc(pa.table({"customer_id": pa.array(v, pa.string())})).to_pybytes() for v in by_part.values()]
+        return _records(schema, partition=list(by_part), kind=[IDS] * len(by_part), block=blocks)
+
+
+def _reject_columns(rejects: pd.DataFrame) -> dict[str, list]:
+    frame = with_counts(rejects)
+    out = {c: frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in REJECT_COLUMNS}
+    out["row"] = [int(v) for v in frame["row"]]
+    out["customer_id"] = [None if v is None else str(v) for v in out["customer_id"]]
+    return out
+
+
+@dataclass(frozen=True)
+class ScoreParts:
+    """Stage two (`mapInArrow` after a shuffle by partition): each partition's tables rebuilt from its blocks in
+    file order, scored as the local engine scores a partition."""
+
+    job: PartitionJob
     release: str  # shipped release folder names (`core.spark.ship`)
     feedback_release: str | None
     threads: int
-    inputs: dict[str, str]  # kind -> input path (the rejects' `source`)
-    columns: dict[str, list[str]]  # kind -> source columns read
-    nanos: dict[str, list[str]]  # kind -> columns to `restore_nanos`
-    cutoff: pd.Timestamp
-    risk_bands: dict[str, float]
-    batch_size: int
-    min_rows: int
-    text_column: str
-    insights: bool
+    empty: dict[str, bytes]  # kind -> an empty validated table (`to_ipc`): a partition without rows of it
     schema: T.StructType
-    rejects_detail: bool = False
 
-    def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for frame in complete_groups(batches, KEY, self.min_rows):
-            yield self.score(frame)
-
-    def tables(self, frame: pd.DataFrame) -> dict[str, pd.DataFrame | None]:
-        """The wide frame split back into the input tables, with their source columns and `_row`."""
-        out: dict[str, pd.DataFrame | None] = dict.fromkeys(KINDS)
-        for kind, columns in self.columns.items():
-            rows = frame[frame[KIND] == kind]
-            table = pd.DataFrame({c: rows[prefixed(kind, c)].to_numpy() for c in columns})
-            table[ROW] = rows[ROW].to_numpy(dtype="int64")
-            out[kind] = restore_nanos(table, self.nanos.get(kind, []))
-        return out
-
-    def score(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def __call__(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        batches = list(batches)
+        if not batches:
+            return
+        records = pa.Table.from_batches(batches)
         release = on_worker(self.release, _load_churn, self.threads)
         feedback = on_worker(self.feedback_release, _load_feedback, self.threads) if self.feedback_release else None
-        t = self.tables(frame)
-        scored, rejects = score_churn_batch(
-            t["customers"],
-            t["events"],
-            t["feedback"],
-            release,
-            self.cutoff,
-            sources=self.inputs,
-            risk_bands=self.risk_bands,
-            batch_size=self.batch_size,
-            feedback_release=feedback,
-            text_column=self.text_column,
-            insights=self.insights,
-            rejects_detail=self.rejects_detail,
-        )
-        rejects = rejects.rename(columns=REJECT).assign(**{PART: "rejects"})
-        return conform(pd.concat([scored.assign(**{PART: "scores"}), rejects], ignore_index=True), self.schema)
+        for part in sorted(set(records.column("partition").to_pylist())):
+            mine = records.filter(pc.equal(records.column("partition"), part))
+            frames = {kind: self.frame(mine, kind) if kind in self.empty else None for kind in KINDS}
+            ids = {i for block in self.blocks(mine, IDS) for i in block.column("customer_id").to_pylist()}
+            scored, rejects, _, _ = self.job.score_frames(frames, ids, release, feedback)
+            rejects = rejects.rename(columns=REJECT).assign(**{PART: "rejects"})
+            yield conform(pd.concat([scored.assign(**{PART: "scores"}), rejects], ignore_index=True), self.schema)
+
+    @staticmethod
+    def blocks(records: pa.Table, kind: str) -> list[pa.Table]:
+        rows = records.filter(pc.equal(records.column("kind"), kind)).sort_by("seq")
+        return [io.from_ipc(pa.py_buffer(b)) for b in rows.column("block").to_pylist()]
+
+    def frame(self, records: pa.Table, kind: str) -> pd.DataFrame:
+        """The partition's valid rows of `kind` in file order, typed as the local engine's partition files."""
+        empty = io.from_ipc(pa.py_buffer(self.empty[kind]))
+        tables = self.blocks(records, kind)
+        rows = pa.concat_tables(tables, promote_options="permissive") if tables else empty
+        for i, f in enumerate(rows.schema):
+            if pa.types.is_null(f.type) and f.name in empty.column_names:  # no value in any block: the table's type
+                rows = rows.set_column(i, f.name, pa.nulls(rows.num_rows, empty.schema.field(f.name).type))
+        return rows.to_pandas()
 
 
 def _load_churn(path: str, threads: int) -> ChurnRelease:
@@ -118,65 +209,18 @@ def _load_feedback(path: str, threads: int):
     return load_release(path, threads=threads)
 
 
-def read_inputs(
-    spark: SparkSession, inputs: Mapping[str, str], release: ChurnRelease
-) -> tuple[DataFrame, dict[str, list[str]], dict[str, list[str]], dict[str, DataFrame]]:
-    """Every input in one frame (customer id as text `_key`, table `_kind`, `_row`, the table's columns
-    prefixed), the source columns and nanosecond columns per table, and each table's own frame."""
-    frames, columns, nanos, parts = {}, {}, {}, []
+def empty_tables(inputs: Mapping[str, str], columns: Mapping[str, list[str]], release: ChurnRelease):
+    """Per input table, its validated rows of a partition without any (`to_ipc` bytes)."""
+    out = {}
     for kind, path in inputs.items():
-        table = release.spec.table(kind)
-        columns[kind] = read_columns(table, kind, io.table_columns(path, table.read_options))
-        frames[kind], nanos[kind] = read_rows(spark, path, columns[kind], table.read_options)
-        key = table.source("customer_id")
-        parts.append(
-            frames[kind].select(
-                (F.col(f"`{key}`").cast("string") if key in columns[kind] else F.lit(None).cast("string")).alias(KEY),
-                F.lit(kind).alias(KIND),
-                F.col(ROW),
-                *[F.col(f"`{c}`").alias(prefixed(kind, c)) for c in columns[kind]],
-            )
-        )
-    wide = parts[0]
-    for part in parts[1:]:
-        wide = wide.unionByName(part, allowMissingColumns=True)
-    return wide, columns, nanos, frames
-
-
-def valid_history_days(
-    frames: Mapping[str, DataFrame],
-    columns: Mapping[str, list[str]],
-    nanos: Mapping[str, list[str]],
-    inputs: Mapping[str, str],
-    release: ChurnRelease,
-) -> pd.Series:
-    """Rows per day of the valid event / feedback rows (`history_days`: what the local engine's cutoff rule sees)."""
-    parts = []
-    for kind in ("events", "feedback"):
-        if kind not in frames:
-            continue
-        table, path = release.spec.table(kind), inputs[kind]
-
-        def per_day(batches: Iterator[pd.DataFrame], table=table, kind=kind, path=path) -> Iterator[pd.DataFrame]:
-            for raw in batches:
-                valid, _ = validate_chunk(restore_nanos(raw.drop(columns=[ROW]), nanos[kind]), table, kind, path)
-                days = history_days(valid)
-                yield pd.DataFrame({"day": days.index.astype("datetime64[us]"), "n": days.to_numpy()})
-
-        counted = frames[kind].mapInPandas(per_day, "day timestamp_ntz, n long").groupBy("day").agg(F.sum("n"))
-        parts += [(pd.Timestamp(day), int(n)) for day, n in counted.collect()]
-    if not parts:
-        return history_days()
-    days = pd.Series([n for _, n in parts], index=pd.DatetimeIndex([d for d, _ in parts]), dtype="int64")
-    return days.groupby(level=0).sum().sort_index()
+        raw = pd.DataFrame({c: pd.Series(dtype="str") for c in columns[kind]})
+        valid, _ = validate_chunk(raw, release.spec.table(kind), kind, path)
+        out[kind] = io.to_ipc(arrow_table(valid)).to_pybytes()
+    return out
 
 
 def output_schema(
-    release: ChurnRelease,
-    inputs: Mapping[str, str],
-    columns: Mapping[str, list[str]],
-    cfg: DictConfig,
-    feedback_release,
+    release: ChurnRelease, inputs: Mapping[str, str], columns: Mapping[str, list[str]], cfg: DictConfig, feedback
 ) -> T.StructType:
     """Scores and rejects in one schema: the scores of an empty batch (typed, insight columns included) + the
     reject columns + `_part`."""
@@ -190,12 +234,45 @@ def output_schema(
         release,
         pd.Timestamp("2000-01-01"),
         sources=dict(inputs),
-        feedback_release=feedback_release,
+        feedback_release=feedback,
         text_column=str(cfg.text_column),
         insights=bool(cfg.insights),
     )
     extra = {name: (T.LongType() if c in ("row", "rows") else T.StringType()) for c, name in REJECT.items()}
     return spark_schema(scored, {**extra, PART: T.StringType()})
+
+
+def partition_count(spark: SparkSession, inputs: Mapping[str, str], requested: int) -> int:
+    """`requested` if > 0; else the local engine's choice for files this machine sees (about 64 MiB of input per
+    partition and core), else 4 per core of the cluster."""
+    cores = spark.sparkContext.defaultParallelism
+    if requested > 0:
+        return requested
+    if all(Path(p).is_file() for p in inputs.values()):
+        return choose_partitions(list(inputs.values()), 0, cores)
+    return max(1, 4 * cores)
+
+
+def prepare(
+    spark: SparkSession, inputs: Mapping[str, str], release: ChurnRelease, k: int
+) -> tuple[DataFrame, dict[str, list[str]], dict[str, DataFrame]]:
+    """Stage one over every input (see the module doc), kept on disk; the source columns read per table and each
+    table's own frame."""
+    columns, frames, prepared = {}, {}, None
+    for kind, path in inputs.items():
+        table = release.spec.table(kind)
+        columns[kind] = read_columns(table, kind, io.table_columns(path, table.read_options))
+        frames[kind], nanos = read_rows(spark, path, columns[kind], table.read_options)
+        part = frames[kind].mapInArrow(PrepareRows(kind, table, path, nanos, k), PREPARED)
+        prepared = part if prepared is None else prepared.unionByName(part)
+    return prepared.persist(StorageLevel.DISK_ONLY), columns, frames
+
+
+def history_days(prepared: DataFrame) -> pd.Series:
+    """Valid history rows per day over every input (what the local engine's cutoff rule reads)."""
+    counted = prepared.filter(F.col("kind") == DAYS).groupBy("day").agg(F.sum("n")).collect()
+    days = pd.Series([int(n) for _, n in counted], index=pd.DatetimeIndex([d for d, _ in counted]), dtype="int64")
+    return days.groupby(level=0).sum().sort_index().astype("int64") if len(days) else days
 
 
 def serve_churn_spark(cfg: DictConfig) -> RunSummary:
@@ -214,41 +291,44 @@ def serve_churn_spark(cfg: DictConfig) -> RunSummary:
     rejects_path = Path(str(cfg.rejects)) if cfg.rejects else output.with_name(f"{output.stem}.rejects.parquet")
     spark = spark_session(OmegaConf.to_container(cfg.spark, resolve=True))
     summary = RunSummary(task="churn")
-    wide, columns, nanos, frames = read_inputs(spark, inputs, release)
-    days = None
-    if not (cfg.cutoff is not None and str(cfg.cutoff)):
-        days = valid_history_days(frames, columns, nanos, inputs, release)
-    cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, days)
+    k = partition_count(spark, inputs, int(cfg.spark.partitions))
+    prepared, columns, frames = prepare(spark, inputs, release, k)
+    explicit = cfg.cutoff is not None and str(cfg.cutoff)
+    cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, None if explicit else history_days(prepared))
     schema = output_schema(release, inputs, columns, cfg, feedback_release)
-    job = ChurnPartitions(
+    primary = "customers" if "customers" in inputs else "events"
+    job = PartitionJob(
+        writers={},
+        primary=primary,
+        cutoff=cutoff,
+        sources=dict(inputs),
+        risk_bands=dict(cfg.risk_bands),
+        batch_size=int(cfg.batch_size),
+        text_column=str(cfg.text_column),
+        insights=bool(cfg.insights),
+        rejects_detail=bool(cfg.rejects_detail),
+    )
+    score = ScoreParts(
+        job,
         ship(spark, release.path),
         ship(spark, feedback_release.path if feedback_release else None),
         int(cfg.spark.onnx_threads),
-        dict(inputs),
-        columns,
-        nanos,
-        cutoff,
-        dict(cfg.risk_bands),
-        int(cfg.batch_size),
-        int(cfg.spark.rows_per_batch),
-        str(cfg.text_column),
-        bool(cfg.insights),
+        empty_tables(inputs, columns, release),
         schema,
-        bool(cfg.rejects_detail),
     )
-    n = int(cfg.spark.partitions) or spark.sparkContext.defaultParallelism
-    result = wide.repartition(n, KEY).sortWithinPartitions(KEY, KIND, ROW).mapInPandas(job, schema).persist()
+    blocks = prepared.filter(F.col("kind").isin([*inputs, IDS])).select("partition", "kind", "seq", "block")
+    result = blocks.repartition(k, "partition").mapInArrow(score, schema).persist(StorageLevel.DISK_ONLY)
     publisher = DatasetPublisher()
     try:
         scored = result.filter(F.col(PART) == "scores").drop(PART, *REJECT.values())
         rejects = result.filter(F.col(PART) == "rejects").select(
             *[F.col(REJECT.get(c, c)).alias(c) for c in REJECT_COLUMNS]
         )
+        rejects = rejects.unionByName(prepared.filter(F.col("kind") == REJECTS).select(*REJECT_COLUMNS))
         relative = {p: relative_source(p, rejects_path.parent) for p in inputs.values()}  # as the local engine
         publisher.write(scored, output)
         publisher.write(rejects.replace(relative, subset=["source"]), rejects_path)
         by_source = dict(rejects.groupBy("source").agg(F.sum("rows")).collect())  # input rows per source
-        primary = "customers" if "customers" in inputs else "events"
         summary.rows_in = frames[primary].count()
         summary.rejected = int(by_source.get(inputs[primary], 0))
         scored_customers = scored.count()
@@ -260,7 +340,8 @@ def serve_churn_spark(cfg: DictConfig) -> RunSummary:
     finally:
         publisher.discard()
         result.unpersist()
+        prepared.unpersist()
     summary.finish()
-    print(summary.line() + f" | engine spark ({spark.sparkContext.master}, {n} partition(s))")
+    print(summary.line() + f" | engine spark ({spark.sparkContext.master}, {k} partition(s))")
     print(f"cutoff {cutoff.date()} | scores -> {output} | rejects -> {rejects_path}")
     return summary

@@ -137,6 +137,16 @@ class FeatureProfile:
                 self.hi = float(x.max()) if self.hi is None else max(self.hi, float(x.max()))
             return
         counts, missing = _category_counts(values)
+        self.add_categories(counts, missing, max_new, known)
+
+    def add_categories(
+        self,
+        counts: Mapping[str, int],
+        missing: int,
+        max_new: int | None = None,
+        known: Mapping[str, int] | None = None,
+    ) -> None:
+        """Categorical `add` of values already counted (count per category in order of appearance, missing)."""
         self.missing += missing
         n_new = 0 if known is None else sum(c not in known for c in self.categories)
         for cat, n in counts.items():
@@ -245,10 +255,28 @@ class ProfileAccumulator:
 
     def add(self, values: Mapping[str, Values]) -> None:
         """Count one partition: `{feature: values}`."""
+        self.add_counts(self.count(self.reference, values))
+
+    @staticmethod
+    def count(reference: Profile, values: Mapping[str, Values]) -> dict[str, FeatureProfile]:
+        """One partition's `{feature: values}` counted in the reference's bins, categories not yet capped: small,
+        so a worker process can count its partition and send only the counts (`add_counts`)."""
+        counts = {}
         for name, v in values.items():
-            ref = self.reference.features.get(name)
+            ref = reference.features.get(name)
             if ref is not None:
-                self.current.features[name].add(v, self.max_new, ref.categories)
+                counts[name] = ref.empty()
+                counts[name].add(v)
+        return counts
+
+    def add_counts(self, counts: Mapping[str, FeatureProfile]) -> None:
+        """Add one partition's `count`: the same result as `add` of its values."""
+        for name, part in counts.items():
+            ref, current = self.reference.features[name], self.current.features[name]
+            if current.kind == NUMERIC:
+                current.merge(part)
+            else:
+                current.add_categories(part.categories, part.missing, self.max_new, ref.categories)
 
     def profile(self) -> Profile:
         return self.current

@@ -217,6 +217,52 @@ def _empty_table(path: Path, columns: list[str] | None, read_options: Mapping[st
     return pa.schema([(n, pa.string()) for n in names]).empty_table()
 
 
+def iter_tables(
+    path: str | os.PathLike,
+    chunk_size: int = 50_000,
+    columns: list[str] | None = None,
+    read_options: Mapping[str, Any] | None = None,
+) -> Iterator[tuple[int, pa.Table]]:
+    """`iter_chunks` before the conversion to pandas: `(first_row, Arrow table)` chunks, CSV columns still bytes
+    (`as_frame` turns a chunk into the frame `iter_chunks` yields). Cheap to send to another process (`to_ipc`)."""
+    path = _existing(path)
+    first_row = 1
+    try:
+        if table_format(path) == "csv" and read_options:
+            batches = _pandas_csv_chunks(path, columns, chunk_size, read_options)
+        elif table_format(path) == "csv":
+            batches = _csv_batches(path, columns)
+        else:
+            batches = _parquet_batches(path, columns, chunk_size)
+        for table in _rebatch(batches, chunk_size):
+            yield first_row, table
+            first_row += table.num_rows
+        if first_row == 1:
+            yield first_row, _empty_table(path, columns, read_options)
+    except (pa.ArrowException, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise _read_error(path, err) from None
+
+
+def as_frame(table: pa.Table) -> pd.DataFrame:
+    """A chunk of `iter_tables` as the frame every job validates: text columns decoded (see `_as_text`)."""
+    return _as_text(table).to_pandas()
+
+
+def to_ipc(table: pa.Table, compression: str | None = None) -> pa.Buffer:
+    """`table` as one Arrow IPC stream: only its own rows (pickling a slice would carry its parent's buffers);
+    `compression`: Arrow's buffer compression (`lz4`, `zstd`) for bytes that are stored, not just passed on."""
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def from_ipc(buffer: pa.Buffer) -> pa.Table:
+    """The table of `to_ipc`."""
+    return pa.ipc.open_stream(buffer).read_all()
+
+
 def iter_chunks(
     path: str | os.PathLike,
     chunk_size: int = 50_000,
@@ -230,22 +276,8 @@ def iter_chunks(
     `read_options`: the data contract's pandas.read_csv options of a CSV-like file (e.g. `sep`); values stay text.
     A frame has a `MALFORMED` column when a CSV record in it had the wrong number of fields (see module doc).
     """
-    path = _existing(path)
-    first_row = 1
-    try:
-        if table_format(path) == "csv" and read_options:
-            batches = _pandas_csv_chunks(path, columns, chunk_size, read_options)
-        elif table_format(path) == "csv":
-            batches = _csv_batches(path, columns)
-        else:
-            batches = _parquet_batches(path, columns, chunk_size)
-        for table in _rebatch(batches, chunk_size):
-            yield first_row, _as_text(table).to_pandas()
-            first_row += table.num_rows
-        if first_row == 1:
-            yield first_row, _as_text(_empty_table(path, columns, read_options)).to_pandas()
-    except (pa.ArrowException, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise _read_error(path, err) from None
+    for first_row, table in iter_tables(path, chunk_size, columns, read_options):
+        yield first_row, as_frame(table)
 
 
 def read_table(

@@ -24,6 +24,7 @@ ROW = "_row"  # 1-based data-row number in the source file, carried through part
 TARGET_PARTITION_BYTES = 64 << 20  # about this much input (CSV bytes; Parquet counted 4x) per partition
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 MAX_PARTITIONS = 256  # x3 tables open writers; stays under the usual 1024 file limit
+BUFFER_ROWS = 1 << 21  # rows of a table held back per writer (over all its partitions) to write large batches
 
 
 def choose_partitions(paths: list[str | os.PathLike], requested: int = 0, workers: int = 1) -> int:
@@ -36,23 +37,45 @@ def choose_partitions(paths: list[str | os.PathLike], requested: int = 0, worker
 
 
 def partition_of(ids: pd.Series, k: int) -> np.ndarray:
-    """Stable partition index in [0, k) of each customer id (same id -> same partition in every table)."""
+    """Stable partition index in [0, k) of each customer id (same id -> same partition in every table): a hash
+    of the id's text, computed once per distinct id."""
     if k == 1:
         return np.zeros(len(ids), dtype=np.int64)
-    hashed = pd.util.hash_array(ids.astype(str).to_numpy(dtype=object), categorize=False)
-    return (hashed % np.uint64(k)).astype(np.int64)
+    codes, uniques = pd.factorize(ids, use_na_sentinel=False)
+    text = pd.Series(uniques).astype(str).to_numpy(dtype=object)
+    hashed = pd.util.hash_array(text, categorize=False)
+    return (hashed % np.uint64(k)).astype(np.int64)[codes]
+
+
+def by_partition(table: pa.Table, ids: pd.Series, k: int) -> tuple[pa.Table, np.ndarray]:
+    """`table`'s rows grouped by partition (their order kept within each) and the bounds: the rows of partition
+    p are `[bounds[p], bounds[p + 1])`. `ids`: the customer id of each row."""
+    parts = partition_of(ids, k)
+    order = np.argsort(parts, kind="stable")
+    return table.take(order), np.searchsorted(parts[order], np.arange(k + 1))
+
+
+def arrow_table(frame: pd.DataFrame) -> pa.Table:
+    """A frame as the Arrow table a partition file holds (no pandas metadata)."""
+    return pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
 
 
 class PartitionWriter:
     """Appends frames of one table to `<dir>/<name>-<k>.arrow`, one open Arrow IPC writer per partition.
 
-    The schema is fixed by the first frame; later frames are cast to it (all-null columns typed as strings).
+    The schema is fixed by the first frame; later frames are cast to it (all-null columns typed as strings). Rows
+    are held back per partition until about `BUFFER_ROWS / k` of them are pending and then written as one record
+    batch (`close` writes the rest): a chunk spread over many partitions would otherwise make many tiny batches,
+    each costly to write and to read back.
     """
 
     def __init__(self, directory: Path, name: str, k: int) -> None:
         self.directory, self.name, self.k = Path(directory), name, k
         self.schema: pa.Schema | None = None
         self._writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
+        self._pending: dict[int, list[pa.Table]] = {}  # rows of each partition not written yet
+        self._pending_rows: dict[int, int] = {}
+        self.flush_rows = max(1, BUFFER_ROWS // max(1, k))
         self.rows = 0
 
     def path(self, part: int) -> Path:
@@ -61,26 +84,40 @@ class PartitionWriter:
     def write(self, frame: pd.DataFrame) -> None:
         """Append `frame`'s rows to their partitions; the first frame (even an empty one) fixes the columns, so a
         table without valid rows still reads back with them."""
-        table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+        table = arrow_table(frame)
+        self.write_grouped(*by_partition(table, frame["customer_id"], self.k) if len(frame) else (table, None))
+
+    def write_grouped(self, table: pa.Table, bounds: np.ndarray | None) -> None:
+        """Append rows already grouped by partition (`by_partition`); the first table fixes the columns."""
         if self.schema is None:
             self.schema = pa.schema(
                 [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
             )
-        if frame.empty:
+        if table.num_rows == 0:
             return
         table = table.select(self.schema.names).cast(self.schema)
-        parts = partition_of(frame["customer_id"], self.k)
-        order = np.argsort(parts, kind="stable")
-        bounds = np.searchsorted(parts[order], np.arange(self.k + 1))
         for part in range(self.k):
             lo, hi = bounds[part], bounds[part + 1]
             if hi > lo:
-                if part not in self._writers:
-                    self._writers[part] = pa.ipc.new_file(self.path(part), self.schema, options=IPC_OPTIONS)
-                self._writers[part].write_table(table.take(order[lo:hi]))
-        self.rows += len(frame)
+                self._pending.setdefault(part, []).append(table.slice(lo, hi - lo))
+                self._pending_rows[part] = self._pending_rows.get(part, 0) + int(hi - lo)
+                if self._pending_rows[part] >= self.flush_rows:
+                    self._flush(part)
+        self.rows += table.num_rows
+
+    def _flush(self, part: int) -> None:
+        """Write partition `part`'s pending rows as one record batch."""
+        rows = self._pending.pop(part, [])
+        self._pending_rows.pop(part, None)
+        if not rows:
+            return
+        if part not in self._writers:
+            self._writers[part] = pa.ipc.new_file(self.path(part), self.schema, options=IPC_OPTIONS)
+        self._writers[part].write_table(pa.concat_tables(rows).combine_chunks())
 
     def close(self) -> None:
+        for part in list(self._pending):
+            self._flush(part)
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()

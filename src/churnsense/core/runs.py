@@ -25,6 +25,30 @@ def peak_rss_mb() -> float:
 
 
 @dataclass
+class Stage:
+    """Time of one stage of a run: wall seconds, CPU seconds of this process and of its worker processes."""
+
+    name: str
+    wall: float = 0.0
+    cpu: float = 0.0
+    worker_cpu: float = 0.0
+    _started: tuple[float, float] = field(default=(0.0, 0.0), repr=False)
+
+    def start(self) -> Stage:
+        self._started = (time.perf_counter(), time.process_time())
+        return self
+
+    def stop(self) -> Stage:
+        self.wall = time.perf_counter() - self._started[0]
+        self.cpu = time.process_time() - self._started[1]
+        return self
+
+    def text(self) -> str:
+        workers = f" + workers {self.worker_cpu:.1f} s" if self.worker_cpu else ""
+        return f"{self.name} {self.wall:.1f} s (CPU: this process {self.cpu:.1f} s{workers})"
+
+
+@dataclass
 class RunSummary:
     """Counts and timing of one batch job; `line()` is the one line printed at the end.
 
@@ -42,6 +66,16 @@ class RunSummary:
     seconds: float | None = None
     workers: int = 1  # processes that did the work (more than 1: worker processes, counted in the peak RSS)
     worker_peak_mb: float = 0.0  # the largest peak RSS of one worker process
+    stages: list[Stage] = field(default_factory=list)
+
+    def stage(self, name: str) -> Stage:
+        """A started `Stage` of this run (stop it with `.stop()`; listed by `stages_line`)."""
+        self.stages.append(Stage(name).start())
+        return self.stages[-1]
+
+    def stages_line(self) -> str:
+        """Where the time went, stage by stage (empty without stages)."""
+        return ("stages: " + " | ".join(s.text() for s in self.stages)) if self.stages else ""
 
     def finish(self) -> RunSummary:
         """Stop the clock."""

@@ -2,8 +2,8 @@
 with their 1-based data-row numbers, pandas <-> Spark schemas, releases shipped to every executor and loaded once
 per Python worker, and Parquet datasets published whole.
 
-Spark reads the files and moves the rows; the pandas scorers (`score_churn_batch`, `score_feedback_batch`) run
-unchanged inside `mapInPandas`, so both engines give the same rows.
+Spark reads the files and moves the rows as Arrow batches (`mapInArrow`); the pandas scorers (`score_churn_batch`,
+`score_feedback_batch`) run unchanged on them, so both engines give the same rows.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyspark import SparkFiles
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from churnsense.core.io import table_format
 
@@ -78,9 +79,9 @@ def read_rows(
     spark: SparkSession, path: str, columns: list[str], read_options: Mapping[str, Any] | None = None
 ) -> tuple[DataFrame, list[str]]:
     """`columns` of the file with `_row`, its 1-based data row (header excluded), and the names of Parquet
-    timestamp[ns] columns (handed over as text of int64 nanoseconds: `restore_nanos` turns them back exactly).
-    Values reach pandas as the local engine reads them: CSV as text; integer and boolean columns as text too, so
-    rows of other tables (nulls) never turn them into floats."""
+    timestamp[ns] columns (handed over as int64 nanoseconds: `restore_nanos` turns them back exactly). Values
+    reach pandas as the local engine reads them: CSV as text; integer and boolean columns as text too, so rows of
+    other tables (nulls) never turn them into floats."""
     if table_format(path) == "parquet":
         frame = spark.read.parquet(path)
         nanos = [
@@ -111,23 +112,24 @@ def _numbered(frame: DataFrame) -> DataFrame:
 
 
 def _as_pandas_reads(col, spark_type_name: str, nanos: bool):
-    """A Parquet column in the form that survives a null-padded trip to pandas unchanged."""
-    if nanos or spark_type_name in ("bigint", "int", "smallint", "tinyint"):
+    """A Parquet column in the form that survives a null-padded trip to pandas unchanged (nanoseconds stay
+    int64: `restore_nanos`)."""
+    if nanos:
+        return col
+    if spark_type_name in ("bigint", "int", "smallint", "tinyint"):
         return col.cast("string")
     if spark_type_name == "boolean":
         return F.when(col, F.lit("True")).when(~col, F.lit("False"))
     return col
 
 
-def restore_nanos(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Text of int64 nanoseconds (Parquet timestamp[ns] read by Spark) back to naive datetime64[ns]."""
+def restore_nanos(table: pa.Table, columns: list[str]) -> pa.Table:
+    """int64 nanoseconds (Parquet timestamp[ns] read by Spark) back to naive timestamp[ns] columns, exactly."""
     for c in columns:
-        if c in frame:
-            nanos = frame[c].astype("string").astype("Int64")
-            frame[c] = pd.Series(
-                nanos.to_numpy(dtype="int64", na_value=np.iinfo(np.int64).min), index=frame.index
-            ).astype("datetime64[ns]")
-    return frame
+        if c in table.column_names:
+            i = table.column_names.index(c)
+            table = table.set_column(i, c, pc.cast(table.column(i), pa.timestamp("ns")))
+    return table
 
 
 def spark_type(dtype: Any) -> T.DataType:
@@ -150,8 +152,8 @@ def spark_schema(frame: pd.DataFrame, extra: Mapping[str, T.DataType] | None = N
     return T.StructType(fields)
 
 
-def conform(frame: pd.DataFrame, schema: T.StructType) -> pd.DataFrame:
-    """`frame` with exactly the schema's columns, in order, each in a dtype Arrow hands to Spark as declared."""
+def conform(frame: pd.DataFrame, schema: T.StructType) -> pa.RecordBatch:
+    """`frame` with exactly the schema's columns, in order, as the Arrow batch Spark expects for it."""
     out = frame.reindex(columns=schema.fieldNames())
     for f in schema.fields:
         col = out[f.name]
@@ -165,7 +167,8 @@ def conform(frame: pd.DataFrame, schema: T.StructType) -> pd.DataFrame:
             out[f.name] = pd.array(col, dtype="boolean")
         elif isinstance(f.dataType, T.TimestampNTZType):
             out[f.name] = pd.to_datetime(col).astype("datetime64[us]")
-    return out
+    arrow = to_arrow_schema(schema, prefers_large_types=True)
+    return pa.RecordBatch.from_pandas(out, schema=arrow, preserve_index=False)
 
 
 def ship(spark: SparkSession, folder: str | os.PathLike | None) -> str | None:
@@ -182,30 +185,6 @@ def on_worker(name: str, load: Callable[[str], Any], *key: Any) -> Any:
     if cache_key not in _LOADED:
         _LOADED[cache_key] = load(SparkFiles.get(name), *key)
     return _LOADED[cache_key]
-
-
-def complete_groups(batches, key: str, min_rows: int):
-    """Regroup the Arrow batches of a partition sorted by `key` into frames of at least `min_rows` rows that
-    never split a key's rows (all rows of a customer in one frame); the last frame holds the rest."""
-    pending: list[pd.DataFrame] = []
-    size = 0
-    for batch in batches:
-        pending.append(batch)
-        size += len(batch)
-        if size < min_rows:
-            continue
-        frame = pd.concat(pending, ignore_index=True)
-        keys = frame[key].astype(object).to_numpy()
-        last = keys[-1]
-        tail = np.zeros(len(keys), dtype=bool) if last is None else (keys == last)
-        if tail.all():
-            pending, size = [frame], len(frame)
-            continue
-        yield frame[~tail].reset_index(drop=True)
-        pending = [frame[tail].reset_index(drop=True)]
-        size = int(tail.sum())
-    if pending and size:
-        yield pd.concat(pending, ignore_index=True)
 
 
 class DatasetPublisher:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from churnsense.core.frames import is_in, positions_in, stable_sort
 from churnsense.data.contract import DataSpec, FramingSpec
 from churnsense.data.loading import Tables, customers_from_events
 
@@ -22,6 +23,7 @@ SENTIMENT_SCORE = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
 HISTORY_COLUMNS = ["customer_id", "cutoff", "ts", "event_type", "value"]
 LABEL_COLUMNS = ["label", "ttc_days", "followup_days"]
 DAY = pd.Timedelta(days=1)
+NAT = np.datetime64("NaT").astype("datetime64[ns]").view(np.int64)  # a missing timestamp as int64 nanoseconds
 log = logging.getLogger(__name__)
 
 
@@ -195,11 +197,10 @@ def check_splits(snapshots: Mapping[str, Snapshot], spec: DataSpec) -> None:
 
 def history_days(*frames: pd.DataFrame | None) -> pd.Series:
     """Rows per day (normalised `ts`, sorted) over the history frames given (events, feedback); empty without."""
-    parts = [f["ts"].dropna().dt.normalize().value_counts() for f in frames if f is not None and len(f)]
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return pd.Series(dtype="int64", index=pd.DatetimeIndex([]))
-    return pd.concat(parts).groupby(level=0).sum().sort_index().astype("int64")
+    ns = [f["ts"].to_numpy(dtype="datetime64[ns]").view(np.int64) for f in frames if f is not None and len(f)]
+    ns = np.concatenate(ns) if ns else np.zeros(0, dtype=np.int64)
+    days, counts = np.unique(ns[ns != NAT] // DAY.value, return_counts=True)  # floor: the calendar day
+    return pd.Series(counts.astype("int64"), index=pd.DatetimeIndex((days * DAY.value).astype("datetime64[ns]")))
 
 
 @dataclass(frozen=True)
@@ -404,16 +405,31 @@ def _history(tables: Tables, static: pd.DataFrame, spec: DataSpec) -> pd.DataFra
             }
         )
     ev = pd.concat(parts, ignore_index=True)
-    h = static[["customer_id", "cutoff"]].merge(ev, on="customer_id", how="inner")
+    cutoff = _single_cutoff(static)
+    if cutoff is not None:  # scoring: one cutoff, one row per customer (the rows the merge below would give)
+        h = ev[is_in(ev["customer_id"], static["customer_id"])].assign(cutoff=cutoff)
+    else:
+        h = static[["customer_id", "cutoff"]].merge(ev, on="customer_id", how="inner")
     keep = h["ts"] < h["cutoff"]
     if spec.framing.lookback_days:
         keep &= h["ts"] >= h["cutoff"] - pd.Timedelta(days=spec.framing.lookback_days)
     h = h[keep.to_numpy()]
-    return h.sort_values(["customer_id", "cutoff", "ts"], kind="stable", ignore_index=True)[HISTORY_COLUMNS]
+    return stable_sort(h, ["customer_id", "cutoff", "ts"])[HISTORY_COLUMNS]
+
+
+def _single_cutoff(static: pd.DataFrame) -> pd.Timestamp | None:
+    """The cutoff of a snapshot with one cutoff and one row per customer (scoring); None otherwise."""
+    if static.empty or static["cutoff"].nunique(dropna=False) != 1 or not static["customer_id"].is_unique:
+        return None
+    return static["cutoff"].iloc[0]
 
 
 def history_rows(static: pd.DataFrame, history: pd.DataFrame) -> np.ndarray:
     """Position in `static` of each history row (-1 if its (customer_id, cutoff) is not there)."""
+    cutoff = _single_cutoff(static)
+    if cutoff is not None:
+        rows = positions_in(history["customer_id"], static["customer_id"])
+        return np.where(history["cutoff"].to_numpy() == np.datetime64(cutoff), rows, -1)
     keys = pd.MultiIndex.from_arrays([static["customer_id"], static["cutoff"]])
     return keys.get_indexer(pd.MultiIndex.from_arrays([history["customer_id"], history["cutoff"]]))
 

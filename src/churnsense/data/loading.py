@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from churnsense.core.frames import stable_sort
 from churnsense.core.io import read_table
 from churnsense.data.contract import DataSpec, TableSpec
 from churnsense.data.validation import Kind, check_frame, duplicate_ids, raise_issues, raise_rule, unknown_ids
@@ -55,9 +56,9 @@ def load_tables(spec: DataSpec) -> Tables:
             table = spec.table(kind)
             raise_rule(*unknown_ids(frame["customer_id"], known), " + ".join(table.paths), table.source("customer_id"))
     if events is not None:
-        events = events.sort_values(["customer_id", "ts"], kind="stable", ignore_index=True)
+        events = stable_sort(events, ["customer_id", "ts"])
     if feedback is not None:
-        feedback = feedback.sort_values(["customer_id", "ts"], kind="stable", ignore_index=True)
+        feedback = stable_sort(feedback, ["customer_id", "ts"])
     offers = load_offers(spec, known)
     if customers is None:
         customers = customers_from_events(events)

@@ -1,7 +1,8 @@
 """The one validator of the data contract, with two modes: raise (training) and reject (scoring).
 
-Per value: map source columns to canonical ones, coerce types, check with pandera (`check_frame`). A value is bad
-when it does not parse, is missing where required, holds bytes that were not valid UTF-8 (ids, categories, texts),
+Per value: map source columns to canonical ones, coerce types, check required values (`check_frame`; text is
+handled as Arrow arrays, without a Python object per value, and kept in pandas' `str` dtype). A value is bad when
+it does not parse, is missing where required, holds bytes that were not valid UTF-8 (ids, categories, texts),
 is a number that is not finite or beyond the table's `max_abs_value`, or is a history timestamp in the future; a
 malformed CSV record is bad as a whole. Per table: the contract's rules over rows — duplicate customer ids,
 events/feedback of unknown customers, customers not active at the scoring date, history dated on or after it
@@ -19,8 +20,10 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
+import pyarrow as pa_arrow
+import pyarrow.compute as pc
 
+from churnsense.core.frames import is_in
 from churnsense.core.io import MALFORMED
 from churnsense.core.partition import ROW
 from churnsense.core.rejects import REJECT_COLUMNS
@@ -31,6 +34,7 @@ NEGATIVE_LABELS = ("0", "no", "false", "stay", "stayed", "active")
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "y", "t", "treatment"), ("0", "false", "no", "n", "f", "control")
 DAY = pd.Timedelta(days=1)
 REPLACEMENT = "\ufffd"
+TEXT_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' default `str` dtype, Arrow-backed
 FUTURE_SLACK = 2 * DAY  # a timestamp is "in the future" from the day after tomorrow (UTC) on
 UNDECODABLE = (
     "undecodable text (bytes that are not valid UTF-8; for another encoding set the table's "
@@ -115,8 +119,9 @@ def _coerce(
         col, problems = _coerce_one(canon, raw, table, kind)
         out[canon] = col
         for bad, reason in problems:
+            bad = np.asarray(bad, dtype=bool)
             if bad.any():
-                issues.append(_issue(np.flatnonzero(bad.to_numpy()), src, reason))
+                issues.append(_issue(np.flatnonzero(bad), src, reason))
     for canon, value in table.constants.items():
         out[canon] = value
     if "event_type" in out:
@@ -126,8 +131,36 @@ def _coerce(
 
 def undecodable(values: pd.Series) -> pd.Series:
     """Text values holding U+FFFD: bytes that were not valid in the file's encoding (the readers put it there)."""
-    text = values.astype("string")
-    return text.str.contains(REPLACEMENT, regex=False).fillna(False).astype(bool)
+    return pd.Series(_undecodable(_arrow_text(values)), index=values.index)
+
+
+def _arrow_text(values: pd.Series) -> pa_arrow.Array:
+    """The values as an Arrow string array (nulls for missing); Arrow-backed text is taken as it is."""
+    if not (isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow"):
+        values = values.astype("string")
+    return pa_arrow.array(values, from_pandas=True)
+
+
+def _undecodable(text: pa_arrow.Array) -> np.ndarray:
+    if pc.all(pc.string_is_ascii(text)).as_py() is not False:  # ASCII only (or nothing): no U+FFFD (cheap check)
+        return np.zeros(len(text), dtype=bool)
+    return pc.fill_null(pc.match_substring(text, REPLACEMENT), False).to_numpy(zero_copy_only=False)
+
+
+def text_values(raw: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """A text column as the contract holds it: surrounding whitespace removed, blank -> missing, pandas' `str`
+    dtype; with (present, undecodable) per row. Computed on the Arrow array: no Python object per value."""
+    text = _arrow_text(raw)
+    trimmed = pc.utf8_trim_whitespace(text)
+    trimmed = pc.if_else(pc.equal(trimmed, ""), pa_arrow.nulls(len(trimmed), trimmed.type), trimmed)
+    col = pd.Series(TEXT_DTYPE.__from_arrow__(trimmed), index=raw.index)
+    return col, trimmed.is_valid().to_numpy(zero_copy_only=False), _undecodable(text)
+
+
+def _is_text(canon: str, table: TableSpec, kind: Kind) -> bool:
+    """Columns kept as text: ids, categorical attributes, event types, free text (not dates, numbers or codes)."""
+    coded = canon in DATE_COLUMNS or canon in table.numeric or canon in ("value", "label", "sentiment")
+    return not coded and not (kind == "offers" and (canon in BOOLEAN_COLUMNS or canon == "propensity"))
 
 
 def latest_allowed_timestamp() -> pd.Timestamp:
@@ -139,10 +172,10 @@ def _coerce_one(
     canon: str, raw: pd.Series, table: TableSpec, kind: Kind
 ) -> tuple[pd.Series, list[tuple[pd.Series, str]]]:
     """(canonical column, [(rows breaking a rule, reason), ...]) of one source column."""
+    if canon == "customer_id" or _is_text(canon, table, kind):
+        col, present, bad = text_values(raw)
+        return col, [(present & bad, UNDECODABLE)]
     present = _blank_to_na(raw).notna()
-    if canon == "customer_id":
-        col = _blank_to_na(raw.astype("string")).astype(object)
-        return col.where(present, None), [(present & undecodable(raw), UNDECODABLE)]
     if canon in DATE_COLUMNS:
         col = _to_datetime(raw, table.timestamp_format)
         problems = [
@@ -189,31 +222,25 @@ def _coerce_one(
         key = _blank_to_na(raw.astype("string")).str.lower()
         bad = present & ~key.isin(SENTIMENTS).fillna(False)
         return key.astype(object).where(present & ~bad, None), [(bad, f"sentiment must be one of {list(SENTIMENTS)}")]
-    col = _blank_to_na(raw.astype("string")).astype(object)  # categorical attributes and free text
-    return col.where(present, None), [(present & undecodable(raw), UNDECODABLE)]
+    raise AssertionError(f"no coercion rule for column {canon!r}")  # `_is_text` covers every other column
 
 
-def _schema(kind: Kind) -> pa.DataFrameSchema:
-    cols = {"customer_id": pa.Column(None, nullable=False)}
-    if kind in ("events", "feedback", "offers"):
-        cols["ts"] = pa.Column("datetime64[ns]", nullable=False)
-    if kind == "events":
-        cols["event_type"] = pa.Column(None, nullable=False)
-        cols["value"] = pa.Column("float64", nullable=True)
-    return pa.DataFrameSchema(cols, strict=False)
+NOT_NULL = {  # canonical columns a usable row must have, per table
+    "customers": ("customer_id",),
+    "events": ("customer_id", "ts", "event_type"),
+    "feedback": ("customer_id", "ts"),
+    "offers": ("customer_id", "ts"),
+}
 
 
-def _schema_issues(canon: pd.DataFrame, table: TableSpec, kind: Kind) -> list:
-    try:
-        _schema(kind).validate(canon, lazy=True)
-        return []
-    except pa.errors.SchemaErrors as err:
-        fc = err.failure_cases
+def _missing_issues(canon: pd.DataFrame, table: TableSpec, kind: Kind) -> list[pd.DataFrame]:
+    """Rows without a value in a column the table needs (`NOT_NULL`), named by its source column."""
     issues = []
-    for (column, check), grp in fc.groupby(["column", "check"], dropna=False, sort=False):
-        reason = {"not_nullable": "missing value"}.get(str(check), str(check))
-        pos = pd.to_numeric(grp["index"], errors="coerce").dropna().astype(int)
-        issues.append(_issue(pos, table.source(str(column)), reason))
+    for column in NOT_NULL[kind]:
+        if column in canon:
+            missing = canon[column].isna().to_numpy()
+            if missing.any():
+                issues.append(_issue(np.flatnonzero(missing), table.source(column), "missing value"))
     return issues
 
 
@@ -235,7 +262,7 @@ def check_frame(
             ),
         )
     canon, issues = _coerce(df, table, kind, optional_if_present, first_row)
-    issues += _schema_issues(canon, table, kind)
+    issues += _missing_issues(canon, table, kind)
     issues_df = pd.concat(issues, ignore_index=True) if issues else _issue([], "", "")
     return canon, issues_df.drop_duplicates(["pos", "column"]).reset_index(drop=True)
 
@@ -310,21 +337,22 @@ def duplicate_ids(ids: pd.Series, rejected: Collection = ()) -> tuple[np.ndarray
     """Rows whose customer id occurs more than once (every one of them: which is right is unknown), or whose id
     was already rejected on another row; (mask, reason per row)."""
     dup = ids.duplicated(keep=False).to_numpy()
-    also = ids.isin(list(rejected)).to_numpy() if rejected else np.zeros(len(ids), bool)
-    reason = np.where(dup, "duplicate customer id", "duplicate customer id (another row with it was rejected)")
+    also = is_in(ids, rejected) if rejected else np.zeros(len(ids), bool)
+    reason = _texts(["duplicate customer id (another row with it was rejected)", "duplicate customer id"], dup)
     return dup | also, reason
 
 
 def unknown_ids(ids: pd.Series, known: pd.Index, rejected: Collection = ()) -> tuple[np.ndarray, np.ndarray]:
     """Event/feedback rows whose customer is not in the customers table, or whose customer row was rejected."""
-    bad = ~ids.isin(known).to_numpy()
-    was_rejected = ids.isin(list(rejected)).to_numpy() if rejected else np.zeros(len(ids), bool)
-    reason = np.where(
-        was_rejected,
-        "customer row rejected (see the customers rejects)",
-        "unknown customer id (not in the customers table)",
-    )
-    return bad, reason
+    bad = ~is_in(ids, known)
+    was_rejected = is_in(ids, rejected) if rejected else np.zeros(len(ids), bool)
+    texts = ["unknown customer id (not in the customers table)", "customer row rejected (see the customers rejects)"]
+    return bad, _texts(texts, was_rejected)
+
+
+def _texts(texts: list[str], choice: np.ndarray) -> np.ndarray:
+    """`texts[choice[i]]` per row as an object array (the same string objects, not one copy per row)."""
+    return np.asarray(texts, dtype=object)[np.asarray(choice, dtype=np.intp)]
 
 
 def inactive_customers(customers: pd.DataFrame, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -375,13 +403,9 @@ def reject_rule(
 
 def dated_from(ts: pd.Series, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
     """History rows dated on or after the scoring date: not history at that date (events and feedback)."""
-    mask = (ts >= cutoff).fillna(False).to_numpy(dtype=bool)
-    reason = np.full(
-        len(ts),
-        f"dated on or after the scoring date {pd.Timestamp(cutoff).date()} (not history at that date)",
-        dtype=object,
-    )
-    return mask, reason
+    mask = ts.to_numpy(dtype="datetime64[ns]") >= np.datetime64(pd.Timestamp(cutoff))  # NaT compares False
+    reason = f"dated on or after the scoring date {pd.Timestamp(cutoff).date()} (not history at that date)"
+    return mask, _texts([reason], np.zeros(len(ts), dtype=np.intp))
 
 
 # ---------------------------------------------------------------- scoring inputs

@@ -67,6 +67,12 @@ class DriftMonitor:
         self.accumulator.add(values)
         self.seconds += time.perf_counter() - started
 
+    def add_counts(self, counts: Mapping[str, Any]) -> None:
+        """Add one partition's counts (`ProfileAccumulator.count`, made where the partition was scored)."""
+        started = time.perf_counter()
+        self.accumulator.add_counts(counts)
+        self.seconds += time.perf_counter() - started
+
     def finish(self, output: str | Path, task: str, meta: Mapping[str, Any] | None = None) -> DriftReport:
         """Compare, write drift.json + drift.html beside `output`, print the alert line if a feature drifted."""
         started = time.perf_counter()

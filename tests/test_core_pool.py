@@ -1,0 +1,26 @@
+"""`WorkerPool.map`: results in item order with worker processes or without, and the input is read lazily."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+from churnsense.core.pool import WorkerPool
+
+
+def test_results_come_back_in_order_and_the_input_is_not_read_ahead():
+    read = []
+
+    def items():
+        for i in itertools.count():
+            read.append(i)
+            yield float(i)
+
+    with WorkerPool(2) as pool:
+        results = pool.map(math.sqrt, items(), in_flight=3)
+        first = [next(results) for _ in range(5)]
+        assert first == [math.sqrt(i) for i in range(5)]
+        assert len(read) <= 5 + 3  # never more than `in_flight` items handed out ahead of what was consumed
+        results.close()
+    with WorkerPool(1) as pool:
+        assert list(pool.map(math.sqrt, [4.0, 9.0])) == [2.0, 3.0]
