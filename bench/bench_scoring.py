@@ -1,13 +1,14 @@
 """Scoring throughput — not a test.
 
     python bench/bench_scoring.py [--model artifacts/churn] [--threads 2] [--workers 0] [--sizes 100000,1000000]
-                                  [--months 3] [--insights off,on]
+                                  [--months 3] [--insights off,on] [--engines local,spark]
 
 (1) ONNX Runtime vs PyTorch eager, rows/s at batch 1, 64 and 1024 (same architecture and threads; the model part
 only: features precomputed; engines interleaved, median of 3 rounds). ONNX Runtime is timed as serving runs it
 (row-parallel slices, `onnx_slice_rows`) and as one plain call with intra-op threads. (2) End to end
 `serve.py task=churn` rows/s and peak RSS on synthetic bases of each size (`churnsense.synth.generate`, `--months`
-of history): read + validate + partition + features + ONNX + write.
+of history): read + validate + partition + features + ONNX + write; `--engines local,spark` adds the Spark engine
+(`engine=spark`, embedded `local[<threads>]`; its peak RSS is the driver's: executors are not counted).
 Without `--model` (or if it does not exist) an untrained release of the configured architecture is built on a small
 synthetic base (weights do not change the cost); with it, eager timing uses an untrained net of its architecture.
 """
@@ -126,19 +127,27 @@ def micro(graph, arrays: dict[str, np.ndarray], release: Path, threads: int, sec
 
 
 def end_to_end(
-    release: Path, work: Path, sizes: list[int], months: int, threads: int, insights_modes: list[str], workers: int
+    release: Path,
+    work: Path,
+    sizes: list[int],
+    months: int,
+    threads: int,
+    insights_modes: list[str],
+    workers: int,
+    engines: list[str],
 ) -> None:
     print(
         f"\n## End to end `serve.py task=churn` (workers={workers}, num_threads={threads}, {months} months of history;"
         " peak RSS counts the worker processes)"
     )
     print(
-        "| customers | insights | events | seconds | rows/s | peak RSS MiB | partitions |\n"
-        "|---|---|---|---|---|---|---|"
+        "| customers | engine | insights | events | seconds | rows/s | peak RSS MiB | partitions |\n"
+        "|---|---|---|---|---|---|---|---|"
     )
-    for n, mode in [(n, m) for n in sizes for m in insights_modes]:
+    for n, mode, engine in [(n, m, e) for n in sizes for m in insights_modes for e in engines]:
         base = synth_base(work / f"base{n}", n, months)
-        out = work / f"scores{n}.parquet"
+        out = work / f"scores{n}-{engine}.parquet"
+        spark = ["engine=spark", f"spark.master='local[{threads}]'"] if engine == "spark" else []
         cmd = [
             sys.executable,
             str(ROOT / "serve.py"),
@@ -154,16 +163,17 @@ def end_to_end(
             "feedback_model=null",
             f"tmp_dir={work}",
             f"insights={mode == 'on'}",
+            *spark,
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("[churn] rows in")), None)
         if proc.returncode or line is None:
-            print(f"| {n:,} | {mode} | failed: {proc.stderr.strip().splitlines()[-1:]} |", flush=True)
+            print(f"| {n:,} | {engine} | {mode} | failed: {proc.stderr.strip().splitlines()[-1:]} |", flush=True)
             continue
         seconds, rate, rss = re.search(r"\| ([\d.]+) s, ([\d,]+) rows/s, peak RSS ([\d,]+) MiB", line).groups()
         parts = re.search(r"(\d+) partition", proc.stdout).group(1)
         events = __import__("pyarrow.parquet").parquet.ParquetFile(base / "events.parquet").metadata.num_rows
-        print(f"| {n:,} | {mode} | {events:,} | {seconds} | {rate} | {rss} | {parts} |", flush=True)
+        print(f"| {n:,} | {engine} | {mode} | {events:,} | {seconds} | {rate} | {rss} | {parts} |", flush=True)
 
 
 def main() -> None:
@@ -181,6 +191,7 @@ def main() -> None:
         default="off,on",
         help="serve with insights off (scores only) and/or on (reasons, segments, actions)",
     )
+    parser.add_argument("--engines", default="local", help="serve.py engines: local and/or spark (needs pyspark)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-scoring-") as tmp:
         work = Path(args.work or tmp)
@@ -188,7 +199,8 @@ def main() -> None:
         micro(graph, arrays, release, args.threads, args.seconds, args.slice_rows)
         sizes = [int(s) for s in args.sizes.split(",") if s]
         if sizes:
-            end_to_end(release, work, sizes, args.months, args.threads, args.insights.split(","), args.workers)
+            engines = args.engines.split(",")
+            end_to_end(release, work, sizes, args.months, args.threads, args.insights.split(","), args.workers, engines)
 
 
 if __name__ == "__main__":
