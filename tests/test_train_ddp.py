@@ -27,21 +27,25 @@ def _ids(loader) -> set[int]:
 def test_distributed_fit_shards_training_rows_but_evaluates_all():
     splits = {name: random_arrays(n=60, seed=i) for i, name in enumerate(("train", "val", "test"))}
     splits["train"]["num"][:, 0] = torch.arange(60).numpy() / 1e6  # a row id in the first numeric column
-    shards = []
+    shards, steps = [], []
     for rank in (0, 1):
         dm = ChurnDataModule(splits, batch_size=8, seed=3)
         dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)
-        shards.append(_ids(dm.train_dataloader()))
+        loader = dm.train_dataloader()
+        assert {len(b["label"]) for b in loader} == {4}  # the global batch of 8 split over 2 processes
+        shards.append(_ids(loader))
+        steps.append(len(loader))
         assert sum(len(b["label"]) for b in dm.predict_loader("val")) == 60  # rank zero evaluates every row
-    assert not shards[0] & shards[1] and len(shards[0]) == len(shards[1]) == 24  # 30 each, last batch dropped
+    assert not shards[0] & shards[1] and len(shards[0]) == len(shards[1]) == 28  # 30 each, last batch dropped
     alone = ChurnDataModule(splits, batch_size=8, seed=3)
     assert len(_ids(alone.train_dataloader())) == 56
+    assert steps == [len(alone.train_dataloader())] * 2  # the same optimizer steps per epoch as one process
 
 
 def _train(root: Path, trainer: str, artifacts: str) -> dict[str, float]:
     overrides = [
         "task=churn",
-        *tiny_churn_overrides(root, artifacts, trainer, epochs=3),
+        *tiny_churn_overrides(root, artifacts, trainer, epochs=8),
         "logger=none",
         "insights.enabled=false",
     ]
@@ -56,7 +60,7 @@ def _train(root: Path, trainer: str, artifacts: str) -> dict[str, float]:
 @pytest.mark.slow  # three Python processes with torch: ~1.5 min on 2 cores
 def test_two_cpu_processes_match_one(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "churnsense.synth", "n_customers=2000", f"out_dir={tmp_path / 'data' / 'demo'}"],
+        [sys.executable, "-m", "churnsense.synth", "n_customers=6000", f"out_dir={tmp_path / 'data' / 'demo'}"],
         cwd=ROOT,
         check=True,
         capture_output=True,

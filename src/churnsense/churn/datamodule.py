@@ -46,7 +46,11 @@ class EpochBatches(BatchSampler):
 
 
 class ChurnDataModule(pl.LightningDataModule):
-    """Train/val/test loaders over transformed splits; `num_workers` from config, seeded shuffling."""
+    """Train/val/test loaders over transformed splits; `num_workers` from config, seeded shuffling.
+
+    `batch_size` is the global training batch: in a distributed fit each of the W processes takes batches of
+    ceil(batch_size / W) rows from its shard, so the optimizer steps per epoch (and the averaged gradient's batch)
+    are the single-process fit's."""
 
     def __init__(
         self,
@@ -86,6 +90,8 @@ class ChurnDataModule(pl.LightningDataModule):
         else:
             sampler = SequentialSampler(ds)
         size = self.batch_size if train else self.eval_batch_size
+        if train and world > 1:  # `batch_size` is the global batch: each process takes its share, so a distributed
+            size = max(1, -(-self.batch_size // world))  # fit makes the single-process fit's steps per epoch
         rows = len(sampler) if world > 1 else len(ds)
         return DataLoader(
             ds,
