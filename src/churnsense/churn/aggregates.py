@@ -42,16 +42,16 @@ def history_aggregates_with_sources(
     )
     # event types as integer codes into `names`: one hash per row, then integer comparisons per type
     code, names = pd.factorize(h["event_type"].astype(str).to_numpy()[ok]) if len(h) else (np.zeros(0, int), [])
-    names = [str(n) for n in names]
+    index = {str(n): i for i, n in enumerate(names)}  # event type -> its code (-1: not in this history)
     value = np.nan_to_num(h["value"].to_numpy(dtype="float64")[ok]) if len(h) else np.zeros(0)
-    types = sorted(names) if event_types is None else list(event_types)
+    types = sorted(index) if event_types is None else list(event_types)
     cols: dict[str, np.ndarray] = {
         "n_events": np.bincount(row, minlength=b).astype(float),
         "recency_days": _min_by(row, days, b),
     }
     sources = {"n_events": ANY_EVENT, "recency_days": ANY_EVENT}
     for t in types:
-        m = code == (names.index(t) if t in names else -1)
+        m = code == index.get(t, -1)
         cols[f"recency_{t}_days"] = _min_by(row[m], days[m], b)
         sources[f"recency_{t}_days"] = t
         for w in WINDOWS:
@@ -60,7 +60,7 @@ def history_aggregates_with_sources(
             cols[f"sum_{t}_{w}d"] = np.bincount(row[mw], weights=value[mw], minlength=b)
             sources[f"n_{t}_{w}d"] = sources[f"sum_{t}_{w}d"] = t
     if "usage" in types:
-        m = code == (names.index("usage") if "usage" in names else -1)
+        m = code == index.get("usage", -1)
         recent = np.bincount(row[m & (days <= 30)], weights=value[m & (days <= 30)], minlength=b)
         before = (
             np.bincount(row[m & (days > 30) & (days <= 90)], weights=value[m & (days > 30) & (days <= 90)], minlength=b)
@@ -68,7 +68,7 @@ def history_aggregates_with_sources(
         )
         cols["usage_trend"] = np.log1p(recent) - np.log1p(before)
         sources["usage_trend"] = "usage"
-    fb = np.isin(code, [i for i, n in enumerate(names) if n.startswith("feedback")])  # "feedback", "feedback_<topic>"
+    fb = np.isin(code, [i for n, i in index.items() if n.startswith("feedback")])  # "feedback", "feedback_<topic>"
     n_fb = np.bincount(row[fb], minlength=b).astype(float)
     cols["n_feedback"] = n_fb
     for name, sign in (("negative", -1.0), ("positive", 1.0)):

@@ -37,7 +37,7 @@ from churnsense.churn.release import ChurnRelease
 from churnsense.churn.score import score_churn_batch
 from churnsense.churn.serve import load_feedback_release, resolve_inputs
 from churnsense.core import io
-from churnsense.core.partition import BUFFER_ROWS, arrow_table, choose_partitions, partition_of
+from churnsense.core.partition import PartitionBuffer, arrow_table, choose_partitions, grouped_slices, partition_of
 from churnsense.core.rejects import REJECT_COLUMNS, relative_source, with_counts
 from churnsense.core.runs import RunSummary
 from churnsense.core.spark import (
@@ -108,10 +108,8 @@ class PrepareRows:
 
     def __call__(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         schema = to_arrow_schema(PREPARED, prefers_large_types=True)
-        pending: dict[int, list[tuple[int, pa.Table]]] = {}
-        counts: dict[int, int] = {}
+        pending = PartitionBuffer(self.partitions)  # (first data row, rows) per partition
         days: pd.Series | None = None
-        flush_rows = max(1, BUFFER_ROWS // self.partitions)
         for batch in batches:
             for first_row, raw in consecutive_runs(pa.Table.from_batches([batch])):
                 rows, done = prepare_rows(
@@ -123,15 +121,11 @@ class PrepareRows:
                     yield self.rejected_ids(schema, done.rejected_ids)
                 if done.days is not None:
                     days = done.days if days is None else days.add(done.days, fill_value=0)
-                for part in range(self.partitions) if done.bounds is not None else ():
-                    lo, hi = int(done.bounds[part]), int(done.bounds[part + 1])
-                    if hi > lo:
-                        pending.setdefault(part, []).append((first_row, rows.slice(lo, hi - lo)))
-                        counts[part] = counts.get(part, 0) + hi - lo
-                        if counts[part] >= flush_rows:
-                            yield self.block(schema, part, pending.pop(part))
-                            counts.pop(part)
-        for part, blocks in pending.items():
+                for part, part_rows in grouped_slices(rows, done.bounds) if done.bounds is not None else ():
+                    full = pending.add(part, (first_row, part_rows), part_rows.num_rows)
+                    if full:
+                        yield self.block(schema, part, full)
+        for part, blocks in pending.drain():
             yield self.block(schema, part, blocks)
         if days is not None and len(days):
             day = pa.array(days.index.to_numpy(dtype="datetime64[us]"), pa.timestamp("us"))
@@ -268,11 +262,12 @@ def prepare(
     return prepared.persist(StorageLevel.DISK_ONLY), columns, frames
 
 
-def history_days(prepared: DataFrame) -> pd.Series:
-    """Valid history rows per day over every input (what the local engine's cutoff rule reads)."""
+def prepared_history_days(prepared: DataFrame) -> pd.Series:
+    """Valid history rows per day over every input (`data.framing.history_days` of them: what the local engine's
+    cutoff rule reads), summed by Spark from stage one's counts."""
     counted = prepared.filter(F.col("kind") == DAYS).groupBy("day").agg(F.sum("n")).collect()
     days = pd.Series([int(n) for _, n in counted], index=pd.DatetimeIndex([d for d, _ in counted]), dtype="int64")
-    return days.groupby(level=0).sum().sort_index().astype("int64") if len(days) else days
+    return days.sort_index()
 
 
 def serve_churn_spark(cfg: DictConfig) -> RunSummary:
@@ -294,7 +289,7 @@ def serve_churn_spark(cfg: DictConfig) -> RunSummary:
     k = partition_count(spark, inputs, int(cfg.spark.partitions))
     prepared, columns, frames = prepare(spark, inputs, release, k)
     explicit = cfg.cutoff is not None and str(cfg.cutoff)
-    cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, None if explicit else history_days(prepared))
+    cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, None if explicit else prepared_history_days(prepared))
     schema = output_schema(release, inputs, columns, cfg, feedback_release)
     primary = "customers" if "customers" in inputs else "events"
     job = PartitionJob(

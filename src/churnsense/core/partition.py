@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,22 +62,51 @@ def arrow_table(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
 
 
+def grouped_slices(table: pa.Table, bounds: np.ndarray) -> Iterator[tuple[int, pa.Table]]:
+    """`(partition, its rows)` of a table grouped by `by_partition`, for the partitions that have rows."""
+    for part in range(len(bounds) - 1):
+        lo, hi = int(bounds[part]), int(bounds[part + 1])
+        if hi > lo:
+            yield part, table.slice(lo, hi - lo)
+
+
+class PartitionBuffer:
+    """Rows held back per partition until about `BUFFER_ROWS / k` of one partition are pending, so they leave in
+    large batches: a chunk spread over many partitions would otherwise make many tiny batches, each costly to
+    write, send and read back. An item is whatever the owner keeps of some rows (a table, or one tagged)."""
+
+    def __init__(self, k: int) -> None:
+        self.flush_rows = max(1, BUFFER_ROWS // max(1, k))
+        self._items: dict[int, list[Any]] = {}
+        self._rows: dict[int, int] = {}
+
+    def add(self, part: int, item: Any, rows: int) -> list[Any] | None:
+        """Hold `item` (`rows` rows of partition `part`); returns the partition's items once enough are pending."""
+        self._items.setdefault(part, []).append(item)
+        self._rows[part] = self._rows.get(part, 0) + int(rows)
+        if self._rows[part] < self.flush_rows:
+            return None
+        del self._rows[part]
+        return self._items.pop(part)
+
+    def drain(self) -> Iterator[tuple[int, list[Any]]]:
+        """`(partition, items)` of everything still held, emptying the buffer."""
+        items, self._items, self._rows = self._items, {}, {}
+        yield from items.items()
+
+
 class PartitionWriter:
     """Appends frames of one table to `<dir>/<name>-<k>.arrow`, one open Arrow IPC writer per partition.
 
     The schema is fixed by the first frame; later frames are cast to it (all-null columns typed as strings). Rows
-    are held back per partition until about `BUFFER_ROWS / k` of them are pending and then written as one record
-    batch (`close` writes the rest): a chunk spread over many partitions would otherwise make many tiny batches,
-    each costly to write and to read back.
+    are held back (`PartitionBuffer`) and written as one record batch per flush; `close` writes the rest.
     """
 
     def __init__(self, directory: Path, name: str, k: int) -> None:
         self.directory, self.name, self.k = Path(directory), name, k
         self.schema: pa.Schema | None = None
         self._writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
-        self._pending: dict[int, list[pa.Table]] = {}  # rows of each partition not written yet
-        self._pending_rows: dict[int, int] = {}
-        self.flush_rows = max(1, BUFFER_ROWS // max(1, k))
+        self._buffer = PartitionBuffer(k)  # rows of each partition not written yet
         self.rows = 0
 
     def path(self, part: int) -> Path:
@@ -96,28 +127,21 @@ class PartitionWriter:
         if table.num_rows == 0:
             return
         table = table.select(self.schema.names).cast(self.schema)
-        for part in range(self.k):
-            lo, hi = bounds[part], bounds[part + 1]
-            if hi > lo:
-                self._pending.setdefault(part, []).append(table.slice(lo, hi - lo))
-                self._pending_rows[part] = self._pending_rows.get(part, 0) + int(hi - lo)
-                if self._pending_rows[part] >= self.flush_rows:
-                    self._flush(part)
+        for part, rows in grouped_slices(table, bounds):
+            full = self._buffer.add(part, rows, rows.num_rows)
+            if full:
+                self._write(part, full)
         self.rows += table.num_rows
 
-    def _flush(self, part: int) -> None:
-        """Write partition `part`'s pending rows as one record batch."""
-        rows = self._pending.pop(part, [])
-        self._pending_rows.pop(part, None)
-        if not rows:
-            return
+    def _write(self, part: int, rows: list[pa.Table]) -> None:
+        """Write rows of partition `part` as one record batch."""
         if part not in self._writers:
             self._writers[part] = pa.ipc.new_file(self.path(part), self.schema, options=IPC_OPTIONS)
         self._writers[part].write_table(pa.concat_tables(rows).combine_chunks())
 
     def close(self) -> None:
-        for part in list(self._pending):
-            self._flush(part)
+        for part, rows in self._buffer.drain():
+            self._write(part, rows)
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()

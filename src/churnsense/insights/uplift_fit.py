@@ -29,7 +29,7 @@ from churnsense.insights.uplift_metrics import (
     qini_above_random,
     uplift_metrics,
 )
-from churnsense.insights.uplift_modifiers import modifier_columns
+from churnsense.insights.uplift_modifiers import PROBABILITY, modifier_columns
 from churnsense.insights.uplift_policy import playbook_actions, policy_evidence
 from churnsense.insights.uplift_relative import RelativeRiskLearner
 
@@ -287,9 +287,9 @@ def fit_uplift(
 
 def _at_risk_rows(x_all: pd.DataFrame, at_risk: float | None, min_rows: int) -> np.ndarray:
     """The logged customers at risk at their offer date (all when unknown, or when fewer than `min_rows` are)."""
-    if at_risk is None or "churn_probability" not in x_all:
+    if at_risk is None or PROBABILITY not in x_all:
         return np.ones(len(x_all), bool)
-    rows = (x_all["churn_probability"] >= at_risk).to_numpy()
+    rows = (x_all[PROBABILITY] >= at_risk).to_numpy()
     return rows if rows.sum() >= min_rows else np.ones(len(x_all), bool)
 
 

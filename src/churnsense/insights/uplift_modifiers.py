@@ -29,7 +29,7 @@ ATTR = "attr_"
 def risk_column(columns: Sequence[str], outcome_days: int) -> str:
     """The model output closest to an outcome window of `outcome_days` (see module doc)."""
     horizon = f"p_churn_{int(outcome_days)}d"
-    return horizon if horizon in columns else "churn_probability"
+    return horizon if horizon in columns else PROBABILITY
 
 
 def reason_shares(attributions: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -61,7 +61,7 @@ def effect_modifiers(scored: pd.DataFrame, attributions: pd.DataFrame | None, ou
         return out
     cols = [c for c in attributions.columns if c.startswith(ATTR)]
     attr = attributions.set_index("customer_id")[cols].reindex(ids).to_numpy(dtype=np.float64)
-    p = scored["churn_probability"].to_numpy(dtype=np.float64)
+    p = scored[PROBABILITY].to_numpy(dtype=np.float64)
     shares = pd.DataFrame(reason_shares(attr, p), index=out.index, columns=[SHARE + c[len(ATTR) :] for c in cols])
     return pd.concat([out, shares], axis=1)
 
