@@ -37,7 +37,7 @@ from churnsense.churn.release import ChurnRelease
 from churnsense.churn.score import score_churn_batch
 from churnsense.churn.serve import load_feedback_release, resolve_inputs
 from churnsense.core import io
-from churnsense.core.partition import PartitionBuffer, arrow_table, choose_partitions, grouped_slices, partition_of
+from churnsense.core.partition import PartitionBuffer, arrow_table, choose_partitions, partition_of
 from churnsense.core.rejects import REJECT_COLUMNS, relative_source, with_counts
 from churnsense.core.runs import RunSummary
 from churnsense.core.spark import (
@@ -121,10 +121,8 @@ class PrepareRows:
                     yield self.rejected_ids(schema, done.rejected_ids)
                 if done.days is not None:
                     days = done.days if days is None else days.add(done.days, fill_value=0)
-                for part, part_rows in grouped_slices(rows, done.bounds) if done.bounds is not None else ():
-                    full = pending.add(part, (first_row, part_rows), part_rows.num_rows)
-                    if full:
-                        yield self.block(schema, part, full)
+                for part, full in pending.add_grouped(rows, done.bounds, first_row) if done.bounds is not None else ():
+                    yield self.block(schema, part, full)
         for part, blocks in pending.drain():
             yield self.block(schema, part, blocks)
         if days is not None and len(days):

@@ -169,7 +169,9 @@ def _as_text(table: pa.Table) -> pa.Table:
 
 
 def _parquet_batches(path: Path, columns: list[str] | None, chunk_size: int) -> Iterator[pa.RecordBatch]:
-    parquet = pq.ParquetFile(path)
+    # without pre-buffering: a pre-buffered reader keeps every row group it has read until it is closed, so
+    # memory would grow with the file (apache/arrow#39808); read this way it stays about one row group
+    parquet = pq.ParquetFile(path, pre_buffer=False)
     if columns is not None:
         present = set(parquet.schema_arrow.names)
         columns = [name for name in columns if name in present]

@@ -26,7 +26,7 @@ ROW = "_row"  # 1-based data-row number in the source file, carried through part
 TARGET_PARTITION_BYTES = 64 << 20  # about this much input (CSV bytes; Parquet counted 4x) per partition
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 MAX_PARTITIONS = 256  # x3 tables open writers; stays under the usual 1024 file limit
-BUFFER_ROWS = 1 << 21  # rows of a table held back per writer (over all its partitions) to write large batches
+BUFFER_BYTES = 96 << 20  # bytes of a table held back per writer (over all its partitions) to write large batches
 
 
 def choose_partitions(paths: list[str | os.PathLike], requested: int = 0, workers: int = 1) -> int:
@@ -71,27 +71,40 @@ def grouped_slices(table: pa.Table, bounds: np.ndarray) -> Iterator[tuple[int, p
 
 
 class PartitionBuffer:
-    """Rows held back per partition until about `BUFFER_ROWS / k` of one partition are pending, so they leave in
+    """Rows held back per partition until about `BUFFER_BYTES / k` of one partition are pending, so they leave in
     large batches: a chunk spread over many partitions would otherwise make many tiny batches, each costly to
-    write, send and read back. An item is whatever the owner keeps of some rows (a table, or one tagged)."""
+    write, send and read back. Counted in bytes, so a wide table (customers with many attributes, feedback texts)
+    leaves as often as a narrow one holds memory, instead of staying whole in memory until the end. An item is
+    whatever the owner keeps of some rows (a table, or one tagged)."""
 
     def __init__(self, k: int) -> None:
-        self.flush_rows = max(1, BUFFER_ROWS // max(1, k))
+        self.flush_bytes = max(1, BUFFER_BYTES // max(1, k))
         self._items: dict[int, list[Any]] = {}
-        self._rows: dict[int, int] = {}
+        self._bytes: dict[int, int] = {}
 
-    def add(self, part: int, item: Any, rows: int) -> list[Any] | None:
-        """Hold `item` (`rows` rows of partition `part`); returns the partition's items once enough are pending."""
+    def add(self, part: int, item: Any, nbytes: int) -> list[Any] | None:
+        """Hold `item` (rows of partition `part`, `nbytes` in memory); returns the partition's items once enough
+        are pending."""
         self._items.setdefault(part, []).append(item)
-        self._rows[part] = self._rows.get(part, 0) + int(rows)
-        if self._rows[part] < self.flush_rows:
+        self._bytes[part] = self._bytes.get(part, 0) + int(nbytes)
+        if self._bytes[part] < self.flush_bytes:
             return None
-        del self._rows[part]
+        del self._bytes[part]
         return self._items.pop(part)
+
+    def add_grouped(self, table: pa.Table, bounds: np.ndarray, tag: Any = None) -> Iterator[tuple[int, list[Any]]]:
+        """Hold the rows of `table` grouped by `by_partition` (`bounds`), each slice as an item (`(tag, slice)` when
+        `tag` is given); yields `(partition, items)` of the partitions that filled up. Sized by the table's mean
+        row size (sizing every slice would cost more than the rows it sizes)."""
+        row_bytes = table.nbytes / max(1, table.num_rows)
+        for part, rows in grouped_slices(table, bounds):
+            full = self.add(part, rows if tag is None else (tag, rows), int(rows.num_rows * row_bytes))
+            if full:
+                yield part, full
 
     def drain(self) -> Iterator[tuple[int, list[Any]]]:
         """`(partition, items)` of everything still held, emptying the buffer."""
-        items, self._items, self._rows = self._items, {}, {}
+        items, self._items, self._bytes = self._items, {}, {}
         yield from items.items()
 
 
@@ -127,10 +140,8 @@ class PartitionWriter:
         if table.num_rows == 0:
             return
         table = table.select(self.schema.names).cast(self.schema)
-        for part, rows in grouped_slices(table, bounds):
-            full = self._buffer.add(part, rows, rows.num_rows)
-            if full:
-                self._write(part, full)
+        for part, full in self._buffer.add_grouped(table, bounds):
+            self._write(part, full)
         self.rows += table.num_rows
 
     def _write(self, part: int, rows: list[pa.Table]) -> None:

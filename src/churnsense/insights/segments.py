@@ -15,8 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +69,9 @@ def fit_segments(
     rng = np.random.default_rng(seed)
     xs = x[rng.choice(len(x), size=min(sample, len(x)), replace=False)]
     scores: dict[int, float] = {}
+    from sklearn.cluster import KMeans  # fitting only: serving assigns with the saved centroids
+    from sklearn.metrics import silhouette_score
+
     fits: dict[int, KMeans] = {}
     for k in range(int(k_range[0]), int(k_range[1]) + 1):
         if k >= len(xs):

@@ -22,13 +22,15 @@ State is plain JSON (boosters as LightGBM model strings), no pickle.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from churnsense.insights.uplift_relative import RelativeRiskLearner
+
+if TYPE_CHECKING:  # LightGBM (and the scikit-learn it pulls in) is imported where a learner is fitted or loaded
+    import lightgbm as lgb
 
 KINDS = ("t", "x", "dr", "ct")
 PARAMS = {
@@ -86,6 +88,8 @@ def _train(
     rounds: int,
     weight: np.ndarray | None = None,
 ) -> lgb.Booster:
+    import lightgbm as lgb
+
     data = lgb.Dataset(x, y, weight=weight, feature_name=[f"f{i}" for i in range(x.shape[1])], free_raw_data=True)
     return lgb.train({**params, "objective": objective}, data, num_boost_round=rounds)
 
@@ -196,6 +200,8 @@ class UpliftLearner:
     def from_dict(cls, d: Mapping[str, Any]) -> UpliftLearner:
         out = cls(d["kind"], d["params"], d["rounds"], d["folds"], d["clip"], d["seed"])
         out.share = d.get("share")
+        import lightgbm as lgb
+
         out.models = {k: lgb.Booster(model_str=s) for k, s in d["models"].items()}
         return out
 
