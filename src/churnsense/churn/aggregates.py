@@ -41,7 +41,8 @@ def history_aggregates_with_sources(
         else np.zeros(0)
     )
     # event types as integer codes into `names`: one hash per row, then integer comparisons per type
-    code, names = pd.factorize(h["event_type"].astype(str).to_numpy()[ok]) if len(h) else (np.zeros(0, int), [])
+    codes, names = pd.factorize(h["event_type"]) if len(h) else (np.zeros(0, dtype=np.int64), [])
+    code = np.asarray(codes)[ok]  # -1: a missing type, which matches none
     index = {str(n): i for i, n in enumerate(names)}  # event type -> its code (-1: not in this history)
     value = np.nan_to_num(h["value"].to_numpy(dtype="float64")[ok]) if len(h) else np.zeros(0)
     types = sorted(index) if event_types is None else list(event_types)
@@ -50,14 +51,25 @@ def history_aggregates_with_sources(
         "recency_days": _min_by(row, days, b),
     }
     sources = {"n_events": ANY_EVENT, "recency_days": ANY_EVENT}
-    for t in types:
-        m = code == index.get(t, -1)
-        cols[f"recency_{t}_days"] = _min_by(row[m], days[m], b)
+    # per (row, event type) statistics, one pass each over the history: key = row * len(types) + type position
+    position = np.array([types.index(str(n)) if str(n) in types else -1 for n in names], dtype=np.int64)
+    typed = np.where(code >= 0, position[code], -1) if len(position) else np.full(len(code), -1, dtype=np.int64)
+    m = typed >= 0
+    key, key_days, key_value, size = row[m] * len(types) + typed[m], days[m], value[m], b * len(types)
+    recency = _min_by(key, key_days, size).reshape(b, len(types))
+    windows = {}
+    for w in WINDOWS:
+        mw = key_days <= w
+        windows[w] = (
+            np.bincount(key[mw], minlength=size).reshape(b, len(types)).astype(float),
+            np.bincount(key[mw], weights=key_value[mw], minlength=size).reshape(b, len(types)),
+        )
+    for j, t in enumerate(types):
+        cols[f"recency_{t}_days"] = recency[:, j]
         sources[f"recency_{t}_days"] = t
         for w in WINDOWS:
-            mw = m & (days <= w)
-            cols[f"n_{t}_{w}d"] = np.bincount(row[mw], minlength=b).astype(float)
-            cols[f"sum_{t}_{w}d"] = np.bincount(row[mw], weights=value[mw], minlength=b)
+            cols[f"n_{t}_{w}d"] = windows[w][0][:, j]
+            cols[f"sum_{t}_{w}d"] = windows[w][1][:, j]
             sources[f"n_{t}_{w}d"] = sources[f"sum_{t}_{w}d"] = t
     if "usage" in types:
         m = code == index.get("usage", -1)
