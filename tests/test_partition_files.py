@@ -20,7 +20,7 @@ def test_buffer_flushes_wide_rows_sooner_than_narrow_ones(monkeypatch):
     flushed = {}
     for width in (4, 400):
         table, bounds = by_partition(_table(2_000, width), pd.Series(_table(2_000, width)["customer_id"]), 4)
-        buffer = PartitionBuffer(4)
+        buffer = PartitionBuffer()
         flushed[width] = sum(len(items) for chunk in range(5) for _, items in buffer.add_grouped(table, bounds))
         held = sum(len(items) for _, items in buffer.drain())
         assert flushed[width] + held == 5 * 4  # every slice comes out once: flushed or drained

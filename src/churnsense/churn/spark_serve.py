@@ -108,7 +108,7 @@ class PrepareRows:
 
     def __call__(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         schema = to_arrow_schema(PREPARED, prefers_large_types=True)
-        pending = PartitionBuffer(self.partitions)  # (first data row, rows) per partition
+        pending = PartitionBuffer()  # (first data row, rows) per partition
         days: pd.Series | None = None
         for batch in batches:
             for first_row, raw in consecutive_runs(pa.Table.from_batches([batch])):

@@ -71,41 +71,33 @@ def grouped_slices(table: pa.Table, bounds: np.ndarray) -> Iterator[tuple[int, p
 
 
 class PartitionBuffer:
-    """Rows held back per partition until about `BUFFER_BYTES / k` of one partition are pending, so they leave in
-    large batches: a chunk spread over many partitions would otherwise make many tiny batches, each costly to
-    write, send and read back. Counted in bytes, so a wide table (customers with many attributes, feedback texts)
-    leaves as often as a narrow one holds memory, instead of staying whole in memory until the end. An item is
-    whatever the owner keeps of some rows (a table, or one tagged)."""
+    """Grouped tables (`by_partition`) held back until about `BUFFER_BYTES` are pending, then released together:
+    each partition's rows leave as one batch, in arrival order. A chunk spread over many partitions would otherwise
+    make many tiny batches, each costly to write, send and read back. Holding whole tables, not per-partition
+    slices, keeps the memory held what it is counted as: a slice held back would keep its whole table alive until
+    every other slice of it had left. Counted in bytes, so wide rows (customers with many attributes, feedback
+    texts) leave as often as they fill memory."""
 
-    def __init__(self, k: int) -> None:
-        self.flush_bytes = max(1, BUFFER_BYTES // max(1, k))
-        self._items: dict[int, list[Any]] = {}
-        self._bytes: dict[int, int] = {}
-
-    def add(self, part: int, item: Any, nbytes: int) -> list[Any] | None:
-        """Hold `item` (rows of partition `part`, `nbytes` in memory); returns the partition's items once enough
-        are pending."""
-        self._items.setdefault(part, []).append(item)
-        self._bytes[part] = self._bytes.get(part, 0) + int(nbytes)
-        if self._bytes[part] < self.flush_bytes:
-            return None
-        del self._bytes[part]
-        return self._items.pop(part)
+    def __init__(self) -> None:
+        self._held: list[tuple[Any, pa.Table, np.ndarray]] = []
+        self._bytes = 0
 
     def add_grouped(self, table: pa.Table, bounds: np.ndarray, tag: Any = None) -> Iterator[tuple[int, list[Any]]]:
-        """Hold the rows of `table` grouped by `by_partition` (`bounds`), each slice as an item (`(tag, slice)` when
-        `tag` is given); yields `(partition, items)` of the partitions that filled up. Sized by the table's mean
-        row size (sizing every slice would cost more than the rows it sizes)."""
-        row_bytes = table.nbytes / max(1, table.num_rows)
-        for part, rows in grouped_slices(table, bounds):
-            full = self.add(part, rows if tag is None else (tag, rows), int(rows.num_rows * row_bytes))
-            if full:
-                yield part, full
+        """Hold `table`, grouped by partition (`bounds`); once enough is held, yields `(partition, items)` of every
+        partition with rows: its slices in arrival order (`(tag, slice)` each when `tag` is given)."""
+        self._held.append((tag, table, bounds))
+        self._bytes += table.nbytes
+        if self._bytes >= BUFFER_BYTES:
+            yield from self.drain()
 
     def drain(self) -> Iterator[tuple[int, list[Any]]]:
         """`(partition, items)` of everything still held, emptying the buffer."""
-        items, self._items, self._bytes = self._items, {}, {}
-        yield from items.items()
+        held, self._held, self._bytes = self._held, [], 0
+        items: dict[int, list[Any]] = {}
+        for tag, table, bounds in held:
+            for part, rows in grouped_slices(table, bounds):
+                items.setdefault(part, []).append(rows if tag is None else (tag, rows))
+        yield from sorted(items.items())
 
 
 class PartitionWriter:
@@ -119,7 +111,7 @@ class PartitionWriter:
         self.directory, self.name, self.k = Path(directory), name, k
         self.schema: pa.Schema | None = None
         self._writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
-        self._buffer = PartitionBuffer(k)  # rows of each partition not written yet
+        self._buffer = PartitionBuffer()  # rows not written yet
         self.rows = 0
 
     def path(self, part: int) -> Path:
