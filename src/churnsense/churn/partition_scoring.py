@@ -68,10 +68,16 @@ class PartitionJob:
         frames = {kind: self.writers[kind].read(part) if kind in self.writers else None for kind in KINDS}
         return self.score_frames(frames, self.rejected_ids.get(part, set()), release, feedback_release)
 
+    def _take(self, frames: dict[str, pd.DataFrame | None]) -> tuple:
+        """The tables of `frames`, emptying it: scoring holds the only reference, so each raw table is freed as
+        soon as its filtered version replaces it."""
+        return tuple(frames.pop(kind, None) for kind in KINDS)
+
     def score_frames(
         self, frames: dict[str, pd.DataFrame | None], rejected_ids: set, release: ChurnRelease, feedback_release=None
     ) -> tuple[pd.DataFrame, pd.DataFrame, Any, int]:
-        """`score` of a partition's validated rows per table (with `_row`) and its rejected customer ids."""
+        """`score` of a partition's validated rows per table (with `_row`) and its rejected customer ids; empties
+        `frames` (the tables are freed while scoring goes on)."""
         observed: list = []
         monitor = None
         if self.drift is not None:
@@ -82,10 +88,9 @@ class PartitionJob:
                 values = scoring_values(snapshot, p, reference, categorical, numeric)
                 observed.append(ProfileAccumulator.count(reference, values))  # counts, not the rows, travel
 
+        primary_rows = len(frames[self.primary])
         scored, rejects = score_churn_batch(
-            frames["customers"],
-            frames["events"],
-            frames["feedback"],
+            *self._take(frames),
             release,
             self.cutoff,
             validated=True,
@@ -99,7 +104,7 @@ class PartitionJob:
             monitor=monitor,
             rejects_detail=self.rejects_detail,
         )
-        return scored, rejects, (observed[0] if observed else None), len(frames[self.primary])
+        return scored, rejects, (observed[0] if observed else None), primary_rows
 
 
 def worker_count(requested: int, partitions: int) -> int:

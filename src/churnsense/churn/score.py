@@ -114,6 +114,7 @@ def score_churn_batch(
     spec, sources = release.spec, {**{k: k for k in KINDS}, **(sources or {})}
     frames = dict(zip(KINDS, (_ensure_rows(customers), _ensure_rows(events), _ensure_rows(feedback))))
     frames = {k: (f if spec.table(k) is not None else None) for k, f in frames.items()}
+    del customers, events, feedback  # `frames` holds them: each is freed once its filtered version replaces it
     rejects: list[pd.DataFrame] = []
     if not validated:
         for kind, frame in frames.items():
