@@ -170,7 +170,7 @@ def _as_text(table: pa.Table) -> pa.Table:
 
 def _parquet_batches(path: Path, columns: list[str] | None, chunk_size: int) -> Iterator[pa.RecordBatch]:
     # without pre-buffering: a pre-buffered reader keeps every row group it has read until it is closed, so
-    # memory would grow with the file (apache/arrow#39808); read this way it stays about one row group
+    # memory would grow with the file; read this way it stays about one row group
     parquet = pq.ParquetFile(path, pre_buffer=False)
     if columns is not None:
         present = set(parquet.schema_arrow.names)
