@@ -40,7 +40,7 @@ def history_aggregates_with_sources(
         if len(h)
         else np.zeros(0)
     )
-    # event types as integer codes into `names`: one hash per row, then integer comparisons per type
+    # event types as integer codes into `names`: one hash per row, then integer work only
     codes, names = pd.factorize(h["event_type"]) if len(h) else (np.zeros(0, dtype=np.int64), [])
     code = np.asarray(codes)[ok]  # -1: a missing type, which matches none
     index = {str(n): i for i, n in enumerate(names)}  # event type -> its code (-1: not in this history)
@@ -52,8 +52,8 @@ def history_aggregates_with_sources(
     }
     sources = {"n_events": ANY_EVENT, "recency_days": ANY_EVENT}
     # per (row, event type) statistics, one pass each over the history: key = row * len(types) + type position
-    position = np.array([types.index(str(n)) if str(n) in types else -1 for n in names], dtype=np.int64)
-    typed = np.where(code >= 0, position[code], -1) if len(position) else np.full(len(code), -1, dtype=np.int64)
+    at = {t: j for j, t in enumerate(types)}
+    typed = np.array([at.get(str(n), -1) for n in names] + [-1], dtype=np.int64)[code]  # code -1 -> the last: none
     m = typed >= 0
     key, key_days, key_value, size = row[m] * len(types) + typed[m], days[m], value[m], b * len(types)
     recency = _min_by(key, key_days, size).reshape(b, len(types))

@@ -68,11 +68,6 @@ class PartitionJob:
         frames = {kind: self.writers[kind].read(part) if kind in self.writers else None for kind in KINDS}
         return self.score_frames(frames, self.rejected_ids.get(part, set()), release, feedback_release)
 
-    def _take(self, frames: dict[str, pd.DataFrame | None]) -> tuple:
-        """The tables of `frames`, emptying it: scoring holds the only reference, so each raw table is freed as
-        soon as its filtered version replaces it."""
-        return tuple(frames.pop(kind, None) for kind in KINDS)
-
     def score_frames(
         self, frames: dict[str, pd.DataFrame | None], rejected_ids: set, release: ChurnRelease, feedback_release=None
     ) -> tuple[pd.DataFrame, pd.DataFrame, Any, int]:
@@ -90,7 +85,7 @@ class PartitionJob:
 
         primary_rows = len(frames[self.primary])
         scored, rejects = score_churn_batch(
-            *self._take(frames),
+            *(frames.pop(kind, None) for kind in KINDS),  # scoring holds the only reference: freed once filtered
             release,
             self.cutoff,
             validated=True,

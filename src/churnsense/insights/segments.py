@@ -44,6 +44,8 @@ def fit_segments(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Fit the segmentation; returns its JSON-able state (see module doc)."""
+    from sklearn.cluster import KMeans  # fitting only: serving assigns with the saved centroids
+    from sklearn.metrics import silhouette_score
 
     def usable(columns: list[str]) -> list[str]:
         return [c for c in columns if facts[c].notna().mean() > 0.05 and facts[c].nunique() > 1]
@@ -69,9 +71,6 @@ def fit_segments(
     rng = np.random.default_rng(seed)
     xs = x[rng.choice(len(x), size=min(sample, len(x)), replace=False)]
     scores: dict[int, float] = {}
-    from sklearn.cluster import KMeans  # fitting only: serving assigns with the saved centroids
-    from sklearn.metrics import silhouette_score
-
     fits: dict[int, KMeans] = {}
     for k in range(int(k_range[0]), int(k_range[1]) + 1):
         if k >= len(xs):
