@@ -1,4 +1,5 @@
-"""Hash-partition files: rows held back by size, every row written once and in order, bounded reading."""
+"""Hash-partition files: rows held back by size, every row written once and read back in input order (from one
+writer or several), bounded reading."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churnsense.core import io, partition
-from churnsense.core.partition import PartitionBuffer, PartitionWriter, by_partition
+from churnsense.core.partition import PartitionBuffer, PartitionFiles, PartitionWriter, by_partition
 
 
 def _table(n: int, width: int) -> pa.Table:
@@ -38,12 +39,30 @@ def test_writer_keeps_every_row_in_input_order(tmp_path, monkeypatch):
     for frame in frames:
         writer.write(frame)
     writer.close()
-    parts = [writer.read(p) for p in range(3)]
+    parts = [writer.files().read(p) for p in range(3)]
     rows = np.concatenate([p["_row"].to_numpy() for p in parts])
     assert sorted(rows.tolist()) == list(range(3_000))
     for part in parts:
         assert (np.diff(part["_row"].to_numpy()) > 0).all()  # file order kept within a partition
         assert part["customer_id"].map(lambda c: partition.partition_of(pd.Series([c]), 3)[0]).nunique() <= 1
+
+
+def test_rows_of_several_writers_read_back_in_input_order(tmp_path):
+    """Each worker writes the chunks it validated; a partition merges every worker's rows by row number."""
+    writers = [PartitionWriter(tmp_path, f"events-{w}", 2) for w in range(2)]
+    for start in range(0, 1_200, 100):  # chunks dealt to the two writers unevenly, as a pool hands them out
+        frame = pd.DataFrame(
+            {"customer_id": [f"C{i % 9}" for i in range(start, start + 100)], "_row": np.arange(start, start + 100)}
+        )
+        writers[(start // 100) % 3 == 0].write(frame)
+    for writer in writers:
+        writer.close()
+    files = PartitionFiles.combine(tmp_path, [w.files() for w in writers])
+    rows = [files.read(p)["_row"].to_numpy() for p in range(2)]
+    assert sorted(np.concatenate(rows).tolist()) == list(range(1_200))
+    assert all((np.diff(r) > 0).all() for r in rows)
+    empty = PartitionFiles.combine(tmp_path, [PartitionWriter(tmp_path, "none", 2).files()])
+    assert len(empty.read(0)) == 0 and "customer_id" in empty.read(0)
 
 
 def test_parquet_chunks_are_read_without_prebuffering(tmp_path, monkeypatch):

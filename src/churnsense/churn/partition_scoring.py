@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from churnsense.churn.release import ChurnRelease
 from churnsense.churn.score import score_churn_batch
 from churnsense.core.drift import ProfileAccumulator
-from churnsense.core.partition import PartitionWriter, partition_of
+from churnsense.core.partition import PartitionFiles, partition_of
 from churnsense.core.pool import WorkerPool
 from churnsense.core.runs import peak_rss_mb
 from churnsense.core.runtime import row_parallel_workers
@@ -33,7 +33,7 @@ from churnsense.monitoring.churn import scoring_values
 class PartitionJob:
     """What scoring one partition needs besides the releases (picklable: sent with each partition to a worker)."""
 
-    writers: dict[str, PartitionWriter]
+    files: dict[str, PartitionFiles]
     primary: str
     cutoff: pd.Timestamp
     sources: dict[str, str]
@@ -65,7 +65,7 @@ class PartitionJob:
         self, part: int, release: ChurnRelease, feedback_release=None
     ) -> tuple[pd.DataFrame, pd.DataFrame, Any, int]:
         """(scores, rejects, drift counts or None, rows of the primary input) of partition `part`."""
-        frames = {kind: self.writers[kind].read(part) if kind in self.writers else None for kind in KINDS}
+        frames = {kind: self.files[kind].read(part) if kind in self.files else None for kind in KINDS}
         return self.score_frames(frames, self.rejected_ids.get(part, set()), release, feedback_release)
 
     def score_frames(

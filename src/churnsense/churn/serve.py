@@ -2,11 +2,11 @@
 
 Memory stays bounded whatever the file sizes: (1) one streaming pass per input validates rows chunk by chunk
 (bad rows -> rejects with file and row number) and hash-partitions the good ones by customer id into K temporary
-Arrow IPC files; (2) each partition, holding all rows of its customers, is scored with `score_churn_batch` and
-appended to the output in partition order, which is published atomically together with the rejects file. Both
-stages run on the same `workers` processes (`churn.partition_scoring.scoring_pool`): they validate the chunks
-this process reads, then score the partitions; results come back in order, so the files are the same whatever
-the number of workers.
+Arrow IPC files (each worker writes the rows it validated); (2) each partition, holding all rows of its
+customers, is scored with `score_churn_batch` and appended to the output in partition order, which is published
+atomically together with the rejects file. Both stages run on the same `workers` processes
+(`churn.partition_scoring.scoring_pool`): they validate the chunks this process reads, then score the
+partitions; results come back in order, so the files are the same whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from omegaconf import DictConfig
 from churnsense.churn.partition_scoring import PartitionJob, score_partitions, scoring_pool, worker_count
 from churnsense.churn.release import ChurnRelease
 from churnsense.core import io
-from churnsense.core.partition import PartitionWriter, choose_partitions
+from churnsense.core.partition import PartitionFiles, choose_partitions
 from churnsense.core.pool import WorkerPool
 from churnsense.core.rejects import RejectsWriter, rejects_path_for
 from churnsense.core.release import MLFLOW_SCHEMES
 from churnsense.core.runs import RunSummary, Stage, progress
 from churnsense.core.scratch import scratch_dir
-from churnsense.data.chunks import ChunkTask, prepare_chunk
+from churnsense.data.chunks import ChunkTask, close_partition_files, prepare_chunk
 from churnsense.data.contract import KINDS
 from churnsense.data.framing import history_end, scoring_cutoff
 from churnsense.data.validation import read_columns
@@ -44,9 +44,10 @@ PARTS_PREFIX = "churnsense-parts-"
 
 @dataclass
 class PassResult:
-    """What the partitioning pass learned: rows per input, rejected customer ids, history rows per day."""
+    """What the partitioning pass learned: the partition files and rows per input, rejected customer ids,
+    history rows per day."""
 
-    writers: dict[str, PartitionWriter] = field(default_factory=dict)
+    files: dict[str, PartitionFiles] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     rejected_ids: set = field(default_factory=set)
     days: pd.Series | None = None
@@ -81,40 +82,56 @@ def partition_inputs(
     show_progress: bool,
     pool: WorkerPool,
     stage: Stage,
+    chunk_cells: int = 0,
 ) -> PassResult:
-    """Validate every input chunk by chunk, write rejects, hash-partition the valid rows into `tmp`. Chunks are
-    validated and grouped by the pool's workers (`data.chunks.prepare_chunk`); this process reads them and writes
-    rejects and partitions in input order, so the files are the same whatever the number of workers."""
+    """Validate every input chunk by chunk, write rejects, hash-partition the valid rows into `tmp`. This process
+    reads the chunks; the pool's workers validate them, group the valid rows by partition and write them to their
+    own partition files (`data.chunks.prepare_chunk`), which every worker closes at the end. Rejects are written
+    here in input order and partitions read back in input order, so the files are the same whatever the number of
+    workers."""
     result = PassResult()
     bars = {}
     for kind, path in inputs.items():
-        result.writers[kind] = PartitionWriter(tmp, kind, k)
         result.rows[kind] = 0
         bars[kind] = progress(io.count_rows(path), f"read {kind}", show_progress)
-    for done in pool.map(prepare_chunk, chunk_tasks(inputs, release, k, chunk_size)):
-        rejects.write(done.rejects)
-        result.writers[done.kind].write_grouped(done.valid_rows(), done.bounds)
-        result.rejected_ids.update(done.rejected_ids)
-        if done.days is not None:
-            result.days = done.days if result.days is None else result.days.add(done.days, fill_value=0)
-        result.rows[done.kind] += done.rows
-        bars[done.kind].update(done.rows)
-        stage.worker_cpu += done.cpu if pool.workers > 1 else 0.0
+    try:
+        for done in pool.map(prepare_chunk, chunk_tasks(inputs, release, k, chunk_size, tmp, chunk_cells)):
+            rejects.write(done.rejects)
+            result.rejected_ids.update(done.rejected_ids)
+            if done.days is not None:
+                result.days = done.days if result.days is None else result.days.add(done.days, fill_value=0)
+            result.rows[done.kind] += done.rows
+            bars[done.kind].update(done.rows)
+            stage.worker_cpu += done.cpu if pool.workers > 1 else 0.0
+        written = pool.on_each_worker(close_partition_files, str(tmp))
+    finally:
+        close_partition_files(str(tmp))  # this process's own writers (`workers=1`), also after a failed pass
     for kind in inputs:
-        result.writers[kind].close()
+        result.files[kind] = PartitionFiles.combine(tmp, [files[kind] for files in written if kind in files])
         bars[kind].close()
     if result.days is not None:
         result.days = result.days.astype("int64")
     return result
 
 
-def chunk_tasks(inputs: dict[str, str], release: ChurnRelease, k: int, chunk_size: int) -> Iterator[ChunkTask]:
-    """Every input's chunks (only the columns scoring reads), in input order, as tasks for `prepare_chunk`."""
+def chunk_rows(chunk_size: int, chunk_cells: int, columns: int) -> int:
+    """Rows per input chunk: `chunk_size` when set (> 0), else about `chunk_cells` values: a narrow events file is
+    read in long chunks (validation costs per column and chunk, so long chunks are cheaper per row), a wide
+    customers file in shorter ones (the memory of a chunk stays about the same)."""
+    return int(chunk_size) if chunk_size > 0 else max(1, int(chunk_cells) // max(1, columns))
+
+
+def chunk_tasks(
+    inputs: dict[str, str], release: ChurnRelease, k: int, chunk_size: int, tmp: Path, chunk_cells: int = 0
+) -> Iterator[ChunkTask]:
+    """Every input's chunks (only the columns scoring reads; rows per chunk from `chunk_rows`), in input order, as
+    tasks for `prepare_chunk` (valid rows partitioned into `k` files per worker in `tmp`)."""
     for kind, path in inputs.items():
         table = release.spec.table(kind)
         columns = read_columns(table, kind, io.table_columns(path, table.read_options))
-        for first_row, chunk in io.iter_tables(path, chunk_size, columns=columns, read_options=table.read_options):
-            yield ChunkTask(kind, table, path, first_row, io.to_ipc(chunk), k)
+        rows = chunk_rows(chunk_size, chunk_cells, len(columns))
+        for first_row, chunk in io.iter_tables(path, rows, columns=columns, read_options=table.read_options):
+            yield ChunkTask(kind, table, path, first_row, io.to_ipc(chunk), k, str(tmp))
 
 
 def load_feedback_release(cfg: DictConfig, inputs: dict[str, str], release: ChurnRelease) -> FeedbackRelease | None:
@@ -192,11 +209,13 @@ def serve_churn(cfg: DictConfig) -> RunSummary:
         scoring_pool(workers, release, cfg, inputs) as pool,
     ):
         stage = summary.stage("read+validate+partition")
-        parts = partition_inputs(inputs, release, k, tmp, int(cfg.chunk_size), rejects, show, pool, stage)
+        parts = partition_inputs(
+            inputs, release, k, tmp, int(cfg.chunk_size), rejects, show, pool, stage, int(cfg.chunk_cells)
+        )
         stage.stop()
         cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, parts.days)
         job = PartitionJob(
-            writers=parts.writers,
+            files=parts.files,
             primary=primary,
             cutoff=cutoff,
             sources=inputs,

@@ -291,7 +291,7 @@ def serve_churn_spark(cfg: DictConfig) -> RunSummary:
     schema = output_schema(release, inputs, columns, cfg, feedback_release)
     primary = "customers" if "customers" in inputs else "events"
     job = PartitionJob(
-        writers={},
+        files={},
         primary=primary,
         cutoff=cutoff,
         sources=dict(inputs),

@@ -3,6 +3,8 @@
 Events are not sorted by customer, so scoring a customer needs all of its rows in memory at once. Writing every
 table to K partitions by `hash(customer_id) % K` puts each customer's rows (from every table) in the same
 partition, so scoring partition by partition needs memory of about one partition, whatever the file size.
+Each process that prepares chunks writes its own files (`PartitionWriter`), so rows never travel back to one
+writer; a partition is the rows of all of them, put back in input order by their row number (`PartitionFiles`).
 Partition files are Arrow IPC (LZ4-compressed record batches), not Parquet: an open IPC writer holds no column
 encoders, so the K x tables writers open during the pass cost almost no memory (Parquet writers held megabytes
 each), and reading a partition back is a copy, not a decode.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +103,46 @@ class PartitionBuffer:
         yield from sorted(items.items())
 
 
+@dataclass(frozen=True)
+class PartitionFiles:
+    """The partition files of one table, from one or more writers (`<directory>/<name>-<part>.arrow` per name):
+    what a scoring process needs to read a partition back (picklable). `schema`: the columns of the table (the
+    writers' schemas unified), None when no writer saw a chunk."""
+
+    directory: Path
+    names: tuple[str, ...]
+    schema: pa.Schema | None
+
+    @classmethod
+    def combine(cls, directory: Path, parts: list[PartitionFiles]) -> PartitionFiles:
+        """The files of several writers of the same table as one."""
+        schemas = [p.schema for p in parts if p.schema is not None]
+        schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else None
+        return cls(Path(directory), tuple(sorted(n for p in parts for n in p.names)), schema)
+
+    def path(self, name: str, part: int) -> Path:
+        return self.directory / f"{name}-{part:04d}.arrow"
+
+    def read(self, part: int) -> pd.DataFrame:
+        """The rows of one partition, in input order (an empty frame with the table's columns if none landed
+        there). Each writer's file is in input order; rows of several are merged by their row number."""
+        tables = []
+        for name in self.names:
+            path = self.path(name, part)
+            if path.is_file():
+                with pa.memory_map(str(path)) as source:
+                    tables.append(pa.ipc.open_file(source).read_all())
+        if not tables:
+            if self.schema is not None:
+                return self.schema.empty_table().to_pandas()
+            return pd.DataFrame({"customer_id": pd.Series(dtype=object), ROW: pd.Series(dtype="int64")})
+        if len(tables) == 1:
+            return tables[0].to_pandas()
+        table = pa.concat_tables(tables, promote_options="permissive")
+        order = np.argsort(table[ROW].to_numpy(), kind="stable")  # sorted runs: one merge pass
+        return table.take(order).to_pandas()
+
+
 class PartitionWriter:
     """Appends frames of one table to `<dir>/<name>-<k>.arrow`, one open Arrow IPC writer per partition.
 
@@ -116,6 +159,10 @@ class PartitionWriter:
 
     def path(self, part: int) -> Path:
         return self.directory / f"{self.name}-{part:04d}.arrow"
+
+    def files(self) -> PartitionFiles:
+        """What reads this writer's partitions back (after `close`)."""
+        return PartitionFiles(self.directory, (self.name,), self.schema)
 
     def write(self, frame: pd.DataFrame) -> None:
         """Append `frame`'s rows to their partitions; the first frame (even an empty one) fixes the columns, so a
@@ -148,13 +195,3 @@ class PartitionWriter:
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
-
-    def read(self, part: int) -> pd.DataFrame:
-        """The rows of one partition (an empty frame if none landed there)."""
-        path = self.path(part)
-        if path.is_file():
-            with pa.memory_map(str(path)) as source:
-                return pa.ipc.open_file(source).read_all().to_pandas()
-        if self.schema is not None:
-            return self.schema.empty_table().to_pandas()
-        return pd.DataFrame({"customer_id": pd.Series(dtype=object), ROW: pd.Series(dtype="int64")})

@@ -1,19 +1,24 @@
 """One chunk of an input file made ready for partitioned scoring, in whichever process does it (`core.pool`):
-validated (canonical rows + rejects), grouped by customer partition, with what the run counts (valid history
-rows per day, rejected customer ids). Rows travel between processes as Arrow IPC, not pickled objects.
+validated (canonical rows + rejects), grouped by customer partition and appended to that process's partition
+files, with what the run counts (valid history rows per day, rejected customer ids). Raw rows travel to the
+worker as Arrow IPC; valid rows never travel back: each worker writes its own partition files
+(`core.partition.PartitionWriter`), closed at the end of the pass by `close_partition_files` in every worker, and
+a partition is read back from all of them in file order (`core.partition.PartitionFiles`).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from churnsense.core.io import as_frame, from_ipc, to_ipc
-from churnsense.core.partition import arrow_table, by_partition
+from churnsense.core.io import as_frame, from_ipc
+from churnsense.core.partition import PartitionFiles, PartitionWriter, arrow_table, by_partition
 from churnsense.data.contract import TableSpec
 from churnsense.data.framing import history_days
 from churnsense.data.validation import Kind, validate_chunk
@@ -21,7 +26,8 @@ from churnsense.data.validation import Kind, validate_chunk
 
 @dataclass
 class ChunkTask:
-    """A chunk of input rows to prepare: `rows` is `to_ipc` of the raw chunk read by `core.io.iter_tables`."""
+    """A chunk of input rows to prepare: `rows` is `to_ipc` of the raw chunk read by `core.io.iter_tables`; its
+    valid rows go to the preparing process's partition files of `kind` in `directory`."""
 
     kind: Kind
     table: TableSpec
@@ -29,33 +35,49 @@ class ChunkTask:
     first_row: int
     rows: pa.Buffer
     partitions: int
+    directory: str
 
 
 @dataclass
 class PreparedChunk:
-    """A prepared chunk: its valid rows grouped by partition (`to_ipc`; `bounds` as in `by_partition`, None when
-    there are none), its rejects, valid history rows per day (None without timestamps) and rejected customer ids
-    (customers only)."""
+    """What a prepared chunk leaves for the run: the partition bounds of its valid rows (as in `by_partition`,
+    None when there are none), its rejects, valid history rows per day (None without timestamps) and rejected
+    customer ids (customers only)."""
 
     kind: Kind
     rows: int
-    valid: pa.Buffer | None
     bounds: np.ndarray | None
     rejects: pd.DataFrame
     days: pd.Series | None = None
     rejected_ids: list = field(default_factory=list)
     cpu: float = 0.0  # CPU seconds the preparing process spent on it
 
-    def valid_rows(self) -> pa.Table:
-        return from_ipc(self.valid)
+
+_WRITERS: dict[tuple[str, str], PartitionWriter] = {}  # this process's open partition files: (directory, kind)
 
 
 def prepare_chunk(task: ChunkTask) -> PreparedChunk:
-    """Validate one chunk (`validate_chunk`) and group its valid rows by partition."""
+    """Validate one chunk (`validate_chunk`), group its valid rows by partition and append them to this
+    process's partition files of the chunk's kind."""
     started = time.process_time()
     table, done = prepare_rows(from_ipc(task.rows), task.kind, task.table, task.source, task.first_row, task.partitions)
-    done.valid, done.cpu = to_ipc(table), time.process_time() - started
+    key = (task.directory, task.kind)
+    if key not in _WRITERS:  # one writer per process and table: file names carry the process id
+        _WRITERS[key] = PartitionWriter(Path(task.directory), f"{task.kind}-{os.getpid()}", task.partitions)
+    _WRITERS[key].write_grouped(table, done.bounds)
+    done.cpu = time.process_time() - started
     return done
+
+
+def close_partition_files(directory: str) -> dict[str, PartitionFiles]:
+    """Close this process's partition writers of `directory`: the files of each table kind it wrote (run in
+    every worker at the end of the pass, and in this process after a failed one)."""
+    closed = {}
+    for key in [key for key in _WRITERS if key[0] == directory]:
+        writer = _WRITERS.pop(key)
+        writer.close()
+        closed[key[1]] = writer.files()
+    return closed
 
 
 def prepare_rows(
@@ -71,7 +93,6 @@ def prepare_rows(
     done = PreparedChunk(
         kind=kind,
         rows=len(chunk),
-        valid=None,
         bounds=bounds,
         rejects=rejects,
         days=history_days(valid) if "ts" in valid and len(valid) else None,
