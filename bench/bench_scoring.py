@@ -96,7 +96,7 @@ def micro(graph, arrays: dict[str, np.ndarray], release: Path, threads: int, sec
 
     torch.set_num_threads(threads)
     runner = RowParallelRunner(release / "model.onnx", workers=threads, slice_rows=slice_rows)  # what serving runs
-    plain = RowParallelRunner(release / "model.onnx", workers=1, threads=threads)  # one call, intra-op threads
+    plain = RowParallelRunner(release / "model.onnx", workers=1, slice_rows=0, threads=threads)  # one call
     names, outputs = runner.input_names, runner.output_names
     n = len(arrays["cat"])
     print(f"\n## Model only, {threads} thread(s), history length {arrays['seq_type'].shape[1]}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import torch
 
@@ -210,6 +211,36 @@ def serve_cfg(release_dir: Path, paths: dict[str, Path], output: Path, *extra: s
         "feedback_model=null",
         *extra,
     )
+
+
+def test_parquet_row_groups_read_by_the_workers_give_the_rows_of_one_reader(release_dir, tmp_path):
+    """Parquet files of several row groups are read by the worker processes one row group each; rows, rejects
+    and row numbers are those of the same tables read here, chunk by chunk (CSV)."""
+    import pyarrow.parquet as pq
+
+    from churnsense.churn.serve import serve_churn
+
+    csv_paths = write_inputs(tmp_path)
+    csv_paths["events"] = tmp_path / "events.csv"
+    io.read_table(tmp_path / "events.parquet").to_csv(csv_paths["events"], index=False)
+    groups = tmp_path / "groups"
+    groups.mkdir()
+    pq_paths = {}
+    for kind, path in csv_paths.items():
+        pq_paths[kind] = groups / f"{kind}.parquet"
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), pq_paths[kind], row_group_size=4)
+        assert len(io.parquet_row_groups(pq_paths[kind])) >= 2
+    outs = {}
+    for name, paths in (("csv", csv_paths), ("parquet", pq_paths)):
+        out = tmp_path / name / "scores.parquet"
+        serve_churn(serve_cfg(release_dir, paths, out, "partitions=3", "workers=2", "chunk_size=3"))
+        rejects = io.read_table(out.parent / "scores.rejects.csv")
+        rejects["source"] = rejects["source"].map(lambda s: Path(s).stem)
+        outs[name] = (io.read_table(out), rejects)
+    pd.testing.assert_frame_equal(outs["csv"][0], outs["parquet"][0], check_exact=True)
+    pd.testing.assert_frame_equal(outs["csv"][1], outs["parquet"][1], check_exact=True)
+    assert len(outs["csv"][1]) > 5  # the bad rows are there, with their row numbers
 
 
 @pytest.mark.parametrize("suffix,partitions", [("csv", 3), ("parquet", 1)])

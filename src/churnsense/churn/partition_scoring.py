@@ -113,7 +113,8 @@ _WORKER: dict[str, Any] = {}
 def _start_worker(model_path: str, cfg: DictConfig, inputs: Mapping[str, str]) -> None:
     from churnsense.churn.serve import load_feedback_release  # the serving module imports this one
 
-    release = ChurnRelease.load(model_path, num_threads=1, tracking_uri=cfg.tracking_uri, slice_rows=0)
+    slices = int(cfg.onnx_slice_rows)  # one thread: the slices run one after another (faster than one call)
+    release = ChurnRelease.load(model_path, num_threads=1, tracking_uri=cfg.tracking_uri, slice_rows=slices)
     one_thread = OmegaConf.merge(cfg, {"num_threads": 1})
     _WORKER.update(release=release, feedback=load_feedback_release(one_thread, dict(inputs), release))
 

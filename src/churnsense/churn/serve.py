@@ -12,6 +12,7 @@ partitions; results come back in order, so the files are the same whatever the n
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -124,14 +125,22 @@ def chunk_rows(chunk_size: int, chunk_cells: int, columns: int) -> int:
 def chunk_tasks(
     inputs: dict[str, str], release: ChurnRelease, k: int, chunk_size: int, tmp: Path, chunk_cells: int = 0
 ) -> Iterator[ChunkTask]:
-    """Every input's chunks (only the columns scoring reads; rows per chunk from `chunk_rows`), in input order, as
-    tasks for `prepare_chunk` (valid rows partitioned into `k` files per worker in `tmp`)."""
+    """Every input's rows (only the columns scoring reads; rows per chunk from `chunk_rows`), in input order, as
+    tasks for `prepare_chunk` (valid rows partitioned into `k` files per worker in `tmp`). A Parquet file of several
+    row groups is handed out one row group per task, which the worker reads itself (decoding spread over the
+    workers); other files are read here, chunk by chunk."""
     for kind, path in inputs.items():
         table = release.spec.table(kind)
         columns = read_columns(table, kind, io.table_columns(path, table.read_options))
         rows = chunk_rows(chunk_size, chunk_cells, len(columns))
+        task = functools.partial(ChunkTask, kind, table, path, partitions=k, directory=str(tmp))
+        groups = io.parquet_row_groups(path)
+        if len(groups) > 1:
+            for group, first_row in groups:
+                yield task(first_row, None, row_group=group, chunk_rows=rows, columns=columns)
+            continue
         for first_row, chunk in io.iter_tables(path, rows, columns=columns, read_options=table.read_options):
-            yield ChunkTask(kind, table, path, first_row, io.to_ipc(chunk), k, str(tmp))
+            yield task(first_row, io.to_ipc(chunk))
 
 
 def load_feedback_release(cfg: DictConfig, inputs: dict[str, str], release: ChurnRelease) -> FeedbackRelease | None:

@@ -168,14 +168,46 @@ def _as_text(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, names=table.column_names)
 
 
-def _parquet_batches(path: Path, columns: list[str] | None, chunk_size: int) -> Iterator[pa.RecordBatch]:
+def _parquet_batches(
+    path: Path, columns: list[str] | None, chunk_size: int, row_groups: list[int] | None = None
+) -> Iterator[pa.RecordBatch]:
     # without pre-buffering: a pre-buffered reader keeps every row group it has read until it is closed, so
     # memory would grow with the file; read this way it stays about one row group
     parquet = pq.ParquetFile(path, pre_buffer=False)
     if columns is not None:
         present = set(parquet.schema_arrow.names)
         columns = [name for name in columns if name in present]
-    yield from parquet.iter_batches(batch_size=chunk_size, columns=columns)
+    yield from parquet.iter_batches(batch_size=chunk_size, columns=columns, row_groups=row_groups)
+
+
+def parquet_row_groups(path: str | os.PathLike) -> list[tuple[int, int]]:
+    """`(row group, its first data row)` of a Parquet file ([] for any other file): the units other processes
+    can read on their own (`iter_row_group`)."""
+    path = _existing(path)
+    if table_format(path) != "parquet":
+        return []
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except pa.ArrowException as err:
+        raise _read_error(path, err) from None
+    groups, first_row = [], 1
+    for g in range(meta.num_row_groups):
+        groups.append((g, first_row))
+        first_row += meta.row_group(g).num_rows
+    return groups
+
+
+def iter_row_group(
+    path: str | os.PathLike, group: int, first_row: int, chunk_size: int, columns: list[str] | None = None
+) -> Iterator[tuple[int, pa.Table]]:
+    """`iter_tables` of one Parquet row group whose first data row is `first_row`."""
+    path = _existing(path)
+    try:
+        for batch in _parquet_batches(path, columns, chunk_size, [group]):
+            yield first_row, pa.Table.from_batches([batch])
+            first_row += batch.num_rows
+    except pa.ArrowException as err:
+        raise _read_error(path, err) from None
 
 
 def _rebatch(batches: Iterator[pa.RecordBatch], chunk_size: int) -> Iterator[pa.Table]:

