@@ -32,7 +32,7 @@ from churnsense.core.runs import RunSummary, Stage, progress
 from churnsense.core.scratch import scratch_dir
 from churnsense.data.chunks import ChunkTask, close_partition_files, prepare_chunk
 from churnsense.data.contract import KINDS
-from churnsense.data.framing import history_end, scoring_cutoff
+from churnsense.data.framing import add_days, history_end, scoring_cutoff
 from churnsense.data.validation import read_columns
 from churnsense.feedback.release import FeedbackRelease, load_release
 from churnsense.insights.crm_export import CrmExport, export_dir_for
@@ -99,8 +99,7 @@ def partition_inputs(
         for done in pool.map(prepare_chunk, chunk_tasks(inputs, release, k, chunk_size, tmp, chunk_cells)):
             rejects.write(done.rejects)
             result.rejected_ids.update(done.rejected_ids)
-            if done.days is not None:
-                result.days = done.days if result.days is None else result.days.add(done.days, fill_value=0)
+            result.days = add_days(result.days, done.days)
             result.rows[done.kind] += done.rows
             bars[done.kind].update(done.rows)
             stage.worker_cpu += done.cpu if pool.workers > 1 else 0.0

@@ -53,7 +53,7 @@ from churnsense.core.spark import (
 )
 from churnsense.data.chunks import prepare_rows
 from churnsense.data.contract import KINDS, TableSpec
-from churnsense.data.framing import scoring_cutoff
+from churnsense.data.framing import add_days, scoring_cutoff
 from churnsense.data.validation import read_columns, validate_chunk
 from churnsense.feedback.release import load_release
 
@@ -119,8 +119,7 @@ class PrepareRows:
                     yield _records(schema, kind=[REJECTS] * len(done.rejects), **_reject_columns(done.rejects))
                 if done.rejected_ids:
                     yield self.rejected_ids(schema, done.rejected_ids)
-                if done.days is not None:
-                    days = done.days if days is None else days.add(done.days, fill_value=0)
+                days = add_days(days, done.days)
                 for part, full in pending.add_grouped(rows, done.bounds, first_row) if done.bounds is not None else ():
                     yield self.block(schema, part, full)
         for part, blocks in pending.drain():

@@ -103,6 +103,11 @@ class PartitionBuffer:
         yield from sorted(items.items())
 
 
+def partition_path(directory: Path, name: str, part: int) -> Path:
+    """The file of partition `part` of a writer named `name`."""
+    return Path(directory) / f"{name}-{part:04d}.arrow"
+
+
 @dataclass(frozen=True)
 class PartitionFiles:
     """The partition files of one table, from one or more writers (`<directory>/<name>-<part>.arrow` per name):
@@ -121,7 +126,7 @@ class PartitionFiles:
         return cls(Path(directory), tuple(sorted(n for p in parts for n in p.names)), schema)
 
     def path(self, name: str, part: int) -> Path:
-        return self.directory / f"{name}-{part:04d}.arrow"
+        return partition_path(self.directory, name, part)
 
     def read(self, part: int) -> pd.DataFrame:
         """The rows of one partition, in input order (an empty frame with the table's columns if none landed
@@ -155,10 +160,9 @@ class PartitionWriter:
         self.schema: pa.Schema | None = None
         self._writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
         self._buffer = PartitionBuffer()  # rows not written yet
-        self.rows = 0
 
     def path(self, part: int) -> Path:
-        return self.directory / f"{self.name}-{part:04d}.arrow"
+        return partition_path(self.directory, self.name, part)
 
     def files(self) -> PartitionFiles:
         """What reads this writer's partitions back (after `close`)."""
@@ -181,7 +185,6 @@ class PartitionWriter:
         table = table.select(self.schema.names).cast(self.schema)
         for part, full in self._buffer.add_grouped(table, bounds):
             self._write(part, full)
-        self.rows += table.num_rows
 
     def _write(self, part: int, rows: list[pa.Table]) -> None:
         """Write rows of partition `part` as one record batch."""

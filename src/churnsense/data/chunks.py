@@ -22,7 +22,7 @@ import pyarrow as pa
 from churnsense.core.io import as_frame, from_ipc, iter_row_group
 from churnsense.core.partition import PartitionFiles, PartitionWriter, arrow_table, by_partition
 from churnsense.data.contract import TableSpec
-from churnsense.data.framing import history_days
+from churnsense.data.framing import add_days, history_days
 from churnsense.data.validation import Kind, validate_chunk
 
 
@@ -68,13 +68,12 @@ class PreparedChunk:
     @classmethod
     def merge(cls, kind: Kind, parts: list[PreparedChunk]) -> PreparedChunk:
         """Consecutive prepared chunks as one (their bounds dropped: the rows are already written)."""
-        days = [p.days for p in parts if p.days is not None]
         return cls(
             kind=kind,
             rows=sum(p.rows for p in parts),
             bounds=None,
             rejects=pd.concat([p.rejects for p in parts if len(p.rejects)] or [parts[0].rejects], ignore_index=True),
-            days=functools.reduce(lambda a, b: a.add(b, fill_value=0), days) if days else None,
+            days=functools.reduce(add_days, (p.days for p in parts), None),
             rejected_ids=[i for p in parts for i in p.rejected_ids],
         )
 

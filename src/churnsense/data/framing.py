@@ -203,6 +203,13 @@ def history_days(*frames: pd.DataFrame | None) -> pd.Series:
     return pd.Series(counts.astype("int64"), index=pd.DatetimeIndex((days * DAY.value).astype("datetime64[ns]")))
 
 
+def add_days(total: pd.Series | None, days: pd.Series | None) -> pd.Series | None:
+    """Two `history_days` counts summed (None: nothing counted yet)."""
+    if days is None:
+        return total
+    return days if total is None else total.add(days, fill_value=0)
+
+
 @dataclass(frozen=True)
 class HistoryEnd:
     """The last day of the history and the outlier tail left out of it (`history_end`)."""
