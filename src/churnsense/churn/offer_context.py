@@ -15,12 +15,13 @@ import pandas as pd
 from churnsense.churn.release import ChurnRelease
 from churnsense.data.framing import make_dated_snapshot
 from churnsense.data.loading import Tables
-from churnsense.insights.enrich import attribute_rows
-from churnsense.insights.state import setting
+from churnsense.insights.amortised import AmortisedExplainer
+from churnsense.insights.enrich import amortised_explainer, attribute_rows
+from churnsense.insights.state import InsightsState, setting
 from churnsense.insights.uplift_modifiers import ATTR, effect_modifiers
 
 log = logging.getLogger(__name__)
-OfferContext = Callable[[pd.Series, Mapping[str, np.ndarray]], pd.DataFrame]
+OfferContext = Callable[[pd.Series, InsightsState], pd.DataFrame]
 
 
 def risk_and_reasons_at(
@@ -29,9 +30,11 @@ def risk_and_reasons_at(
     dates: pd.Series,
     insights: Mapping[str, Any],
     background: Mapping[str, np.ndarray] | None = None,
+    explainer: AmortisedExplainer | None = None,
 ) -> pd.DataFrame:
     """`effect_modifiers` (index customer_id) of the customers of `dates` (customer id -> date), each scored and
-    explained by `release` on its own date; `background`: the attribution reference population."""
+    explained by `release` on its own date; `background`: the attribution reference population; `explainer`: the
+    amortised reason explainer (`insights.enrich.attribute_rows`)."""
     t0 = time.process_time()
     snap = make_dated_snapshot(tables, release.spec, dates)
     batch = release.pipeline.transform(snap)
@@ -46,6 +49,7 @@ def risk_and_reasons_at(
         setting(insights, "reasons"),
         int(setting(insights, "seed")),
         background or None,
+        explainer,
     )
     attributions = pd.DataFrame(attr, columns=[ATTR + g for g in index.names]).assign(customer_id=ids)
     out = effect_modifiers(scored, attributions, int(setting(setting(insights, "uplift"), "outcome_days")))
@@ -58,5 +62,7 @@ def risk_and_reasons_at(
 
 
 def offer_context(release: ChurnRelease, tables: Tables, insights: Mapping[str, Any]) -> OfferContext:
-    """`risk_and_reasons_at` bound to a release and its tables: (dates, background) -> effect modifiers."""
-    return lambda dates, background: risk_and_reasons_at(release, tables, dates, insights, background)
+    """`risk_and_reasons_at` bound to a release and its tables: (dates, insights state so far) -> effect modifiers."""
+    return lambda dates, state: risk_and_reasons_at(
+        release, tables, dates, insights, state.background, amortised_explainer(state)
+    )

@@ -119,22 +119,23 @@ def recommend_actions(
     u = np.minimum(effect, cap[:, None])
     saved = u * cltv[:, None] - cost[None, :]
     masked = np.where(eligible & (u > min_uplift) & (saved > 0), saved, -np.inf)
-    for i in np.flatnonzero(risky):
+    rows, decided = np.flatnonzero(risky), {}  # position -> the row's DECISION_COLUMNS (written once, below)
+    for i in rows:
         if not (personal.any() or on_average.any()):
-            out.iloc[i, 6] = (
+            decided[i] = (
                 "none: no action has held-out evidence of an effect (Qini interval not above random) "
                 "nor an average effect above zero"
             )
             continue
         if not eligible[i].any():
-            out.iloc[i, 6] = (
+            decided[i] = (
                 f"none: the playbook's answer to this customer's reasons ({answer[i]}) has no evidence of an effect"
             )
             continue
         j = int(np.argmax(masked[i])) if names else 0
         if not np.isfinite(masked[i, j]):
             k = int(np.argmax(np.where(eligible[i], saved[i], -np.inf)))
-            out.iloc[i, 6] = (
+            decided[i] = (
                 f"none: the best supported action ({names[k]}) saves {saved[i, k]:,.0f} "
                 f"(uplift {u[i, k]:.1%} x CLTV {cltv[i]:,.0f} - cost {cost[k]:,.0f})"
             )
@@ -149,7 +150,7 @@ def recommend_actions(
             evidence = (
                 f"held-out evidence; the playbook's answer to {reason} (no evidence that choosing otherwise helps)"
             )
-        out.iloc[i] = [
+        decided[i] = (
             a,
             reason,
             _talking_points(reason, a, playbook),
@@ -157,8 +158,30 @@ def recommend_actions(
             u[i, j],
             saved[i, j],
             f"{a}: uplift {u[i, j]:.1%} x CLTV {cltv[i]:,.0f} - cost {cost[j]:,.0f} = {saved[i, j]:,.0f} ({evidence})",
-        ]
+        )
+    return _write_decisions(out, decided)
+
+
+def _write_decisions(out: pd.DataFrame, decided: Mapping[int, str | tuple]) -> pd.DataFrame:
+    """`out` with each decided row's DECISION_COLUMNS set, one column at a time (a str: only the `why` of a "none")."""
+    full = [(i, d) for i, d in decided.items() if not isinstance(d, str)]
+    whys = [(i, d) for i, d in decided.items() if isinstance(d, str)]
+    columns = list(out.columns)
+    if full:
+        at = [i for i, _ in full]
+        for c, name in enumerate(columns):
+            values = [d[c] for _, d in full]
+            out[name] = _with(out[name], at, values)
+    if whys:
+        out["why"] = _with(out["why"], [i for i, _ in whys], [d for _, d in whys])
     return out
+
+
+def _with(column: pd.Series, positions: list[int], values: list) -> pd.Series:
+    """`column` with the values at these positions replaced (keeps its dtype)."""
+    data = column.to_numpy(dtype=object if not pd.api.types.is_float_dtype(column) else float, copy=True)
+    data[positions] = values
+    return pd.Series(data, index=column.index, name=column.name).astype(column.dtype)
 
 
 def _average_matrix(average: pd.DataFrame | Mapping[str, float] | None, names: list[str], n: int) -> np.ndarray:
@@ -170,12 +193,13 @@ def _average_matrix(average: pd.DataFrame | Mapping[str, float] | None, names: l
 
 
 def _playbook_decisions(out: pd.DataFrame, codes, risky, playbook, actions) -> pd.DataFrame:
+    decided: dict[int, str | tuple] = {}
     for i in np.flatnonzero(risky):
         a, code = _playbook_choice(codes[i], playbook)
         if a == NONE:
-            out.iloc[i, 6] = "none: the playbook has no action for this customer's reasons"
+            decided[i] = "none: the playbook has no action for this customer's reasons"
             continue
-        out.iloc[i] = [
+        decided[i] = (
             a,
             code,
             _talking_points(code, a, playbook),
@@ -183,8 +207,8 @@ def _playbook_decisions(out: pd.DataFrame, codes, risky, playbook, actions) -> p
             np.nan,
             np.nan,
             f"{a}: playbook action for {code}; no offer history, so no saving claimed",
-        ]
-    return out
+        )
+    return _write_decisions(out, decided)
 
 
 def allocate(calls: pd.DataFrame, limits: Mapping[str, Any] | None) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -26,6 +26,7 @@ from churnsense.data.framing import make_scoring_snapshot
 from churnsense.data.loading import Tables
 from churnsense.insights import playbook as pb
 from churnsense.insights import value as val
+from churnsense.insights.amortised import AMORTISED, AmortisedExplainer
 from churnsense.insights.attribution import (
     INPUT_KEYS,
     BatchLayout,
@@ -137,10 +138,13 @@ def attribute_rows(
     rcfg: Mapping[str, Any],
     seed: int = 0,
     background: Mapping[str, np.ndarray] | None = None,
+    explainer: AmortisedExplainer | None = None,
 ) -> tuple[np.ndarray, GroupIndex, dict[str, np.ndarray]]:
-    """Reason-group attributions [len(rows), groups] (logit units) of the batch rows `rows`, `reasons.max_rows` at a
-    time, with the group index and the reference population used (`background`, the release's sample of training
-    customers; None: the whole batch, for older releases). Each customer's reference draws and permutations are
+    """Reason-group attributions [len(rows), groups] (logit units) of the batch rows `rows`, with the group index and
+    the reference population (`background`, the release's sample of training customers; None: the whole batch, for
+    older releases). `reasons.method: amortised` predicts them with the release's `explainer`; a release without
+    one falls back (with a warning) to the sampled estimator it would have learned from (`amortised.teacher`).
+    Sampled estimators run `reasons.max_rows` rows at a time; each customer's reference draws and permutations are
     seeded by `seed` and its id."""
     index = build_group_index(
         layout,
@@ -148,6 +152,15 @@ def attribute_rows(
         auto=bool(setting(rcfg, "auto_groups", "insights.reasons")),
     )
     ref = dict(background) if background else {k: v for k, v in batch.items() if k in INPUT_KEYS}
+    if str(setting(rcfg, "method", "insights.reasons")) == AMORTISED:
+        if explainer is not None:
+            explainer.check(index)
+            return explainer.attribute(batch, rows), index, ref
+        _warn_once(
+            "insights: the release has no amortised reason explainer (trained before it existed, or with another "
+            "reasons.method): reasons use the sampled estimator it learns from (slower); retrain to get it"
+        )
+        rcfg = {**rcfg, **setting(setting(rcfg, "amortised", "insights.reasons"), "teacher", "insights.reasons")}
     step = max(1, int(setting(rcfg, "max_rows", "insights.reasons")))
     parts = [np.zeros((0, len(index.names)))]
     for lo in range(0, len(rows), step):
@@ -183,11 +196,13 @@ def explain(
     typical: Mapping[str, float] | None = None,
     texts_dir: str | None = None,
     cat_cardinalities: Sequence[int] = (),
+    explainer: AmortisedExplainer | None = None,
 ) -> pd.DataFrame:
     """Reasons for the batch rows `rows` (attributions by `attribute_rows`). `language_of`: customer id -> the
     language of `top_reasons_local`; `typical`: `reason_texts.typical_facts` of the release. Static attributes are
-    reasons only on their risk-raising side (`risk_direction`; `cat_cardinalities` of the pipeline)."""
-    attr, index, ref = attribute_rows(batch, ids, rows, prob_fn, layout, rcfg, seed, background)
+    reasons only on their risk-raising side (`risk_direction`; `cat_cardinalities` of the pipeline); `explainer`:
+    the release's amortised explainer (`attribute_rows`)."""
+    attr, index, ref = attribute_rows(batch, ids, rows, prob_fn, layout, rcfg, seed, background, explainer)
     directions = cached_directions(prob_fn, ref, cat_cardinalities, fixed=bool(background))
     own = {k: v[rows] for k, v in batch.items() if k in ("cat", "num")}
     eligible = static_group_eligibility(
@@ -341,6 +356,13 @@ def uplift_columns(state: InsightsState) -> list[str]:
     return [UPLIFT_PREFIX + a for a in model.actions] if model is not None else []
 
 
+def amortised_explainer(state: InsightsState) -> AmortisedExplainer | None:
+    """The release's amortised reason explainer (built once per loaded release); None when it has none."""
+    if not state.explainer:
+        return None
+    return state.build_once("explainer", lambda: AmortisedExplainer.from_dict(state.explainer))
+
+
 def uplift_model(state: InsightsState) -> UpliftModel | None:
     """The release's uplift model; None when it has none (no offer log: uplift off) or one from an older layout
     (with a warning: retrain to get evidence-backed actions)."""
@@ -349,7 +371,7 @@ def uplift_model(state: InsightsState) -> UpliftModel | None:
     if state.uplift.get("kind") != "uplift_model":
         _warn_once("insights: the release's uplift model predates held-out evidence: uplift is off; retrain")
         return None
-    return UpliftModel.from_dict(state.uplift)
+    return state.build_once("uplift_model", lambda: UpliftModel.from_dict(state.uplift))
 
 
 def _customers_from_history(scored: pd.DataFrame, events: pd.DataFrame | None, cutoff) -> pd.DataFrame:
@@ -429,5 +451,6 @@ def enrich(
             typical,
             setting(cfg, "scripts")["texts_dir"],
             list(release.pipeline.cat_cardinalities),
+            amortised_explainer(state),
         )
     return add_insights(scored, facts, reasons, state, cfg, threshold, typical)

@@ -8,8 +8,10 @@ Hook for `train_churn` (`fit_release_insights`): after the model is trained and 
 `offers` = the contract's offer log (or None: uplift off, no teams; only offers whose outcome window ended
 before `cutoff` are used), `p_churn` = churn probabilities of the customers at `cutoff`
 (customer_id-indexed Series, e.g. the validation predictions), `model_inputs` = the training split's model inputs
-(a seeded sample of them is the attribution background), `offer_context` = the churn model's risk and reasons of
-the logged customers on their offer dates (`churn.offer_context`; None: the uplift learners see facts only).
+(a seeded sample of them is the attribution background; with `prob_fn` and `layout`, the riskiest of them train
+the amortised reason explainer when `reasons.method` is `amortised`), `offer_context` = the churn model's risk and
+reasons of the logged customers on their offer dates (`churn.offer_context`; None: the uplift learners see facts
+only).
 `customers` None (events-only data): no segments / uplift.
 """
 
@@ -23,7 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnsense.insights.attribution import INPUT_KEYS
+from churnsense.insights.amortised import AMORTISED, fit_amortised_explainer
+from churnsense.insights.attribution import INPUT_KEYS, BatchLayout, build_group_index, groups_from_config
 from churnsense.insights.enrich import risk_threshold
 from churnsense.insights.playbook import team_scores
 from churnsense.insights.reasons import customer_facts
@@ -60,12 +63,13 @@ def fit_offer_uplift(
     cfg: Mapping[str, Any],
     state: InsightsState,
     seed: int = 0,
-    offer_context: Callable[[pd.Series, Mapping[str, np.ndarray]], pd.DataFrame] | None = None,
+    offer_context: Callable[[pd.Series, InsightsState], pd.DataFrame] | None = None,
 ) -> pd.DataFrame | None:
     """Fit the uplift model on the offers whose outcome was known at `cutoff` into `state` (uplift, metrics);
     returns those offers (None when there are none). No model (too few rows, or no log): a one-line notice.
-    `offer_context`: (customer id -> offer date, attribution background) -> the churn model's risk and reasons
-    of those customers on those dates (`uplift_modifiers` columns), joined to their facts (None: facts only)."""
+    `offer_context`: (customer id -> offer date, the state so far: attribution background and explainer) -> the
+    churn model's risk and reasons of those customers on those dates (`uplift_modifiers` columns), joined to their
+    facts (None: facts only)."""
     ucfg = setting(cfg, "uplift")
     known = observed_outcomes(offers, cutoff, int(ucfg["outcome_days"]), customers)
     if known.empty:
@@ -75,7 +79,7 @@ def fit_offer_uplift(
         return None
     facts = offer_facts(customers, events, feedback, known, setting(cfg, "reasons")["languages"], state.event_types)
     if offer_context is not None:
-        facts = facts.join(offer_context(known.set_index("customer_id")["ts"], state.background))
+        facts = facts.join(offer_context(known.set_index("customer_id")["ts"], state))
     t0 = time.process_time()
     try:
         model, rows, design = fit_uplift(
@@ -107,6 +111,36 @@ def sample_background(model_inputs: Mapping[str, np.ndarray], n: int, seed: int 
     return {k: np.ascontiguousarray(np.asarray(model_inputs[k])[rows]) for k in keys}
 
 
+def fit_explainer(
+    state: InsightsState,
+    model_inputs: Mapping[str, np.ndarray],
+    prob_fn: Callable[[Mapping[str, np.ndarray]], np.ndarray],
+    layout: BatchLayout,
+    rcfg: Mapping[str, Any],
+    seed: int = 0,
+) -> None:
+    """The amortised reason explainer into `state` when `reasons.method` is `amortised` (on the training rows'
+    model inputs, against the state's background); without training rows or background: a notice, and serving
+    falls back to the sampled estimator."""
+    if str(setting(rcfg, "method", "insights.reasons")) != AMORTISED:
+        return
+    keys = [k for k in INPUT_KEYS if k in model_inputs]
+    if not keys or not state.background or not len(model_inputs[keys[0]]):
+        log.warning("insights: no training rows to fit the amortised reason explainer on: reasons will be sampled")
+        return
+    index = build_group_index(
+        layout,
+        groups_from_config(setting(rcfg, "groups", "insights.reasons") or {}),
+        auto=bool(setting(rcfg, "auto_groups", "insights.reasons")),
+    )
+    batch = {k: np.asarray(model_inputs[k]) for k in keys}
+    explainer = fit_amortised_explainer(
+        batch, prob_fn, index, state.background, setting(rcfg, "amortised", "insights.reasons"), seed
+    )
+    state.explainer = explainer.to_dict()
+    state.metrics["reasons_explainer"] = explainer.metrics
+
+
 def fit_insights(
     customers: pd.DataFrame | None,
     events: pd.DataFrame | None,
@@ -117,9 +151,12 @@ def fit_insights(
     cfg: Mapping[str, Any],
     horizon_days: float = 30.0,
     model_inputs: Mapping[str, np.ndarray] | None = None,
-    offer_context: Callable[[pd.Series, Mapping[str, np.ndarray]], pd.DataFrame] | None = None,
+    offer_context: Callable[[pd.Series, InsightsState], pd.DataFrame] | None = None,
+    prob_fn: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None,
+    layout: BatchLayout | None = None,
 ) -> InsightsState:
-    """Fit everything in `InsightsState` (see module doc; `offer_context`: see `fit_offer_uplift`)."""
+    """Fit everything in `InsightsState` (see module doc; `offer_context`: see `fit_offer_uplift`; `prob_fn`: the
+    exported model's churn probability of a batch of model inputs, `layout`: the pipeline's `batch_layout()`)."""
     langs = setting(cfg, "reasons")["languages"]
     seed = int(setting(cfg, "seed"))
     n_background = int(setting(setting(cfg, "reasons"), "background_rows", "insights.reasons"))
@@ -130,6 +167,8 @@ def fit_insights(
         background=sample_background(model_inputs or {}, n_background, seed),
     )
     state.metrics["at_risk"] = {"threshold": state.at_risk_threshold, "background_rows": n_background}
+    if prob_fn is not None and layout is not None:
+        fit_explainer(state, model_inputs or {}, prob_fn, layout, setting(cfg, "reasons"), seed)
     if customers is None:
         return state
     active = customers[customers["customer_id"].isin(p_churn.index)]

@@ -182,11 +182,14 @@ def reasons_frame(
     ranked = rank_reasons(attributions, groups, None, min_logit, exclude, min_share, eligible)
     fact_rows = facts.reindex(pd.Index(customer_ids)).to_dict("index") if len(facts.columns) else {}
     first = load_language(primary, texts_dir)
+    loaded = {primary: first}  # each language file looked up once per frame
     rows = []
     for cid, codes in zip(customer_ids, ranked):
         f = {**(typical or {}), **fact_rows.get(cid, {})}
         local = str((language_of or {}).get(cid) or primary)
-        langs = [first] if local == primary else [first, load_language(local, texts_dir)]
+        if local not in loaded:
+            loaded[local] = load_language(local, texts_dir)
+        langs = [first] if local == primary else [first, loaded[local]]
         kept, texts = reason_texts(codes, f, langs, top_k)
         row = {
             "customer_id": cid,

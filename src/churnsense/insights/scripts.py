@@ -129,12 +129,15 @@ def call_scripts(
     act = frame["recommended_action"].fillna(NONE).astype(str).to_numpy()
     todo = np.flatnonzero(act != NONE)
     rows = facts.reindex(frame["customer_id"].to_numpy()[todo]).to_dict("records") if len(todo) else []
+    codes, reasons = lang.to_numpy(), frame["action_reason"].to_numpy(dtype=object)
+    situations = frame["top_reasons_local"].to_numpy(dtype=object)
+    loaded = {code: load_language(code, directory) for code in set(codes[todo])}  # each file looked up once
     for i, f in zip(todo, rows):
-        language_file = load_language(lang.iloc[i], directory)
-        reason = str(frame["action_reason"].iloc[i] or DEFAULT)
+        language_file = loaded[codes[i]]
+        reason = str(reasons[i] or DEFAULT)
         f = {**(typical or {}), **f}
         own = render_reason(reason, f, language_file) if reason != DEFAULT else None
-        situation = frame["top_reasons_local"].iloc[i]
+        situation = situations[i]
         texts[i] = render_script(
             reason,
             act[i],
