@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churnsense.insights import crm_export
 from churnsense.insights.crm_export import CALL_LIST, SEGMENTS, CrmExport, columns, load_schema, write_export
 from churnsense.insights.enrich import add_insights
 from churnsense.insights.state import InsightsState
@@ -119,6 +120,20 @@ def test_queue_files_add_up_to_the_call_list(tmp_path):
     assert merged["customer_id"].tolist() == calls["customer_id"].tolist()
     assert all(p["queue"].nunique() == 1 and p["team"].nunique() == 1 for p in parts)
     assert not list(target.glob("*.jsonl"))
+
+
+def test_call_list_written_in_slices_from_spilled_candidates_is_the_same(tmp_path, monkeypatch):
+    frames = [enriched(12), enriched(12).assign(customer_id=lambda f: "D" + f["customer_id"])]
+    whole, calls = write_export(frames, tmp_path / "whole")
+    monkeypatch.setattr(crm_export, "WRITE_ROWS", 5)  # several slices per list and per queue
+    with CrmExport(tmp_path / "sliced") as export:  # as serving runs it: added frame by frame, calls not kept
+        for frame in frames:
+            export.add(frame)
+    for path in sorted(p.relative_to(whole) for p in whole.rglob("*") if p.is_file()):
+        assert (tmp_path / "sliced" / path).read_bytes() == (whole / path).read_bytes(), path
+    assert len(calls) > 5 and not list((tmp_path / "sliced").glob(".candidates*"))
+    assert export.calls["customer_id"].tolist() == calls["customer_id"].tolist()  # ranking columns only
+    assert "call_script" in calls and "call_script" not in export.calls
 
 
 def test_export_appears_in_one_step_or_not_at_all(tmp_path):

@@ -92,10 +92,12 @@ class RunSummary:
         extra = "".join(f" | {name} rows rejected {count:,}" for name, count in self.other_rejected.items())
         check = "" if self.balanced else "  [MISMATCH: rows in != scored + rejected]"
         # with workers: this process's peak plus every worker at the largest worker peak (a bound of the total)
-        peak = peak_rss_mb() + (self.workers * self.worker_peak_mb if self.workers > 1 else 0.0)
+        own = peak_rss_mb()
+        peak = own + (self.workers * self.worker_peak_mb if self.workers > 1 else 0.0)
+        parts = f" ({own:,.0f} + {self.workers} x {self.worker_peak_mb:,.0f})" if self.workers > 1 else ""
         return (
             f"[{self.task}] rows in {self.rows_in:,} = scored {self.scored:,} + rejected {self.rejected:,}"
-            f"{extra} | {seconds:.1f} s, {rate:,.0f} rows/s, peak RSS {peak:,.0f} MiB{check}"
+            f"{extra} | {seconds:.1f} s, {rate:,.0f} rows/s, peak RSS {peak:,.0f} MiB{parts}{check}"
         )
 
 

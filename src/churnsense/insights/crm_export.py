@@ -10,8 +10,11 @@ Folder layout (`manifest.json` lists every file with its row count):
     call_list.v1.schema.json, segment_membership.v1.schema.json, manifest.json
 
 The schemas are the single source of the columns (their `properties`, in order) and types. The export is built
-from enriched score frames added one at a time (`CrmExport.add`, e.g. per scoring partition; only the call-list
-rows are kept in memory, for ranking) and appears in one rename (`publish`), or not at all.
+from enriched score frames added one at a time (`CrmExport.add`, e.g. per scoring partition): segment rows are
+written at once; call-list candidates are spilled to an Arrow file beside the export, and only the columns that rank
+and allocate them stay in memory, so a run of millions of customers holds a few numbers per candidate, not its
+texts. The call list is then written in rank order, a slice at a time. The folder appears in one rename (`publish`),
+or not at all.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from churnsense.core.scratch import make_temp_dir, publish_mode
 from churnsense.insights.decisions import allocate
@@ -35,6 +39,22 @@ VERSION = 1
 CALL_LIST, SEGMENTS = f"call_list.v{VERSION}", f"segment_membership.v{VERSION}"
 FORMATS = ("csv", "jsonl")
 NO_ACTION = "none"
+# what ranking, budget and capacity (`decisions.allocate`) and the run's summary need of each candidate
+KEYS = [
+    "customer_id",
+    "recommended_action",
+    "expected_uplift",
+    "expected_saved_value",
+    "value_at_risk",
+    "action_cost",
+    "queue",
+    "team",
+    "script_language",
+    "why",
+]
+CANDIDATES = ".candidates.arrow"  # the spilled call-list candidates (removed before the folder is published)
+WRITE_ROWS = 20000  # call-list rows written per slice
+ARROW_TYPES = {"integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_(), "string": pa.string()}
 
 
 @functools.lru_cache(maxsize=4)
@@ -76,6 +96,18 @@ def conform(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     return out
 
 
+def arrow_schema(name: str, skip: Iterable[str] = ()) -> pa.Schema:
+    """The Arrow schema of `conform`ed rows of layout `name` (without the columns in `skip`)."""
+    fields = []
+    for col, spec in load_schema(name)["properties"].items():
+        if col in skip:
+            continue
+        types = _types(spec) - {"null"}
+        kind = next((t for t in ("integer", "number", "boolean") if t in types), "string")
+        fields.append(pa.field(col, ARROW_TYPES[kind]))
+    return pa.schema(fields)
+
+
 def _records(rows: pd.DataFrame) -> Iterable[dict[str, Any]]:
     """Rows as JSON-ready dicts: nulls as None, numpy scalars as Python numbers (full float precision)."""
     for record in rows.astype(object).to_dict("records"):
@@ -104,19 +136,23 @@ class CrmExport:
         formats: Iterable[str] = FORMATS,
         split_by: Iterable[str] = ("queue", "team"),
         limits: Mapping[str, Any] | None = None,
+        keep_calls: bool = False,
     ):
         self.target = Path(target)
+        self.keep_calls = keep_calls  # keep the whole published call list in `calls` (else its KEYS and rank)
         self.formats = [f for f in formats if f in FORMATS]
         if not self.formats:
             raise ValueError(f"crm export formats {list(formats)!r}: expected some of {list(FORMATS)}")
         self.split_by = list(split_by)
         self.target.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = make_temp_dir(self.target.parent, f".{self.target.name}.tmp-")  # cleans those of killed runs
-        self._calls: list[pd.DataFrame] = []
+        self._keys: list[pd.DataFrame] = []  # per added frame: KEYS of its candidates + their spilled row
+        self._spill: pa.ipc.RecordBatchFileWriter | None = None
+        self._spilled = 0
         self._rows = {SEGMENTS: 0}
-        self.calls: pd.DataFrame | None = None  # the published call list
+        self.calls: pd.DataFrame | None = None  # the published call list (KEYS and rank, or whole: keep_calls)
         self.limits = dict(limits or {})  # budget and capacity (`decisions.allocate`)
-        self.held: pd.DataFrame | None = None  # candidates held back by them
+        self.held: pd.DataFrame | None = None  # candidates held back by them (KEYS)
 
     def __enter__(self) -> CrmExport:
         return self
@@ -128,13 +164,22 @@ class CrmExport:
             self.discard()
 
     def add(self, scored: pd.DataFrame) -> None:
-        """One enriched score frame (a partition): its segment rows are written, its call-list rows kept."""
+        """One enriched score frame (a partition): its segment rows are written, its call-list candidates spilled
+        (their ranking columns kept)."""
         if not len(scored):
             return
         self._append(SEGMENTS, conform(scored, SEGMENTS))
         acted = scored[scored["recommended_action"].fillna(NO_ACTION).ne(NO_ACTION)]
-        if len(acted):
-            self._calls.append(acted.reindex(columns=[c for c in columns(CALL_LIST) if c != "rank"]))
+        if not len(acted):
+            return
+        rows = conform(acted, CALL_LIST).drop(columns="rank")
+        schema = arrow_schema(CALL_LIST, skip=("rank",))
+        if self._spill is None:
+            self._spill = pa.ipc.new_file(str(self._tmp / CANDIDATES), schema)
+        self._spill.write_table(pa.Table.from_pandas(rows, schema=schema, preserve_index=False))
+        spilled = np.arange(self._spilled, self._spilled + len(rows))
+        self._keys.append(rows[KEYS].reset_index(drop=True).assign(_spilled=spilled))
+        self._spilled += len(rows)
 
     def _append(self, name: str, rows: pd.DataFrame, folder: Path | None = None) -> None:
         folder = folder or self._tmp
@@ -150,37 +195,71 @@ class CrmExport:
         if folder == self._tmp:
             self._rows[name] = self._rows.get(name, 0) + len(rows)
 
-    def call_list(self) -> pd.DataFrame:
-        """The call list so far: the candidates that fit the budget and capacity (`decisions.allocate`), ranked
-        by expected saved value, then value at risk (rank 1 = call first), as layout rows."""
-        frame = pd.concat(self._calls, ignore_index=True) if self._calls else pd.DataFrame(columns=columns(CALL_LIST))
-        frame, self.held = allocate(frame, self.limits)
-        return conform(frame.assign(rank=np.arange(1, len(frame) + 1)), CALL_LIST).reset_index(drop=True)
+    def ranked(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(the candidates that fit the budget and capacity, ranked by expected saved value, then value at risk;
+        those held back), as KEYS and their spilled row (`decisions.allocate`)."""
+        keys = (
+            pd.concat(self._keys, ignore_index=True)
+            if self._keys
+            else conform(pd.DataFrame(), CALL_LIST)[KEYS].assign(_spilled=np.zeros(0, np.int64))
+        )
+        return allocate(keys, self.limits)
+
+    def _write_calls(self, kept: pd.DataFrame) -> tuple[dict[str, int], str | None, pd.DataFrame | None]:
+        """Write the call list (and one per `split_by` key) in rank order, `WRITE_ROWS` rows at a time, from the
+        spilled candidates; returns the row count of each queue file (by path), the list's cutoff and, with
+        `keep_calls`, the whole call list."""
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
+        if not len(kept):
+            empty = conform(pd.DataFrame(), CALL_LIST)
+            self._append(CALL_LIST, empty)
+            return {}, None, empty if self.keep_calls else None
+        queues: dict[tuple, tuple[str, int]] = {}
+        cutoff, whole = None, []
+        with pa.memory_map(str(self._tmp / CANDIDATES)) as source:
+            table = pa.ipc.open_file(source).read_all()
+            positions = kept["_spilled"].to_numpy(dtype=np.int64)
+            for lo in range(0, len(positions), WRITE_ROWS):
+                part = table.take(positions[lo : lo + WRITE_ROWS]).to_pandas()
+                rank = np.arange(lo + 1, lo + 1 + len(part))
+                rows = conform(part.assign(rank=rank), CALL_LIST)
+                self._append(CALL_LIST, rows)
+                whole += [rows] if self.keep_calls else []
+                dates = rows["cutoff"].dropna()
+                cutoff = cutoff if cutoff is not None or not len(dates) else str(dates.iloc[0])
+                for key, group in rows.groupby(self.split_by, sort=True) if self.split_by else ():
+                    key = key if isinstance(key, tuple) else (key,)
+                    stem = "__".join(_safe(k) for k in key)
+                    (self._tmp / "queues").mkdir(exist_ok=True)
+                    self._append(f"{stem}.{CALL_LIST}", group, self._tmp / "queues")
+                    queues[key] = (stem, queues.get(key, (stem, 0))[1] + len(group))
+            del table
+        (self._tmp / CANDIDATES).unlink()
+        files = {
+            f"queues/{stem}.{CALL_LIST}.{fmt}": n for _, (stem, n) in sorted(queues.items()) for fmt in self.formats
+        }
+        return files, cutoff, pd.concat(whole, ignore_index=True) if whole else None
 
     def publish(self) -> Path:
         """Write the call lists, schemas and manifest, then move the folder into place (replacing an old one)."""
-        calls = self.call_list()
+        kept, self.held = self.ranked()
         if not (self._tmp / f"{SEGMENTS}.{self.formats[0]}").exists():
             self._append(SEGMENTS, conform(pd.DataFrame(), SEGMENTS))
-        self._append(CALL_LIST, calls)
+        queue_files, cutoff, whole = self._write_calls(kept)
         files = {f"{name}.{fmt}": self._rows.get(name, 0) for name in (CALL_LIST, SEGMENTS) for fmt in self.formats}
-        if self.split_by and len(calls):
-            (self._tmp / "queues").mkdir()
-            for key, part in calls.groupby(self.split_by, sort=True):
-                stem = "__".join(_safe(k) for k in (key if isinstance(key, tuple) else (key,)))
-                self._append(f"{stem}.{CALL_LIST}", part, self._tmp / "queues")
-                files.update({f"queues/{stem}.{CALL_LIST}.{fmt}": len(part) for fmt in self.formats})
+        files.update(queue_files)
         for name in (CALL_LIST, SEGMENTS):
             shutil.copyfile(SCHEMA_DIR / f"{name}.schema.json", self._tmp / f"{name}.schema.json")
-        cutoff = calls["cutoff"].dropna()
         manifest = {
             "layout": "churnsense-crm",
             "version": VERSION,
             "files": files,
             "schemas": {CALL_LIST: f"{CALL_LIST}.schema.json", SEGMENTS: f"{SEGMENTS}.schema.json"},
             "split_by": self.split_by,
-            "cutoff": str(cutoff.iloc[0]) if len(cutoff) else None,
-            "held_back": int(len(self.held)) if self.held is not None else 0,
+            "cutoff": cutoff,
+            "held_back": int(len(self.held)),
             "limits": self.limits,
         }
         (self._tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
@@ -192,11 +271,15 @@ class CrmExport:
         self._tmp.rename(self.target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        self.calls = calls
+        ranked = kept[KEYS].assign(rank=np.arange(1, len(kept) + 1)).reset_index(drop=True)
+        self.calls = whole if whole is not None else ranked
         return self.target
 
     def discard(self) -> None:
         """Drop everything collected (a failed run publishes no export)."""
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
@@ -213,8 +296,8 @@ def write_export(
     split_by: Iterable[str] = ("queue", "team"),
     limits: Mapping[str, Any] | None = None,
 ) -> tuple[Path, pd.DataFrame]:
-    """Export enriched score frames to `target`; returns the folder and the ranked call list."""
-    with CrmExport(target, formats, split_by, limits) as export:
+    """Export enriched score frames to `target`; returns the folder and the whole ranked call list."""
+    with CrmExport(target, formats, split_by, limits, keep_calls=True) as export:
         for frame in frames:
             export.add(frame)
     return export.target, export.calls
