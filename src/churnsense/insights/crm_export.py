@@ -53,7 +53,7 @@ KEYS = [
     "why",
 ]
 CANDIDATES = ".candidates.arrow"  # the spilled call-list candidates (removed before the folder is published)
-WRITE_ROWS = 20000  # call-list rows written per slice
+WRITE_ROWS = 5000  # call-list rows written per slice (bounds the memory of writing them: ~60 MB at 5k)
 ARROW_TYPES = {"integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_(), "string": pa.string()}
 
 
@@ -108,6 +108,22 @@ def arrow_schema(name: str, skip: Iterable[str] = ()) -> pa.Schema:
     return pa.schema(fields)
 
 
+def take_rows(reader: pa.ipc.RecordBatchFileReader, starts: np.ndarray, positions: np.ndarray) -> pa.Table:
+    """The rows at `positions` (row numbers over the file's batches end to end; batch i starts at `starts[i]`), in
+    that order. Batches are read one at a time and give their own rows, so memory holds the rows taken and one
+    batch (a `take` over the whole table would join every batch first)."""
+    which = np.searchsorted(starts, positions, side="right") - 1
+    order = np.argsort(which, kind="stable")
+    pieces = [
+        reader.get_batch(int(b)).take(pa.array(positions[order][which[order] == b] - starts[b]))
+        for b in np.unique(which)
+    ]
+    grouped = pa.Table.from_batches(pieces, schema=reader.schema)
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    return grouped.take(pa.array(back))
+
+
 def _records(rows: pd.DataFrame) -> Iterable[dict[str, Any]]:
     """Rows as JSON-ready dicts: nulls as None, numpy scalars as Python numbers (full float precision)."""
     for record in rows.astype(object).to_dict("records"):
@@ -149,6 +165,7 @@ class CrmExport:
         self._keys: list[pd.DataFrame] = []  # per added frame: KEYS of its candidates + their spilled row
         self._spill: pa.ipc.RecordBatchFileWriter | None = None
         self._spilled = 0
+        self._batch_rows: list[int] = []  # rows of each spilled batch
         self._rows = {SEGMENTS: 0}
         self.calls: pd.DataFrame | None = None  # the published call list (KEYS and rank, or whole: keep_calls)
         self.limits = dict(limits or {})  # budget and capacity (`decisions.allocate`)
@@ -176,7 +193,8 @@ class CrmExport:
         schema = arrow_schema(CALL_LIST, skip=("rank",))
         if self._spill is None:
             self._spill = pa.ipc.new_file(str(self._tmp / CANDIDATES), schema)
-        self._spill.write_table(pa.Table.from_pandas(rows, schema=schema, preserve_index=False))
+        self._spill.write_batch(pa.RecordBatch.from_pandas(rows, schema=schema, preserve_index=False))
+        self._batch_rows.append(len(rows))
         spilled = np.arange(self._spilled, self._spilled + len(rows))
         self._keys.append(rows[KEYS].reset_index(drop=True).assign(_spilled=spilled))
         self._spilled += len(rows)
@@ -218,11 +236,12 @@ class CrmExport:
             return {}, None, empty if self.keep_calls else None
         queues: dict[tuple, tuple[str, int]] = {}
         cutoff, whole = None, []
-        with pa.memory_map(str(self._tmp / CANDIDATES)) as source:
-            table = pa.ipc.open_file(source).read_all()
+        with pa.OSFile(str(self._tmp / CANDIDATES)) as source:  # read, not mapped: pages never pile up in RSS
+            reader = pa.ipc.open_file(source)
+            starts = np.cumsum([0, *self._batch_rows])[:-1]
             positions = kept["_spilled"].to_numpy(dtype=np.int64)
             for lo in range(0, len(positions), WRITE_ROWS):
-                part = table.take(positions[lo : lo + WRITE_ROWS]).to_pandas()
+                part = take_rows(reader, starts, positions[lo : lo + WRITE_ROWS]).to_pandas()
                 rank = np.arange(lo + 1, lo + 1 + len(part))
                 rows = conform(part.assign(rank=rank), CALL_LIST)
                 self._append(CALL_LIST, rows)
@@ -235,7 +254,7 @@ class CrmExport:
                     (self._tmp / "queues").mkdir(exist_ok=True)
                     self._append(f"{stem}.{CALL_LIST}", group, self._tmp / "queues")
                     queues[key] = (stem, queues.get(key, (stem, 0))[1] + len(group))
-            del table
+            del reader
         (self._tmp / CANDIDATES).unlink()
         files = {
             f"queues/{stem}.{CALL_LIST}.{fmt}": n for _, (stem, n) in sorted(queues.items()) for fmt in self.formats
