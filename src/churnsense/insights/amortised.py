@@ -29,9 +29,12 @@ AMORTISED = "amortised"  # insights.reasons.method that serves this explainer
 
 def explainer_inputs(batch: Batch, rows: np.ndarray | None = None) -> np.ndarray:
     """[rows, cat + num] float matrix the explainer reads (categorical codes first, as LightGBM categories)."""
-    parts = [np.asarray(batch[k], dtype=np.float64) for k in ("cat", "num") if k in batch]
-    x = np.concatenate(parts, axis=1) if parts else np.zeros((len(next(iter(batch.values()))), 0))
-    return x if rows is None else x[rows]
+    parts = [
+        np.asarray(batch[k] if rows is None else batch[k][rows], dtype=np.float64) for k in ("cat", "num") if k in batch
+    ]
+    if parts:
+        return np.concatenate(parts, axis=1)
+    return np.zeros((len(next(iter(batch.values()))) if rows is None else len(rows), 0))
 
 
 @dataclass

@@ -129,6 +129,15 @@ def at_risk_threshold(state: InsightsState, p: np.ndarray, cfg: Mapping[str, Any
     return risk_threshold(p, cfg)
 
 
+def reason_groups(layout: BatchLayout, rcfg: Mapping[str, Any]) -> GroupIndex:
+    """The reason groups of `insights.reasons` (`groups`, `auto_groups`) over the batch axes of `layout`."""
+    return build_group_index(
+        layout,
+        groups_from_config(setting(rcfg, "groups", "insights.reasons") or {}),
+        auto=bool(setting(rcfg, "auto_groups", "insights.reasons")),
+    )
+
+
 def attribute_rows(
     batch: dict[str, np.ndarray],
     ids: np.ndarray,
@@ -146,11 +155,7 @@ def attribute_rows(
     one falls back (with a warning) to the sampled estimator it would have learned from (`amortised.teacher`).
     Sampled estimators run `reasons.max_rows` rows at a time; each customer's reference draws and permutations are
     seeded by `seed` and its id."""
-    index = build_group_index(
-        layout,
-        groups_from_config(setting(rcfg, "groups", "insights.reasons") or {}),
-        auto=bool(setting(rcfg, "auto_groups", "insights.reasons")),
-    )
+    index = reason_groups(layout, rcfg)
     ref = dict(background) if background else {k: v for k, v in batch.items() if k in INPUT_KEYS}
     if str(setting(rcfg, "method", "insights.reasons")) == AMORTISED:
         if explainer is not None:

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from churnsense.insights.amortised import AMORTISED, fit_amortised_explainer
-from churnsense.insights.attribution import INPUT_KEYS, BatchLayout, build_group_index, groups_from_config
-from churnsense.insights.enrich import risk_threshold
+from churnsense.insights.attribution import INPUT_KEYS, BatchLayout
+from churnsense.insights.enrich import reason_groups, risk_threshold
 from churnsense.insights.playbook import team_scores
 from churnsense.insights.reasons import customer_facts
 from churnsense.insights.segments import assign_segments, fit_segments
@@ -128,11 +128,7 @@ def fit_explainer(
     if not keys or not state.background or not len(model_inputs[keys[0]]):
         log.warning("insights: no training rows to fit the amortised reason explainer on: reasons will be sampled")
         return
-    index = build_group_index(
-        layout,
-        groups_from_config(setting(rcfg, "groups", "insights.reasons") or {}),
-        auto=bool(setting(rcfg, "auto_groups", "insights.reasons")),
-    )
+    index = reason_groups(layout, rcfg)
     batch = {k: np.asarray(model_inputs[k]) for k in keys}
     explainer = fit_amortised_explainer(
         batch, prob_fn, index, state.background, setting(rcfg, "amortised", "insights.reasons"), seed
