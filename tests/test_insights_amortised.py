@@ -25,6 +25,7 @@ GROUPS = {
 TEACHER = {"method": "antithetic", "n_samples": 2, "n_background": 4}
 CFG = {
     "teacher": TEACHER,
+    "candidates": 1000,
     "rows": 400,
     "risk_share": 1.0,
     "holdout": 0.25,
@@ -112,6 +113,21 @@ def test_serving_uses_the_explainer_and_falls_back_to_its_teacher_without_one(ca
         enrich.logit_from_probability(prob), fresh, index, background, seed=0, keys=ids, **TEACHER
     )
     np.testing.assert_allclose(fallback, sampled)
+
+
+def test_large_data_scores_a_sample_of_candidates_only():
+    batch, _ = planted(500, seed=0)
+    index = build_group_index(LAYOUT, groups_from_config(GROUPS))
+    seen = []
+
+    def counted(b):
+        seen.append(len(b["num"]))
+        return prob(b)
+
+    cfg = {**CFG, "candidates": 200, "rows": 60, "risk_share": 0.5}
+    explainer = fit_amortised_explainer(batch, counted, index, {k: v[:32] for k, v in batch.items()}, cfg, seed=0)
+    assert seen[0] == 200  # the riskiest are looked for among 200 candidates, not all 500 rows
+    assert explainer.metrics["training_rows"] + explainer.metrics["rows"] == 60
 
 
 def test_training_rows_come_from_the_riskiest_share():

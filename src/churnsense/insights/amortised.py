@@ -129,13 +129,18 @@ def fit_amortised_explainer(
     seed: int = 0,
 ) -> AmortisedExplainer:
     """Fit the explainer on the training rows `batch` (model inputs) of the model `prob_fn` (see module doc).
-    `cfg`: `insights.reasons.amortised` (teacher, rows, risk_share, holdout, num_rounds, lightgbm, predict_threads);
+    `cfg`: `insights.reasons.amortised` (teacher, candidates, rows, risk_share, holdout, num_rounds, lightgbm,
+    predict_threads);
     `background`: the release's attribution reference population, which the teacher swaps groups against."""
     import lightgbm as lgb
 
     t0 = time.process_time()
-    p = np.asarray(prob_fn(batch), dtype=np.float64).reshape(-1)
-    rows = training_rows(p, int(cfg["rows"]), float(cfg["risk_share"]), seed)
+    n = len(next(iter(batch.values())))
+    pool = np.arange(n)
+    if n > int(cfg["candidates"]):  # large data: the riskiest are found among a seeded sample
+        pool = np.sort(np.random.default_rng(seed + 2).choice(n, size=int(cfg["candidates"]), replace=False))
+    p = np.asarray(prob_fn({k: v[pool] for k, v in batch.items()}), dtype=np.float64).reshape(-1)
+    rows = pool[training_rows(p, int(cfg["rows"]), float(cfg["risk_share"]), seed)]
     if len(rows) < 2:
         raise ValueError(f"{len(rows)} training rows to fit the amortised reason explainer on")
     own = {k: v[rows] for k, v in batch.items() if k in background}

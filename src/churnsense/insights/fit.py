@@ -130,9 +130,13 @@ def fit_explainer(
         return
     index = reason_groups(layout, rcfg)
     batch = {k: np.asarray(model_inputs[k]) for k in keys}
-    explainer = fit_amortised_explainer(
-        batch, prob_fn, index, state.background, setting(rcfg, "amortised", "insights.reasons"), seed
-    )
+    try:
+        explainer = fit_amortised_explainer(
+            batch, prob_fn, index, state.background, setting(rcfg, "amortised", "insights.reasons"), seed
+        )
+    except ValueError as err:  # e.g. too few training rows
+        log.warning("insights: no amortised reason explainer (%s): reasons will be sampled", err)
+        return
     state.explainer = explainer.to_dict()
     state.metrics["reasons_explainer"] = explainer.metrics
 
