@@ -164,6 +164,7 @@ class CrmExport:
         self._tmp = make_temp_dir(self.target.parent, f".{self.target.name}.tmp-")  # cleans those of killed runs
         self._keys: list[pd.DataFrame] = []  # per added frame: KEYS of its candidates + their spilled row
         self._spill: pa.ipc.RecordBatchFileWriter | None = None
+        self._spill_schema = arrow_schema(CALL_LIST, skip=("rank",))
         self._spilled = 0
         self._batch_rows: list[int] = []  # rows of each spilled batch
         self._rows = {SEGMENTS: 0}
@@ -190,10 +191,9 @@ class CrmExport:
         if not len(acted):
             return
         rows = conform(acted, CALL_LIST).drop(columns="rank")
-        schema = arrow_schema(CALL_LIST, skip=("rank",))
         if self._spill is None:
-            self._spill = pa.ipc.new_file(str(self._tmp / CANDIDATES), schema)
-        self._spill.write_batch(pa.RecordBatch.from_pandas(rows, schema=schema, preserve_index=False))
+            self._spill = pa.ipc.new_file(str(self._tmp / CANDIDATES), self._spill_schema)
+        self._spill.write_batch(pa.RecordBatch.from_pandas(rows, schema=self._spill_schema, preserve_index=False))
         self._batch_rows.append(len(rows))
         spilled = np.arange(self._spilled, self._spilled + len(rows))
         self._keys.append(rows[KEYS].reset_index(drop=True).assign(_spilled=spilled))

@@ -23,14 +23,15 @@ SEPARATE = ("background", "explainer", "built")  # saved in files of their own (
 @dataclass
 class InsightsState:
     """segments: `fit_segments` state; uplift: `TLearner.to_dict()`; teams: `team_scores` records;
-        monthly_retention: base retention for CLTV; at_risk_threshold: churn probability from which a customer is at
-        risk (fixed at training time from the validation predictions); event_types: the event types customer facts are
-        computed for; background: model inputs of a sample of training customers (the attribution reference
-        population; saved beside insights.json); explainer: the amortised reason explainer
+    monthly_retention: base retention for CLTV; at_risk_threshold: churn probability from which a customer is at
+    risk (fixed at training time from the validation predictions); event_types: the event types customer facts are
+    computed for; background: model inputs of a sample of training customers (the attribution reference
+    population; saved beside insights.json); explainer: the amortised reason explainer
     (`AmortisedExplainer.to_dict()`, saved beside it); metrics: fit-time numbers (silhouette, Qini, ...).
 
-        The last four make every served row a function of that customer's rows and the release only (`None` / empty in
-        releases fitted before they existed: serving then falls back to per-batch values and says so)."""
+    at_risk_threshold, monthly_retention, event_types and background make every served row a function of that
+    customer's rows and the release only (`None` / empty in releases fitted before they existed: serving then falls
+    back to per-batch values and says so)."""
 
     segments: dict[str, Any] = field(default_factory=dict)
     uplift: dict[str, Any] = field(default_factory=dict)
