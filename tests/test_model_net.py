@@ -126,9 +126,7 @@ def test_piecewise_linear_embedding_encodes_thresholds():
     bins = quantile_bins(x.numpy(), n_bins=4)
     assert bins[1] == [5.0, 6.0] and bins[0][0] == 0.0 and bins[0][-1] == 9.0  # constant column: one unit bin
     emb = PiecewiseLinearEmbedding(bins, d_token=3)
-    z = (x[..., None] - emb.left) / emb.width
-    z = torch.where(emb.clamp_low, z.clamp(min=0.0), z)
-    z = torch.where(emb.clamp_high, z.clamp(max=1.0), z) * emb.valid
+    z = emb.encode(x)
     assert torch.all((z[:, 0, 1:-1] >= 0) & (z[:, 0, 1:-1] <= 1))  # inner bins are clamped
     assert z[0, 0, 0] == 0 and z[-1, 0, -1] == 1  # first bin starts at the minimum, the last is full at the max
     assert torch.all(z[:, 1, 1:] == 0)  # padded bins of a one-bin column stay zero
@@ -168,3 +166,24 @@ def test_piecewise_embedding_clamps_outside_the_training_range_unless_open():
     c, o = closed(x), opened(x)
     assert torch.allclose(c[0], c[1]) and torch.allclose(c[2], c[3])  # beyond the range = the range's end
     assert not torch.allclose(o[0], o[1])
+
+
+def test_piecewise_encoding_is_the_masked_clamp_of_each_bin():
+    """The bounds form gives exactly the reference encoding: inner bins clamped to [0, 1], outer bins open (or
+    clamped without open ends), padding bins of a feature with fewer edges 0."""
+    from churnsense.churn.tabular import PiecewiseLinearEmbedding
+
+    bins = [[0.0, 1.0, 2.0, 4.0, 8.0], [-1.0, 1.0], [0.0, 0.5, 3.0]]
+    x = torch.tensor([[-5.0, -3.0, -1.0], [0.3, 0.0, 0.7], [3.0, 0.9, 2.9], [50.0, 7.0, 9.0]])
+    for open_ends in (True, False):
+        emb = PiecewiseLinearEmbedding(bins, d_token=2, open_ends=open_ends)
+        expected = torch.zeros(len(x), len(bins), 4)
+        for j, edges in enumerate(bins):
+            for t in range(len(edges) - 1):
+                z = (x[:, j] - edges[t]) / (edges[t + 1] - edges[t])
+                if t > 0 or not open_ends:
+                    z = z.clamp(min=0.0)
+                if t < len(edges) - 2 or not open_ends:
+                    z = z.clamp(max=1.0)
+                expected[:, j, t] = z
+        assert torch.equal(emb.encode(x), expected)

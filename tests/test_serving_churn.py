@@ -323,6 +323,26 @@ def test_pure_batch_scorer_matches_serve(release_dir, tmp_path, capsys):
         assert plain(scored[col]) == plain(outs[0][col]), col
 
 
+def test_scores_do_not_depend_on_the_order_of_the_history_rows(release_dir):
+    """The scorer orders each customer's history itself: history rows given newest first (rows of one customer
+    and day keep their order, which is the tie-break) score exactly as when given in their original order."""
+    release = ChurnRelease.load(release_dir)
+    raw = tiny_inputs()
+    cutoff = pd.Timestamp("2024-01-01")
+    scored = []
+    for reverse in (False, True):
+        frames = dict(raw)
+        if reverse:
+            for kind in ("events", "feedback"):
+                frames[kind] = raw[kind].sort_values("when", ascending=False, kind="stable", ignore_index=True)
+            assert not frames["events"]["when"].equals(raw["events"]["when"])  # the order did change
+        out, _ = score_churn_batch(
+            frames["customers"], frames["events"], frames["feedback"], release, cutoff, insights=True
+        )
+        scored.append(out.sort_values("customer_id", ignore_index=True))
+    pd.testing.assert_frame_equal(scored[0], scored[1], check_exact=True)
+
+
 def test_crash_mid_run_publishes_nothing(release_dir, tmp_path, monkeypatch):
     import churnsense.churn.partition_scoring as scoring
     import churnsense.churn.serve as churn

@@ -25,11 +25,23 @@ def history_aggregates(snap: Snapshot, event_types: Sequence[str] | None = None)
     return history_aggregates_with_sources(snap, event_types)[0]
 
 
+def event_type_codes(history: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
+    """`pd.factorize` of the history's event types (codes, -1 for a missing type; the distinct types): computed
+    once per batch and shared by the aggregates and the event sequence."""
+    if not len(history):
+        return np.zeros(0, dtype=np.int64), pd.Index([], dtype=object)
+    codes, names = pd.factorize(history["event_type"])
+    return np.asarray(codes), pd.Index(names)
+
+
 def history_aggregates_with_sources(
-    snap: Snapshot, event_types: Sequence[str] | None = None
+    snap: Snapshot,
+    event_types: Sequence[str] | None = None,
+    type_codes: tuple[np.ndarray, pd.Index] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """`history_aggregates` and, per column, the event type it is computed from (`*` = every type, `feedback*` =
-    every feedback type), so an attribution can move an aggregate together with the events behind it."""
+    every feedback type), so an attribution can move an aggregate together with the events behind it.
+    `type_codes`: `event_type_codes(snap.history)` when the caller has it already."""
     st, h = snap.static, snap.history
     b = len(st)
     row = history_rows(st, h) if len(h) else np.zeros(0, dtype=np.int64)
@@ -41,7 +53,7 @@ def history_aggregates_with_sources(
         else np.zeros(0)
     )
     # event types as integer codes into `names`: one hash per row, then integer work only
-    codes, names = pd.factorize(h["event_type"]) if len(h) else (np.zeros(0, dtype=np.int64), [])
+    codes, names = type_codes if type_codes is not None else event_type_codes(h)
     code = np.asarray(codes)[ok]  # -1: a missing type, which matches none
     index = {str(n): i for i, n in enumerate(names)}  # event type -> its code (-1: not in this history)
     value = np.nan_to_num(h["value"].to_numpy(dtype="float64")[ok]) if len(h) else np.zeros(0)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnsense.churn.aggregates import history_aggregates_with_sources
+from churnsense.churn.aggregates import event_type_codes, history_aggregates_with_sources
 from churnsense.data.contract import DataSpec
 from churnsense.data.framing import LABEL_COLUMNS, Snapshot, history_rows, static_categorical, static_numeric
 from churnsense.insights.attribution import BatchLayout
@@ -37,9 +37,10 @@ def robust_stats(x: np.ndarray) -> tuple[float, float]:
     return float(med), float(scale)
 
 
-def _codes(values: pd.Series, vocab: list[str]) -> np.ndarray:
-    """Position of each value in `vocab`; -1 for unknown or missing."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)  # -1 for missing
+def _codes(values: pd.Series, vocab: list[str], factorized: tuple[np.ndarray, pd.Index] | None = None) -> np.ndarray:
+    """Position of each value in `vocab`; -1 for unknown or missing. `factorized`: `pd.factorize(values)` when the
+    caller has it already."""
+    codes, uniques = factorized if factorized is not None else pd.factorize(values, use_na_sentinel=True)
     lut = np.append(pd.Index(vocab, dtype=object).get_indexer(pd.Index(uniques, dtype=object)), -1)
     return lut[codes].astype(np.int64)
 
@@ -131,8 +132,9 @@ class FeaturePipeline:
         if not self.fitted:
             raise RuntimeError("FeaturePipeline.transform before fit/load")
         st = snap.static
-        out = {"cat": self._cat(st), "num": self._num(self._numeric_frame(snap))}
-        out.update(self._sequence(st, snap.history))
+        types = event_type_codes(snap.history)  # shared by the aggregates and the sequence
+        out = {"cat": self._cat(st), "num": self._num(self._numeric_frame(snap, types))}
+        out.update(self._sequence(st, snap.history, types))
         for c in LABEL_COLUMNS:
             if c in st:
                 out[c] = st[c].to_numpy(dtype="float32")
@@ -145,14 +147,15 @@ class FeaturePipeline:
         ]
         return np.stack(cols, axis=1) if cols else np.zeros((len(st), 0), dtype=np.int64)
 
-    def _numeric_frame(self, snap: Snapshot) -> pd.DataFrame:
-        """Raw numeric inputs in `num` order: static columns, then the fitted history aggregates (prefixed)."""
+    def _numeric_frame(self, snap: Snapshot, types: tuple[np.ndarray, pd.Index] | None = None) -> pd.DataFrame:
+        """Raw numeric inputs in `num` order: static columns, then the fitted history aggregates (prefixed);
+        `types`: `event_type_codes(snap.history)` when the caller has it."""
         st = snap.static
         frame = pd.DataFrame(
             {c: pd.to_numeric(st[c], errors="coerce") if c in st else np.nan for c in self.numeric}, index=st.index
         )
         if self.aggregates:
-            agg = history_aggregates_with_sources(snap, self.event_types)[0][self.aggregates]
+            agg = history_aggregates_with_sources(snap, self.event_types, types)[0][self.aggregates]
             frame = pd.concat([frame, agg.add_prefix(HISTORY_PREFIX)], axis=1)
         return frame
 
@@ -173,7 +176,9 @@ class FeaturePipeline:
                 cols.append(miss.astype("float64"))
         return (np.stack(cols, axis=1) if cols else np.zeros((len(frame), 0))).astype(np.float32)
 
-    def _sequence(self, st: pd.DataFrame, h: pd.DataFrame) -> dict[str, np.ndarray]:
+    def _sequence(
+        self, st: pd.DataFrame, h: pd.DataFrame, types: tuple[np.ndarray, pd.Index] | None = None
+    ) -> dict[str, np.ndarray]:
         n, b = self.max_events, len(st)
         out = {
             "seq_type": np.zeros((b, n), np.int64),
@@ -195,7 +200,7 @@ class FeaturePipeline:
         first = counts[r] - np.minimum(counts[r], n)  # keep the n most recent, chronological, left-aligned
         keep = pos >= first
         idx, r, slot = idx[keep], r[keep], (pos - first)[keep]
-        codes = _codes(h["event_type"], self.event_types)[idx]
+        codes = _codes(h["event_type"], self.event_types, types)[idx]
         med = np.array([self.event_stats[t][0] for t in self.event_types] + [0.0])
         scale = np.array([self.event_stats[t][1] for t in self.event_types] + [1.0])
         v = slog1p(h["value"].to_numpy(dtype="float64")[idx])

@@ -30,7 +30,6 @@ from churnsense.data.validation import (
     validate_chunk,
 )
 from churnsense.feedback.score import score_feedback_batch
-from churnsense.insights.enrich import enrich
 
 log = logging.getLogger(__name__)
 DEFAULT_RISK_BANDS = {"low": 0.0, "medium": 0.2, "high": 0.5}
@@ -166,6 +165,8 @@ def score_churn_batch(
     if monitor is not None and snapshot is not None:
         monitor(snapshot, scored)
     if insights:  # an empty batch gets the (typed, empty) insight columns too: every partition has one schema
+        from churnsense.insights.enrich import enrich  # scores-only runs do not load the insights stack
+
         scored = enrich(
             scored,
             _canonical(customers),
@@ -181,16 +182,19 @@ def score_churn_batch(
     return scored, out_rejects
 
 
-def _canonical(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+def _canonical(frame: pd.DataFrame | None, sort: bool = True) -> pd.DataFrame | None:
+    """A table without its row numbers, history rows ordered by customer and time (`sort`)."""
     if frame is None:
         return None
     frame = frame.drop(columns=[ROW], errors="ignore")
-    return stable_sort(frame, ["customer_id", "ts"]) if "ts" in frame else frame
+    return stable_sort(frame, ["customer_id", "ts"]) if sort and "ts" in frame else frame
 
 
 def _score(customers, events, feedback, release: ChurnRelease, cutoff, bands, batch_size):
     """(scored frame, snapshot, model inputs); the last two are None for an empty batch."""
-    tables = Tables(_canonical(customers), _canonical(events), _canonical(feedback))
+    # The snapshot orders the history itself (one stable sort by customer and time gives the order a sort here
+    # would) and derives customers from events whatever their order, so the events are not sorted twice.
+    tables = Tables(_canonical(customers), _canonical(events, sort=False), _canonical(feedback))
     if tables.customers is None and (tables.events is None or tables.events.empty):
         return _empty_scored(release), None, None
     if tables.customers is not None and tables.customers.empty:

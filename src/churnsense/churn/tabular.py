@@ -86,17 +86,24 @@ class PiecewiseLinearEmbedding(nn.Module):
         t = torch.arange(n_bins)[None, :]
         self.register_buffer("left", left)
         self.register_buffer("width", width)
-        self.register_buffer("valid", (t < count[:, None]).float())
-        self.register_buffer("clamp_low", (t > 0) | (not open_ends))
-        self.register_buffer("clamp_high", (t < count[:, None] - 1) | (not open_ends))
+        # Each bin's value is clamped into [low, high]: [0, 1] for inner bins, open (-inf / +inf) at the outer
+        # ends with `open_ends`, [0, 0] for a feature's padding bins. Elementwise Max/Min with these bounds is the
+        # same number as a masked clamp and several times faster in ONNX Runtime than a broadcast Where.
+        inf = torch.tensor(float("inf"))
+        low = torch.where((t > 0) | (not open_ends), torch.tensor(0.0), -inf)
+        high = torch.where((t < count[:, None] - 1) | (not open_ends), torch.tensor(1.0), inf)
+        padding = t >= count[:, None]
+        self.register_buffer("low", torch.where(padding, torch.tensor(0.0), low))
+        self.register_buffer("high", torch.where(padding, torch.tensor(0.0), high))
         self.linear = PerFeatureLinear(len(bins), n_bins, d_token)
         self.output_dim = d_token
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., F] -> [..., F, T]: each value's piecewise-linear bin encoding (padding bins are 0)."""
+        return torch.minimum(torch.maximum((x[..., None] - self.left) / self.width, self.low), self.high)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x[..., None] - self.left) / self.width
-        z = torch.where(self.clamp_low, z.clamp(min=0.0), z)
-        z = torch.where(self.clamp_high, z.clamp(max=1.0), z)
-        return torch.relu(self.linear(z * self.valid))
+        return torch.relu(self.linear(self.encode(x)))
 
 
 class CategoricalEmbedding(nn.Module):

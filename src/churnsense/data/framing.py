@@ -386,6 +386,13 @@ def feedback_types(feedback: pd.DataFrame) -> pd.Series:
     return ("feedback_" + topic).fillna("feedback").where(topic.fillna("").ne(""), "feedback").astype(object)
 
 
+def types_like(types: pd.Series, events: pd.DataFrame | None) -> pd.Series:
+    """Folded feedback's event types in the dtype of the events' `event_type` (when there are events), so the two
+    concatenate without converting every event's text to Python objects."""
+    dtype = events["event_type"].dtype if events is not None else None
+    return types.astype(dtype) if isinstance(dtype, pd.StringDtype) and not types.empty else types
+
+
 def _history(tables: Tables, static: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
     """Events + folded feedback strictly before each row's cutoff (and within the lookback)."""
     parts = []
@@ -399,7 +406,7 @@ def _history(tables: Tables, static: pd.DataFrame, spec: DataSpec) -> pd.DataFra
                 {
                     "customer_id": fb["customer_id"],
                     "ts": fb["ts"],
-                    "event_type": feedback_types(fb),
+                    "event_type": types_like(feedback_types(fb), tables.events),
                     "value": score.fillna(0.0).astype("float64"),
                 }
             )

@@ -391,7 +391,7 @@ def reject_rule(
         {
             "source": source,
             "row": frame.loc[mask, ROW].to_numpy(np.int64),
-            "customer_id": frame.loc[mask, "customer_id"].astype("string").to_numpy(),
+            "customer_id": frame.loc[mask, "customer_id"].astype(TEXT_DTYPE).array,  # Arrow text, no objects
             "column": column[mask] if isinstance(column, np.ndarray) else column,
             "reason": reason[mask],
             "rows": 1,
