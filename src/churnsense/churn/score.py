@@ -25,6 +25,7 @@ from churnsense.data.validation import (
     dated_from,
     duplicate_ids,
     inactive_customers,
+    reject_lines,
     reject_rule,
     unknown_ids,
     validate_chunk,
@@ -130,6 +131,7 @@ def score_churn_batch(
         cutoff = scoring_cutoff(spec.framing, None, history_days(frames["events"], frames["feedback"]))
     cutoff = pd.Timestamp(cutoff)
     dropped: list[pd.DataFrame] = []  # rows dropped because of their customer or date: summarised per customer
+    unknown: dict[str, np.ndarray] = {}  # history rows of customers not scored (the first rule that drops them)
     if frames["customers"] is not None:
         frames["customers"], rejs, rejected_ids = reject_customers(
             frames["customers"], cutoff, set(rejected_ids or ()), sources["customers"], spec
@@ -138,19 +140,17 @@ def score_churn_batch(
         known = pd.Index(frames["customers"]["customer_id"])
         for kind in ("events", "feedback"):
             if frames[kind] is not None:
-                frames[kind], rej = reject_rule(
-                    frames[kind],
-                    *unknown_ids(frames[kind]["customer_id"], known, rejected_ids),
-                    sources[kind],
-                    spec.table(kind).source("customer_id"),
-                )
-                dropped.append(rej)
+                unknown[kind], reason = unknown_ids(frames[kind]["customer_id"], known, rejected_ids)
+                column = spec.table(kind).source("customer_id")
+                dropped.append(reject_lines(frames[kind], unknown[kind], reason, sources[kind], column))
     for kind in ("events", "feedback"):
-        if frames[kind] is not None:
-            frames[kind], rej = reject_rule(
-                frames[kind], *dated_from(frames[kind]["ts"], cutoff), sources[kind], spec.table(kind).source("ts")
-            )
-            dropped.append(rej)
+        if frames[kind] is not None:  # both rules' rows leave in one filter (one copy of a large history)
+            gone = unknown.get(kind, np.zeros(len(frames[kind]), dtype=bool))
+            dated, reason = dated_from(frames[kind]["ts"], cutoff)
+            dated &= ~gone
+            column = spec.table(kind).source("ts")
+            dropped.append(reject_lines(frames[kind], dated, reason, sources[kind], column))
+            frames[kind] = frames[kind][~(gone | dated)]
     customers, events, feedback = frames["customers"], frames["events"], frames["feedback"]
     dropped = [r for r in dropped if len(r)]
     if dropped:

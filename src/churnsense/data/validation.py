@@ -387,7 +387,14 @@ def reject_rule(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reject mode of a table rule: (rows kept, rejects of the others; row numbers from the `_row` column).
     `column`: the source column at fault, one for all rows or one per row."""
-    rejects = pd.DataFrame(
+    return frame[~mask], reject_lines(frame, mask, reason, source, column)
+
+
+def reject_lines(
+    frame: pd.DataFrame, mask: np.ndarray, reason: np.ndarray, source: str, column: str | np.ndarray
+) -> pd.DataFrame:
+    """The reject lines of a rule's rows `mask` (see `reject_rule`), for a caller that filters the rows itself."""
+    return pd.DataFrame(
         {
             "source": source,
             "row": frame.loc[mask, ROW].to_numpy(np.int64),
@@ -398,7 +405,6 @@ def reject_rule(
         },
         columns=REJECT_COLUMNS,
     )
-    return frame[~mask], rejects
 
 
 def dated_from(ts: pd.Series, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
