@@ -1,13 +1,14 @@
 """Scoring throughput — not a test.
 
     python bench/bench_scoring.py [--model artifacts/churn] [--threads 2] [--workers 0] [--sizes 100000,1000000]
-                                  [--months 3] [--insights off,on] [--engines local,spark]
+                                  [--months 3] [--insights off,on] [--engines local,spark] [--spark-insights off]
 
 (1) ONNX Runtime vs PyTorch eager, rows/s at batch 1, 64 and 1024 (same architecture and threads; the model part
 only: features precomputed; engines interleaved, median of 3 rounds). ONNX Runtime is timed as serving runs it
 (row-parallel slices, `onnx_slice_rows`) and as one plain call with intra-op threads. (2) End to end
 `serve.py task=churn` rows/s and peak RSS on synthetic bases of each size (`churnsense.synth.generate`, `--months`
 of history): read + validate + partition + features + ONNX + write; `--engines local,spark` adds the Spark engine
+for the `--spark-insights` modes (default: scores only, `off`)
 (`engine=spark`, embedded `local[<threads>]`; its peak RSS is the driver's: executors are not counted).
 Without `--model` (or if it does not exist) an untrained release of the configured architecture is built on a small
 synthetic base (weights do not change the cost); with it, eager timing uses an untrained net of its architecture.
@@ -135,6 +136,7 @@ def end_to_end(
     insights_modes: list[str],
     workers: int,
     engines: list[str],
+    spark_modes: list[str] | None = None,
 ) -> None:
     print(
         f"\n## End to end `serve.py task=churn` (workers={workers}, num_threads={threads}, {months} months of history;"
@@ -144,7 +146,8 @@ def end_to_end(
         "| customers | engine | insights | events | seconds | rows/s | peak RSS MiB | partitions |\n"
         "|---|---|---|---|---|---|---|---|"
     )
-    for n, mode, engine in [(n, m, e) for n in sizes for m in insights_modes for e in engines]:
+    runs = [(n, m, e) for n in sizes for m in insights_modes for e in engines]
+    for n, mode, engine in [r for r in runs if r[2] != "spark" or spark_modes is None or r[1] in spark_modes]:
         base = synth_base(work / f"base{n}", n, months)
         out = work / f"scores{n}-{engine}.parquet"
         spark = ["engine=spark", f"spark.master='local[{threads}]'"] if engine == "spark" else []
@@ -192,6 +195,7 @@ def main() -> None:
         help="serve with insights off (scores only) and/or on (reasons, segments, actions)",
     )
     parser.add_argument("--engines", default="local", help="serve.py engines: local and/or spark (needs pyspark)")
+    parser.add_argument("--spark-insights", default="off", help="insights modes the Spark engine runs ('' = all)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-scoring-") as tmp:
         work = Path(args.work or tmp)
@@ -200,7 +204,9 @@ def main() -> None:
         sizes = [int(s) for s in args.sizes.split(",") if s]
         if sizes:
             engines = args.engines.split(",")
-            end_to_end(release, work, sizes, args.months, args.threads, args.insights.split(","), args.workers, engines)
+            spark_modes = args.spark_insights.split(",") if args.spark_insights else None
+            modes = args.insights.split(",")
+            end_to_end(release, work, sizes, args.months, args.threads, modes, args.workers, engines, spark_modes)
 
 
 if __name__ == "__main__":
