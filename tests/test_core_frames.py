@@ -26,6 +26,10 @@ def test_stable_sort_is_pandas_stable_sort(frame, by):
     pd.testing.assert_frame_equal(stable_sort(frame, by), want)
     obj = frame.astype({"customer_id": object})
     pd.testing.assert_frame_equal(stable_sort(obj, by), obj.sort_values(by, kind="stable", ignore_index=True))
+    rows = np.flatnonzero(np.random.default_rng(1).random(len(frame)) < 0.6)  # a subset, sorted without a copy
+    want = frame.iloc[rows].sort_values(by, kind="stable", ignore_index=True)
+    pd.testing.assert_frame_equal(stable_sort(frame, by, rows=rows), want)
+    assert stable_sort(frame, by, rows=rows[:0]).empty
 
 
 def test_membership_and_positions_are_pandas(frame):

@@ -27,15 +27,18 @@ def _sort_key(column: pd.Series) -> np.ndarray:
     return np.where(codes < 0, len(uniques), codes).astype(np.int64)
 
 
-def stable_sort(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+def stable_sort(frame: pd.DataFrame, by: Sequence[str], rows: np.ndarray | None = None) -> pd.DataFrame:
     """`frame.sort_values(by, kind="stable", ignore_index=True)`: rows ordered by the `by` columns, ties in their
     current order, missing values last. Text keys are factorized to sorted codes and the rows ordered by Arrow's
-    stable sort over integer keys (several times faster than pandas on text)."""
-    if len(frame) < 2:
+    stable sort over integer keys (several times faster than pandas on text). `rows`: sort only these positions
+    (ascending), as `frame.iloc[rows]` would be sorted, without copying them out first."""
+    if rows is None and len(frame) < 2:
         return frame.reset_index(drop=True)
-    keys = pa.table({str(i): _sort_key(frame[name]) for i, name in enumerate(by)})
-    order = pc.sort_indices(keys, sort_keys=[(str(i), "ascending") for i in range(len(by))])
-    return frame.take(order.to_numpy()).reset_index(drop=True)
+    keys = {str(i): _sort_key(frame[name]) for i, name in enumerate(by)}
+    if rows is not None:
+        keys = {k: v[rows] for k, v in keys.items()}
+    order = pc.sort_indices(pa.table(keys), sort_keys=[(str(i), "ascending") for i in range(len(by))]).to_numpy()
+    return frame.take(order if rows is None else np.asarray(rows)[order]).reset_index(drop=True)
 
 
 def _arrow(values: pd.Series | pd.Index | Collection) -> pa.Array | None:

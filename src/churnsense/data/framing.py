@@ -421,14 +421,16 @@ def _history(tables: Tables, static: pd.DataFrame, spec: DataSpec) -> pd.DataFra
     ev = pd.concat(parts, ignore_index=True)
     cutoff = _single_cutoff(static)
     if cutoff is not None:  # scoring: one cutoff, one row per customer (the rows the merge below would give)
-        h = ev[is_in(ev["customer_id"], static["customer_id"])].assign(cutoff=cutoff)
+        h = ev.assign(cutoff=cutoff)
+        known = is_in(ev["customer_id"], static["customer_id"])
     else:
         h = static[["customer_id", "cutoff"]].merge(ev, on="customer_id", how="inner")
-    keep = h["ts"] < h["cutoff"]
+        known = np.ones(len(h), dtype=bool)
+    keep = known & (h["ts"] < h["cutoff"]).to_numpy()
     if spec.framing.lookback_days:
-        keep &= h["ts"] >= h["cutoff"] - pd.Timedelta(days=spec.framing.lookback_days)
-    h = h[keep.to_numpy()]
-    return stable_sort(h, ["customer_id", "cutoff", "ts"])[HISTORY_COLUMNS]
+        keep &= (h["ts"] >= h["cutoff"] - pd.Timedelta(days=spec.framing.lookback_days)).to_numpy()
+    # the kept rows are taken in their sorted order at once (no filtered copy of the history first)
+    return stable_sort(h, ["customer_id", "cutoff", "ts"], rows=np.flatnonzero(keep))[HISTORY_COLUMNS]
 
 
 def _single_cutoff(static: pd.DataFrame) -> pd.Timestamp | None:
