@@ -186,3 +186,41 @@ def test_offer_log_missing_file_or_bare_path(tmp_path, caplog):
     assert load_tables(spec).offers is None and "uplift is off" in caplog.text
     with pytest.raises(ValueError, match="bare path"):
         DataSpec.from_config({"name": "t", "customers": {"path": "c.csv"}, "offers": "o.parquet"})
+
+
+def _text_values_everywhere(raw: pd.Series):
+    """The contract's text rule applied by Arrow kernels to every value (trim, blank -> missing, U+FFFD)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.array(raw.astype("string"), from_pandas=True)
+    trimmed = pc.utf8_trim_whitespace(text)
+    trimmed = pc.if_else(pc.equal(trimmed, ""), pa.nulls(len(trimmed), trimmed.type), trimmed)
+    undecodable = pc.fill_null(pc.match_substring(text, "\ufffd"), False).to_numpy(zero_copy_only=False)
+    return trimmed.to_pylist(), trimmed.is_valid().to_numpy(zero_copy_only=False).tolist(), undecodable.tolist()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["C001", "C002", "x-9", "a b"],  # plain ASCII: the fast path
+        ["C001", None, "", "C004"],  # missing and blank
+        [" C001", "C002"],  # leading space
+        ["C001", "C002\t"],  # trailing control character
+        ["C001", "\u00a0C002", "C003\u3000"],  # Unicode spaces (non-ASCII bytes at the ends)
+        ["Пётр", "שלום", "naïve"],  # non-ASCII inside
+        ["ok", "bad\ufffdbyte"],  # undecodable
+        ["\x7f", "z"],  # DEL at an end
+    ],
+)
+def test_text_rule_is_the_same_on_the_fast_path(values):
+    """Plain ASCII values skip the trim and the decoding check; every value still reads as the full rule reads it,
+    also for a slice of a longer column (Arrow buffers with an offset)."""
+    from churnsense.data.validation import text_values
+
+    for raw in (pd.Series(values, dtype="str"), pd.Series(["pad", *values, "pad"], dtype="str").iloc[1:-1]):
+        col, present, undecodable = text_values(raw)
+        want_values, want_present, want_undecodable = _text_values_everywhere(raw)
+        assert [None if pd.isna(v) else v for v in col.tolist()] == want_values
+        assert present.tolist() == want_present and undecodable.tolist() == want_undecodable
+        assert col.index.equals(raw.index) and str(col.dtype) == "str"

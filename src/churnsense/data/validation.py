@@ -147,14 +147,43 @@ def _undecodable(text: pa_arrow.Array) -> np.ndarray:
     return pc.fill_null(pc.match_substring(text, REPLACEMENT), False).to_numpy(zero_copy_only=False)
 
 
+def _plain_ascii(text: pa_arrow.Array | pa_arrow.ChunkedArray) -> bool:
+    """True when every value is ASCII and starts and ends with a printable non-space character (or is empty): then
+    trimming changes nothing and no value is undecodable. Read from the bytes and offsets of the Arrow buffers
+    (two gathers and a max, no per-value kernel); False whenever unsure (another string type, any byte >= 0x80)."""
+    for chunk in text.chunks if isinstance(text, pa_arrow.ChunkedArray) else [text]:
+        if not (pa_arrow.types.is_string(chunk.type) or pa_arrow.types.is_large_string(chunk.type)):
+            return False
+        if len(chunk) == 0:
+            continue
+        _, offsets_buffer, data_buffer = chunk.buffers()
+        width = np.int64 if pa_arrow.types.is_large_string(chunk.type) else np.int32
+        offsets = np.frombuffer(offsets_buffer, dtype=width)[chunk.offset : chunk.offset + len(chunk) + 1]
+        data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+        values = data[offsets[0] : offsets[-1]]
+        if values.size and values.max() >= 0x80:
+            return False
+        starts, ends = offsets[:-1], offsets[1:]
+        filled = ends > starts
+        edges = np.concatenate([data[starts[filled]], data[ends[filled] - 1]])
+        if ((edges <= 0x20) | (edges == 0x7F)).any():  # a control character or a space at either end
+            return False
+    return True
+
+
 def text_values(raw: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
     """A text column as the contract holds it: surrounding whitespace removed, blank -> missing, pandas' `str`
-    dtype; with (present, undecodable) per row. Computed on the Arrow array: no Python object per value."""
+    dtype; with (present, undecodable) per row. Computed on the Arrow array: no Python object per value; plain
+    ASCII values (ids, codes, most categories) skip the trim and the decoding check."""
     text = _arrow_text(raw)
-    trimmed = pc.utf8_trim_whitespace(text)
-    trimmed = pc.if_else(pc.equal(trimmed, ""), pa_arrow.nulls(len(trimmed), trimmed.type), trimmed)
+    plain = _plain_ascii(text)
+    trimmed = text if plain else pc.utf8_trim_whitespace(text)
+    blank = pc.equal(trimmed, "")
+    if pc.any(blank).as_py():
+        trimmed = pc.if_else(blank, pa_arrow.nulls(len(trimmed), trimmed.type), trimmed)
     col = pd.Series(TEXT_DTYPE.__from_arrow__(trimmed), index=raw.index)
-    return col, trimmed.is_valid().to_numpy(zero_copy_only=False), _undecodable(text)
+    undecodable = np.zeros(len(text), dtype=bool) if plain else _undecodable(text)
+    return col, trimmed.is_valid().to_numpy(zero_copy_only=False), undecodable
 
 
 def _is_text(canon: str, table: TableSpec, kind: Kind) -> bool:
