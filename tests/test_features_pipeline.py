@@ -135,3 +135,16 @@ def test_history_aggregates_counts():
     want = recent[recent["event_type"] == "usage"].groupby("customer_id").size()
     got = pd.Series(agg["n_usage_30d"].to_numpy(), index=snap.static["customer_id"])
     assert (got.reindex(want.index) == want).all() and got.drop(want.index).eq(0).all()
+
+
+def test_row_time_order_is_the_lexsort():
+    """Rows already in time order per row take the fast path, any other order the lexsort; both give lexsort's
+    permutation (ties in input order)."""
+    from churnsense.churn.features import row_time_order
+
+    rng = np.random.default_rng(0)
+    row = np.repeat(rng.permutation(50), rng.integers(1, 9, 50))
+    timed = np.concatenate([np.sort(rng.integers(0, 5, (row == r).sum())) for r in dict.fromkeys(row.tolist())])
+    for ts in (timed, rng.integers(0, 5, len(row))):  # sorted per row (ties included), then shuffled times
+        np.testing.assert_array_equal(row_time_order(row, ts), np.lexsort((ts, row)))
+    np.testing.assert_array_equal(row_time_order(row[:0], row[:0]), np.zeros(0, dtype=np.int64))

@@ -45,6 +45,17 @@ def _codes(values: pd.Series, vocab: list[str], factorized: tuple[np.ndarray, pd
     return lut[codes].astype(np.int64)
 
 
+def row_time_order(row: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """`np.lexsort((ts, row))`: positions by row, then time, ties in input order. When each row's entries already
+    come in time order (the snapshot's history is sorted by customer and time) a stable sort by row alone gives
+    that order, several times faster; otherwise the lexsort runs."""
+    order = np.argsort(row, kind="stable")
+    r, t = row[order], ts[order]
+    if ((r[1:] == r[:-1]) & (t[1:] < t[:-1])).any():
+        return np.lexsort((ts, row))
+    return order
+
+
 class FeaturePipeline:
     """Category vocabularies (index 0 = unknown/missing), robust numeric scaling with missing indicators,
     event-type vocabulary (0 = pad, 1 = unknown) and per-event-type robust value scaling.
@@ -191,7 +202,7 @@ class FeaturePipeline:
         row = history_rows(st, h)
         ts = h["ts"].to_numpy("datetime64[ns]").astype(np.int64)
         ok = (row >= 0) & (ts < h["cutoff"].to_numpy("datetime64[ns]").astype(np.int64))  # guard: past only
-        order = np.lexsort((ts[ok], row[ok]))
+        order = row_time_order(row[ok], ts[ok])
         idx = np.flatnonzero(ok)[order]
         r = row[idx]
         counts = np.bincount(r, minlength=b)
