@@ -63,6 +63,10 @@ def test_rows_of_several_writers_read_back_in_input_order(tmp_path):
     assert all((np.diff(r) > 0).all() for r in rows)
     empty = PartitionFiles.combine(tmp_path, [PartitionWriter(tmp_path, "none", 2).files()])
     assert len(empty.read(0)) == 0 and "customer_id" in empty.read(0)
+    consumed = files.read(1, consume=True)  # read once by the scorer: the same rows, its files deleted
+    assert consumed["_row"].tolist() == rows[1].tolist()
+    assert not any(files.path(name, 1).exists() for name in files.names)
+    assert all(files.path(name, 0).exists() for name in files.names)  # other partitions untouched
 
 
 def test_parquet_chunks_are_read_without_prebuffering(tmp_path, monkeypatch):

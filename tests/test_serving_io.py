@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from churnsense.core import io, runs
@@ -74,3 +75,19 @@ def test_errors_and_summary(tmp_path):
     summary = runs.RunSummary("churn", rows_in=10, scored=8, rejected=2, other_rejected={"events": 1}).finish()
     assert summary.balanced and "rows in 10 = scored 8 + rejected 2" in summary.line() and "rows/s" in summary.line()
     assert "MISMATCH" in runs.RunSummary("churn", rows_in=3, scored=1).line()
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        ["a.csv", "x", "", None, "עברית", " lead"],  # nothing to quote: written by Arrow
+        ["a,b", 'q"', "m\nl", None, "", "z"],  # quotes needed: written by pandas
+    ],
+)
+def test_csv_lines_are_what_pandas_writes(source):
+    table = pa.table(
+        {"source": source, "row": pa.array([1, 2, None, 4, 5, 6], pa.int64()), "n": pa.array(range(6), pa.int32())}
+    )
+    want = table.to_pandas().astype({"row": "Int64", "n": "Int32"}).to_csv(header=False, index=False)
+    assert io.csv_lines(table) == want
+    assert "1.0" not in io.csv_lines(table)  # row numbers stay integers where some are missing

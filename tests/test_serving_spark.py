@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 pytest.importorskip("pyspark")
@@ -38,13 +39,17 @@ def _rejects(frame: pd.DataFrame) -> pd.DataFrame:
     return _rows(frame, ["source", "row", "column"])
 
 
-def test_spark_engine_gives_the_local_rows(release_dir, tmp_path, capsys):
+@pytest.mark.parametrize("read", ["auto", "spark"])  # Parquet row groups read by the Python workers / by Spark
+def test_spark_engine_gives_the_local_rows(release_dir, tmp_path, capsys, read):
     from churnsense.churn.serve import serve_churn
     from churnsense.churn.spark_serve import serve_churn_spark
 
     paths = write_inputs(tmp_path)
+    pq.write_table(pq.read_table(paths["events"]), paths["events"], row_group_size=5)  # several row groups
     local = serve_churn(serve_cfg(release_dir, paths, tmp_path / "local" / "scores.parquet", "partitions=2"))
-    spark = serve_churn_spark(serve_cfg(release_dir, paths, tmp_path / "spark" / "scores.parquet", *SPARK))
+    spark = serve_churn_spark(
+        serve_cfg(release_dir, paths, tmp_path / "spark" / "scores.parquet", *SPARK, f"spark.read={read}")
+    )
     assert "engine spark (local[2]" in capsys.readouterr().out
     assert (spark.rows_in, spark.scored, spark.rejected, spark.other_rejected) == (
         local.rows_in,
@@ -70,3 +75,36 @@ def test_spark_engine_gives_the_local_rows(release_dir, tmp_path, capsys):
     assert {"unparseable timestamp", "not a number"} <= set(
         got_rej.loc[got_rej["source"] == source["events"], "reason"]
     )
+
+
+def test_parquet_inputs_are_read_by_the_workers_only_where_they_can_see_them(tmp_path):
+    from types import SimpleNamespace
+
+    from churnsense.churn.spark_serve import reads_in_workers
+
+    parquet, csv = tmp_path / "events.parquet", tmp_path / "customers.csv"
+    pd.DataFrame({"a": [1]}).to_parquet(parquet)
+    csv.write_text("a\n1\n")
+
+    def session(master: str):
+        return SimpleNamespace(sparkContext=SimpleNamespace(master=master))
+
+    assert reads_in_workers(session("local[2]"), str(parquet), "auto")
+    assert not reads_in_workers(session("spark://host:7077"), str(parquet), "auto")  # a cluster: Spark's reader
+    assert reads_in_workers(session("spark://host:7077"), str(parquet), "workers")  # the user says it is shared
+    assert not reads_in_workers(session("local[2]"), str(parquet), "spark")
+    assert not reads_in_workers(session("local[2]"), str(csv), "workers")  # CSV: always Spark's reader
+    assert not reads_in_workers(session("local[2]"), str(tmp_path), "workers")  # a folder (dataset): Spark's
+    with pytest.raises(ValueError, match=r"spark\.read='jvm'"):
+        reads_in_workers(session("local[2]"), str(parquet), "jvm")
+
+
+def test_spark_settings_from_the_command_line_are_joined_back():
+    from churnsense.core.spark import spark_settings
+
+    nested = {"spark.ui.enabled": False, "spark": {"executor": {"memory": "4g"}, "sql": {"shuffle.partitions": 8}}}
+    assert spark_settings(nested) == {
+        "spark.ui.enabled": False,
+        "spark.executor.memory": "4g",
+        "spark.sql.shuffle.partitions": 8,
+    }

@@ -64,8 +64,9 @@ class PartitionJob:
     def score(
         self, part: int, release: ChurnRelease, feedback_release=None
     ) -> tuple[pd.DataFrame, pd.DataFrame, Any, int]:
-        """(scores, rejects, drift counts or None, rows of the primary input) of partition `part`."""
-        frames = {kind: self.files[kind].read(part) if kind in self.files else None for kind in KINDS}
+        """(scores, rejects, drift counts or None, rows of the primary input) of partition `part` (its partition
+        files are deleted once read: each partition is scored once)."""
+        frames = {kind: self.files[kind].read(part, consume=True) if kind in self.files else None for kind in KINDS}
         return self.score_frames(frames, self.rejected_ids.get(part, set()), release, feedback_release)
 
     def score_frames(

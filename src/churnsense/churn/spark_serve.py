@@ -2,10 +2,12 @@
 batch scoring on Spark, the same rows as the local engine.
 
 The local engine's two stages, with Spark reading the files and moving the rows between them:
-1. Spark reads every input (each row with its 1-based number in its file) and hands its batches to
-   `data.chunks.prepare_rows` (`mapInArrow`): validated exactly as the local engine validates a chunk, grouped by
-   customer partition, and sent on as Arrow IPC blocks (a few large records instead of millions of rows), with
-   the reject lines, the rejected customer ids and the valid history rows per day. Kept on disk (`persist`).
+1. Every input is read in Spark tasks, each row with its 1-based number in its file: a Parquet file's row groups
+   by the Python workers themselves with Arrow (`spark.read`: the local engine's reader, no trip through the JVM's
+   rows), any other input by Spark's reader. The rows go to `data.chunks.prepare_rows` (`mapInArrow`):
+   validated exactly as the local engine validates a chunk, grouped by customer partition, and sent on as Arrow
+   IPC blocks (a few large records instead of millions of rows), with the reject lines, the rejected customer
+   ids and the valid history rows per day. Kept on disk (`persist`).
 2. The default scoring date comes from the day counts; the blocks are shuffled by partition and each partition's
    tables are rebuilt in file order and scored by `PartitionJob.score_frames`, the local engine's scorer (one
    ONNX Runtime session per Python worker, loaded once from the release shipped to every executor).
@@ -15,9 +17,10 @@ monitoring and the CRM export run with the local engine only.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +38,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from churnsense.churn.partition_scoring import PartitionJob
 from churnsense.churn.release import ChurnRelease
 from churnsense.churn.score import score_churn_batch
-from churnsense.churn.serve import load_feedback_release, resolve_inputs
+from churnsense.churn.serve import chunk_rows, load_feedback_release, resolve_inputs
 from churnsense.core import io
 from churnsense.core.partition import PartitionBuffer, arrow_table, choose_partitions, partition_of
 from churnsense.core.rejects import REJECT_COLUMNS, relative_source, with_counts
@@ -107,21 +110,27 @@ class PrepareRows:
     partitions: int
 
     def __call__(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        runs = (
+            (first_row, restore_nanos(raw, self.nanos))
+            for batch in batches
+            for first_row, raw in consecutive_runs(pa.Table.from_batches([batch]))
+        )
+        yield from self.prepare(runs)
+
+    def prepare(self, runs: Iterable[tuple[int, pa.Table]]) -> Iterator[pa.RecordBatch]:
+        """Stage-one records of raw `(first data row, rows)` runs of this table."""
         schema = to_arrow_schema(PREPARED, prefers_large_types=True)
         pending = PartitionBuffer()  # (first data row, rows) per partition
         days: pd.Series | None = None
-        for batch in batches:
-            for first_row, raw in consecutive_runs(pa.Table.from_batches([batch])):
-                rows, done = prepare_rows(
-                    restore_nanos(raw, self.nanos), self.kind, self.table, self.source, first_row, self.partitions
-                )
-                if len(done.rejects):
-                    yield _records(schema, kind=[REJECTS] * len(done.rejects), **_reject_columns(done.rejects))
-                if done.rejected_ids:
-                    yield self.rejected_ids(schema, done.rejected_ids)
-                days = add_days(days, done.days)
-                for part, full in pending.add_grouped(rows, done.bounds, first_row) if done.bounds is not None else ():
-                    yield self.block(schema, part, full)
+        for first_row, raw in runs:
+            rows, done = prepare_rows(raw, self.kind, self.table, self.source, first_row, self.partitions)
+            if len(done.rejects):
+                yield _records(schema, kind=[REJECTS] * len(done.rejects), **_reject_columns(done.rejects))
+            if done.rejected_ids:
+                yield self.rejected_ids(schema, done.rejected_ids)
+            days = add_days(days, done.days)
+            for part, full in pending.add_grouped(rows, done.bounds, first_row) if done.bounds is not None else ():
+                yield self.block(schema, part, full)
         for part, blocks in pending.drain():
             yield self.block(schema, part, blocks)
         if days is not None and len(days):
@@ -139,6 +148,28 @@ class PrepareRows:
         by_part = {p: [i for i, q in zip(ids, parts) if q == p] for p in sorted(set(parts.tolist()))}
         blocks = [io.to_ipc(pa.table({"customer_id": pa.array(v, pa.string())})).to_pybytes() for v in by_part.values()]
         return _records(schema, partition=list(by_part), kind=[IDS] * len(by_part), block=blocks)
+
+
+ROW_GROUPS = T.StructType([T.StructField("group", T.LongType()), T.StructField("first_row", T.LongType())])
+
+
+@dataclass(frozen=True)
+class PrepareRowGroups(PrepareRows):
+    """Stage one over a Parquet file's row groups (`mapInArrow` over `(group, first_row)` records): each Python
+    worker reads its row groups itself with Arrow, in chunks of `chunk_rows` (the local engine's reader: values
+    reach validation without a trip through the JVM's rows), then prepares them as `PrepareRows` does."""
+
+    columns: tuple[str, ...]
+    chunk_rows: int
+
+    def __call__(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        groups = ((g, first) for b in batches for g, first in zip(b.column(0).to_pylist(), b.column(1).to_pylist()))
+        runs = (
+            run
+            for group, first_row in groups
+            for run in io.iter_row_group(self.source, group, first_row, self.chunk_rows, list(self.columns))
+        )
+        yield from self.prepare(runs)
 
 
 def _reject_columns(rejects: pd.DataFrame) -> dict[str, list]:
@@ -244,19 +275,50 @@ def partition_count(spark: SparkSession, inputs: Mapping[str, str], requested: i
     return max(1, 4 * cores)
 
 
-def prepare(
-    spark: SparkSession, inputs: Mapping[str, str], release: ChurnRelease, k: int
-) -> tuple[DataFrame, dict[str, list[str]], dict[str, DataFrame]]:
-    """Stage one over every input (see the module doc), kept on disk; the source columns read per table and each
-    table's own frame."""
-    columns, frames, prepared = {}, {}, None
+READS = ("auto", "workers", "spark")  # `spark.read`: who reads Parquet inputs
+
+
+def reads_in_workers(spark: SparkSession, path: str, mode: str) -> bool:
+    """Whether the Python workers read this input's Parquet row groups themselves (`PrepareRowGroups`) rather
+    than Spark's reader: `workers` for a Parquet file this machine sees (the driver lists its row groups; every
+    worker must see it at the same path: local mode or a shared mount), `auto` for one under a `local` master,
+    `spark` never. Other inputs (CSV, folders, remote URIs) are always read by Spark."""
+    if mode not in READS:
+        raise ValueError(f"spark.read={mode!r}: expected one of {', '.join(READS)}")
+    if mode == "spark" or "://" in path or not Path(path).is_file() or io.table_format(path) != "parquet":
+        return False
+    return mode == "workers" or spark.sparkContext.master.startswith("local")
+
+
+@dataclass
+class Prepared:
+    """Stage one over every input: its records (kept on disk), the source columns read per table and each
+    table's data-row count (counted when asked: Spark-read files take a pass)."""
+
+    records: DataFrame
+    columns: dict[str, list[str]]
+    counts: dict[str, Callable[[], int]]
+
+
+def prepare(spark: SparkSession, inputs: Mapping[str, str], release: ChurnRelease, k: int, cfg: DictConfig) -> Prepared:
+    """Stage one over every input (see the module doc): Parquet row groups read by the Python workers where
+    `reads_in_workers`, every other input read by Spark."""
+    columns, counts, prepared = {}, {}, None
     for kind, path in inputs.items():
         table = release.spec.table(kind)
         columns[kind] = read_columns(table, kind, io.table_columns(path, table.read_options))
-        frames[kind], nanos = read_rows(spark, path, columns[kind], table.read_options)
-        part = frames[kind].mapInArrow(PrepareRows(kind, table, path, nanos, k), PREPARED)
+        if reads_in_workers(spark, path, str(cfg.spark.read)) and (groups := io.parquet_row_groups(path)):
+            rows = chunk_rows(int(cfg.chunk_size), int(cfg.chunk_cells), len(columns[kind]))
+            tasks = spark.createDataFrame(spark.sparkContext.parallelize(groups, len(groups)), ROW_GROUPS)
+            prepare_groups = PrepareRowGroups(kind, table, path, [], k, tuple(columns[kind]), rows)
+            part = tasks.mapInArrow(prepare_groups, PREPARED)
+            counts[kind] = functools.partial(io.count_rows, path)
+        else:
+            frame, nanos = read_rows(spark, path, columns[kind], table.read_options)
+            part = frame.mapInArrow(PrepareRows(kind, table, path, nanos, k), PREPARED)
+            counts[kind] = frame.count
         prepared = part if prepared is None else prepared.unionByName(part)
-    return prepared.persist(StorageLevel.DISK_ONLY), columns, frames
+    return Prepared(prepared.persist(StorageLevel.DISK_ONLY), columns, counts)
 
 
 def prepared_history_days(prepared: DataFrame) -> pd.Series:
@@ -284,9 +346,12 @@ def serve_churn_spark(cfg: DictConfig) -> RunSummary:
     spark = spark_session(OmegaConf.to_container(cfg.spark, resolve=True))
     summary = RunSummary(task="churn")
     k = partition_count(spark, inputs, int(cfg.spark.partitions))
-    prepared, columns, frames = prepare(spark, inputs, release, k)
+    stage_one = prepare(spark, inputs, release, k, cfg)
+    prepared, columns = stage_one.records, stage_one.columns
+    # the small records (day counts, reject lines) apart from the blocks, so the later jobs read only them
+    small = prepared.filter(F.col("kind").isin([DAYS, REJECTS])).drop("block").persist(StorageLevel.MEMORY_AND_DISK)
     explicit = cfg.cutoff is not None and str(cfg.cutoff)
-    cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, None if explicit else prepared_history_days(prepared))
+    cutoff = scoring_cutoff(release.spec.framing, cfg.cutoff, None if explicit else prepared_history_days(small))
     schema = output_schema(release, inputs, columns, cfg, feedback_release)
     primary = "customers" if "customers" in inputs else "events"
     job = PartitionJob(
@@ -316,12 +381,12 @@ def serve_churn_spark(cfg: DictConfig) -> RunSummary:
         rejects = result.filter(F.col(PART) == "rejects").select(
             *[F.col(REJECT.get(c, c)).alias(c) for c in REJECT_COLUMNS]
         )
-        rejects = rejects.unionByName(prepared.filter(F.col("kind") == REJECTS).select(*REJECT_COLUMNS))
+        rejects = rejects.unionByName(small.filter(F.col("kind") == REJECTS).select(*REJECT_COLUMNS))
         relative = {p: relative_source(p, rejects_path.parent) for p in inputs.values()}  # as the local engine
         publisher.write(scored, output)
         publisher.write(rejects.replace(relative, subset=["source"]), rejects_path)
         by_source = dict(rejects.groupBy("source").agg(F.sum("rows")).collect())  # input rows per source
-        summary.rows_in = frames[primary].count()
+        summary.rows_in = stage_one.counts[primary]()
         summary.rejected = int(by_source.get(inputs[primary], 0))
         scored_customers = scored.count()
         summary.scored = scored_customers if primary == "customers" else summary.rows_in - summary.rejected
@@ -332,6 +397,7 @@ def serve_churn_spark(cfg: DictConfig) -> RunSummary:
     finally:
         publisher.discard()
         result.unpersist()
+        small.unpersist()
         prepared.unpersist()
     summary.finish()
     print(summary.line() + f" | engine spark ({spark.sparkContext.master}, {k} partition(s))")

@@ -388,7 +388,7 @@ class AtomicTableWriter:
             if self._csv_handle is None:
                 self._csv_handle = self._tmp.open("w", newline="", encoding="utf-8")
                 self._csv_handle.write(",".join(_csv_quote(name) for name in self.schema.names) + "\n")
-            table.to_pandas().to_csv(self._csv_handle, header=False, index=False)
+            self._csv_handle.write(csv_lines(table))
         self.rows += table.num_rows
 
     def _conform(self, table: pa.Table) -> pa.Table:
@@ -537,6 +537,37 @@ def check_outputs_apart(
         for second in names[i + 1 :]:
             if same_file(given_out[first], given_out[second]):
                 raise ValueError(f"{first} and {second} are the same file ({given_out[first]}): choose two paths")
+
+
+_NEEDS_QUOTES = r'[,"\r\n]'
+
+
+def csv_lines(table: pa.Table) -> str:
+    """The rows of `table` as CSV lines, as pandas' `to_csv` writes them (minimal quoting, nulls empty, integers
+    as integers even with nulls). Written by Arrow when every column is text or integer and no value needs
+    quotes (reject lines: several times faster), else by pandas."""
+    simple = all(
+        pa.types.is_integer(col.type)
+        or (
+            (pa.types.is_string(col.type) or pa.types.is_large_string(col.type))
+            and not pc.any(pc.match_substring_regex(col, _NEEDS_QUOTES)).as_py()
+        )
+        for col in table.columns
+    )
+    if simple and table.num_rows:
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+        return sink.getvalue().to_pybytes().decode("utf-8")
+    frame = table.to_pandas(types_mapper=_nullable_integers)
+    return frame.to_csv(header=False, index=False, lineterminator="\n")
+
+
+def _nullable_integers(arrow_type: pa.DataType):
+    """pandas' nullable integer dtype of an Arrow integer type (None: the default conversion)."""
+    if not pa.types.is_integer(arrow_type):
+        return None
+    kind = "UInt" if pa.types.is_unsigned_integer(arrow_type) else "Int"
+    return pd.api.types.pandas_dtype(f"{kind}{arrow_type.bit_width}")
 
 
 def _csv_quote(name: str) -> str:

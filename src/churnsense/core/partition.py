@@ -128,15 +128,19 @@ class PartitionFiles:
     def path(self, name: str, part: int) -> Path:
         return partition_path(self.directory, name, part)
 
-    def read(self, part: int) -> pd.DataFrame:
+    def read(self, part: int, consume: bool = False) -> pd.DataFrame:
         """The rows of one partition, in input order (an empty frame with the table's columns if none landed
-        there). Each writer's file is in input order; rows of several are merged by their row number."""
+        there). Each writer's file is in input order; rows of several are merged by their row number. `consume`:
+        the partition's files are deleted once read (a run that reads each partition once frees its disk as it
+        goes, instead of in one long removal at the end)."""
         tables = []
         for name in self.names:
             path = self.path(name, part)
             if path.is_file():
                 with pa.memory_map(str(path)) as source:
                     tables.append(pa.ipc.open_file(source).read_all())
+                if consume:
+                    path.unlink()  # the mapped pages stay readable until the table is released
         if not tables:
             if self.schema is not None:
                 return self.schema.empty_table().to_pandas()

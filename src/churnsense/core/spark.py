@@ -45,11 +45,25 @@ def spark_session(cfg: Mapping[str, Any]) -> SparkSession:
         builder = builder.master(str(cfg["master"]))
     if str(cfg.get("master") or "").startswith("local"):  # embedded: the Python workers run this interpreter
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    for key, value in {**dict(cfg.get("conf") or {}), **SESSION_CONF}.items():
-        builder = builder.config(str(key), str(value))
+    for key, value in {**spark_settings(cfg.get("conf")), **SESSION_CONF}.items():
+        builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(str(cfg.get("log_level", "WARN")))
     return spark
+
+
+def spark_settings(conf: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    """`spark.conf` as flat Spark settings: a command-line override such as
+    `+spark.conf.spark.executor.memory=4g` arrives nested ({spark: {executor: {memory: 4g}}}) and is joined back
+    into `spark.executor.memory`; keys written whole in YAML stay as they are."""
+    out = {}
+    for key, value in dict(conf or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(spark_settings(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
 
 
 CSV_OPTIONS = {
@@ -152,13 +166,20 @@ def spark_schema(frame: pd.DataFrame, extra: Mapping[str, T.DataType] | None = N
     return T.StructType(fields)
 
 
+def _text(col: pd.Series) -> pd.Series:
+    """A column as text with nulls: text columns as they are, any other value written with `str`."""
+    if pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty"):
+        return col
+    return col.astype(object).where(col.notna(), None).map(lambda v: v if v is None else str(v))
+
+
 def conform(frame: pd.DataFrame, schema: T.StructType) -> pa.RecordBatch:
     """`frame` with exactly the schema's columns, in order, as the Arrow batch Spark expects for it."""
     out = frame.reindex(columns=schema.fieldNames())
     for f in schema.fields:
         col = out[f.name]
         if isinstance(f.dataType, T.StringType):
-            out[f.name] = col.astype(object).where(col.notna(), None).map(lambda v: v if v is None else str(v))
+            out[f.name] = _text(col)
         elif isinstance(f.dataType, T.DoubleType):
             out[f.name] = pd.to_numeric(col, errors="coerce").astype("float64")
         elif isinstance(f.dataType, T.LongType):
@@ -168,7 +189,8 @@ def conform(frame: pd.DataFrame, schema: T.StructType) -> pa.RecordBatch:
         elif isinstance(f.dataType, T.TimestampNTZType):
             out[f.name] = pd.to_datetime(col).astype("datetime64[us]")
     arrow = to_arrow_schema(schema, prefers_large_types=True)
-    return pa.RecordBatch.from_pandas(out, schema=arrow, preserve_index=False)
+    table = pa.Table.from_pandas(out, schema=arrow, preserve_index=False).combine_chunks()  # text: chunked arrays
+    return pa.RecordBatch.from_arrays([c.combine_chunks() for c in table.columns], schema=arrow)
 
 
 def ship(spark: SparkSession, folder: str | os.PathLike | None) -> str | None:
