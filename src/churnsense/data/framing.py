@@ -18,6 +18,7 @@ import pandas as pd
 from churnsense.core.frames import is_in, positions_in, stable_sort
 from churnsense.data.contract import DataSpec, FramingSpec
 from churnsense.data.loading import Tables, customers_from_events
+from churnsense.data.validation import TEXT_DTYPE
 
 SENTIMENT_SCORE = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
 HISTORY_COLUMNS = ["customer_id", "cutoff", "ts", "event_type", "value"]
@@ -379,18 +380,13 @@ def _inactivity_labels(
 
 def feedback_types(feedback: pd.DataFrame) -> pd.Series:
     """Event type of folded feedback: `feedback_<topic>` when the message's topic is known (labelled, or predicted
-    by the feedback model), else `feedback`; so the sequence sees what the customer wrote about, not only how."""
-    if "topic" not in feedback:
-        return pd.Series("feedback", index=feedback.index, dtype=object)
-    topic = feedback["topic"].astype("string").str.strip().str.lower()
-    return ("feedback_" + topic).fillna("feedback").where(topic.fillna("").ne(""), "feedback").astype(object)
-
-
-def types_like(types: pd.Series, events: pd.DataFrame | None) -> pd.Series:
-    """Folded feedback's event types in the dtype of the events' `event_type` (when there are events), so the two
+    by the feedback model), else `feedback`; so the sequence sees what the customer wrote about, not only how.
+    Typed as the data contract types validated text (`TEXT_DTYPE`, the events' `event_type`), so the two
     concatenate without converting every event's text to Python objects."""
-    dtype = events["event_type"].dtype if events is not None else None
-    return types.astype(dtype) if isinstance(dtype, pd.StringDtype) and not types.empty else types
+    if "topic" not in feedback:
+        return pd.Series("feedback", index=feedback.index, dtype=TEXT_DTYPE)
+    topic = feedback["topic"].astype("string").str.strip().str.lower()
+    return ("feedback_" + topic).fillna("feedback").where(topic.fillna("").ne(""), "feedback").astype(TEXT_DTYPE)
 
 
 def _history(tables: Tables, static: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
@@ -406,7 +402,7 @@ def _history(tables: Tables, static: pd.DataFrame, spec: DataSpec) -> pd.DataFra
                 {
                     "customer_id": fb["customer_id"],
                     "ts": fb["ts"],
-                    "event_type": types_like(feedback_types(fb), tables.events),
+                    "event_type": feedback_types(fb),
                     "value": score.fillna(0.0).astype("float64"),
                 }
             )
