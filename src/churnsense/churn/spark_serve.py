@@ -377,18 +377,22 @@ def serve_churn_spark(cfg: DictConfig) -> RunSummary:
     result = blocks.repartition(k, "partition").mapInArrow(score, schema).persist(StorageLevel.DISK_ONLY)
     publisher = DatasetPublisher()
     try:
-        scored = result.filter(F.col(PART) == "scores").drop(PART, *REJECT.values())
+        # scoring runs here, one task per partition; the outputs are then written from the cache by as many tasks
+        # (one part file each) as the cluster has cores, not by one task per partition
+        rows_out = dict(result.groupBy(PART).count().collect())
+        files = spark.sparkContext.defaultParallelism
+        scored = result.filter(F.col(PART) == "scores").drop(PART, *REJECT.values()).coalesce(files)
         rejects = result.filter(F.col(PART) == "rejects").select(
             *[F.col(REJECT.get(c, c)).alias(c) for c in REJECT_COLUMNS]
         )
-        rejects = rejects.unionByName(small.filter(F.col("kind") == REJECTS).select(*REJECT_COLUMNS))
+        rejects = rejects.unionByName(small.filter(F.col("kind") == REJECTS).select(*REJECT_COLUMNS)).coalesce(files)
         relative = {p: relative_source(p, rejects_path.parent) for p in inputs.values()}  # as the local engine
         publisher.write(scored, output)
         publisher.write(rejects.replace(relative, subset=["source"]), rejects_path)
         by_source = dict(rejects.groupBy("source").agg(F.sum("rows")).collect())  # input rows per source
         summary.rows_in = stage_one.counts[primary]()
         summary.rejected = int(by_source.get(inputs[primary], 0))
-        scored_customers = scored.count()
+        scored_customers = int(rows_out.get("scores", 0))
         summary.scored = scored_customers if primary == "customers" else summary.rows_in - summary.rejected
         summary.other_rejected = {k: int(by_source.get(p, 0)) for k, p in inputs.items() if k != primary}
         if not summary.balanced:

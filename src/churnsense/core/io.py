@@ -558,16 +558,12 @@ def csv_lines(table: pa.Table) -> str:
         sink = pa.BufferOutputStream()
         pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="none"))
         return sink.getvalue().to_pybytes().decode("utf-8")
-    frame = table.to_pandas(types_mapper=_nullable_integers)
+    frame = table.to_pandas()
+    for i, col in enumerate(table.columns):
+        if pa.types.is_integer(col.type) and col.null_count:  # as floats, 3 would be written 3.0
+            kind = "UInt" if pa.types.is_unsigned_integer(col.type) else "Int"
+            frame.isetitem(i, pd.array(col.to_pylist(), dtype=f"{kind}{col.type.bit_width}"))
     return frame.to_csv(header=False, index=False, lineterminator="\n")
-
-
-def _nullable_integers(arrow_type: pa.DataType):
-    """pandas' nullable integer dtype of an Arrow integer type (None: the default conversion)."""
-    if not pa.types.is_integer(arrow_type):
-        return None
-    kind = "UInt" if pa.types.is_unsigned_integer(arrow_type) else "Int"
-    return pd.api.types.pandas_dtype(f"{kind}{arrow_type.bit_width}")
 
 
 def _csv_quote(name: str) -> str:
