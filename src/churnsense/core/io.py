@@ -562,7 +562,8 @@ def csv_lines(table: pa.Table) -> str:
     for i, col in enumerate(table.columns):
         if pa.types.is_integer(col.type) and col.null_count:  # as floats, 3 would be written 3.0
             kind = "UInt" if pa.types.is_unsigned_integer(col.type) else "Int"
-            frame.isetitem(i, pd.array(col.to_pylist(), dtype=f"{kind}{col.type.bit_width}"))
+            nullable = pd.api.types.pandas_dtype(f"{kind}{col.type.bit_width}")
+            frame.isetitem(i, col.to_pandas(types_mapper={col.type: nullable}.get))
     return frame.to_csv(header=False, index=False, lineterminator="\n")
 
 

@@ -189,7 +189,7 @@ def conform(frame: pd.DataFrame, schema: T.StructType) -> pa.RecordBatch:
         elif isinstance(f.dataType, T.TimestampNTZType):
             out[f.name] = pd.to_datetime(col).astype("datetime64[us]")
     arrow = to_arrow_schema(schema, prefers_large_types=True)
-    table = pa.Table.from_pandas(out, schema=arrow, preserve_index=False).combine_chunks()  # text: chunked arrays
+    table = pa.Table.from_pandas(out, schema=arrow, preserve_index=False)  # text columns come as chunked arrays
     return pa.RecordBatch.from_arrays([c.combine_chunks() for c in table.columns], schema=arrow)
 
 
